@@ -1,0 +1,843 @@
+//! `CredentialService`: every operation on connections and providers, in one
+//! place, shaped like the daemon's routes.
+//!
+//! | method                | daemon route                                        |
+//! |-----------------------|-----------------------------------------------------|
+//! | `list_connections`    | `GET /api/connections`                              |
+//! | `get_connection`      | `GET /api/connections/{provider}/{connection}`      |
+//! | `login_api_key`       | `POST /api/auth/sessions` (api-key input)           |
+//! | `logout`              | `POST /api/connections/{provider}/{connection}/logout` |
+//! | `set_default`         | `POST /api/connections/{provider}/{connection}/default` |
+//! | `export`              | `POST /api/credentials/export`                      |
+//! | `resolve_for_host`    | `POST /api/credentials/resolve`                     |
+//! | `routes`              | `GET /api/proxy/routes`                             |
+//! | `list_providers` / `get_provider` / `register_provider` / `remove_provider` | `/api/providers…` |
+//!
+//! The CLI calls it in-process today; the daemon will put the same service
+//! behind HTTP. Policy lives here (which connection serves a request, what a
+//! valid key looks like), not in the front ends.
+
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::providers::{
+    AuthType, ExportRole, HostPattern, Injection, KeyFormat, ProviderDef, ProviderSource, Registry,
+};
+use crate::routing::RouteTable;
+use crate::secret::Secret;
+use crate::vault::master_key::{self, KeyStore, OsKeyring};
+use crate::vault::{
+    ConnectionRecord, ConnectionStatus, KeySource, MasterKey, NewConnection, Vault, now_unix,
+};
+
+/// The connection name used when none is given.
+pub const DEFAULT_CONNECTION: &str = "default";
+
+/// A connection as shown to users and scripts: metadata only.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    #[serde(flatten)]
+    pub record: ConnectionRecord,
+    pub display_name: String,
+    /// The secret fields, each shown as `"***"` when present.
+    pub secrets: Redacted,
+}
+
+/// Which secret fields a connection holds, never their values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Redacted {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<&'static str>,
+}
+
+/// One exported variable.
+#[derive(Debug)]
+pub struct ExportVar {
+    pub name: String,
+    pub value: Secret<String>,
+}
+
+/// A credential ready to be written into a request.
+#[derive(Debug)]
+pub struct ResolvedCredential {
+    pub provider: String,
+    pub connection: String,
+    pub injection: Injection,
+    /// The full header (or query parameter) value, prefix included.
+    pub value: Secret<String>,
+    /// Unix seconds, for OAuth tokens.
+    pub expires_at: Option<i64>,
+}
+
+/// A provider as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderSummary {
+    pub name: String,
+    pub display_name: String,
+    #[serde(rename = "type")]
+    pub kind: crate::providers::schema::ProviderKind,
+    pub auth_type: AuthType,
+    pub flow: crate::providers::Flow,
+    pub source: ProviderSource,
+    pub api_url: Vec<String>,
+    pub connections: usize,
+}
+
+/// What `register_provider` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterOutcome {
+    Added,
+    Replaced,
+    OverrodeBundled,
+}
+
+/// What `remove_provider` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoveOutcome {
+    Deleted,
+    RestoredBundled,
+}
+
+/// The service.
+#[derive(Debug)]
+pub struct CredentialService {
+    home: Home,
+    vault: Vault,
+    key_source: KeySource,
+    key_generated: bool,
+    registry: RwLock<Arc<Registry>>,
+}
+
+impl CredentialService {
+    /// Resolves the master key, opens the vault and loads the catalogue.
+    pub fn open(config: &Config) -> Result<CredentialService> {
+        let home = Home::new(&config.home);
+        let keyring = config.keyring.then(|| OsKeyring::for_home(&home));
+        let master = master_key::resolve(
+            config,
+            &home,
+            keyring.as_ref().map(|k| k as &dyn KeyStore),
+            Vault::exists(&home),
+        )?;
+        CredentialService::open_with(home, &master)
+    }
+
+    /// Opens with an already resolved master key.
+    pub fn open_with(home: Home, master: &MasterKey) -> Result<CredentialService> {
+        let vault = Vault::open(&home, master)?;
+        let registry = Registry::with_custom(&vault.list_custom_providers()?)?;
+        Ok(CredentialService {
+            home,
+            vault,
+            key_source: master.source().clone(),
+            key_generated: master.was_generated(),
+            registry: RwLock::new(Arc::new(registry)),
+        })
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Where the master key came from.
+    pub fn key_source(&self) -> &KeySource {
+        &self.key_source
+    }
+
+    /// True when this process generated the master key.
+    pub fn key_generated(&self) -> bool {
+        self.key_generated
+    }
+
+    /// The vault (for diagnostics).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// The current catalogue.
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn reload_registry(&self) -> Result<()> {
+        let fresh = Arc::new(Registry::with_custom(&self.vault.list_custom_providers()?)?);
+        match self.registry.write() {
+            Ok(mut r) => *r = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    fn find(&self, provider: &str, connection: Option<&str>) -> Result<ConnectionRecord> {
+        let found = match connection {
+            Some(c) => self.vault.find_connection(provider, c)?,
+            None => self.vault.default_connection(provider)?,
+        };
+        found.ok_or_else(|| {
+            if self.registry().get(provider).is_none() {
+                Error::ProviderNotFound {
+                    name: provider.into(),
+                }
+            } else {
+                Error::ConnectionNotFound {
+                    provider: provider.into(),
+                    connection: connection.unwrap_or(DEFAULT_CONNECTION).into(),
+                }
+            }
+        })
+    }
+}
+
+// === impl CredentialService: connections ===
+
+impl CredentialService {
+    /// Every connection (metadata only).
+    pub fn list_connections(&self) -> Result<Vec<ConnectionView>> {
+        let reg = self.registry();
+        Ok(self
+            .vault
+            .list_connections()?
+            .into_iter()
+            .map(|r| view(&reg, r))
+            .collect())
+    }
+
+    /// One connection, redacted. `connection: None` picks the provider's default.
+    pub fn get_connection(
+        &self,
+        provider: &str,
+        connection: Option<&str>,
+    ) -> Result<ConnectionView> {
+        let rec = self.find(provider, connection)?;
+        Ok(view(&self.registry(), rec))
+    }
+
+    /// Stores an API key for an `api_key` provider.
+    ///
+    /// The key must be visible ASCII (no spaces, line breaks or NUL: those
+    /// would let a stored value inject a second header upstream) and must
+    /// match the provider's `key_pattern` when it has one. Errors never quote
+    /// the key.
+    pub fn login_api_key(
+        &self,
+        provider: &str,
+        connection: &str,
+        key: Secret<String>,
+        force: bool,
+    ) -> Result<ConnectionRecord> {
+        let reg = self.registry();
+        let entry = reg.require(provider)?;
+        let def = &entry.def;
+        if def.auth_type != AuthType::ApiKey {
+            return Err(Error::Unsupported {
+                message: format!(
+                    "`{provider}` signs in with {} ({}), not with an API key",
+                    if def.auth_type == AuthType::Oauth2 { "OAuth" } else { "a browser session" },
+                    serde_json::to_value(def.flow).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+                ),
+                hint: Some("OAuth and browser logins run through the authsome daemon, which this build does not include yet".into()),
+            });
+        }
+        check_connection_name(connection)?;
+        let trimmed = key.expose().trim();
+        if trimmed.is_empty() {
+            return Err(Error::invalid(
+                "the API key is empty",
+                Some("paste the key, or pipe it into `--with-api-key`".into()),
+            ));
+        }
+        if !trimmed.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(Error::invalid(
+                "the API key contains spaces, line breaks or non-ASCII characters",
+                Some("copy the key again without surrounding text".into()),
+            ));
+        }
+        if let Some(spec) = &def.api_key
+            && let Some(pat) = &spec.key_pattern
+        {
+            let re = regex_lite::Regex::new(pat).map_err(|e| {
+                Error::invalid(
+                    format!("provider `{provider}` has an invalid key_pattern: {e}"),
+                    None,
+                )
+            })?;
+            if !re.is_match(trimmed) {
+                return Err(Error::invalid(
+                    format!(
+                        "that does not look like an API key for {}",
+                        def.display_name
+                    ),
+                    Some(
+                        spec.key_pattern_hint
+                            .clone()
+                            .unwrap_or_else(|| format!("keys for `{provider}` match {pat}")),
+                    ),
+                ));
+            }
+        }
+        let value = Secret::new(trimmed.to_string());
+        drop(key);
+        self.vault.put_connection(
+            NewConnection {
+                provider: provider.into(),
+                name: connection.into(),
+                auth_type: AuthType::ApiKey.as_str().into(),
+                status: ConnectionStatus::Connected,
+                account_label: None,
+                token_type: None,
+                scopes: Vec::new(),
+                expires_at: None,
+                api_key: Some(value),
+                access_token: None,
+                refresh_token: None,
+            },
+            force,
+        )
+    }
+
+    /// Removes one connection. `connection: None` removes the provider's default.
+    pub fn logout(&self, provider: &str, connection: Option<&str>) -> Result<ConnectionRecord> {
+        let rec = self.find(provider, connection)?;
+        self.vault.delete_connection(&rec.provider, &rec.name)?;
+        Ok(rec)
+    }
+
+    /// Makes `connection` the provider's default.
+    pub fn set_default(&self, provider: &str, connection: &str) -> Result<()> {
+        self.registry().require(provider)?;
+        self.vault.set_default(provider, connection)
+    }
+
+    /// The values of a connection as environment variables (the provider's
+    /// `export` map, or `<PROVIDER>_API_KEY` / `_ACCESS_TOKEN` by default).
+    pub fn export(
+        &self,
+        provider: &str,
+        connection: Option<&str>,
+    ) -> Result<(ConnectionRecord, Vec<ExportVar>)> {
+        let rec = self.find(provider, connection)?;
+        let reg = self.registry();
+        let def = reg.require(provider)?.def.clone();
+        let secrets = self.vault.read_secrets(&rec)?;
+        let mut roles: Vec<(String, ExportRole)> = def
+            .export
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if roles.is_empty() {
+            let stem: String = provider
+                .to_ascii_uppercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            roles.push((format!("{stem}_API_KEY"), ExportRole::ApiKey));
+            roles.push((format!("{stem}_ACCESS_TOKEN"), ExportRole::AccessToken));
+        }
+        let mut out = Vec::new();
+        for (name, role) in roles {
+            let value = match role {
+                ExportRole::ApiKey => secrets.api_key.as_ref().map(Secret::duplicate),
+                ExportRole::AccessToken => secrets.access_token.as_ref().map(Secret::duplicate),
+                ExportRole::RefreshToken => secrets.refresh_token.as_ref().map(Secret::duplicate),
+                ExportRole::BaseUrl => def
+                    .oauth
+                    .as_ref()
+                    .and_then(|o| o.base_url.clone())
+                    .map(Secret::new),
+                ExportRole::ApiUrl => def.rules.iter().find_map(|r| match &r.host {
+                    HostPattern::Exact(h) => Some(Secret::new(format!(
+                        "https://{h}{}{}",
+                        r.port.map(|p| format!(":{p}")).unwrap_or_default(),
+                        r.path_prefix.as_deref().unwrap_or("")
+                    ))),
+                    HostPattern::Suffix(_) => None,
+                }),
+                ExportRole::Cookie(_) => None,
+            };
+            if let Some(value) = value {
+                out.push(ExportVar { name, value });
+            }
+        }
+        Ok((rec, out))
+    }
+
+    /// The routing table over providers that have at least one connection.
+    pub fn routes(&self) -> Result<RouteTable> {
+        let reg = self.registry();
+        let mut names: Vec<String> = self
+            .vault
+            .list_connections()?
+            .into_iter()
+            .map(|c| c.provider)
+            .collect();
+        names.dedup();
+        Ok(RouteTable::build(
+            names
+                .iter()
+                .filter_map(|n| reg.get(n))
+                .map(|e| e.def.as_ref()),
+        ))
+    }
+
+    /// The credential for a request to `host:port` + `path`, or `Ok(None)`
+    /// when no connected provider claims it. Fails closed: a provider host
+    /// whose connection is unusable is an error, never `Ok(None)`.
+    pub fn resolve_for_host(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<Option<ResolvedCredential>> {
+        let table = self.routes()?;
+        let Some(route) = table.resolve(host, port, path) else {
+            return Ok(None);
+        };
+        let provider = route.provider.to_string();
+        let reg = self.registry();
+        let def = reg.require(&provider)?.def.clone();
+        let rec = self.find(&provider, None)?;
+        if rec.status != ConnectionStatus::Connected {
+            return Err(Error::invalid(
+                format!(
+                    "the `{provider}` connection `{}` is {:?}",
+                    rec.name, rec.status
+                )
+                .to_lowercase(),
+                Some(format!("run `authsome login {provider} --force`")),
+            ));
+        }
+        if rec.expires_at.is_some_and(|e| e <= now_unix()) {
+            return Err(Error::invalid(
+                format!(
+                    "the `{provider}` token of connection `{}` has expired",
+                    rec.name
+                ),
+                Some(format!("run `authsome login {provider} --force`")),
+            ));
+        }
+        let injection = def.injection().ok_or_else(|| {
+            Error::invalid(
+                format!("provider `{provider}` has no way to inject a credential"),
+                None,
+            )
+        })?;
+        let secrets = self.vault.read_secrets(&rec)?;
+        let raw = match injection.source {
+            ExportRole::ApiKey => secrets.api_key,
+            _ => secrets.access_token,
+        }
+        .ok_or_else(|| Error::ConnectionNotFound {
+            provider: provider.clone(),
+            connection: rec.name.clone(),
+        })?;
+        let value = header_value(&injection, &raw)?;
+        Ok(Some(ResolvedCredential {
+            provider,
+            connection: rec.name,
+            injection,
+            value,
+            expires_at: rec.expires_at,
+        }))
+    }
+}
+
+/// Builds the value written into the request. The one place a stored secret
+/// is combined with its header prefix.
+fn header_value(inj: &Injection, raw: &Secret<String>) -> Result<Secret<String>> {
+    let v = raw.expose();
+    if v.is_empty() || !v.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::invalid(
+            "the stored credential has an invalid format (control characters or spaces)",
+            Some("store it again with `authsome login … --force`".into()),
+        ));
+    }
+    Ok(Secret::new(match inj.format {
+        KeyFormat::Header => format!("{}{v}", inj.prefix),
+        KeyFormat::Basic => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{v}:"))
+        ),
+        KeyFormat::Query => v.clone(),
+    }))
+}
+
+fn view(reg: &Registry, record: ConnectionRecord) -> ConnectionView {
+    let display_name = reg
+        .get(&record.provider)
+        .map(|e| e.def.display_name.clone())
+        .unwrap_or_else(|| record.provider.clone());
+    let mark = |b: bool| b.then_some("***");
+    let secrets = Redacted {
+        api_key: mark(record.has_api_key),
+        access_token: mark(record.has_access_token),
+        refresh_token: mark(record.has_refresh_token),
+    };
+    ConnectionView {
+        record,
+        display_name,
+        secrets,
+    }
+}
+
+fn check_connection_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("connection name `{}` is not allowed", name.escape_debug()),
+            Some("use letters, digits, `.`, `_` and `-`".into()),
+        ))
+    }
+}
+
+// === impl CredentialService: providers ===
+
+impl CredentialService {
+    /// Every provider with its connection count.
+    pub fn list_providers(&self) -> Result<Vec<ProviderSummary>> {
+        let conns = self.vault.list_connections()?;
+        Ok(self
+            .registry()
+            .iter()
+            .map(|e| ProviderSummary {
+                name: e.def.name.clone(),
+                display_name: e.def.display_name.clone(),
+                kind: e.def.kind,
+                auth_type: e.def.auth_type,
+                flow: e.def.flow,
+                source: e.source,
+                api_url: e.def.api_url.clone(),
+                connections: conns.iter().filter(|c| c.provider == e.def.name).count(),
+            })
+            .collect())
+    }
+
+    /// One provider's definition and source.
+    pub fn get_provider(&self, name: &str) -> Result<(Arc<ProviderDef>, ProviderSource)> {
+        let reg = self.registry();
+        let e = reg.require(name)?;
+        Ok((e.def.clone(), e.source))
+    }
+
+    /// Registers a custom provider. A bundled name needs `force` (and then
+    /// overrides the bundled definition); so does replacing a custom one.
+    pub fn register_provider(&self, def: ProviderDef, force: bool) -> Result<RegisterOutcome> {
+        let reg = self.registry();
+        let outcome = match reg.get(&def.name).map(|e| e.source) {
+            None => RegisterOutcome::Added,
+            Some(ProviderSource::Bundled) if force => RegisterOutcome::OverrodeBundled,
+            Some(ProviderSource::Custom | ProviderSource::Override) if force => {
+                RegisterOutcome::Replaced
+            }
+            Some(ProviderSource::Bundled) => {
+                return Err(Error::invalid(
+                    format!("`{}` is a bundled provider", def.name),
+                    Some(format!(
+                        "add --force to override it; `authsome provider remove {}` restores the bundled form",
+                        def.name
+                    )),
+                ));
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    format!("a custom provider `{}` is already registered", def.name),
+                    Some("add --force to replace it".into()),
+                ));
+            }
+        };
+        reg.check_conflicts(&def)?;
+        self.vault.put_custom_provider(&def.name, &def.to_json())?;
+        self.reload_registry()?;
+        Ok(outcome)
+    }
+
+    /// Removes a custom provider; a bundled one of the same name comes back.
+    pub fn remove_provider(&self, name: &str) -> Result<RemoveOutcome> {
+        let reg = self.registry();
+        let entry = reg.require(name)?;
+        match entry.source {
+            ProviderSource::Bundled => {
+                return Err(Error::invalid(
+                    format!(
+                        "`{name}` is a bundled provider and has no custom definition to remove"
+                    ),
+                    None,
+                ));
+            }
+            ProviderSource::Custom => {
+                let n = self
+                    .vault
+                    .list_connections()?
+                    .iter()
+                    .filter(|c| c.provider == name)
+                    .count();
+                if n > 0 {
+                    return Err(Error::invalid(
+                        format!("provider `{name}` still has {n} connection(s)"),
+                        Some(format!("run `authsome logout {name}` first")),
+                    ));
+                }
+            }
+            ProviderSource::Override => {}
+        }
+        let restored = entry.source == ProviderSource::Override;
+        self.vault.delete_custom_provider(name)?;
+        self.reload_registry()?;
+        Ok(if restored {
+            RemoveOutcome::RestoredBundled
+        } else {
+            RemoveOutcome::Deleted
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::master_key::KeySource;
+
+    fn service() -> (tempfile::TempDir, CredentialService) {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = CredentialService::open_with(
+            Home::new(dir.path()),
+            &MasterKey::from_bytes([3; 32], KeySource::Env),
+        )
+        .unwrap();
+        (dir, svc)
+    }
+
+    fn key(s: &str) -> Secret<String> {
+        Secret::new(s.into())
+    }
+
+    #[test]
+    fn api_key_is_checked_against_the_pattern_without_echoing_it() {
+        let (_d, s) = service();
+        let err = s
+            .login_api_key("openai", "default", key("not-a-key-CANARY"), false)
+            .unwrap_err();
+        assert!(!err.to_string().contains("CANARY"));
+        assert!(err.hint().unwrap().contains("sk-"));
+        s.login_api_key(
+            "openai",
+            "default",
+            key("sk-aaaaaaaaaaaaaaaaaaaaaaaa"),
+            false,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn keys_with_line_breaks_are_refused() {
+        let (_d, s) = service();
+        for bad in [
+            "sk-aaaaaaaaaaaaaaaaaaaaaaaa\r\nX-Evil: 1",
+            "a b",
+            "k\0ey",
+            "ключ",
+        ] {
+            assert!(
+                s.login_api_key("ahrefs", "default", key(bad), false)
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        // surrounding whitespace (a pasted newline) is trimmed
+        s.login_api_key("ahrefs", "default", key("  abc123\n"), false)
+            .unwrap();
+        let (_, vars) = s.export("ahrefs", None).unwrap();
+        assert_eq!(vars[0].value.expose(), "abc123");
+    }
+
+    #[test]
+    fn oauth_providers_are_not_api_key_logins() {
+        let (_d, s) = service();
+        let err = s
+            .login_api_key("github", "default", key("x"), false)
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }));
+    }
+
+    #[test]
+    fn resolve_builds_each_header_form() {
+        let (_d, s) = service();
+        s.login_api_key(
+            "openai",
+            "default",
+            key("sk-aaaaaaaaaaaaaaaaaaaaaaaa"),
+            false,
+        )
+        .unwrap();
+        s.login_api_key("anthropic", "default", key("sk-ant-xyz"), false)
+            .unwrap();
+        s.login_api_key("ashby", "default", key("ashbykey"), false)
+            .unwrap();
+        let r = s
+            .resolve_for_host("api.openai.com", 443, "/v1/models")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.injection.name.as_str(), r.value.expose().as_str()),
+            ("Authorization", "Bearer sk-aaaaaaaaaaaaaaaaaaaaaaaa")
+        );
+        let r = s
+            .resolve_for_host("api.anthropic.com", 443, "/v1/messages")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.injection.name.as_str(), r.value.expose().as_str()),
+            ("x-api-key", "sk-ant-xyz")
+        );
+        let r = s
+            .resolve_for_host("api.ashbyhq.com", 443, "/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.value.expose(), "Basic YXNoYnlrZXk6");
+        // unconnected provider hosts and unknown hosts resolve to nothing
+        assert!(
+            s.resolve_for_host("api.groq.com", 443, "/")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.resolve_for_host("example.com", 443, "/")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn default_connection_serves_and_can_be_switched() {
+        let (_d, s) = service();
+        s.login_api_key("ahrefs", "work", key("work-key"), false)
+            .unwrap();
+        s.login_api_key("ahrefs", "home", key("home-key"), false)
+            .unwrap();
+        let v = |s: &CredentialService| {
+            s.resolve_for_host("api.ahrefs.com", 443, "/")
+                .unwrap()
+                .unwrap()
+                .value
+                .expose()
+                .clone()
+        };
+        assert_eq!(v(&s), "Bearer work-key");
+        s.set_default("ahrefs", "home").unwrap();
+        assert_eq!(v(&s), "Bearer home-key");
+        s.logout("ahrefs", None).unwrap();
+        assert_eq!(v(&s), "Bearer work-key");
+    }
+
+    #[test]
+    fn provider_register_override_and_restore() {
+        let (_d, s) = service();
+        let custom = crate::providers::parse_file(
+            "t",
+            r#"{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["api.acme.test"],"api_key":{"header_name":"X-Acme-Key","header_prefix":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.register_provider(custom.clone(), false).unwrap(),
+            RegisterOutcome::Added
+        );
+        assert!(s.register_provider(custom.clone(), false).is_err());
+        assert_eq!(
+            s.register_provider(custom, true).unwrap(),
+            RegisterOutcome::Replaced
+        );
+        s.login_api_key("acme", "default", key("acme-secret"), false)
+            .unwrap();
+        let r = s
+            .resolve_for_host("api.acme.test", 443, "/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.injection.name, "X-Acme-Key");
+        assert!(s.remove_provider("acme").is_err(), "has connections");
+
+        let openai2 = crate::providers::parse_file(
+            "t",
+            r#"{"name":"openai","auth_type":"api_key","flow":"api_key","api_url":["api.openai.com"],"api_key":{"header_name":"X-Other"}}"#,
+        )
+        .unwrap();
+        assert!(s.register_provider(openai2.clone(), false).is_err());
+        assert_eq!(
+            s.register_provider(openai2, true).unwrap(),
+            RegisterOutcome::OverrodeBundled
+        );
+        assert_eq!(
+            s.get_provider("openai")
+                .unwrap()
+                .0
+                .api_key
+                .as_ref()
+                .unwrap()
+                .header_name,
+            "X-Other"
+        );
+        assert_eq!(
+            s.remove_provider("openai").unwrap(),
+            RemoveOutcome::RestoredBundled
+        );
+        assert_eq!(
+            s.get_provider("openai")
+                .unwrap()
+                .0
+                .api_key
+                .as_ref()
+                .unwrap()
+                .header_name,
+            "Authorization"
+        );
+        assert!(s.remove_provider("openai").is_err());
+    }
+
+    #[test]
+    fn registering_a_claimed_host_is_refused() {
+        let (_d, s) = service();
+        let def = crate::providers::parse_file(
+            "t",
+            r#"{"name":"fake-openai","auth_type":"api_key","flow":"api_key","api_url":["api.openai.com"],"api_key":{}}"#,
+        )
+        .unwrap();
+        let err = s.register_provider(def, true).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("already claimed by provider `openai`")
+        );
+    }
+
+    #[test]
+    fn debug_of_resolved_credential_is_redacted() {
+        let (_d, s) = service();
+        s.login_api_key("ahrefs", "default", key("AKCANARY_dbg"), false)
+            .unwrap();
+        let r = s
+            .resolve_for_host("api.ahrefs.com", 443, "/")
+            .unwrap()
+            .unwrap();
+        assert!(!format!("{r:?}").contains("AKCANARY"));
+        let (_, vars) = s.export("ahrefs", None).unwrap();
+        assert!(!format!("{vars:?}").contains("AKCANARY"));
+    }
+}

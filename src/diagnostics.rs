@@ -1,0 +1,214 @@
+//! `doctor` checks as data: each [`Check`] says what was looked at, what was
+//! found and, when something is wrong, the command that fixes it. Nothing
+//! here prints, and nothing here creates keys or files: a check on a fresh
+//! home reports what will be created, it does not create it.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::home::{self, Home};
+use crate::identity::Identity;
+use crate::providers::Registry;
+use crate::vault::master_key::{self, KeyStore, KeyringLookup, OsKeyring};
+use crate::vault::{MasterKey, Vault};
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One diagnostic.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: Status::Pass,
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+    fn warn(name: &'static str, detail: impl Into<String>, hint: Option<String>) -> Check {
+        Check {
+            name,
+            status: Status::Warn,
+            detail: detail.into(),
+            hint,
+        }
+    }
+    fn fail(name: &'static str, err: &Error) -> Check {
+        Check {
+            name,
+            status: Status::Fail,
+            detail: err.to_string(),
+            hint: err.hint(),
+        }
+    }
+}
+
+/// Runs every check against the home `config` names.
+pub fn run(config: &Config) -> Vec<Check> {
+    let home = Home::new(&config.home);
+    let mut checks = vec![check_home(&home)];
+    let keyring = config.keyring.then(|| OsKeyring::for_home(&home));
+    checks.push(match &keyring {
+        None => Check::pass("keyring", "switched off (AUTHSOME_KEYRING=off)"),
+        Some(k) => match k.get() {
+            KeyringLookup::Found(_) => {
+                Check::pass("keyring", "available; holds this home's master key")
+            }
+            KeyringLookup::Empty => Check::pass("keyring", "available; holds no key for this home"),
+            KeyringLookup::Unavailable(why) => Check::pass(
+                "keyring",
+                format!("unavailable ({why}); the key file is used instead"),
+            ),
+        },
+    });
+    let vault_exists = Vault::exists(&home);
+    if !vault_exists
+        && config.master_key.is_none()
+        && config.master_key_file.is_none()
+        && !home.master_key().exists()
+    {
+        checks.push(Check::warn(
+            "master key",
+            "none yet; one is created on the first `authsome login`",
+            None,
+        ));
+        checks.push(Check::warn(
+            "vault",
+            format!("{} does not exist yet", home.vault_db().display()),
+            None,
+        ));
+    } else {
+        let master = master_key::resolve(
+            config,
+            &home,
+            keyring.as_ref().map(|k| k as &dyn KeyStore),
+            true,
+        );
+        match master {
+            Err(e) => checks.push(Check::fail("master key", &e)),
+            Ok(m) => {
+                checks.push(Check::pass(
+                    "master key",
+                    format!("from {} ({})", m.source().describe(), kind(&m)),
+                ));
+                if vault_exists {
+                    check_vault(&home, &m, &mut checks);
+                } else {
+                    checks.push(Check::warn(
+                        "vault",
+                        format!("{} does not exist yet", home.vault_db().display()),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    checks.push(match Identity::load(&home) {
+        Ok(Some(id)) => Check::pass("identity", id.did().to_string()),
+        Ok(None) => Check::warn(
+            "identity",
+            "none yet; created on first use (`authsome whoami`)",
+            None,
+        ),
+        Err(e) => Check::fail("identity", &e),
+    });
+    checks
+}
+
+fn kind(m: &MasterKey) -> &'static str {
+    if m.is_passphrase() {
+        "passphrase, Argon2id"
+    } else {
+        "256-bit key"
+    }
+}
+
+fn check_home(home: &Home) -> Check {
+    match home::mode_of(home.root()) {
+        None => Check::warn(
+            "home",
+            format!("{} does not exist yet", home.root().display()),
+            None,
+        ),
+        Some(mode) if mode & 0o077 != 0 => Check::fail(
+            "home",
+            &Error::InsecurePermissions {
+                path: home.root().to_path_buf(),
+                mode,
+                dir: true,
+            },
+        ),
+        Some(mode) => Check::pass(
+            "home",
+            format!("{} (mode {mode:03o})", home.root().display()),
+        ),
+    }
+}
+
+fn check_vault(home: &Home, master: &MasterKey, checks: &mut Vec<Check>) {
+    let path = home.vault_db();
+    if let Some(mode) = home::mode_of(&path)
+        && mode & 0o077 != 0
+    {
+        checks.push(Check::fail(
+            "vault file",
+            &Error::InsecurePermissions {
+                path: path.clone(),
+                mode,
+                dir: false,
+            },
+        ));
+    }
+    let vault = match Vault::open(home, master) {
+        Ok(v) => v,
+        Err(e) => {
+            checks.push(Check::fail("vault", &e));
+            return;
+        }
+    };
+    match vault.check_integrity() {
+        Err(e) => checks.push(Check::fail("integrity", &e)),
+        Ok(r) if !r.sqlite_ok => checks.push(Check {
+            name: "integrity",
+            status: Status::Fail,
+            detail: format!("SQLite reports damage: {}", r.sqlite_detail.unwrap_or_default()),
+            hint: Some("restore vault.db from a backup".into()),
+        }),
+        Ok(r) if !r.damaged.is_empty() => checks.push(Check {
+            name: "integrity",
+            status: Status::Fail,
+            detail: format!("{} of {} records fail to decrypt: {}", r.damaged.len(), r.records, r.damaged.join(", ")),
+            hint: Some("`authsome logout PROVIDER --connection NAME` removes a damaged record; log in again to replace it".into()),
+        }),
+        Ok(r) => checks.push(Check::pass("vault", format!("{} ({} connections, all decrypt)", path.display(), r.records))),
+    }
+    match vault.list_custom_providers().and_then(|c| Registry::with_custom(&c)) {
+        Err(e) => checks.push(Check::fail("providers", &e)),
+        Ok(reg) if !reg.problems.is_empty() => checks.push(Check {
+            name: "providers",
+            status: Status::Fail,
+            detail: reg.problems.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "),
+            hint: Some("fix the file and run `authsome provider register FILE --force`, or `authsome provider remove NAME`".into()),
+        }),
+        Ok(reg) => {
+            let custom = reg.iter().filter(|e| e.source != crate::providers::ProviderSource::Bundled).count();
+            checks.push(Check::pass("providers", format!("{} loaded ({custom} custom)", reg.len())));
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The library's error type.
+//!
+//! Every variant carries what the person fixing it needs: a lowercase message
+//! with context (`provider file ./acme.json: unknown field `hosts``) and, where
+//! there is a next step, a [`Error::hint`] that names it. Messages never
+//! contain secret values: no variant holds a `Secret`, and values read from
+//! provider files or the vault are described, not quoted.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure this is; the CLI maps it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A provider or connection that does not exist.
+    NotFound,
+    /// Input the user can correct: a bad key, a malformed provider file.
+    InvalidInput,
+    /// The thing exists already.
+    Conflict,
+    /// The vault or its keys: wrong master key, tampering, loose permissions.
+    Vault,
+    /// The file system or database refused an operation.
+    Io,
+    /// A feature this build does not offer (yet).
+    Unsupported,
+}
+
+/// Errors from the domain modules.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{context}: {source}")]
+    Database {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{} is accessible by other users (mode {mode:03o})", path.display())]
+    InsecurePermissions { path: PathBuf, mode: u32, dir: bool },
+    #[error("{} is a symbolic link; refusing to follow it", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{message}")]
+    MasterKey { message: String, hint: String },
+    #[error("the master key from {source_desc} does not match this vault")]
+    WrongMasterKey { source_desc: String },
+    #[error("{what} failed its integrity check: the vault file was modified or damaged")]
+    Corrupt { what: String },
+    #[error("provider file {origin}: {message}")]
+    ProviderFile {
+        origin: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("unknown provider `{name}`")]
+    ProviderNotFound { name: String },
+    #[error("no connection `{connection}` for provider `{provider}`")]
+    ConnectionNotFound {
+        provider: String,
+        connection: String,
+    },
+    #[error("`{provider}` already has a connection named `{connection}`")]
+    ConnectionExists {
+        provider: String,
+        connection: String,
+    },
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Unsupported {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl Error {
+    /// An I/O failure with the path it happened on.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An I/O failure while doing `what` on `path`.
+    pub fn io_at(what: &str, path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            context: format!("cannot {what} {}", path.display()),
+            source,
+        }
+    }
+
+    /// A database failure with what was being done.
+    pub fn db(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        Error::Database {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Input the user can fix.
+    pub fn invalid(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Invalid {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// The category, for exit codes and HTTP statuses.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } | Error::Database { .. } => ErrorKind::Io,
+            Error::InsecurePermissions { .. }
+            | Error::Symlink { .. }
+            | Error::MasterKey { .. }
+            | Error::WrongMasterKey { .. }
+            | Error::Corrupt { .. } => ErrorKind::Vault,
+            Error::ProviderFile { .. } | Error::Invalid { .. } => ErrorKind::InvalidInput,
+            Error::ProviderNotFound { .. } | Error::ConnectionNotFound { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::ConnectionExists { .. } => ErrorKind::Conflict,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+        }
+    }
+
+    /// The next step for the user, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Io { context, .. } | Error::Database { context, .. } if is_readonly(self) => {
+                Some(format!(
+                    "check that you may write there ({context}); or point AUTHSOME_HOME at a writable directory"
+                ))
+            }
+            Error::Io { .. } | Error::Database { .. } => None,
+            Error::InsecurePermissions { path, dir, .. } => Some(format!(
+                "run `chmod {} {}` so only you can read it",
+                if *dir { "700" } else { "600" },
+                path.display()
+            )),
+            Error::Symlink { path } => Some(format!("replace {} with a regular file", path.display())),
+            Error::MasterKey { hint, .. } => Some(hint.clone()),
+            Error::WrongMasterKey { .. } => Some(
+                "use the key this vault was created with (AUTHSOME_MASTER_KEY, AUTHSOME_MASTER_KEY_FILE, \
+                 the OS keyring or $AUTHSOME_HOME/master.key); `authsome doctor` shows which source is in use"
+                    .into(),
+            ),
+            Error::Corrupt { .. } => Some(
+                "run `authsome doctor` to list the damaged records; `authsome logout` removes one and \
+                 `authsome login` stores it again"
+                    .into(),
+            ),
+            Error::ProviderFile { hint, .. } => hint.clone(),
+            Error::ProviderNotFound { .. } => {
+                Some("run `authsome provider list` to see the known providers".into())
+            }
+            Error::ConnectionNotFound { provider, connection } => Some(if connection == "default" {
+                format!("run `authsome login {provider}`")
+            } else {
+                format!("run `authsome login {provider} --connection {connection}`")
+            }),
+            Error::ConnectionExists { .. } => Some("add --force to replace it".into()),
+            Error::Invalid { hint, .. } | Error::Unsupported { hint, .. } => hint.clone(),
+        }
+    }
+}
+
+/// True when the failure means "you may not write here".
+fn is_readonly(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+        ),
+        Error::Database { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly)
+                | Some(rusqlite::ErrorCode::CannotOpen)
+                | Some(rusqlite::ErrorCode::PermissionDenied)
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,37 @@
+//! authsome: a credential injector for AI agents and developer tools.
+//!
+//! An agent runs behind a local proxy that adds the user's API keys and OAuth
+//! tokens to requests for known provider hosts, so the agent never holds a
+//! secret. This crate is the library behind the `authsome` binary.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs ─ cli (one file per subcommand; rendering only)
+//!              │
+//!         credentials (CredentialService: the operations the CLI and the
+//!              │        daemon routes share)
+//!     ┌────────┼──────────┬──────────┐
+//!   vault   providers   routing   identity      diagnostics
+//!     │         │          │
+//!   secret, error, config, home (leaves)
+//! ```
+//!
+//! Allowed edges are checked by `tests/it/layering.rs`: domain modules never
+//! reach up into `cli`, and `vault` depends only on `secret`, `error` and `home`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod diagnostics;
+pub mod error;
+pub mod home;
+pub mod identity;
+pub mod providers;
+pub mod routing;
+pub mod secret;
+pub mod vault;
+
+pub use error::{Error, Result};

@@ -1,0 +1,183 @@
+//! The provider catalogue: bundled definitions plus the user's own.
+//!
+//! Bundled definitions are the `providers/*.json` files of this repository,
+//! embedded at build time. Custom definitions live in the vault database
+//! (registered with `authsome provider register`); a custom definition with
+//! a bundled name overrides the bundled one until it is removed.
+
+pub mod hosts;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use self::hosts::{HostPattern, HostRule};
+pub use self::schema::{AuthType, ExportRole, Flow, Injection, KeyFormat, ProviderDef};
+use crate::error::{Error, Result};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_providers.rs"));
+}
+
+/// Where a definition came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderSource {
+    /// Shipped with authsome.
+    Bundled,
+    /// Registered by the user.
+    Custom,
+    /// Registered by the user under a bundled name.
+    Override,
+}
+
+/// One provider in the catalogue.
+#[derive(Debug, Clone)]
+pub struct ProviderEntry {
+    pub def: Arc<ProviderDef>,
+    pub source: ProviderSource,
+}
+
+/// The merged catalogue.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, ProviderEntry>,
+    /// Custom definitions that failed to load (name, reason); reported by `doctor`.
+    pub problems: Vec<(String, String)>,
+}
+
+/// Parses one provider file, naming `origin` in every error.
+pub fn parse_file(origin: &str, text: &str) -> Result<ProviderDef> {
+    ProviderDef::parse(text).map_err(|e| Error::ProviderFile {
+        origin: origin.into(),
+        message: e.message,
+        hint: e.hint,
+    })
+}
+
+/// The bundled files as `(file name, text)`.
+pub fn bundled_files() -> &'static [(&'static str, &'static str)] {
+    bundled::BUNDLED
+}
+
+impl Registry {
+    /// The bundled catalogue alone.
+    pub fn bundled() -> Result<Registry> {
+        let mut entries = BTreeMap::new();
+        for (file, text) in bundled::BUNDLED {
+            let def = parse_file(&format!("providers/{file}"), text)?;
+            entries.insert(
+                def.name.clone(),
+                ProviderEntry {
+                    def: Arc::new(def),
+                    source: ProviderSource::Bundled,
+                },
+            );
+        }
+        Ok(Registry {
+            entries,
+            problems: Vec::new(),
+        })
+    }
+
+    /// The bundled catalogue with custom definitions (`(name, json)`) laid over it.
+    pub fn with_custom(custom: &[(String, String)]) -> Result<Registry> {
+        let mut reg = Registry::bundled()?;
+        for (name, json) in custom {
+            match parse_file(&format!("custom provider `{name}`"), json) {
+                Ok(def) => {
+                    let source = if reg
+                        .entries
+                        .get(&def.name)
+                        .is_some_and(|e| e.source == ProviderSource::Bundled)
+                    {
+                        ProviderSource::Override
+                    } else {
+                        ProviderSource::Custom
+                    };
+                    reg.entries.insert(
+                        def.name.clone(),
+                        ProviderEntry {
+                            def: Arc::new(def),
+                            source,
+                        },
+                    );
+                }
+                Err(e) => reg.problems.push((name.clone(), e.to_string())),
+            }
+        }
+        Ok(reg)
+    }
+
+    /// Looks a provider up by name.
+    pub fn get(&self, name: &str) -> Option<&ProviderEntry> {
+        self.entries.get(name)
+    }
+
+    /// Looks a provider up, or fails with a hint.
+    pub fn require(&self, name: &str) -> Result<&ProviderEntry> {
+        self.get(name)
+            .ok_or_else(|| Error::ProviderNotFound { name: name.into() })
+    }
+
+    /// Every provider, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &ProviderEntry> {
+        self.entries.values()
+    }
+
+    /// Number of providers.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Fails when another provider already claims one of `def`'s host rules
+    /// verbatim, so one host never carries two providers' credentials.
+    pub fn check_conflicts(&self, def: &ProviderDef) -> Result<()> {
+        for entry in self.entries.values().filter(|e| e.def.name != def.name) {
+            if let Some(rule) = def.rules.iter().find(|r| entry.def.rules.contains(r)) {
+                return Err(Error::invalid(
+                    format!(
+                        "host rule `{rule}` is already claimed by provider `{}`",
+                        entry.def.name
+                    ),
+                    Some(format!(
+                        "give `{}` a more specific rule (a path prefix or an exact host), or remove `{}` first",
+                        def.name, entry.def.name
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_catalogue_loads() {
+        let r = Registry::bundled().unwrap();
+        assert_eq!(r.len(), 88);
+        assert!(r.get("openai").is_some());
+    }
+
+    #[test]
+    fn custom_overrides_bundled_and_broken_custom_is_a_problem_not_a_failure() {
+        let openai = r#"{"name":"openai","auth_type":"api_key","flow":"api_key","api_url":["api.openai.com"],"api_key":{}}"#;
+        let r = Registry::with_custom(&[
+            ("openai".into(), openai.into()),
+            ("broken".into(), "{".into()),
+        ])
+        .unwrap();
+        assert_eq!(r.get("openai").unwrap().source, ProviderSource::Override);
+        assert_eq!(r.problems.len(), 1);
+    }
+}

@@ -1,0 +1,213 @@
+//! The host-routing table: which provider, if any, a request belongs to.
+//!
+//! Pure data, no I/O. Built from provider definitions; looked up on every
+//! proxied request, so a lookup is two hash probes per host label at most.
+//!
+//! Precedence (the most specific rule wins):
+//! 1. an exact host beats any wildcard; a longer wildcard suffix beats a shorter one;
+//! 2. for the same host pattern, a longer path prefix beats a shorter one (or none).
+//!
+//! Ports must match exactly; a rule without a port means 443.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::providers::{HostPattern, HostRule, ProviderDef};
+
+/// A match: the provider and the rule that selected it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub provider: Arc<str>,
+    #[serde(serialize_with = "ser_rule")]
+    pub rule: HostRule,
+}
+
+fn ser_rule<S: serde::Serializer>(r: &HostRule, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&r.to_string())
+}
+
+/// Host → provider lookup.
+#[derive(Debug, Default, Clone)]
+pub struct RouteTable {
+    /// (host, port) → routes, longest path prefix first.
+    exact: HashMap<(String, u16), Vec<Route>>,
+    /// (suffix, port) → routes, longest path prefix first.
+    suffix: HashMap<(String, u16), Vec<Route>>,
+    len: usize,
+}
+
+impl RouteTable {
+    /// Builds the table from the given providers' rules.
+    pub fn build<'a>(providers: impl IntoIterator<Item = &'a ProviderDef>) -> RouteTable {
+        let mut t = RouteTable::default();
+        for def in providers {
+            let name: Arc<str> = Arc::from(def.name.as_str());
+            for rule in &def.rules {
+                let route = Route {
+                    provider: name.clone(),
+                    rule: rule.clone(),
+                };
+                let (map, key) = match &rule.host {
+                    HostPattern::Exact(h) => (&mut t.exact, (h.clone(), rule.effective_port())),
+                    HostPattern::Suffix(s) => (&mut t.suffix, (s.clone(), rule.effective_port())),
+                };
+                map.entry(key).or_default().push(route);
+                t.len += 1;
+            }
+        }
+        for v in t.exact.values_mut().chain(t.suffix.values_mut()) {
+            v.sort_by_key(|r| {
+                std::cmp::Reverse(r.rule.path_prefix.as_ref().map_or(0, String::len))
+            });
+        }
+        t
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no rule is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The route for `host:port` and `path`, if any. `host` may be in any
+    /// case and may carry a trailing dot.
+    pub fn resolve(&self, host: &str, port: u16, path: &str) -> Option<&Route> {
+        let lowered;
+        let mut host = host.strip_suffix('.').unwrap_or(host);
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            host = &lowered;
+        }
+        let mut key = (host.to_string(), port);
+        if let Some(routes) = self.exact.get(&key)
+            && let Some(r) = first_match(routes, path)
+        {
+            return Some(r);
+        }
+        // Walk the suffixes from longest to shortest: a.b.c.com → b.c.com → c.com → com.
+        let mut rest = host;
+        while let Some(i) = rest.find('.') {
+            rest = &rest[i + 1..];
+            key.0.clear();
+            key.0.push_str(rest);
+            if let Some(routes) = self.suffix.get(&key)
+                && let Some(r) = first_match(routes, path)
+            {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Every route, for display (`/api/proxy/routes`).
+    pub fn routes(&self) -> Vec<&Route> {
+        let mut all: Vec<&Route> = self
+            .exact
+            .values()
+            .chain(self.suffix.values())
+            .flatten()
+            .collect();
+        all.sort_by(|a, b| {
+            (a.provider.as_ref(), a.rule.to_string())
+                .cmp(&(b.provider.as_ref(), b.rule.to_string()))
+        });
+        all
+    }
+}
+
+fn first_match<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
+    routes.iter().find(|r| {
+        r.rule
+            .path_prefix
+            .as_deref()
+            .is_none_or(|p| crate::providers::hosts::path_has_prefix(path, p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Registry;
+
+    fn table() -> RouteTable {
+        let reg = Registry::bundled().unwrap();
+        RouteTable::build(reg.iter().map(|e| e.def.as_ref()))
+    }
+
+    fn who(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+        t.resolve(host, 443, path).map(|r| r.provider.to_string())
+    }
+
+    #[test]
+    fn exact_hosts_resolve() {
+        let t = table();
+        assert_eq!(
+            who(&t, "api.openai.com", "/v1/models").as_deref(),
+            Some("openai")
+        );
+        assert_eq!(who(&t, "API.OpenAI.com.", "/").as_deref(), Some("openai"));
+        assert_eq!(who(&t, "example.com", "/"), None);
+        assert!(t.resolve("api.openai.com", 8443, "/").is_none());
+    }
+
+    #[test]
+    fn most_specific_rule_wins() {
+        let t = table();
+        // exact + path prefix beats the wildcard
+        assert_eq!(
+            who(&t, "gmail.googleapis.com", "/gmail/v1/users").as_deref(),
+            Some("google-gmail")
+        );
+        // outside the prefix the wildcard applies
+        assert_eq!(
+            who(&t, "gmail.googleapis.com", "/other").as_deref(),
+            Some("google")
+        );
+        assert_eq!(
+            who(&t, "www.googleapis.com", "/drive/v3/files").as_deref(),
+            Some("google-drive")
+        );
+        assert_eq!(
+            who(&t, "www.googleapis.com", "/youtube/v3/x").as_deref(),
+            Some("google-youtube")
+        );
+        // longer path prefix beats shorter / none on the same host
+        assert_eq!(
+            who(&t, "graph.microsoft.com", "/v1.0/me/drive/root").as_deref(),
+            Some("microsoft-word")
+        );
+        assert_eq!(
+            who(&t, "graph.microsoft.com", "/v1.0/users").as_deref(),
+            Some("microsoft")
+        );
+        // exact beats wildcard
+        assert_eq!(
+            who(&t, "mcp.linear.app", "/").as_deref(),
+            Some("linear-mcp")
+        );
+        assert_eq!(
+            who(&t, "api.linear.app", "/graphql").as_deref(),
+            Some("linear")
+        );
+    }
+
+    #[test]
+    fn lookalike_hosts_get_nothing() {
+        let t = table();
+        for h in [
+            "evilgithubusercontent.com",
+            "googleapis.evil.example",
+            "api.openai.com.evil.test",
+            "xapi.openai.com",
+            "googleapis.com",
+        ] {
+            assert_eq!(who(&t, h, "/"), None, "{h}");
+        }
+    }
+}
