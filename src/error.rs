@@ -34,17 +34,14 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{context}: {source}")]
+    // The cause is part of the message rather than a `source`, so the CLI's
+    // `{:#}` chain does not print it twice.
+    #[error("{context}: {}", strip_os_code(cause))]
+    Io { context: String, cause: io::Error },
+    #[error("{context}: {}", describe_db(cause))]
     Database {
         context: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("{} is accessible by other users (mode {mode:03o})", path.display())]
     InsecurePermissions { path: PathBuf, mode: u32, dir: bool },
@@ -91,7 +88,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -99,7 +96,7 @@ impl Error {
     pub fn io_at(what: &str, path: &Path, source: io::Error) -> Self {
         Error::Io {
             context: format!("cannot {what} {}", path.display()),
-            source,
+            cause: source,
         }
     }
 
@@ -107,7 +104,7 @@ impl Error {
     pub fn db(context: impl Into<String>, source: rusqlite::Error) -> Self {
         Error::Database {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -140,11 +137,11 @@ impl Error {
     /// The next step for the user, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { context, .. } | Error::Database { context, .. } if is_readonly(self) => {
-                Some(format!(
-                    "check that you may write there ({context}); or point AUTHSOME_HOME at a writable directory"
-                ))
-            }
+            Error::Io { .. } | Error::Database { .. } if is_readonly(self) => Some(
+                "authsome writes to its home directory: check its permissions and owner, \
+                 or point AUTHSOME_HOME at a writable directory"
+                    .into(),
+            ),
             Error::Io { .. } | Error::Database { .. } => None,
             Error::InsecurePermissions { path, dir, .. } => Some(format!(
                 "run `chmod {} {}` so only you can read it",
@@ -178,15 +175,39 @@ impl Error {
     }
 }
 
+/// `Permission denied (os error 13)` → `permission denied`.
+fn strip_os_code(e: &io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+/// SQLite's own message, without rusqlite's repetition of it.
+fn describe_db(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(code, Some(msg)) if msg.is_empty() => code.to_string(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        rusqlite::Error::SqliteFailure(code, None) => code.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// True when the failure means "you may not write here".
 fn is_readonly(e: &Error) -> bool {
     match e {
-        Error::Io { source, .. } => matches!(
-            source.kind(),
+        Error::Io { cause, .. } => matches!(
+            cause.kind(),
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
         ),
-        Error::Database { source, .. } => matches!(
-            source.sqlite_error_code(),
+        Error::Database { cause, .. } => matches!(
+            cause.sqlite_error_code(),
             Some(rusqlite::ErrorCode::ReadOnly)
                 | Some(rusqlite::ErrorCode::CannotOpen)
                 | Some(rusqlite::ErrorCode::PermissionDenied)

@@ -160,8 +160,8 @@ impl HostRule {
         let host = host.to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host).to_string();
         let pattern = if let Some(suffix) = host.strip_prefix("*.") {
-            validate_name(suffix, s)?;
             check_wildcard(suffix, s)?;
+            validate_name(suffix, s)?;
             HostPattern::Suffix(suffix.to_string())
         } else {
             if host.contains('*') {

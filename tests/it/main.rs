@@ -1,1 +1,13 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Integration tests: one binary, driving the real `authsome` executable
+//! against temporary homes.
 
+mod canary;
+mod cli_keys;
+mod cli_login;
+mod cli_providers;
+mod common;
+mod layering;
+mod permissions;
+mod providers_files;
+mod vault_tamper;

@@ -1,0 +1,116 @@
+//! The canary sweep: store a unique secret, run every command, and check the
+//! secret (and its base64 / URL-encoded / JSON-escaped forms) appears nowhere
+//! except `export`'s stdout: not in any other output, not in stderr, not in
+//! the SQLite file, its WAL or shared-memory file.
+
+use base64::Engine;
+
+use crate::common::{Out, TestHome, canary};
+
+fn forms(secret: &str) -> Vec<String> {
+    let b = base64::engine::general_purpose::STANDARD;
+    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    vec![
+        secret.to_string(),
+        b.encode(secret),
+        u.encode(secret),
+        b.encode(format!("{secret}:")),
+        secret.replace('_', "%5F"),
+        serde_json::to_string(secret).unwrap(),
+        // a distinctive middle slice, in case of partial leaks
+        secret[4..secret.len() - 4].to_string(),
+    ]
+}
+
+fn assert_clean(label: &str, haystack: &[u8], secret: &str) {
+    for f in forms(secret) {
+        assert!(
+            !haystack.windows(f.len()).any(|w| w == f.as_bytes()),
+            "{label} contains the secret (form {f:?})"
+        );
+    }
+}
+
+#[test]
+fn secret_appears_only_in_export_stdout() {
+    let h = TestHome::new();
+    let secret = canary("AKCANARY_");
+    // Keep a reader open so SQLite cannot checkpoint away the WAL between commands:
+    // the sweep must see the WAL as the commands left it.
+    let mut outputs: Vec<Out> = Vec::new();
+    outputs.push(
+        h.cmd(["login", "ahrefs", "--with-api-key", "--verbose"])
+            .stdin(&secret)
+            .run()
+            .success(),
+    );
+    let reader = rusqlite::Connection::open(h.path("vault.db")).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM connections;")
+        .unwrap();
+    let cmds: &[&[&str]] = &[
+        &["list"],
+        &["list", "--json"],
+        &["whoami"],
+        &["whoami", "--json"],
+        &["doctor"],
+        &["doctor", "--json"],
+        &["provider", "list"],
+        &["provider", "show", "ahrefs"],
+        &["provider", "show", "ahrefs", "--json"],
+        &["set-default", "ahrefs", "default"],
+        &["login", "ahrefs", "--with-api-key", "-c", "second"],
+        &["logout", "ahrefs", "-c", "second"],
+    ];
+    for args in cmds {
+        let mut c = h.cmd(args.iter().copied()).env("AUTHSOME_LOG", "trace");
+        if args.contains(&"--with-api-key") {
+            c = c.stdin(&canary("AKCANARY_"));
+        }
+        outputs.push(c.run().success());
+    }
+    // failures must not echo it either
+    outputs.push(
+        h.cmd(["login", "ahrefs", "--with-api-key"])
+            .stdin(&secret)
+            .run()
+            .code(6),
+    );
+    outputs.push(
+        h.cmd(["login", "openai", "--with-api-key"])
+            .stdin(&format!("{secret} trailing"))
+            .run()
+            .code(4),
+    );
+    let export = h.cmd(["export", "ahrefs", "--verbose"]).run().success();
+    assert!(
+        export.stdout.contains(&secret),
+        "export must print the secret"
+    );
+    assert_clean("export stderr", export.stderr.as_bytes(), &secret);
+    for o in &outputs {
+        assert_clean(
+            &format!("stdout of `{}`", o.args.join(" ")),
+            o.stdout.as_bytes(),
+            &secret,
+        );
+        assert_clean(
+            &format!("stderr of `{}`", o.args.join(" ")),
+            o.stderr.as_bytes(),
+            &secret,
+        );
+    }
+    let mut files = 0;
+    for entry in std::fs::read_dir(&h.home).unwrap() {
+        let p = entry.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_clean(&p.display().to_string(), &bytes, &secret);
+        files += 1;
+    }
+    assert!(
+        h.path("vault.db-wal").exists(),
+        "the WAL should be on disk for the sweep"
+    );
+    assert!(files >= 4, "vault.db, -wal, master.key, identity.key");
+    drop(reader);
+}

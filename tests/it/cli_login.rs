@@ -1,0 +1,282 @@
+//! Storing, listing, exporting and removing API keys through the real binary.
+
+use crate::common::TestHome;
+
+const OPENAI_KEY: &str = "sk-test0123456789abcdefghij";
+
+#[test]
+fn login_list_export_logout_lifecycle() {
+    let h = TestHome::new();
+    h.cmd(["list"])
+        .run()
+        .success()
+        .stderr_has("No connections yet");
+    h.login("openai", OPENAI_KEY)
+        .stderr_has("Stored the OpenAI API key as openai/default");
+
+    let list = h.cmd(["list"]).run().success();
+    assert!(
+        list.stdout.contains("openai") && list.stdout.contains("connected"),
+        "{}",
+        list.stdout
+    );
+    assert!(!list.stdout.contains(OPENAI_KEY));
+
+    let json = h.cmd(["list", "--json"]).run().success().json();
+    assert_eq!(json[0]["provider"], "openai");
+    assert_eq!(json[0]["name"], "default");
+    assert_eq!(json[0]["is_default"], true);
+    assert_eq!(json[0]["secrets"]["api_key"], "***");
+
+    let env = h.cmd(["export", "openai"]).run().success();
+    assert_eq!(env.stdout, format!("OPENAI_API_KEY={OPENAI_KEY}\n"));
+    let sh = h
+        .cmd(["export", "openai", "--format", "shell"])
+        .run()
+        .success();
+    assert_eq!(sh.stdout, format!("export OPENAI_API_KEY='{OPENAI_KEY}'\n"));
+    let js = h
+        .cmd(["export", "openai", "--format", "json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(js["OPENAI_API_KEY"], OPENAI_KEY);
+
+    h.cmd(["logout", "openai"])
+        .run()
+        .success()
+        .stderr_has("Removed");
+    assert_eq!(
+        h.cmd(["list", "--json"]).run().success().json(),
+        serde_json::json!([])
+    );
+    h.cmd(["logout", "openai"])
+        .run()
+        .code(3)
+        .stderr_has("hint: run `authsome login openai`");
+}
+
+#[test]
+fn shell_export_quotes_single_quotes() {
+    let h = TestHome::new();
+    h.login("ahrefs", "it's-a-key");
+    let sh = h
+        .cmd(["export", "ahrefs", "--format", "shell"])
+        .run()
+        .success();
+    assert_eq!(sh.stdout, "export AHREFS_API_KEY='it'\\''s-a-key'\n");
+    // and a shell reads back the exact value
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{}\nprintf %s \"$AHREFS_API_KEY\"", sh.stdout))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "it's-a-key");
+}
+
+#[test]
+fn json_login_output_is_machine_readable() {
+    let h = TestHome::new();
+    let out = h
+        .cmd(["login", "openai", "--with-api-key", "--json"])
+        .stdin(OPENAI_KEY)
+        .run()
+        .success();
+    let v = out.json();
+    assert_eq!(v["status"], "connected");
+    assert_eq!(v["provider"], "openai");
+    assert_eq!(v["connection"], "default");
+}
+
+#[test]
+fn key_failing_its_pattern_is_refused_with_the_provider_hint() {
+    let h = TestHome::new();
+    h.cmd(["login", "openai", "--with-api-key"])
+        .stdin("pk-wrongshape")
+        .run()
+        .code(4)
+        .stderr_has("authsome: error: that does not look like an API key for OpenAI")
+        .stderr_has("hint: OpenAI keys start with `sk-`");
+    assert_eq!(
+        h.cmd(["list", "--json"]).run().success().json(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn key_with_a_line_break_inside_is_refused() {
+    let h = TestHome::new();
+    h.cmd(["login", "ahrefs", "--with-api-key"])
+        .stdin("abc\r\nX-Injected: yes")
+        .run()
+        .code(4)
+        .stderr_has("line breaks");
+}
+
+#[test]
+fn existing_connection_needs_force_and_keeps_the_old_key() {
+    let h = TestHome::new();
+    h.login("ahrefs", "first-key");
+    h.cmd(["login", "ahrefs", "--with-api-key"])
+        .stdin("second-key")
+        .run()
+        .code(6)
+        .stderr_has("--force");
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=first-key\n"
+    );
+    h.cmd(["login", "ahrefs", "--with-api-key", "--force"])
+        .stdin("second-key")
+        .run()
+        .success();
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=second-key\n"
+    );
+}
+
+#[test]
+fn several_connections_and_set_default() {
+    let h = TestHome::new();
+    h.cmd(["login", "ahrefs", "-c", "work", "--with-api-key"])
+        .stdin("work-key")
+        .run()
+        .success();
+    h.cmd(["login", "ahrefs", "-c", "home", "--with-api-key"])
+        .stdin("home-key")
+        .run()
+        .success();
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=work-key\n"
+    );
+    h.cmd(["set-default", "ahrefs", "home"]).run().success();
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=home-key\n"
+    );
+    assert_eq!(
+        h.cmd(["export", "ahrefs", "-c", "work"])
+            .run()
+            .success()
+            .stdout,
+        "AHREFS_API_KEY=work-key\n"
+    );
+    h.cmd(["set-default", "ahrefs", "nope"]).run().code(3);
+    h.cmd(["logout", "ahrefs", "-c", "home"]).run().success();
+    // the remaining connection takes over as default
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=work-key\n"
+    );
+}
+
+#[test]
+fn unknown_provider_is_a_clear_error() {
+    let h = TestHome::new();
+    h.cmd(["login", "nosuch", "--with-api-key"])
+        .stdin("x")
+        .run()
+        .code(3)
+        .stderr_has("unknown provider `nosuch`")
+        .stderr_has("authsome provider list");
+}
+
+#[test]
+fn oauth_provider_is_not_an_api_key_login() {
+    let h = TestHome::new();
+    h.cmd(["login", "github", "--with-api-key"])
+        .stdin("x")
+        .run()
+        .code(7)
+        .stderr_has("OAuth");
+}
+
+#[test]
+fn no_terminal_and_no_flag_explains_how_to_pipe() {
+    let h = TestHome::new();
+    // stdin is /dev/null here, not a terminal
+    h.cmd(["login", "openai"])
+        .run()
+        .code(4)
+        .stderr_has("--with-api-key");
+}
+
+#[test]
+fn quiet_keeps_data_and_drops_chatter() {
+    let h = TestHome::new();
+    let out = h
+        .cmd(["login", "ahrefs", "--with-api-key", "-q"])
+        .stdin("k")
+        .run()
+        .success();
+    assert_eq!(out.stderr, "");
+    let out = h.cmd(["export", "ahrefs", "-q"]).run().success();
+    assert_eq!(out.stdout, "AHREFS_API_KEY=k\n");
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn whoami_reports_identity_key_source_and_connections() {
+    let h = TestHome::new();
+    let fresh = h.cmd(["whoami", "--json"]).run().success().json();
+    assert!(fresh["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
+    assert_eq!(fresh["vault"], serde_json::Value::Null);
+    h.login("ahrefs", "k");
+    let v = h.cmd(["whoami", "--json"]).run().success().json();
+    assert_eq!(v["did"], fresh["did"], "identity is stable");
+    assert_eq!(v["effective_encryption_source"], "local_key");
+    assert_eq!(v["connected_providers"]["ahrefs"], 1);
+    h.cmd(["whoami"])
+        .run()
+        .success()
+        .stdout_has("identity    did:key:z6Mk")
+        .stdout_has("connected   ahrefs");
+}
+
+#[test]
+fn doctor_passes_on_a_healthy_home() {
+    let h = TestHome::new();
+    h.cmd(["doctor"]).run().success().stdout_has("! vault");
+    h.login("ahrefs", "k");
+    h.cmd(["whoami"]).run().success();
+    let v = h.cmd(["doctor", "--json"]).run().success().json();
+    assert_eq!(v["ok"], true);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "home",
+        "keyring",
+        "master key",
+        "vault",
+        "providers",
+        "identity",
+    ] {
+        assert!(names.contains(&n), "{names:?} lacks {n}");
+    }
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "pass"),
+        "{v}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    Cmd::new(["--no-such-flag"]).run().code(2);
+    Cmd::new(["--help"]).run().success().stdout_has("login");
+    Cmd::new(["--version"])
+        .run()
+        .success()
+        .stdout_has(env!("CARGO_PKG_VERSION"));
+}
+
+use crate::common::Cmd;

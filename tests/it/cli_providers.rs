@@ -1,0 +1,264 @@
+//! Custom provider files: register, show, override, remove, and the errors
+//! for files that are malformed or unsafe.
+
+use crate::common::TestHome;
+
+const ACME: &str = r#"// Acme test provider (JSONC comments are fine)
+{
+  "name": "acme",
+  "display_name": "Acme",
+  "type": "app",
+  "auth_type": "api_key",
+  "flow": "api_key",
+  "api_url": ["https://api.acme.test/v2", "*.acme-cdn.test"], /* two rules */
+  "api_key": {"header_name": "X-Acme-Key", "header_prefix": null, "key_pattern": "^acme_[a-z0-9]+$", "key_pattern_hint": "Acme keys start with acme_"},
+  "export": {"ACME_KEY": "api_key", "ACME_URL": "api_url"}
+}
+"#;
+
+fn write(h: &TestHome, name: &str, text: &str) -> String {
+    let p = h.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn register_show_login_export_remove() {
+    let h = TestHome::new();
+    let f = write(&h, "acme.json", ACME);
+    h.cmd(["provider", "register", &f])
+        .run()
+        .success()
+        .stderr_has("Registered provider `acme` for api.acme.test/v2, *.acme-cdn.test");
+    let show = h
+        .cmd(["provider", "show", "acme", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(show["source"], "custom");
+    assert_eq!(show["api_url"][0], "api.acme.test/v2");
+    assert_eq!(show["api_key"]["header_name"], "X-Acme-Key");
+    h.cmd(["provider", "show", "acme"])
+        .run()
+        .success()
+        .stdout_has("injects:   X-Acme-Key: <api_key>");
+    let list = h.cmd(["provider", "list", "--json"]).run().success().json();
+    assert_eq!(list.as_array().unwrap().len(), 89);
+
+    h.cmd(["login", "acme", "--with-api-key"])
+        .stdin("nope")
+        .run()
+        .code(4)
+        .stderr_has("Acme keys start with acme_");
+    h.login("acme", "acme_k3y");
+    let out = h.cmd(["export", "acme"]).run().success();
+    assert_eq!(
+        out.stdout,
+        "ACME_KEY=acme_k3y\nACME_URL=https://api.acme.test/v2\n"
+    );
+
+    h.cmd(["provider", "remove", "acme"])
+        .run()
+        .code(4)
+        .stderr_has("authsome logout acme");
+    h.cmd(["logout", "acme"]).run().success();
+    h.cmd(["provider", "remove", "acme"])
+        .run()
+        .success()
+        .stderr_has("Removed provider `acme`");
+    h.cmd(["provider", "show", "acme"]).run().code(3);
+}
+
+#[test]
+fn regex_host_is_rejected_naming_the_file_and_the_wildcard() {
+    let h = TestHome::new();
+    let f = write(
+        &h,
+        "bad.json",
+        &ACME.replace(r#""*.acme-cdn.test""#, r#""regex:.*\\.acme-cdn\\.test""#),
+    );
+    h.cmd(["provider", "register", &f])
+        .run()
+        .code(4)
+        .stderr_has(&format!(
+            "provider file {f}: api_url: regular expressions are not accepted"
+        ))
+        .stderr_has("*.acme-cdn.test");
+}
+
+#[test]
+fn over_broad_and_ip_hosts_are_rejected() {
+    let h = TestHome::new();
+    for (rule, says) in [
+        ("*.com", "too broad"),
+        ("*", "not a leading"),
+        ("10.0.0.0/8", "IP address"),
+        ("*.github.io", "too broad"),
+    ] {
+        let f = write(
+            &h,
+            "wide.json",
+            &ACME.replace(r#""*.acme-cdn.test""#, &format!("{rule:?}")),
+        );
+        h.cmd(["provider", "register", &f])
+            .run()
+            .code(4)
+            .stderr_has(says);
+    }
+}
+
+#[test]
+fn malformed_files_name_the_file_and_the_problem() {
+    let h = TestHome::new();
+    let cases = [
+        ("{ not json", "not valid JSON"),
+        (
+            &ACME.replace("\"api_url\"", "\"api_ulr\"") as &str,
+            "api_ulr",
+        ),
+        (
+            &ACME.replace(
+                r#""header_name": "X-Acme-Key""#,
+                r#""header_name": "X-Acme\r\nX-Evil: 1""#,
+            ) as &str,
+            "header_name",
+        ),
+        (
+            &ACME.replace(r#""flow": "api_key""#, r#""flow": "pkce""#) as &str,
+            "does not fit",
+        ),
+        (
+            &ACME.replace("https://api.acme.test/v2", "http://api.acme.test/v2") as &str,
+            "only sent over https",
+        ),
+    ];
+    for (text, says) in cases {
+        let f = write(&h, "m.json", text);
+        h.cmd(["provider", "register", &f])
+            .run()
+            .code(4)
+            .stderr_has(&format!("provider file {f}"))
+            .stderr_has(says);
+    }
+    h.cmd(["provider", "register", "/nonexistent/x.json"])
+        .run()
+        .code(1)
+        .stderr_has("cannot read /nonexistent/x.json");
+}
+
+#[test]
+fn overriding_a_bundled_provider_needs_force_and_remove_restores_it() {
+    let h = TestHome::new();
+    let f = write(
+        &h,
+        "openai.json",
+        r#"{"name":"openai","display_name":"OpenAI (proxy)","auth_type":"api_key","flow":"api_key",
+            "api_url":["api.openai.com"],"api_key":{"header_name":"X-Proxy-Key","header_prefix":null}}"#,
+    );
+    h.cmd(["provider", "register", &f])
+        .run()
+        .code(4)
+        .stderr_has("bundled provider")
+        .stderr_has("--force");
+    h.cmd(["provider", "register", &f, "--force"])
+        .run()
+        .success()
+        .stderr_has("warning: `openai` now overrides the bundled definition");
+    let v = h
+        .cmd(["provider", "show", "openai", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(
+        (v["source"].as_str(), v["api_key"]["header_name"].as_str()),
+        (Some("override"), Some("X-Proxy-Key"))
+    );
+    h.cmd(["provider", "remove", "openai"])
+        .run()
+        .success()
+        .stderr_has("bundled definition is back");
+    let v = h
+        .cmd(["provider", "show", "openai", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(
+        (v["source"].as_str(), v["api_key"]["header_name"].as_str()),
+        (Some("bundled"), Some("Authorization"))
+    );
+    h.cmd(["provider", "remove", "openai"]).run().code(4);
+}
+
+#[test]
+fn a_host_claimed_by_another_provider_is_refused() {
+    let h = TestHome::new();
+    let f = write(
+        &h,
+        "thief.json",
+        &ACME
+            .replace(r#""name": "acme""#, r#""name": "thief""#)
+            .replace("https://api.acme.test/v2", "api.openai.com"),
+    );
+    h.cmd(["provider", "register", &f])
+        .run()
+        .code(4)
+        .stderr_has("already claimed by provider `openai`");
+}
+
+#[test]
+fn reference_format_files_are_read() {
+    // A file written for the Python reference: top-level export keys,
+    // informational fields, nulls, a bare-string api_url.
+    let h = TestHome::new();
+    let f = write(
+        &h,
+        "ref.jsonc",
+        r#"// written for the Python tool
+        {"schema_version": 1, "name": "refco", "display_name": "RefCo", "type": "app", "logo": "img/refco",
+         "auth_type": "api_key", "flow": "api_key", "api_url": "https://api.refco.test",
+         "api_key": {"header_name": "Authorization", "header_prefix": "Token", "env_var": null, "key_pattern": null},
+         "docs_url": null, "REFCO_TOKEN": "API_TOKEN"}"#,
+    );
+    h.cmd(["provider", "register", &f]).run().success();
+    h.login("refco", "r3f");
+    assert_eq!(
+        h.cmd(["export", "refco"]).run().success().stdout,
+        "REFCO_TOKEN=r3f\n"
+    );
+    h.cmd(["provider", "show", "refco"])
+        .run()
+        .success()
+        .stdout_has("Authorization: Token <api_key>");
+}
+
+#[test]
+fn provider_list_and_show_work_before_any_vault_exists() {
+    let h = TestHome::new();
+    let list = h.cmd(["provider", "list"]).run().success();
+    assert!(
+        list.stdout.lines().count() == 89,
+        "header + 88 providers:\n{}",
+        list.stdout
+    );
+    h.cmd(["provider", "show", "anthropic"])
+        .run()
+        .success()
+        .stdout_has("x-api-key");
+    assert!(
+        !h.home.join("vault.db").exists(),
+        "listing providers should not create a vault"
+    );
+}
+
+#[test]
+fn the_example_provider_file_registers() {
+    let h = TestHome::new();
+    let f = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/custom_provider.json");
+    h.cmd(["provider", "register", f]).run().success();
+    h.login("acme", "acme_0123456789abcdef");
+    let out = h.cmd(["export", "acme"]).run().success();
+    assert_eq!(
+        out.stdout,
+        "ACME_API_KEY=acme_0123456789abcdef\nACME_API_URL=https://api.acme.example/v2\n"
+    );
+}

@@ -1,0 +1,236 @@
+//! Fixtures: a temporary home and a fluent builder around the real binary.
+//!
+//! ```ignore
+//! let home = TestHome::new();
+//! home.cmd(["login", "openai", "--with-api-key"]).stdin("sk-…").run().success();
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_authsome")
+}
+
+/// A temporary `AUTHSOME_HOME` (inside a temporary directory, so tests can
+/// also look at the parent or swap the home out).
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+impl TestHome {
+    pub fn new() -> TestHome {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        TestHome { dir, home }
+    }
+
+    /// A command running `authsome ARGS` against this home, keyring off.
+    pub fn cmd<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Cmd::new(args).env("AUTHSOME_HOME", self.home.to_str().unwrap())
+    }
+
+    /// Stores an API key through the CLI.
+    pub fn login(&self, provider: &str, key: &str) -> Out {
+        self.cmd(["login", provider, "--with-api-key"])
+            .stdin(key)
+            .run()
+            .success()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.home.join(name)
+    }
+}
+
+/// A configured invocation of the binary.
+pub struct Cmd {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    stdin: Option<Vec<u8>>,
+    wrap: Vec<String>,
+    binary_last: bool,
+}
+
+impl Cmd {
+    pub fn new<I, S>(args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut env = BTreeMap::new();
+        env.insert("AUTHSOME_KEYRING".into(), "off".into());
+        env.insert("NO_COLOR".into(), "1".into());
+        Cmd {
+            args: args.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            env,
+            stdin: None,
+            wrap: Vec::new(),
+            binary_last: false,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Cmd {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn env_remove(mut self, k: &str) -> Cmd {
+        self.env.remove(k);
+        self
+    }
+
+    pub fn stdin(mut self, s: &str) -> Cmd {
+        self.stdin = Some(s.as_bytes().to_vec());
+        self
+    }
+
+    /// Runs through a wrapper, e.g. `["setpriv", "--reuid=65534", …, "--"]`.
+    pub fn wrapped<I, S>(mut self, prefix: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.wrap = prefix.into_iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// With `wrapped`, pass the binary path after the arguments (for `sh -c '…"$0"…' BIN`).
+    pub fn binary_last(mut self) -> Cmd {
+        self.binary_last = true;
+        self
+    }
+
+    pub fn run(self) -> Out {
+        let (prog, args): (String, Vec<String>) = if self.wrap.is_empty() {
+            (bin().into(), self.args.clone())
+        } else if self.binary_last {
+            let mut v = self.wrap.clone();
+            v.extend(self.args.clone());
+            v.push(bin().into());
+            (v.remove(0), v)
+        } else {
+            let mut v = self.wrap.clone();
+            v.push(bin().into());
+            v.extend(self.args.clone());
+            (v.remove(0), v)
+        };
+        let mut c = Command::new(&prog);
+        c.args(&args).env_clear();
+        for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
+            if let Ok(v) = std::env::var(k) {
+                c.env(k, v);
+            }
+        }
+        c.envs(&self.env);
+        c.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {prog}: {e}"));
+        if let Some(input) = &self.stdin {
+            // The command may exit before reading its input (an early error): a broken pipe is fine.
+            let _ = child.stdin.take().unwrap().write_all(input);
+        }
+        let o = child.wait_with_output().unwrap();
+        Out {
+            args: self.args,
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn success(self) -> Out {
+        assert_eq!(
+            self.code,
+            0,
+            "`authsome {}` failed:\nstdout: {}\nstderr: {}",
+            self.args.join(" "),
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn code(self, code: i32) -> Out {
+        assert_eq!(
+            self.code,
+            code,
+            "`authsome {}`: expected exit {code}\nstdout: {}\nstderr: {}",
+            self.args.join(" "),
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn stderr_has(self, s: &str) -> Out {
+        assert!(
+            self.stderr.contains(s),
+            "stderr of `authsome {}` lacks {s:?}:\n{}",
+            self.args.join(" "),
+            self.stderr
+        );
+        self
+    }
+
+    pub fn stdout_has(self, s: &str) -> Out {
+        assert!(
+            self.stdout.contains(s),
+            "stdout of `authsome {}` lacks {s:?}:\n{}",
+            self.args.join(" "),
+            self.stdout
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Mode bits of a path.
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o777
+}
+
+/// A unique, greppable canary value with the given prefix.
+pub fn canary(prefix: &str) -> String {
+    use std::io::Read;
+    let mut b = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{prefix}{hex}")
+}

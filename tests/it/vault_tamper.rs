@@ -1,0 +1,145 @@
+//! Someone with write access to vault.db moves, truncates or flips bytes:
+//! the affected records fail to open with a clear message, the others keep
+//! working, nothing panics and nothing is rewritten.
+
+use rusqlite::{Connection, params};
+
+use crate::common::TestHome;
+
+fn db(h: &TestHome) -> Connection {
+    Connection::open(h.path("vault.db")).unwrap()
+}
+
+#[test]
+fn swapped_ciphertext_fails_only_for_that_record() {
+    let h = TestHome::new();
+    h.login("ahrefs", "ahrefs-key");
+    h.login("apollo", "apollo-key");
+    {
+        let c = db(&h);
+        let blob: Vec<u8> = c
+            .query_row(
+                "SELECT api_key FROM connections WHERE provider = 'ahrefs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        c.execute(
+            "UPDATE connections SET api_key = ?1 WHERE provider = 'apollo'",
+            params![blob],
+        )
+        .unwrap();
+    }
+    h.cmd(["export", "apollo"])
+        .run()
+        .code(5)
+        .stderr_has("connection apollo/default (api_key) failed its integrity check")
+        .stderr_has("authsome doctor");
+    assert_eq!(
+        h.cmd(["export", "ahrefs"]).run().success().stdout,
+        "AHREFS_API_KEY=ahrefs-key\n"
+    );
+    h.cmd(["list"]).run().success().stdout_has("apollo");
+    h.cmd(["doctor"])
+        .run()
+        .code(1)
+        .stdout_has("✗ integrity")
+        .stdout_has("apollo/default");
+    // the damaged record can be removed and stored again
+    h.cmd(["logout", "apollo"]).run().success();
+    h.login("apollo", "apollo-key-2");
+    h.cmd(["doctor"]).run().success();
+}
+
+#[test]
+fn truncated_and_bit_flipped_rows_are_integrity_errors() {
+    let h = TestHome::new();
+    for p in ["ahrefs", "apollo", "beehiiv"] {
+        h.login(p, &format!("{p}-key"));
+    }
+    {
+        let c = db(&h);
+        c.execute(
+            "UPDATE connections SET api_key = substr(api_key, 1, 7) WHERE provider = 'ahrefs'",
+            [],
+        )
+        .unwrap();
+        let mut blob: Vec<u8> = c
+            .query_row(
+                "SELECT api_key FROM connections WHERE provider = 'apollo'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let last = blob.len() - 1;
+        blob[last] ^= 0x01;
+        c.execute(
+            "UPDATE connections SET api_key = ?1 WHERE provider = 'apollo'",
+            params![blob],
+        )
+        .unwrap();
+    }
+    h.cmd(["export", "ahrefs"])
+        .run()
+        .code(5)
+        .stderr_has("integrity check");
+    h.cmd(["export", "apollo"])
+        .run()
+        .code(5)
+        .stderr_has("integrity check");
+    h.cmd(["export", "beehiiv"]).run().success();
+    let d = h.cmd(["doctor", "--json"]).run().code(1).json();
+    let integ = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "integrity")
+        .unwrap()
+        .clone();
+    let detail = integ["detail"].as_str().unwrap();
+    assert!(detail.starts_with("2 of 3 records"), "{detail}");
+}
+
+#[test]
+fn damaged_key_check_record_is_corruption_not_wrong_key() {
+    let h = TestHome::new();
+    h.login("ahrefs", "k");
+    db(&h)
+        .execute("UPDATE meta SET value = x'0102' WHERE name = 'kcv'", [])
+        .unwrap();
+    h.cmd(["list"])
+        .run()
+        .code(5)
+        .stderr_has("key-check record failed its integrity check");
+}
+
+#[test]
+fn garbage_vault_file_is_a_clear_error() {
+    let h = TestHome::new();
+    h.login("ahrefs", "k");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(h.path(&format!("vault.db{ext}")));
+    }
+    std::fs::write(
+        h.path("vault.db"),
+        b"this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        h.path("vault.db"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let out = h.cmd(["list"]).run();
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.starts_with("authsome: error:"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn vault_from_a_newer_schema_is_refused() {
+    let h = TestHome::new();
+    h.login("ahrefs", "k");
+    db(&h).pragma_update(None, "user_version", 99).unwrap();
+    h.cmd(["list"]).run().code(4).stderr_has("newer authsome");
+}
