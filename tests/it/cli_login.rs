@@ -280,3 +280,39 @@ fn usage_errors_exit_2_and_help_exits_0() {
 }
 
 use crate::common::Cmd;
+
+#[test]
+fn terminal_prompt_hides_the_key() {
+    // `script` gives the command a pseudo-terminal; the key is typed into it.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("`script` (util-linux) is needed for this test; .ci/run installs it");
+    }
+    let h = TestHome::new();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 0.5; printf '{OPENAI_KEY}\\n') | script -q -e -c '{} login openai' /dev/null",
+            crate::common::bin()
+        ))
+        .env("AUTHSOME_HOME", &h.home)
+        .env("AUTHSOME_KEYRING", "off")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("Paste your OpenAI API key (input is hidden)"),
+        "{shown}"
+    );
+    assert!(shown.contains("Stored the OpenAI API key"), "{shown}");
+    assert!(!shown.contains(OPENAI_KEY), "the key was echoed: {shown}");
+    assert_eq!(
+        h.cmd(["export", "openai"]).run().success().stdout,
+        format!("OPENAI_API_KEY={OPENAI_KEY}\n")
+    );
+}
