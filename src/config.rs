@@ -19,6 +19,22 @@ pub const ENV_MASTER_KEY: &str = "AUTHSOME_MASTER_KEY";
 pub const ENV_MASTER_KEY_FILE: &str = "AUTHSOME_MASTER_KEY_FILE";
 /// `off` (or `0`, `false`, `no`) skips the OS keyring entirely.
 pub const ENV_KEYRING: &str = "AUTHSOME_KEYRING";
+/// Forces the daemon's port (`0` = any free port).
+pub const ENV_PORT: &str = "AUTHSOME_PORT";
+/// The port a daemon tries first when `AUTHSOME_PORT` is unset (default 7998).
+/// For tests that exercise the port rules without touching 7998.
+pub const ENV_PREFERRED_PORT: &str = "AUTHSOME_PREFERRED_PORT";
+/// Points the CLI at a daemon elsewhere (alias: `AUTHSOME_DAEMON_URL`).
+pub const ENV_BASE_URL: &str = "AUTHSOME_BASE_URL";
+/// Older name of [`ENV_BASE_URL`].
+pub const ENV_DAEMON_URL: &str = "AUTHSOME_DAEMON_URL";
+/// The URL the daemon advertises for browser pages and OAuth callbacks.
+pub const ENV_SERVER_BASE_URL: &str = "AUTHSOME_SERVER_BASE_URL";
+/// Log filter for stderr and the daemon's log file.
+pub const ENV_LOG: &str = "AUTHSOME_LOG";
+/// The daemon's default port.
+pub const DEFAULT_PORT: u16 = 7998;
+
 /// Any value turns colour off (<https://no-color.org>).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -71,6 +87,14 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Whether the OS keyring may be tried.
     pub keyring: bool,
+    /// `AUTHSOME_PORT`: a forced daemon port (`Some(0)` = ephemeral).
+    pub port: Option<u16>,
+    /// The port tried first when none is forced.
+    pub preferred_port: u16,
+    /// `AUTHSOME_BASE_URL` / `AUTHSOME_DAEMON_URL`: a daemon elsewhere.
+    pub base_url: Option<String>,
+    /// `AUTHSOME_SERVER_BASE_URL`: the URL the daemon advertises.
+    pub server_base_url: Option<String>,
 }
 
 impl Config {
@@ -96,11 +120,30 @@ impl Config {
                 .as_deref(),
             Some("off" | "0" | "false" | "no")
         );
+        let port = match non_empty(env, ENV_PORT) {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_e| {
+                Error::invalid(
+                    format!("AUTHSOME_PORT=`{p}` is not a port number"),
+                    Some("use 1-65535, or 0 for any free port".into()),
+                )
+            })?),
+        };
+        let preferred_port = non_empty(env, ENV_PREFERRED_PORT)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(DEFAULT_PORT);
         Ok(Config {
             home,
             master_key: non_empty(env, ENV_MASTER_KEY).map(Secret::new),
             master_key_file: non_empty(env, ENV_MASTER_KEY_FILE).map(PathBuf::from),
             keyring,
+            port,
+            preferred_port,
+            base_url: non_empty(env, ENV_BASE_URL)
+                .or_else(|| non_empty(env, ENV_DAEMON_URL))
+                .map(|u| u.trim_end_matches('/').to_string()),
+            server_base_url: non_empty(env, ENV_SERVER_BASE_URL)
+                .map(|u| u.trim_end_matches('/').to_string()),
         })
     }
 }

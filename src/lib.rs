@@ -22,13 +22,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod auth_flow;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod daemon;
 pub mod diagnostics;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod pop;
 pub mod providers;
 pub mod routing;
 pub mod secret;

@@ -14,10 +14,17 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let svc = ctx.service()?;
-    svc.set_default(&args.provider, &args.connection)?;
+    let client = ctx.client()?;
+    let v = client.post(
+        &format!(
+            "/api/connections/{}/{}/default",
+            super::seg(&args.provider),
+            super::seg(&args.connection)
+        ),
+        &json!({}),
+    )?;
     if ctx.printer.json {
-        ctx.printer.json(&json!({"status": "ok", "provider": args.provider, "default_connection": args.connection}));
+        ctx.printer.json(&v);
     } else {
         ctx.printer.success(&format!(
             "{}/{} is now the default",

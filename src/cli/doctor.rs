@@ -7,7 +7,8 @@ use super::exit::ExitStatus;
 use crate::diagnostics::{self, Status};
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let checks = diagnostics::run(&ctx.config);
+    let mut checks = diagnostics::run(&ctx.config);
+    checks.push(daemon_check(ctx));
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     if ctx.printer.json {
         ctx.printer.json(&json!({"ok": ok, "checks": checks}));
@@ -38,4 +39,31 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Whether this home's daemon answers (doctor never starts it).
+fn daemon_check(ctx: &Ctx) -> diagnostics::Check {
+    let home = crate::home::Home::new(&ctx.config.home);
+    let running = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            let http = reqwest::Client::builder().no_proxy().build().ok()?;
+            super::client::running(&home, &rt, &http)
+        });
+    match running {
+        Some((file, h)) => diagnostics::Check {
+            name: "daemon",
+            status: Status::Pass,
+            detail: format!("running at {} (pid {}, version {})", file.url, file.pid, h["version"].as_str().unwrap_or("?")),
+            hint: None,
+        },
+        None => diagnostics::Check {
+            name: "daemon",
+            status: Status::Warn,
+            detail: "not running; commands start it when they need it".into(),
+            hint: Some("`authsome daemon start` starts it now; `authsome daemon logs` shows why it stopped".into()),
+        },
+    }
 }

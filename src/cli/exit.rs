@@ -25,6 +25,8 @@ pub enum ExitStatus {
     Unsupported,
     /// 130: interrupted.
     Interrupted,
+    /// Passed through from a child process (the daemon that failed to start).
+    Code(u8),
 }
 
 impl ExitStatus {
@@ -52,6 +54,7 @@ impl ExitStatus {
             ExitStatus::Conflict => 6,
             ExitStatus::Unsupported => 7,
             ExitStatus::Interrupted => 130,
+            ExitStatus::Code(c) => c,
         }
     }
 }

@@ -2,12 +2,12 @@
 //! variables. The one explicit way a secret leaves authsome; everything else
 //! shows redacted metadata.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
+
+use serde_json::json;
 
 use super::Ctx;
 use super::exit::ExitStatus;
-use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -32,14 +32,11 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let Some(svc) = ctx.existing_service()? else {
-        return Err(Error::ConnectionNotFound {
-            provider: args.provider,
-            connection: args.connection.unwrap_or_else(|| "default".into()),
-        }
-        .into());
-    };
-    let (rec, vars) = svc.export(&args.provider, args.connection.as_deref())?;
+    let v = ctx.client()?.post(
+        "/api/credentials/export",
+        &json!({"provider": args.provider, "connection": args.connection}),
+    )?;
+    let vars = v["variables"].as_object().cloned().unwrap_or_default();
     let format = if ctx.printer.json {
         Format::Json
     } else {
@@ -49,25 +46,18 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.printer.warn("printing secrets to the terminal; pipe or redirect the output to keep them off the screen");
     }
     match format {
-        Format::Json => {
-            let map: BTreeMap<&str, &str> = vars
-                .iter()
-                .map(|v| (v.name.as_str(), v.value.expose().as_str()))
-                .collect();
-            ctx.printer.json(&map);
-        }
+        Format::Json => ctx.printer.json(&vars),
         Format::Env => {
-            for v in &vars {
+            for (k, val) in &vars {
                 ctx.printer
-                    .data(&format!("{}={}", v.name, v.value.expose()));
+                    .data(&format!("{k}={}", val.as_str().unwrap_or_default()));
             }
         }
         Format::Shell => {
-            for v in &vars {
+            for (k, val) in &vars {
                 ctx.printer.data(&format!(
-                    "export {}='{}'",
-                    v.name,
-                    v.value.expose().replace('\'', r"'\''")
+                    "export {k}='{}'",
+                    val.as_str().unwrap_or_default().replace('\'', r"'\''")
                 ));
             }
         }
@@ -75,8 +65,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     ctx.printer.status(&format!(
         "Exported {} variable(s) for {}/{}",
         vars.len(),
-        rec.provider,
-        rec.name
+        v["provider"].as_str().unwrap_or(""),
+        v["connection"].as_str().unwrap_or("")
     ));
     Ok(ExitStatus::Success)
 }

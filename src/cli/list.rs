@@ -5,10 +5,8 @@ use super::exit::ExitStatus;
 use super::printer::{format_time, table};
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let conns = match ctx.existing_service()? {
-        Some(svc) => svc.list_connections()?,
-        None => Vec::new(),
-    };
+    let v = ctx.client()?.get("/api/connections")?;
+    let conns = v["connections"].as_array().cloned().unwrap_or_default();
     if ctx.printer.json {
         ctx.printer.json(&conns);
         return Ok(ExitStatus::Success);
@@ -20,21 +18,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Success);
     }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let rows: Vec<Vec<String>> = conns
         .iter()
         .map(|c| {
-            let r = &c.record;
             vec![
-                r.provider.clone(),
-                r.name.clone(),
-                r.auth_type.clone(),
-                format!("{:?}", r.status).to_lowercase(),
-                if r.is_default {
+                s(&c["provider"]),
+                s(&c["name"]),
+                s(&c["auth_type"]),
+                s(&c["status"]),
+                if c["is_default"] == true {
                     "*".into()
                 } else {
                     String::new()
                 },
-                r.expires_at.map(format_time).unwrap_or_else(|| "-".into()),
+                c["expires_at"]
+                    .as_i64()
+                    .map(format_time)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();

@@ -1,16 +1,22 @@
-//! `authsome login PROVIDER`: store a credential.
+//! `authsome login PROVIDER`: start a login session on the daemon and see it through.
+//!
+//! API-key providers: with `--with-api-key` the key is read from stdin and
+//! sent to the session; otherwise the browser opens the daemon's form (or,
+//! with `--no-browser`, its URL is printed) and the CLI waits until the
+//! session completes, fails or expires. With `--json`, each step is one JSON
+//! line on stdout (`{"action":"open_url","url":…}`, then the result).
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Ctx;
+use super::client::{Client, DaemonError};
 use super::exit::ExitStatus;
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::error::Error;
-use crate::providers::AuthType;
-use crate::secret::Secret;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,76 +25,167 @@ pub struct Args {
     /// Name of this connection, for several accounts of one provider.
     #[arg(long, short = 'c', default_value = DEFAULT_CONNECTION)]
     connection: String,
-    /// Read the API key from standard input instead of prompting.
+    /// Read the API key from standard input instead of opening the browser.
     #[arg(long)]
     with_api_key: bool,
+    /// Print the form's URL instead of opening a browser.
+    #[arg(long)]
+    no_browser: bool,
     /// Replace an existing connection of the same name.
     #[arg(long)]
     force: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let svc = ctx.service()?;
-    let (def, _) = svc.get_provider(&args.provider)?;
-    if def.auth_type == AuthType::ApiKey && !args.force {
-        // Refuse before asking for the key, not after.
-        if svc
-            .vault()
-            .find_connection(&args.provider, &args.connection)?
-            .is_some()
-        {
-            return Err(Error::ConnectionExists {
-                provider: args.provider,
-                connection: args.connection,
+    let client = ctx.client()?;
+    let def = client.get(&format!("/api/providers/{}", super::seg(&args.provider)))?;
+    let display = def["display_name"]
+        .as_str()
+        .unwrap_or(&args.provider)
+        .to_string();
+    let session = client.post(
+        "/api/auth/sessions",
+        &json!({"provider": args.provider, "connection": args.connection, "force": args.force}),
+    )?;
+    let id = session["id"]
+        .as_str()
+        .context("the daemon answered without a session id")?
+        .to_string();
+    let url = session["next_action"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let done = if args.with_api_key {
+        let mut key = String::new();
+        std::io::stdin()
+            .read_to_string(&mut key)
+            .context("cannot read the API key from standard input")?;
+        let r = client.post(
+            &format!("/api/auth/sessions/{id}/resume"),
+            &json!({ "api_key": key }),
+        );
+        zeroize::Zeroize::zeroize(&mut key);
+        r?
+    } else {
+        if ctx.printer.json {
+            ctx.printer
+                .json_line(&json!({"action": "open_url", "url": url, "session_id": id}));
+        }
+        let opened = !args.no_browser && open_browser(&url);
+        if !opened && std::io::stdin().is_terminal() && !ctx.printer.json {
+            // No browser here (an SSH session, a container): ask in the terminal instead.
+            ctx.printer
+                .status(&format!("Open {url} in a browser, or paste the key here."));
+            let prompt = format!("{display} API key (input is hidden): ");
+            let mut key = rpassword::prompt_password(prompt)
+                .context("cannot read the API key from the terminal")?;
+            let r = client.post(
+                &format!("/api/auth/sessions/{id}/resume"),
+                &json!({ "api_key": key }),
+            );
+            zeroize::Zeroize::zeroize(&mut key);
+            r?
+        } else {
+            if !ctx.printer.json {
+                let verb = if opened { "Opened" } else { "Open" };
+                ctx.printer.status(&format!(
+                    "{verb} this page to paste your {display} API key:\n  {url}"
+                ));
             }
-            .into());
+            wait(ctx, client, &id)?
+        }
+    };
+    finish(ctx, &display, &done)
+}
+
+/// Polls the session until it is final, with a countdown on a terminal.
+/// When the daemon goes away mid-wait (a restart), reconnects and asks again:
+/// the new daemon then says the session is gone.
+fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
+    let tty = std::io::stderr().is_terminal() && !ctx.printer.quiet && !ctx.printer.json;
+    let start = Instant::now();
+    let mut client = client;
+    let mut reconnects = 0;
+    loop {
+        let s = match client.get(&format!("/api/auth/sessions/{id}")) {
+            Ok(s) => s,
+            Err(e) if e.downcast_ref::<DaemonError>().is_none() && reconnects < 5 => {
+                reconnects += 1;
+                std::thread::sleep(Duration::from_millis(300));
+                client = ctx.client()?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if s["status"] != "waiting_for_input" {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            return Ok(s);
+        }
+        if tty && start.elapsed() > Duration::from_millis(300) {
+            let left = s["expires_at"].as_i64().unwrap_or(0) - crate::vault::now_unix();
+            eprint!(
+                "\r\x1b[2KWaiting for the browser… ({}:{:02} left, Ctrl-C to cancel)",
+                left.max(0) / 60,
+                left.max(0) % 60
+            );
+            let _ = std::io::stderr().flush();
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
+    match s["status"].as_str() {
+        Some("completed") => {
+            if ctx.printer.json {
+                ctx.printer.json_line(&json!({"status": "connected", "provider": s["provider"], "connection": s["connection"]}));
+            } else {
+                ctx.printer.success(&format!(
+                    "Stored the {display} API key as {}/{}",
+                    s["provider"].as_str().unwrap_or(""),
+                    s["connection"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(ExitStatus::Success)
+        }
+        Some("expired") => Err(Error::invalid(
+            "the login expired before the key was entered",
+            Some("run the command again and complete the form within 5 minutes".into()),
+        )
+        .into()),
+        _ => {
+            let e = &s["error"];
+            Err(DaemonError {
+                status: 0,
+                code: e["code"].as_str().unwrap_or("login_failed").into(),
+                message: e["message"].as_str().unwrap_or("the login failed").into(),
+                hint: e["hint"].as_str().map(String::from),
+            }
+            .into())
         }
     }
-    let key = if def.auth_type != AuthType::ApiKey {
-        // login_api_key explains which flow this provider needs.
-        Secret::new(String::new())
-    } else if args.with_api_key {
-        let mut buf = String::new();
-        std::io::stdin()
-            .read_to_string(&mut buf)
-            .context("cannot read the API key from standard input")?;
-        Secret::new(buf)
-    } else if std::io::stdin().is_terminal() {
-        let prompt = format!(
-            "Paste your {} API key (input is hidden): ",
-            def.display_name
-        );
-        Secret::new(
-            rpassword::prompt_password(prompt)
-                .context("cannot read the API key from the terminal")?,
-        )
+}
+
+/// Tries the platform's URL opener; false when there is none or no display.
+fn open_browser(url: &str) -> bool {
+    let candidates: &[&str] = if cfg!(target_os = "macos") {
+        &["open"]
     } else {
-        return Err(Error::invalid(
-            "standard input is not a terminal, so there is nowhere to prompt for the key",
-            Some(format!(
-                "pipe the key in: `printf %s \"$KEY\" | authsome login {} --with-api-key`",
-                args.provider
-            )),
-        )
-        .into());
+        if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+            return false;
+        }
+        &["xdg-open"]
     };
-    let rec = svc.login_api_key(&args.provider, &args.connection, key, args.force)?;
-    if ctx.printer.json {
-        ctx.printer.json(&json!({
-            "status": "connected",
-            "provider": rec.provider,
-            "connection": rec.name,
-            "auth_type": rec.auth_type,
-            "is_default": rec.is_default,
-        }));
-    } else {
-        ctx.printer.success(&format!(
-            "Stored the {} API key as {}/{}{}",
-            def.display_name,
-            rec.provider,
-            rec.name,
-            if rec.is_default { " (default)" } else { "" }
-        ));
-    }
-    Ok(ExitStatus::Success)
+    candidates.iter().any(|c| {
+        std::process::Command::new(c)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }

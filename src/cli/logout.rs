@@ -16,22 +16,30 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let Some(svc) = ctx.existing_service()? else {
-        return Err(Error::ConnectionNotFound {
-            provider: args.provider,
-            connection: args.connection.unwrap_or_else(|| "default".into()),
-        }
-        .into());
+    let client = ctx.client()?;
+    let connection = match args.connection {
+        Some(c) => c,
+        None => super::default_connection(&client, &args.provider)?.ok_or_else(|| {
+            Error::ConnectionNotFound {
+                provider: args.provider.clone(),
+                connection: "default".into(),
+            }
+        })?,
     };
-    let rec = svc.logout(&args.provider, args.connection.as_deref())?;
+    let v = client.post(
+        &format!(
+            "/api/connections/{}/{}/logout",
+            super::seg(&args.provider),
+            super::seg(&connection)
+        ),
+        &json!({}),
+    )?;
     if ctx.printer.json {
-        ctx.printer.json(
-            &json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name}),
-        );
+        ctx.printer.json(&v);
     } else {
         ctx.printer.success(&format!(
             "Removed the credentials of {}/{}",
-            rec.provider, rec.name
+            args.provider, connection
         ));
     }
     Ok(ExitStatus::Success)

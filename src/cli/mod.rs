@@ -4,9 +4,12 @@
 //! [`CredentialService`] (or [`diagnostics`](crate::diagnostics)) and renders
 //! the result through [`Printer`]. No policy lives here.
 
+pub mod client;
 pub mod exit;
+pub mod logfile;
 pub mod printer;
 
+mod daemon;
 mod default;
 mod doctor;
 mod export;
@@ -24,9 +27,6 @@ use clap::{Parser, Subcommand};
 use self::exit::ExitStatus;
 use self::printer::Printer;
 use crate::config::{Config, ENV_NO_COLOR, Env, ProcessEnv};
-use crate::credentials::CredentialService;
-use crate::home::Home;
-use crate::vault::Vault;
 
 /// Use your API keys and OAuth tokens from AI agents without handing them the secrets.
 #[derive(Debug, Parser)]
@@ -73,6 +73,9 @@ pub enum Command {
     /// Inspect and manage provider definitions.
     #[command(subcommand)]
     Provider(providers::Command),
+    /// Run and manage the background daemon (started on demand by other commands).
+    #[command(subcommand)]
+    Daemon(daemon::Command),
 }
 
 /// What every subcommand gets.
@@ -82,26 +85,36 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the credential service, creating the home, key and vault if needed.
-    pub fn service(&self) -> anyhow::Result<CredentialService> {
-        let svc = CredentialService::open(&self.config)?;
-        if svc.key_generated() {
-            self.printer.status(&format!(
-                "Created a new vault master key in {}; keep it safe, the vault cannot be opened without it",
-                svc.key_source().describe()
-            ));
-        }
-        Ok(svc)
+    /// Connects to this home's daemon, starting it if needed.
+    pub fn client(&self) -> anyhow::Result<client::Client> {
+        client::Client::connect(self)
     }
+}
 
-    /// Opens the credential service only if a vault already exists.
-    pub fn existing_service(&self) -> anyhow::Result<Option<CredentialService>> {
-        if Vault::exists(&Home::new(&self.config.home)) {
-            Ok(Some(self.service()?))
-        } else {
-            Ok(None)
-        }
-    }
+/// Percent-encodes one URL path segment.
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The name of a provider's default connection, asked of the daemon.
+pub fn default_connection(
+    client: &client::Client,
+    provider: &str,
+) -> anyhow::Result<Option<String>> {
+    let v = client.get("/api/connections")?;
+    Ok(v["connections"].as_array().and_then(|a| {
+        a.iter()
+            .find(|c| c["provider"] == provider && c["is_default"] == true)
+            .and_then(|c| c["name"].as_str().map(String::from))
+    }))
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -119,16 +132,35 @@ pub fn main() -> ExitCode {
     };
     let env = ProcessEnv;
     let no_color = env.var(ENV_NO_COLOR).is_some_and(|v| !v.is_empty());
-    init_tracing(cli.verbose, no_color);
     let printer = Printer::new(cli.quiet, cli.json, no_color);
-    match run(cli, printer, &env) {
+    let config = match Config::resolve(&env, cli.home.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            init_tracing(cli.verbose, no_color, None);
+            return report(&printer, &e.into()).into();
+        }
+    };
+    let serving = matches!(cli.command, Command::Daemon(daemon::Command::Serve { .. }));
+    let log_file = if serving {
+        open_daemon_log(&config)
+    } else {
+        None
+    };
+    init_tracing(cli.verbose, no_color, log_file);
+    match run(cli, printer, config) {
         Ok(status) => status.into(),
         Err(err) => report(&printer, &err).into(),
     }
 }
 
-fn run(cli: Cli, printer: Printer, env: &dyn Env) -> anyhow::Result<ExitStatus> {
-    let config = Config::resolve(env, cli.home)?;
+fn open_daemon_log(config: &Config) -> Option<std::fs::File> {
+    let path = crate::app::log_file_path(&config.home);
+    crate::home::ensure_private_dir(path.parent()?).ok()?;
+    logfile::rotate(&path);
+    logfile::open_append(&path).ok()
+}
+
+fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus> {
     let ctx = Ctx { config, printer };
     match cli.command {
         Command::Login(a) => login::run(&ctx, a),
@@ -139,11 +171,20 @@ fn run(cli: Cli, printer: Printer, env: &dyn Env) -> anyhow::Result<ExitStatus> 
         Command::Whoami => whoami::run(&ctx),
         Command::Doctor => doctor::run(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),
+        Command::Daemon(c) => daemon::run(&ctx, c),
     }
 }
 
 /// Prints an error once (`authsome: error: …` + hint) and picks the exit code.
 fn report(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
+    if let Some(e) = err.downcast_ref::<client::DaemonStartError>() {
+        printer.error(&e.message, e.hint.as_deref());
+        return ExitStatus::Code(e.code);
+    }
+    if let Some(e) = err.downcast_ref::<client::DaemonError>() {
+        printer.error(&e.message, e.hint.as_deref());
+        return e.exit_status();
+    }
     if let Some(e) = err.downcast_ref::<crate::Error>() {
         printer.error(&format!("{err:#}"), e.hint().as_deref());
         return ExitStatus::from_kind(e.kind());
@@ -157,17 +198,33 @@ fn report(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
     ExitStatus::Failure
 }
 
-fn init_tracing(verbose: bool, no_color: bool) {
+/// Logs go to stderr (warnings by default, debug with `--verbose`); the
+/// daemon logs to its file at info level, and to stderr too with `--verbose`.
+fn init_tracing(verbose: bool, no_color: bool, file: Option<std::fs::File>) {
     use tracing_subscriber::EnvFilter;
-    let filter = if verbose {
-        EnvFilter::new("authsome=debug,warn")
-    } else {
-        EnvFilter::try_from_env("AUTHSOME_LOG").unwrap_or_else(|_| EnvFilter::new("warn"))
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let default = match (verbose, file.is_some()) {
+        (true, _) => "authsome=debug,warn",
+        (false, true) => "authsome=info,warn",
+        (false, false) => "warn",
     };
-    let _ = tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_env(crate::config::ENV_LOG)
+        .unwrap_or_else(|_e| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match file {
+        Some(f) if verbose => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f).and(std::io::stderr))
+            .try_init(),
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        None => builder
+            .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
 }

@@ -44,6 +44,14 @@ impl Printer {
         }
     }
 
+    /// Writes a value as one compact JSON line (for step-by-step output).
+    pub fn json_line<T: Serialize + ?Sized>(&self, value: &T) {
+        match serde_json::to_string(value) {
+            Ok(s) => self.data(&s),
+            Err(e) => self.error(&format!("cannot encode the result as JSON: {e}"), None),
+        }
+    }
+
     /// A line for the person at the terminal (stderr), unless `-q`.
     pub fn status(&self, line: &str) {
         if !self.quiet {

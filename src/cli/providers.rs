@@ -3,13 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Ctx;
 use super::exit::ExitStatus;
 use super::printer::table;
-use crate::credentials::{ProviderSummary, RegisterOutcome, RemoveOutcome};
-use crate::providers::{self, Registry};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -44,43 +42,37 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     }
 }
 
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
 fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let summaries: Vec<ProviderSummary> = match ctx.existing_service()? {
-        Some(svc) => svc.list_providers()?,
-        None => Registry::bundled()?
-            .iter()
-            .map(|e| ProviderSummary {
-                name: e.def.name.clone(),
-                display_name: e.def.display_name.clone(),
-                kind: e.def.kind,
-                auth_type: e.def.auth_type,
-                flow: e.def.flow,
-                source: e.source,
-                api_url: e.def.api_url.clone(),
-                connections: 0,
-            })
-            .collect(),
-    };
+    let v = ctx.client()?.get("/api/providers")?;
+    let list = v["providers"].as_array().cloned().unwrap_or_default();
     if ctx.printer.json {
-        ctx.printer.json(&summaries);
+        ctx.printer.json(&list);
         return Ok(ExitStatus::Success);
     }
-    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    let rows: Vec<Vec<String>> = summaries
+    let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|s| {
-            let hosts = match s.api_url.len() {
+        .map(|p| {
+            let hosts: Vec<String> = p["api_url"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect())
+                .unwrap_or_default();
+            let hosts = match hosts.len() {
                 0 => String::new(),
-                1 => s.api_url[0].clone(),
-                n => format!("{} (+{})", s.api_url[0], n - 1),
+                1 => hosts[0].clone(),
+                n => format!("{} (+{})", hosts[0], n - 1),
             };
+            let conns = p["connections"].as_u64().unwrap_or(0);
             vec![
-                s.name.clone(),
-                name(json!(s.auth_type)),
-                name(json!(s.flow)),
-                name(json!(s.source)),
-                if s.connections > 0 {
-                    s.connections.to_string()
+                s(&p["name"]),
+                s(&p["auth_type"]),
+                s(&p["flow"]),
+                s(&p["source"]),
+                if conns > 0 {
+                    conns.to_string()
                 } else {
                     String::new()
                 },
@@ -95,96 +87,97 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
 }
 
 fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
-    let (def, source) = match ctx.existing_service()? {
-        Some(svc) => svc.get_provider(name)?,
-        None => {
-            let reg = Registry::bundled()?;
-            let e = reg.require(name)?;
-            (e.def.clone(), e.source)
-        }
-    };
+    let d = ctx
+        .client()?
+        .get(&format!("/api/providers/{}", super::seg(name)))?;
     if ctx.printer.json {
-        let mut v = serde_json::to_value(def.as_ref())?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("source".into(), json!(source));
-        }
-        ctx.printer.json(&v);
+        ctx.printer.json(&d);
         return Ok(ExitStatus::Success);
     }
     let p = &ctx.printer;
-    let s = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    p.data(&format!("{} ({})", def.display_name, def.name));
+    let join = |v: &Value, sep: &str| {
+        v.as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(sep))
+            .unwrap_or_default()
+    };
+    p.data(&format!("{} ({})", s(&d["display_name"]), s(&d["name"])));
     p.data(&format!(
         "  auth:      {} / {}",
-        s(json!(def.auth_type)),
-        s(json!(def.flow))
+        s(&d["auth_type"]),
+        s(&d["flow"])
     ));
-    p.data(&format!("  source:    {}", s(json!(source))));
-    p.data(&format!("  hosts:     {}", def.api_url.join(", ")));
-    if let Some(inj) = def.injection() {
-        p.data(&format!(
-            "  injects:   {}: {}<{}>",
-            inj.name,
-            inj.prefix,
-            inj.source.as_string()
-        ));
-    }
-    if !def.export.is_empty() {
-        let vars: Vec<String> = def
-            .export
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_string()))
-            .collect();
-        p.data(&format!("  exports:   {}", vars.join(", ")));
-    }
-    if let Some(o) = &def.oauth {
-        p.data(&format!(
-            "  token url: {}",
-            def.endpoint(&o.token_url, None)
-        ));
-        if !o.scopes.is_empty() {
-            p.data(&format!("  scopes:    {}", o.scopes.join(" ")));
+    p.data(&format!("  source:    {}", s(&d["source"])));
+    p.data(&format!("  hosts:     {}", join(&d["api_url"], ", ")));
+    if let Ok(def) = serde_json::from_value::<crate::providers::ProviderDef>(strip_source(&d)) {
+        if let Some(inj) = def.injection() {
+            p.data(&format!(
+                "  injects:   {}: {}<{}>",
+                inj.name,
+                inj.prefix,
+                inj.source.as_string()
+            ));
+        }
+        if let Some(o) = &def.oauth {
+            p.data(&format!(
+                "  token url: {}",
+                def.endpoint(&o.token_url, None)
+            ));
+            if !o.scopes.is_empty() {
+                p.data(&format!("  scopes:    {}", o.scopes.join(" ")));
+            }
         }
     }
-    if let Some(d) = &def.docs_url {
-        p.data(&format!("  docs:      {d}"));
+    if let Some(e) = d["export"].as_object().filter(|e| !e.is_empty()) {
+        let vars: Vec<String> = e.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+        p.data(&format!("  exports:   {}", vars.join(", ")));
+    }
+    if let Some(docs) = d["docs_url"].as_str() {
+        p.data(&format!("  docs:      {docs}"));
     }
     Ok(ExitStatus::Success)
+}
+
+fn strip_source(d: &Value) -> Value {
+    let mut d = d.clone();
+    if let Some(o) = d.as_object_mut() {
+        o.remove("source");
+    }
+    d
 }
 
 fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus> {
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
-    let def = providers::parse_file(&file.display().to_string(), &text)?;
-    let svc = ctx.service()?;
-    let name = def.name.clone();
-    let hosts = def.api_url.join(", ");
-    let outcome = svc.register_provider(def, force)?;
-    if outcome == RegisterOutcome::OverrodeBundled {
+    // Check locally first: the error names the file and fails fast without a daemon round trip.
+    let def = crate::providers::parse_file(&file.display().to_string(), &text)?;
+    let v = ctx.client()?.post(
+        "/api/providers",
+        &json!({"definition": text, "force": force, "origin": file.display().to_string()}),
+    )?;
+    let name = def.name;
+    if v["outcome"] == "overrode_bundled" {
         ctx.printer.warn(&format!(
             "`{name}` now overrides the bundled definition; `authsome provider remove {name}` restores it"
         ));
     }
     if ctx.printer.json {
-        ctx.printer
-            .json(&json!({"status": "registered", "provider": name, "outcome": outcome}));
+        ctx.printer.json(&v);
     } else {
-        ctx.printer
-            .success(&format!("Registered provider `{name}` for {hosts}"));
+        ctx.printer.success(&format!(
+            "Registered provider `{name}` for {}",
+            def.api_url.join(", ")
+        ));
     }
     Ok(ExitStatus::Success)
 }
 
 fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
-    let svc = match ctx.existing_service()? {
-        Some(s) => s,
-        None => ctx.service()?,
-    };
-    let outcome = svc.remove_provider(name)?;
+    let v = ctx
+        .client()?
+        .delete(&format!("/api/providers/{}", super::seg(name)))?;
     if ctx.printer.json {
-        ctx.printer
-            .json(&json!({"status": "removed", "provider": name, "outcome": outcome}));
-    } else if outcome == RemoveOutcome::RestoredBundled {
+        ctx.printer.json(&v);
+    } else if v["outcome"] == "restored_bundled" {
         ctx.printer.success(&format!(
             "Removed the custom `{name}`; the bundled definition is back"
         ));

@@ -1,74 +1,43 @@
 //! `authsome whoami`: this home, its identity, key source and connections.
 
-use std::collections::BTreeMap;
-
-use serde_json::json;
-
 use super::Ctx;
 use super::exit::ExitStatus;
-use crate::home::Home;
-use crate::identity::Identity;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let home = Home::new(&ctx.config.home);
-    let identity = Identity::load_or_create(&home)?;
-    let svc = ctx.existing_service()?;
-    let mut connected: BTreeMap<String, usize> = BTreeMap::new();
-    let (key_source, key_source_id, vault) = match &svc {
-        Some(s) => {
-            for c in s.list_connections()? {
-                *connected.entry(c.record.provider).or_default() += 1;
-            }
-            (
-                Some(s.key_source().describe()),
-                Some(s.key_source().id()),
-                Some(s.vault().path().display().to_string()),
-            )
-        }
-        None => (None, None, None),
-    };
+    let v = ctx.client()?.get("/api/whoami")?;
     if ctx.printer.json {
-        ctx.printer.json(&json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "home": home.root(),
-            "did": identity.did(),
-            "vault": vault,
-            "encryption": "aes-256-gcm",
-            "effective_encryption_source": key_source_id,
-            "encryption_backend": key_source,
-            "connected_providers": connected,
-        }));
+        ctx.printer.json(&v);
         return Ok(ExitStatus::Success);
     }
-    let rows = [
-        ("home", home.root().display().to_string()),
-        ("identity", identity.did().to_string()),
-        (
-            "vault",
-            vault.unwrap_or_else(|| "not created yet (first `authsome login` creates it)".into()),
-        ),
-        ("master key", key_source.unwrap_or_else(|| "-".into())),
-        (
-            "connected",
-            if connected.is_empty() {
-                "none".into()
-            } else {
-                connected
-                    .iter()
-                    .map(|(p, n)| {
-                        if *n > 1 {
-                            format!("{p} ({n})")
-                        } else {
-                            p.clone()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-    ];
-    for (k, v) in rows {
-        ctx.printer.data(&format!("{k:<11} {v}"));
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let connected = v["connected_providers"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let connected = if connected.is_empty() {
+        "none".to_string()
+    } else {
+        connected
+            .iter()
+            .map(|(p, n)| {
+                if n.as_u64().unwrap_or(1) > 1 {
+                    format!("{p} ({n})")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (k, val) in [
+        ("home", s("home")),
+        ("identity", s("did")),
+        ("daemon", s("daemon_url")),
+        ("vault", s("vault")),
+        ("master key", s("encryption_backend")),
+        ("connected", connected),
+    ] {
+        ctx.printer.data(&format!("{k:<11} {val}"));
     }
     Ok(ExitStatus::Success)
 }

@@ -22,6 +22,19 @@ fn forms(secret: &str) -> Vec<String> {
     ]
 }
 
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
 fn assert_clean(label: &str, haystack: &[u8], secret: &str) {
     for f in forms(secret) {
         assert!(
@@ -40,6 +53,7 @@ fn secret_appears_only_in_export_stdout() {
     let mut outputs: Vec<Out> = Vec::new();
     outputs.push(
         h.cmd(["login", "ahrefs", "--with-api-key", "--verbose"])
+            .env("AUTHSOME_LOG", "trace")
             .stdin(&secret)
             .run()
             .success(),
@@ -100,17 +114,23 @@ fn secret_appears_only_in_export_stdout() {
             &secret,
         );
     }
-    let mut files = 0;
-    for entry in std::fs::read_dir(&h.home).unwrap() {
-        let p = entry.unwrap().path();
-        let bytes = std::fs::read(&p).unwrap();
+    let files = walk(&h.home);
+    for p in &files {
+        let bytes = std::fs::read(p).unwrap();
         assert_clean(&p.display().to_string(), &bytes, &secret);
-        files += 1;
     }
     assert!(
         h.path("vault.db-wal").exists(),
         "the WAL should be on disk for the sweep"
     );
-    assert!(files >= 4, "vault.db, -wal, master.key, identity.key");
+    let log = std::fs::read_to_string(h.path("logs/authsome.log")).unwrap();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the daemon should have logged at trace level:\n{log}"
+    );
+    assert!(
+        files.len() >= 6,
+        "vault.db, -wal, master.key, identity.key, daemon.json, the log: {files:?}"
+    );
     drop(reader);
 }

@@ -34,6 +34,8 @@ fn wrong_master_key_is_named_and_writes_nothing() {
         .stdin("k")
         .run()
         .success();
+    // The running daemon holds the key it started with; a new key matters at its next start.
+    h.stop_daemon();
     let before = std::fs::read(h.path("vault.db")).unwrap();
     h.cmd(["list"])
         .env("AUTHSOME_MASTER_KEY", &b64(2))
@@ -67,25 +69,26 @@ fn wrong_master_key_is_named_and_writes_nothing() {
 fn passphrase_master_key_works_and_a_different_one_is_refused() {
     let h = TestHome::new();
     let pass = "correct horse battery staple";
-    h.cmd(["login", "ahrefs", "--with-api-key"])
-        .env("AUTHSOME_MASTER_KEY", pass)
+    let with =
+        |args: &[&str], key: &str| h.cmd(args.iter().copied()).env("AUTHSOME_MASTER_KEY", key);
+    with(&["login", "ahrefs", "--with-api-key"], pass)
         .stdin("k")
         .run()
         .success();
-    h.cmd(["export", "ahrefs"])
-        .env("AUTHSOME_MASTER_KEY", pass)
+    with(&["export", "ahrefs"], pass)
         .run()
         .success()
         .stdout_has("AHREFS_API_KEY=k");
-    h.cmd(["export", "ahrefs"])
-        .env("AUTHSOME_MASTER_KEY", "incorrect horse battery staple")
+    h.stop_daemon();
+    with(&["export", "ahrefs"], "incorrect horse battery staple")
         .run()
-        .code(5);
-    h.cmd(["list"])
-        .env("AUTHSOME_MASTER_KEY", "short")
+        .code(5)
+        .stderr_has("does not match this vault");
+    with(&["list"], "short")
         .run()
         .code(5)
         .stderr_has("passphrase of at least");
+    with(&["export", "ahrefs"], pass).run().success();
 }
 
 #[test]
@@ -123,6 +126,7 @@ fn master_key_file_env_must_be_private() {
 fn loose_generated_key_file_is_refused_with_the_fix() {
     let h = TestHome::new();
     h.login("ahrefs", "k");
+    h.stop_daemon();
     let key = h.path("master.key");
     assert_eq!(mode(&key), 0o600);
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
@@ -138,6 +142,7 @@ fn loose_generated_key_file_is_refused_with_the_fix() {
 fn missing_key_for_an_existing_vault_is_not_replaced() {
     let h = TestHome::new();
     h.login("ahrefs", "k");
+    h.stop_daemon();
     std::fs::rename(h.path("master.key"), h.dir.path().join("saved.key")).unwrap();
     h.cmd(["list"])
         .run()

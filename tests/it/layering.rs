@@ -88,7 +88,12 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["vault", "providers", "credentials", "routing", "cli"],
     ),
     ("credentials", &["cli", "diagnostics", "proxy", "daemon"]),
-    ("diagnostics", &["cli", "credentials"]),
+    ("diagnostics", &["cli", "credentials", "daemon"]),
+    ("pop", &["vault", "providers", "credentials", "cli", "daemon", "app"]),
+    ("auth_flow", &["vault", "cli", "daemon", "app", "proxy"]),
+    // the two front ends never import each other, nor the CLI or the composition root
+    ("daemon", &["cli", "app", "proxy", "diagnostics"]),
+    ("app", &["cli"]),
 ];
 
 fn sources(under: &Path) -> Vec<std::path::PathBuf> {

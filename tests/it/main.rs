@@ -7,6 +7,8 @@ mod cli_keys;
 mod cli_login;
 mod cli_providers;
 mod common;
+mod daemon_lifecycle;
+mod daemon_security;
 mod layering;
 mod permissions;
 mod providers_files;

@@ -27,10 +27,24 @@ fn everything_is_private_even_under_umask_000() {
         with_umask(&h, umask, "login ahrefs --with-api-key", Some("k"));
         with_umask(&h, umask, "whoami", None);
         assert_eq!(mode(&h.home), 0o700, "home under umask {umask}");
-        for entry in std::fs::read_dir(&h.home).unwrap() {
-            let p = entry.unwrap().path();
-            assert_eq!(mode(&p), 0o600, "{} under umask {umask}", p.display());
+        let mut seen = 0;
+        let mut stack = vec![h.home.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    assert_eq!(mode(&p), 0o700, "{} under umask {umask}", p.display());
+                    stack.push(p);
+                } else {
+                    assert_eq!(mode(&p), 0o600, "{} under umask {umask}", p.display());
+                }
+                seen += 1;
+            }
         }
+        assert!(
+            seen >= 7,
+            "vault.db(+wal,shm), keys, daemon.json, logs/authsome.log"
+        );
     }
 }
 
@@ -78,6 +92,7 @@ fn read_only_home_gives_a_clear_error_and_loses_nothing() {
         c.run()
     };
     run(&["login", "ahrefs", "--with-api-key"], Some("first-key")).success();
+    run(&["daemon", "stop"], None).success();
     let before = std::fs::read(h.path("vault.db")).unwrap();
     std::fs::set_permissions(&h.home, std::fs::Permissions::from_mode(0o500)).unwrap();
     let out = run(&["login", "apollo", "--with-api-key"], Some("second-key"));

@@ -104,6 +104,7 @@ fn truncated_and_bit_flipped_rows_are_integrity_errors() {
 fn damaged_key_check_record_is_corruption_not_wrong_key() {
     let h = TestHome::new();
     h.login("ahrefs", "k");
+    h.stop_daemon();
     db(&h)
         .execute("UPDATE meta SET value = x'0102' WHERE name = 'kcv'", [])
         .unwrap();
@@ -117,6 +118,7 @@ fn damaged_key_check_record_is_corruption_not_wrong_key() {
 fn garbage_vault_file_is_a_clear_error() {
     let h = TestHome::new();
     h.login("ahrefs", "k");
+    h.stop_daemon();
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(h.path(&format!("vault.db{ext}")));
     }
@@ -140,6 +142,7 @@ fn garbage_vault_file_is_a_clear_error() {
 fn vault_from_a_newer_schema_is_refused() {
     let h = TestHome::new();
     h.login("ahrefs", "k");
+    h.stop_daemon();
     db(&h).pragma_update(None, "user_version", 99).unwrap();
     h.cmd(["list"]).run().code(4).stderr_has("newer authsome");
 }

@@ -29,13 +29,34 @@ impl TestHome {
         TestHome { dir, home }
     }
 
-    /// A command running `authsome ARGS` against this home, keyring off.
+    /// A command running `authsome ARGS` against this home, keyring off, and
+    /// its daemon on a free port (`AUTHSOME_PORT=0`) so tests never collide.
     pub fn cmd<I, S>(&self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Cmd::new(args).env("AUTHSOME_HOME", self.home.to_str().unwrap())
+        Cmd::new(args)
+            .env("AUTHSOME_HOME", self.home.to_str().unwrap())
+            .env("AUTHSOME_PORT", "0")
+    }
+
+    /// `daemon.json` of this home's running daemon.
+    pub fn daemon(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(self.home.join("daemon.json")).ok()?).ok()
+    }
+
+    /// The running daemon's URL (panics when none runs).
+    pub fn daemon_url(&self) -> String {
+        self.daemon().expect("no daemon.json")["url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Stops this home's daemon through the CLI.
+    pub fn stop_daemon(&self) {
+        self.cmd(["daemon", "stop"]).run().success();
     }
 
     /// Stores an API key through the CLI.
@@ -49,6 +70,60 @@ impl TestHome {
     pub fn path(&self, name: &str) -> PathBuf {
         self.home.join(name)
     }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        // Never leave a daemon behind: SIGTERM by pid (works for daemons run as nobody too).
+        if let Some(d) = self.daemon()
+            && let Some(pid) = d["pid"].as_u64()
+        {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client over a raw socket, so tests control every header.
+/// Returns (status, headers, body).
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {authority}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }
 
 /// A configured invocation of the binary.

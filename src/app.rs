@@ -1,0 +1,286 @@
+//! The composition root: builds the daemon from configuration and runs it.
+//!
+//! The only module that wires layers together: it opens the
+//! `CredentialService`, loads the identity the PoP verifier trusts, binds
+//! the listener by the port rules, writes `daemon.json`, and serves until
+//! SIGTERM or SIGINT.
+//!
+//! Port rules (the CLI relies on them):
+//! - `AUTHSOME_PORT=N` binds exactly N (`0`: any free port); if N is taken, that is an error.
+//! - Otherwise the daemon tries 7998. When 7998 is held by an authsome daemon
+//!   of another home, it takes a free port instead; when it is held by this
+//!   home's daemon, there is nothing to do; when it is held by any other
+//!   program, it fails with the port and the `lsof` hint.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::auth_flow::{SESSION_TTL, Sessions};
+use crate::config::Config;
+use crate::credentials::CredentialService;
+use crate::daemon::{self, AppState, DaemonInfo};
+use crate::error::Error;
+use crate::home::{self, Home};
+use crate::identity::Identity;
+use crate::pop::Verifier;
+
+/// What a running daemon writes to `$AUTHSOME_HOME/daemon.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonFile {
+    pub pid: u32,
+    pub port: u16,
+    pub url: String,
+    pub version: String,
+    pub home: PathBuf,
+    pub home_id: String,
+    pub started_at: i64,
+}
+
+/// Path of `daemon.json`.
+pub fn daemon_file_path(home: &Path) -> PathBuf {
+    home.join("daemon.json")
+}
+
+/// Path of the daemon's log file.
+pub fn log_file_path(home: &Path) -> PathBuf {
+    home.join("logs").join("authsome.log")
+}
+
+/// Reads `daemon.json`, if present and well-formed.
+pub fn read_daemon_file(home: &Path) -> Option<DaemonFile> {
+    let text = std::fs::read_to_string(daemon_file_path(home)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A short stable id for a home directory (so `/api/health` need not reveal the path).
+pub fn home_id(home: &Path) -> String {
+    let canonical = std::fs::canonicalize(home).unwrap_or_else(|_e| home.to_path_buf());
+    Sha256::digest(canonical.to_string_lossy().as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Options of `authsome daemon serve`.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Bind address; default 127.0.0.1. Anything else is a deliberate hosted setup.
+    pub host: Option<IpAddr>,
+}
+
+/// Runs the daemon in the foreground until SIGTERM/SIGINT.
+pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve_daemon(config, opts))
+}
+
+async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    let home = Home::new(&config.home);
+    home.ensure()?;
+    let svc = {
+        let cfg = config.clone_for_daemon();
+        tokio::task::spawn_blocking(move || CredentialService::open(&cfg))
+            .await
+            .context("vault task failed")??
+    };
+    let identity = Identity::load_or_create(&home)?;
+    let id = home_id(home.root());
+    let listener = bind(
+        config,
+        opts.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        &id,
+    )
+    .await?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let port = addr.port();
+    let base_url = config
+        .server_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let mut allowed_hosts = vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    if let Some(authority) = base_url
+        .split("://")
+        .nth(1)
+        .map(|r| r.split('/').next().unwrap_or("").to_ascii_lowercase())
+        && !authority.is_empty()
+        && !allowed_hosts.contains(&authority)
+    {
+        allowed_hosts.push(authority);
+    }
+    if let Some(h) = opts.host.filter(|h| !h.is_loopback()) {
+        allowed_hosts.push(SocketAddr::new(h, port).to_string());
+    }
+    let info = DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        home: home.root().to_path_buf(),
+        home_id: id.clone(),
+        base_url: base_url.clone(),
+        allowed_hosts,
+        key_source_id: svc.key_source().id(),
+        key_source: svc.key_source().describe(),
+    };
+    let state = AppState {
+        svc: Arc::new(svc),
+        pop: Arc::new(Verifier::new([identity.did()])),
+        sessions: Arc::new(Sessions::new(SESSION_TTL)),
+        info: Arc::new(info),
+        shutdown: Arc::new(tokio::sync::Notify::new()),
+    };
+    let file = DaemonFile {
+        pid: std::process::id(),
+        port,
+        url: format!("http://127.0.0.1:{port}"),
+        version: env!("CARGO_PKG_VERSION").into(),
+        home: home.root().to_path_buf(),
+        home_id: id,
+        started_at: crate::vault::now_unix(),
+    };
+    write_daemon_file(home.root(), &file)?;
+    tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
+    let result = daemon::serve(listener, state, shutdown_signal()).await;
+    if read_daemon_file(home.root()).is_some_and(|f| f.pid == file.pid) {
+        std::fs::remove_file(daemon_file_path(home.root())).ok();
+    }
+    tracing::info!("daemon stopped");
+    result.context("the daemon's server failed")
+}
+
+impl Config {
+    /// A full copy, master key included, for the daemon process's own use.
+    pub fn clone_for_daemon(&self) -> Config {
+        Config {
+            master_key: self.master_key.as_ref().map(|k| k.duplicate()),
+            ..self.clone_without_secrets()
+        }
+    }
+
+    /// A copy without the master key (that is copied explicitly where needed).
+    fn clone_without_secrets(&self) -> Config {
+        Config {
+            home: self.home.clone(),
+            master_key: None,
+            master_key_file: self.master_key_file.clone(),
+            keyring: self.keyring,
+            port: self.port,
+            preferred_port: self.preferred_port,
+            base_url: self.base_url.clone(),
+            server_base_url: self.server_base_url.clone(),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_e) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Binds by the port rules in the module docs.
+async fn bind(config: &Config, ip: IpAddr, my_home_id: &str) -> anyhow::Result<TcpListener> {
+    if let Some(port) = config.port {
+        return TcpListener::bind(SocketAddr::new(ip, port))
+            .await
+            .map_err(|e| port_error(port, e, true).into());
+    }
+    let preferred = config.preferred_port;
+    match TcpListener::bind(SocketAddr::new(ip, preferred)).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match probe(preferred).await {
+            Some(other) if other == my_home_id => Err(Error::invalid(
+                format!("a daemon for this home is already running on port {preferred}"),
+                Some("`authsome daemon status` shows it; `authsome daemon stop` stops it".into()),
+            )
+            .into()),
+            Some(_) => {
+                tracing::info!(
+                    port = preferred,
+                    "port held by another home's daemon; taking a free port"
+                );
+                TcpListener::bind(SocketAddr::new(ip, 0))
+                    .await
+                    .context("cannot bind a free port")
+            }
+            None => Err(port_error(preferred, e, false).into()),
+        },
+        Err(e) => Err(port_error(preferred, e, false).into()),
+    }
+}
+
+fn port_error(port: u16, e: std::io::Error, forced: bool) -> Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        Error::invalid(
+            format!("port {port} is already in use by another program"),
+            Some(format!(
+                "find it with `lsof -i :{port}`; or {}",
+                if forced {
+                    "choose another AUTHSOME_PORT (0 picks a free one)"
+                } else {
+                    "set AUTHSOME_PORT to another port (0 picks a free one)"
+                }
+            )),
+        )
+    } else {
+        Error::io(format!("cannot listen on port {port}"), e)
+    }
+}
+
+/// Asks whatever listens on `port` whether it is an authsome daemon; returns its home id.
+async fn probe(port: u16) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let v: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/api/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    if v["service"] != "authsome" {
+        return None;
+    }
+    v["home_id"].as_str().map(String::from)
+}
+
+fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
+    let path = daemon_file_path(home);
+    let tmp = home.join(format!(".daemon.json.{}.tmp", std::process::id()));
+    std::fs::remove_file(&tmp).ok();
+    let mut f = home::create_private(&tmp)?;
+    use std::io::Write;
+    f.write_all(serde_json::to_string_pretty(file)?.as_bytes())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().ok();
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! The CLI's connection to its daemon: discovery, auto-start, PoP signing.
+//!
+//! Discovery: `AUTHSOME_BASE_URL` when set; otherwise `$AUTHSOME_HOME/daemon.json`
+//! and a `GET /api/health` that must answer with this home's id and this
+//! version. Otherwise a daemon is started in the background (its output goes
+//! to the log file) and the CLI waits for it, with a spinner past 300 ms. A
+//! daemon of another version is asked to stop and replaced.
+
+use std::io::{IsTerminal, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::Ctx;
+use super::exit::ExitStatus;
+use crate::app::{self, DaemonFile};
+use crate::home::Home;
+use crate::identity::Identity;
+use crate::pop;
+use crate::vault::now_unix;
+
+/// An error answered by the daemon (its JSON error shape).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DaemonError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl DaemonError {
+    /// The exit status for this error code.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self.code.as_str() {
+            "provider_not_found"
+            | "connection_not_found"
+            | "session_not_found"
+            | "no_route"
+            | "not_found" => ExitStatus::NotFound,
+            "invalid_input" | "invalid_provider" => ExitStatus::InvalidInput,
+            "wrong_master_key" | "vault_integrity" => ExitStatus::Vault,
+            "connection_exists" | "conflict" => ExitStatus::Conflict,
+            "unsupported" => ExitStatus::Unsupported,
+            _ => ExitStatus::Failure,
+        }
+    }
+}
+
+/// The daemon exited while starting; carries its exit code and error lines.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DaemonStartError {
+    pub code: u8,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// A connection to the daemon for one CLI invocation (one keep-alive HTTP connection).
+pub struct Client {
+    base: String,
+    identity: Identity,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// Finds this home's daemon, starting it when needed.
+    pub fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+        let home = Home::new(&ctx.config.home);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let base = match &ctx.config.base_url {
+            Some(url) => {
+                let ok = rt.block_on(health(&http, url)).is_some();
+                if !ok {
+                    if is_loopback(url) {
+                        // A local URL: start this home's daemon on that port.
+                        let port = url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.trim_end_matches('/').parse().ok());
+                        start_and_wait_on(ctx, &home, &rt, &http, port)?
+                    } else {
+                        return Err(crate::Error::invalid(
+                            format!("AUTHSOME_BASE_URL is set but unreachable: {url}"),
+                            Some("check the URL and that the daemon there is running, or unset AUTHSOME_BASE_URL to use a local daemon".into()),
+                        )
+                        .into());
+                    }
+                } else {
+                    url.clone()
+                }
+            }
+            None => find_or_start(ctx, &home, &rt, &http)?,
+        };
+        let identity = Identity::load_or_create(&home)?;
+        Ok(Client {
+            base,
+            identity,
+            http,
+            rt,
+        })
+    }
+
+    /// The daemon's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send("GET", path, None)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send("POST", path, Some(body))
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send("DELETE", path, None)
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => Vec::new(),
+        };
+        let auth = pop::authorization(&self.identity, method, path, &bytes, now_unix());
+        let url = format!("{}{path}", self.base);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).context("bad method")?;
+        let mut req = self.http.request(m, &url).header("authorization", auth);
+        if body.is_some() {
+            req = req.header("content-type", "application/json").body(bytes);
+        }
+        self.rt.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the authsome daemon at {}", self.base))?;
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            if (200..300).contains(&status) {
+                return Ok(v);
+            }
+            let e = &v["error"];
+            Err(DaemonError {
+                status,
+                code: e["code"].as_str().unwrap_or("http_error").into(),
+                message: e["message"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| format!("the daemon answered HTTP {status}")),
+                hint: e["hint"].as_str().map(String::from),
+            }
+            .into())
+        })
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    matches!(host, "127.0.0.1" | "localhost" | "[") || host.starts_with("127.")
+}
+
+/// `GET /api/health`; the JSON when it is an authsome daemon.
+pub async fn health(http: &reqwest::Client, base: &str) -> Option<Value> {
+    let v: Value = http
+        .get(format!("{base}/api/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    (v["service"] == "authsome").then_some(v)
+}
+
+/// This home's running daemon, if `daemon.json` names one that answers.
+pub fn running(
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+) -> Option<(DaemonFile, Value)> {
+    let file = app::read_daemon_file(home.root())?;
+    let h = rt.block_on(health(http, &file.url))?;
+    (h["home_id"] == file.home_id.as_str() && file.home_id == app::home_id(home.root()))
+        .then_some((file, h))
+}
+
+fn find_or_start(
+    ctx: &Ctx,
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+) -> anyhow::Result<String> {
+    if let Some((file, h)) = running(home, rt, http) {
+        if h["version"] == env!("CARGO_PKG_VERSION") {
+            return Ok(file.url);
+        }
+        ctx.printer.status(&format!(
+            "Restarting the daemon (it runs version {}, this is {})",
+            h["version"].as_str().unwrap_or("?"),
+            env!("CARGO_PKG_VERSION")
+        ));
+        stop(home, rt, http, &file)?;
+    }
+    start_and_wait(ctx, home, rt, http)
+}
+
+/// Asks a daemon to stop and waits until it has.
+pub fn stop(
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    file: &DaemonFile,
+) -> anyhow::Result<()> {
+    let identity = Identity::load_or_create(home)?;
+    let path = "/api/daemon/shutdown";
+    let auth = pop::authorization(&identity, "POST", path, b"", now_unix());
+    let url = format!("{}{path}", file.url);
+    let asked = rt
+        .block_on(async { http.post(url).header("authorization", auth).send().await })
+        .is_ok_and(|r| r.status().is_success());
+    if !asked {
+        // An older daemon without the route: SIGTERM by pid.
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(file.pid.to_string())
+            .status()
+            .ok();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if rt.block_on(health(http, &file.url)).is_none() {
+            // It no longer answers; give it a moment to remove its daemon.json,
+            // and remove a stale one ourselves (a crashed daemon cannot).
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until
+                && app::read_daemon_file(home.root()).is_some_and(|f| f.pid == file.pid)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if app::read_daemon_file(home.root()).is_some_and(|f| f.pid == file.pid) {
+                std::fs::remove_file(app::daemon_file_path(home.root())).ok();
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the daemon (pid {}) did not stop within 10 s", file.pid)
+}
+
+/// Starts `authsome daemon serve` in the background and waits for it to answer.
+pub fn start_and_wait(
+    ctx: &Ctx,
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+) -> anyhow::Result<String> {
+    start_and_wait_on(ctx, home, rt, http, None)
+}
+
+/// Like [`start_and_wait`], on a given port.
+pub fn start_and_wait_on(
+    ctx: &Ctx,
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    port: Option<u16>,
+) -> anyhow::Result<String> {
+    home.ensure()?;
+    let log = app::log_file_path(home.root());
+    crate::home::ensure_private_dir(log.parent().unwrap_or(home.root()))?;
+    let log_file = crate::cli::logfile::open_append(&log)?;
+    let exe = std::env::current_exe().context("cannot find the authsome executable")?;
+    let old_pid = app::read_daemon_file(home.root()).map(|f| f.pid);
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("daemon").arg("serve");
+        if let Some(p) = port {
+            cmd.arg("--port").arg(p.to_string());
+        }
+        cmd.env("AUTHSOME_HOME", home.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {} daemon serve", exe.display()))?
+    };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(15);
+    let tty = std::io::stderr().is_terminal() && !ctx.printer.quiet;
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let mut shown = false;
+    let mut i = 0;
+    let result = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(start_failure(&log, status.code()).into());
+        }
+        if let Some(file) = app::read_daemon_file(home.root())
+            .filter(|f| Some(f.pid) != old_pid || f.pid == child.id())
+            && file.pid == child.id()
+            && rt.block_on(health(http, &file.url)).is_some()
+        {
+            break Ok(file.url);
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!(
+                "the daemon did not answer within 15 s; see `authsome daemon logs`"
+            ));
+        }
+        if tty && start.elapsed() > Duration::from_millis(300) {
+            eprint!(
+                "\r{} Starting the authsome daemon…",
+                frames[i % frames.len()]
+            );
+            let _ = std::io::stderr().flush();
+            shown = true;
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    };
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    result
+}
+
+/// Turns the daemon's last words (its `authsome: error:` / `hint:` lines in
+/// the log) into the CLI's own error, with the daemon's exit code.
+fn start_failure(log: &std::path::Path, code: Option<i32>) -> DaemonStartError {
+    let tail = tail_lines(log, 20);
+    let start = tail.iter().rposition(|l| l.starts_with("authsome: error:"));
+    let (message, hint) = match start {
+        Some(i) => {
+            let msg = tail[i]
+                .trim_start_matches("authsome: error:")
+                .trim()
+                .to_string();
+            let hint = tail[i + 1..]
+                .iter()
+                .find_map(|l| l.strip_prefix("hint:"))
+                .map(|h| h.trim().to_string());
+            (format!("the daemon could not start: {msg}"), hint)
+        }
+        None => (
+            format!(
+                "the daemon exited while starting (code {})",
+                code.unwrap_or(-1)
+            ),
+            Some(format!("see {}", log.display())),
+        ),
+    };
+    DaemonStartError {
+        code: code
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(|c| *c != 0)
+            .unwrap_or(1),
+        message,
+        hint,
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}

@@ -1,0 +1,169 @@
+//! `authsome daemon serve|start|stop|restart|status|logs`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::Ctx;
+use super::client;
+use super::exit::ExitStatus;
+use crate::app::{self, DaemonOptions};
+use crate::home::Home;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (what `start` runs in the background).
+    Serve {
+        /// Address to bind. The default, 127.0.0.1, is the only safe choice on a shared machine;
+        /// anything else is for a deliberate hosted setup.
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// Port (default: 7998, or AUTHSOME_PORT; 0 picks a free port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Start the daemon in the background if it is not running.
+    Start,
+    /// Stop this home's daemon.
+    Stop,
+    /// Stop and start again (login sessions in flight are lost; nothing stored is).
+    Restart,
+    /// Is the daemon running, where, and which version.
+    Status,
+    /// Show the end of the daemon's log.
+    Logs {
+        /// Number of lines.
+        #[arg(short = 'n', long, default_value_t = 80)]
+        lines: usize,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
+    let home = Home::new(&ctx.config.home);
+    match cmd {
+        Command::Serve { host, port } => {
+            let mut config = ctx.config.clone_for_daemon();
+            if port.is_some() {
+                config.port = port;
+            }
+            app::run_daemon(&config, DaemonOptions { host })?;
+            Ok(ExitStatus::Success)
+        }
+        Command::Start => {
+            let (rt, http) = rt_http()?;
+            if let Some((file, _)) = client::running(&home, &rt, &http) {
+                report(ctx, "already_running", &file.url, file.pid);
+                return Ok(ExitStatus::Success);
+            }
+            let url = client::start_and_wait(ctx, &home, &rt, &http)?;
+            let pid = app::read_daemon_file(home.root())
+                .map(|f| f.pid)
+                .unwrap_or_default();
+            report(ctx, "started", &url, pid);
+            Ok(ExitStatus::Success)
+        }
+        Command::Stop => {
+            let (rt, http) = rt_http()?;
+            match client::running(&home, &rt, &http) {
+                Some((file, _)) => {
+                    client::stop(&home, &rt, &http, &file)?;
+                    report(ctx, "stopped", &file.url, file.pid);
+                }
+                None => report(ctx, "not_running", "", 0),
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Restart => {
+            let (rt, http) = rt_http()?;
+            if let Some((file, _)) = client::running(&home, &rt, &http) {
+                client::stop(&home, &rt, &http, &file)?;
+            }
+            let url = client::start_and_wait(ctx, &home, &rt, &http)?;
+            let pid = app::read_daemon_file(home.root())
+                .map(|f| f.pid)
+                .unwrap_or_default();
+            report(ctx, "restarted", &url, pid);
+            Ok(ExitStatus::Success)
+        }
+        Command::Status => {
+            let (rt, http) = rt_http()?;
+            let log = app::log_file_path(home.root());
+            match client::running(&home, &rt, &http) {
+                Some((file, health)) => {
+                    if ctx.printer.json {
+                        ctx.printer.json(&json!({"running": true, "pid": file.pid, "url": file.url, "port": file.port, "version": health["version"], "health": health, "log_file": log}));
+                    } else {
+                        ctx.printer
+                            .data(&format!("running     pid {} at {}", file.pid, file.url));
+                        ctx.printer.data(&format!(
+                            "version     {}",
+                            health["version"].as_str().unwrap_or("?")
+                        ));
+                        ctx.printer.data(&format!(
+                            "master key  {}",
+                            health["encryption_backend"].as_str().unwrap_or("?")
+                        ));
+                        ctx.printer.data(&format!("log         {}", log.display()));
+                    }
+                    Ok(ExitStatus::Success)
+                }
+                None => {
+                    if ctx.printer.json {
+                        ctx.printer
+                            .json(&json!({"running": false, "log_file": log}));
+                    } else {
+                        ctx.printer.data("not running (any command that needs it starts it; or `authsome daemon start`)");
+                    }
+                    Ok(ExitStatus::Failure)
+                }
+            }
+        }
+        Command::Logs { lines } => {
+            let log = app::log_file_path(home.root());
+            let entries = client::tail_lines(&log, lines);
+            if ctx.printer.json {
+                ctx.printer
+                    .json(&json!({"log_file": log, "entries": entries}));
+            } else if entries.is_empty() {
+                ctx.printer
+                    .status(&format!("{} is empty or missing", log.display()));
+            } else {
+                for l in entries {
+                    ctx.printer.data(&l);
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn report(ctx: &Ctx, status: &str, url: &str, pid: u32) {
+    if ctx.printer.json {
+        ctx.printer
+            .json(&json!({"status": status, "url": url, "pid": pid}));
+        return;
+    }
+    let line = match status {
+        "already_running" => format!("The daemon is already running at {url} (pid {pid})"),
+        "started" => format!("Started the daemon at {url} (pid {pid})"),
+        "restarted" => format!("Restarted the daemon at {url} (pid {pid})"),
+        "stopped" => format!("Stopped the daemon (pid {pid})"),
+        _ => "The daemon is not running".to_string(),
+    };
+    ctx.printer.success(&line);
+}
+
+fn rt_http() -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")?;
+    Ok((rt, http))
+}

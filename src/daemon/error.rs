@@ -1,0 +1,97 @@
+//! One JSON error shape for every route:
+//! `{"error": {"code": "connection_not_found", "message": "…", "hint": "…"}}`.
+//!
+//! `code` is stable and machine-readable. Internal causes (database and I/O
+//! errors) are logged with their detail and returned as a generic
+//! `internal` error, never verbatim.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{Error, ErrorKind};
+use crate::pop::PopError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> ApiError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(h) = self.hint {
+            body["hint"] = json!(h);
+        }
+        (self.status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let (status, code) = match (&e, e.kind()) {
+            (Error::ProviderNotFound { .. }, _) => (StatusCode::NOT_FOUND, "provider_not_found"),
+            (Error::ConnectionNotFound { .. }, _) => {
+                (StatusCode::NOT_FOUND, "connection_not_found")
+            }
+            (Error::ConnectionExists { .. }, _) => (StatusCode::CONFLICT, "connection_exists"),
+            (Error::ProviderFile { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_provider"),
+            (Error::WrongMasterKey { .. }, _) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "wrong_master_key")
+            }
+            (Error::Corrupt { .. }, _) => (StatusCode::INTERNAL_SERVER_ERROR, "vault_integrity"),
+            (_, ErrorKind::InvalidInput) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            (_, ErrorKind::Unsupported) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
+            (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
+            (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            _ => {
+                tracing::error!(error = %e, "internal error");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon log",
+                )
+                .with_hint("run `authsome daemon logs`");
+            }
+        };
+        let hint = e.hint();
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<PopError> for ApiError {
+    fn from(e: PopError) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

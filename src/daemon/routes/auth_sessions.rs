@@ -1,0 +1,401 @@
+//! `/api/auth/sessions…`: starting a login, its status, and the browser form
+//! where the user types an API key.
+//!
+//! The form is reachable only through the session's unguessable URL (a
+//! 128-bit id the CLI opened in the browser). A submission must carry the
+//! session's CSRF token, and when the browser sends `Origin` or
+//! `Sec-Fetch-Site`, they must name this daemon: a page on another site can
+//! neither read the token nor post the form.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth_flow::{SessionError, SessionStatus, SessionView};
+use crate::credentials::DEFAULT_CONNECTION;
+use crate::daemon::error::{ApiError, ApiResult};
+use crate::daemon::state::AppState;
+use crate::error::Error;
+use crate::providers::AuthType;
+use crate::secret::Secret;
+use crate::vault::now_unix;
+
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    provider: String,
+    #[serde(default)]
+    connection: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /api/auth/sessions`
+pub async fn auth_sessions_create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateRequest>,
+) -> ApiResult<Json<SessionView>> {
+    let connection = req.connection.unwrap_or_else(|| DEFAULT_CONNECTION.into());
+    let (provider, conn, force) = (req.provider.clone(), connection.clone(), req.force);
+    let flow = state
+        .run(move |svc| {
+            let (def, _) = svc.get_provider(&provider)?;
+            if def.auth_type != AuthType::ApiKey {
+                return Err(Error::Unsupported {
+                    message: format!("`{provider}` signs in with OAuth or a browser session, which this daemon does not run yet"),
+                    hint: Some("API-key providers work today: `authsome provider list` shows their AUTH column".into()),
+                });
+            }
+            if !force && svc.vault().find_connection(&provider, &conn)?.is_some() {
+                return Err(Error::ConnectionExists { provider, connection: conn });
+            }
+            Ok(def.flow)
+        })
+        .await?;
+    let view = state.sessions.create(
+        &req.provider,
+        &connection,
+        flow,
+        req.force,
+        &state.info.base_url,
+        now_unix(),
+    )?;
+    tracing::info!(session = %short(&view.id), provider = %view.provider, "auth session started");
+    Ok(Json(view))
+}
+
+/// `GET /api/auth/sessions/{id}`
+pub async fn auth_sessions_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
+    state
+        .sessions
+        .get(&id, now_unix())
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResumeRequest {
+    api_key: Option<String>,
+}
+
+/// `POST /api/auth/sessions/{id}/resume`: the CLI sends the key (`--with-api-key`).
+pub async fn auth_sessions_resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<ResumeRequest>,
+) -> ApiResult<Json<SessionView>> {
+    let Some(key) = req.api_key.map(Secret::new) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "`api_key` is required for this session",
+        ));
+    };
+    complete_with_key(&state, &id, key).await.map(Json)
+}
+
+async fn complete_with_key(
+    state: &AppState,
+    id: &str,
+    key: Secret<String>,
+) -> ApiResult<SessionView> {
+    let ctx = state
+        .sessions
+        .input_context(id, now_unix())
+        .ok_or_else(not_found)?;
+    if ctx.view.status != SessionStatus::WaitingForInput {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "session_finished",
+            format!("this login session is {:?}", ctx.view.status).to_lowercase(),
+        )
+        .with_hint(format!(
+            "start again with `authsome login {}`",
+            ctx.view.provider
+        )));
+    }
+    let (p, c, force) = (
+        ctx.view.provider.clone(),
+        ctx.view.connection.clone(),
+        ctx.force,
+    );
+    state
+        .run(move |svc| svc.login_api_key(&p, &c, key, force))
+        .await?;
+    tracing::info!(session = %short(id), provider = %ctx.view.provider, connection = %ctx.view.connection, "login completed");
+    state.sessions.complete(id, now_unix()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "session_finished",
+            "the session ended while the key was being stored",
+        )
+    })
+}
+
+/// `GET /api/auth/sessions/{id}/device`: device-code details (OAuth flows only).
+pub async fn auth_sessions_device(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.sessions.get(&id, now_unix()).ok_or_else(not_found)?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "no_device_code",
+        "this session has no device code",
+    ))
+}
+
+/// `GET /auth/callback/oauth`: no OAuth session can be waiting yet.
+pub async fn oauth_callback() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "No login is waiting",
+        "<p>No OAuth login is waiting for this callback. Start again with <code>authsome login</code>.</p>",
+    )
+}
+
+/// `GET /api/auth/sessions/{id}/input`: the browser form.
+pub async fn auth_sessions_input_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(ctx) = state.sessions.input_context(&id, now_unix()) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Unknown login",
+            "<p>This login link is not valid. Start again with <code>authsome login</code>.</p>",
+        );
+    };
+    if ctx.view.status != SessionStatus::WaitingForInput {
+        return finished_page(&ctx.view);
+    }
+    let display = state
+        .svc
+        .registry()
+        .get(&ctx.view.provider)
+        .map(|e| e.def.display_name.clone())
+        .unwrap_or_default();
+    form_page(StatusCode::OK, &display, &ctx.view, ctx.csrf.expose(), None)
+}
+
+#[derive(Deserialize)]
+pub struct InputForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    api_key: String,
+}
+
+impl std::fmt::Debug for InputForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputForm { .. }")
+    }
+}
+
+/// `POST /api/auth/sessions/{id}/input`: the form submission.
+pub async fn auth_sessions_input_submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<InputForm>,
+) -> Response {
+    let key = Secret::new(form.api_key);
+    if let Err(why) = same_origin(&state, &headers) {
+        tracing::warn!(session = %short(&id), %why, "cross-site form post refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p>This form can only be submitted from the page authsome opened.</p>",
+        );
+    }
+    let Some(ctx) = state.sessions.input_context(&id, now_unix()) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Unknown login",
+            "<p>This login link is not valid.</p>",
+        );
+    };
+    if !constant_time_eq(form.csrf.as_bytes(), ctx.csrf.expose().as_bytes()) {
+        tracing::warn!(session = %short(&id), "form post without a valid CSRF token refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p>This form has expired or was not opened by authsome. Reload the page from the link in your terminal.</p>",
+        );
+    }
+    let display = state
+        .svc
+        .registry()
+        .get(&ctx.view.provider)
+        .map(|e| e.def.display_name.clone())
+        .unwrap_or_default();
+    match complete_with_key(&state, &id, key).await {
+        Ok(view) => finished_page(&view),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            let msg = match &e.hint {
+                Some(h) => format!("{} ({h})", e.message),
+                None => e.message.clone(),
+            };
+            form_page(
+                StatusCode::BAD_REQUEST,
+                &display,
+                &ctx.view,
+                ctx.csrf.expose(),
+                Some(&msg),
+            )
+        }
+        Err(e) => {
+            let view = state.sessions.fail(
+                &id,
+                now_unix(),
+                SessionError {
+                    code: e.code.into(),
+                    message: e.message.clone(),
+                    hint: e.hint.clone(),
+                },
+            );
+            match view {
+                Some(v) => finished_page(&v),
+                None => page(
+                    e.status,
+                    "Login failed",
+                    &format!("<p>{}</p>", escape(&e.message)),
+                ),
+            }
+        }
+    }
+}
+
+/// `Origin` / `Sec-Fetch-Site`, when the browser sends them, must say "this daemon".
+fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Err(format!("Sec-Fetch-Site: {site}"));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let ok = state
+            .info
+            .allowed_hosts
+            .iter()
+            .any(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+        if !ok {
+            return Err(format!("Origin: {origin}"));
+        }
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        "no such login session (it may have expired, or the daemon restarted)",
+    )
+    .with_hint("start again with `authsome login PROVIDER`")
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn form_page(
+    status: StatusCode,
+    display: &str,
+    view: &SessionView,
+    csrf: &str,
+    error: Option<&str>,
+) -> Response {
+    let err = error
+        .map(|e| format!(r#"<p class="err">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<p>Paste your <b>{d}</b> API key. It is stored encrypted on this machine as <code>{p}/{c}</code>; agents you run with authsome use it without seeing it.</p>
+{err}<form method="post" action="/api/auth/sessions/{id}/input" autocomplete="off">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>API key <input type="password" name="api_key" required autofocus spellcheck="false"></label>
+<button type="submit">Save</button>
+</form>"#,
+        d = escape(display),
+        p = escape(&view.provider),
+        c = escape(&view.connection),
+        id = escape(&view.id),
+        csrf = escape(csrf),
+    );
+    page(status, &format!("Connect {display}"), &body)
+}
+
+fn finished_page(view: &SessionView) -> Response {
+    match view.status {
+        SessionStatus::Completed => page(
+            StatusCode::OK,
+            "Connected",
+            &format!(
+                "<p>Saved the key for <code>{}/{}</code>. You can close this tab.</p>",
+                escape(&view.provider),
+                escape(&view.connection)
+            ),
+        ),
+        SessionStatus::Expired => page(
+            StatusCode::GONE,
+            "Expired",
+            "<p>This login expired. Start again with <code>authsome login</code>.</p>",
+        ),
+        _ => page(
+            StatusCode::CONFLICT,
+            "Login ended",
+            &format!(
+                "<p>This login has ended: {}</p>",
+                escape(
+                    view.error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or("failed")
+                )
+            ),
+        ),
+    }
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>authsome: {t}</title><style>body{{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}
+input[type=password]{{width:100%;padding:.5rem;margin:.5rem 0;font:inherit}}button{{padding:.5rem 1rem;font:inherit}}.err{{color:#b00}}code{{background:#eee;padding:0 .2rem}}</style></head>
+<body><h1>{t}</h1>{body}</body></html>"#,
+        t = escape(title)
+    );
+    let mut resp = (status, Html(html)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    resp
+}

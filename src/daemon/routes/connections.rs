@@ -1,0 +1,104 @@
+//! `/api/connections…` and `/api/credentials/export`: metadata everywhere,
+//! secrets only through `export` (PoP-authenticated).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::daemon::error::ApiResult;
+use crate::daemon::state::AppState;
+
+/// `GET /api/connections`
+pub async fn connections_list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let list = state.run(|svc| svc.list_connections()).await?;
+    Ok(Json(json!({ "connections": list })))
+}
+
+/// `GET /api/connections/{provider}/{connection}` (redacted)
+pub async fn connections_get(
+    State(state): State<AppState>,
+    Path((p, c)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let view = state
+        .run(move |svc| svc.get_connection(&p, Some(&c)))
+        .await?;
+    Ok(Json(json!(view)))
+}
+
+/// `POST /api/connections/{provider}/{connection}/logout`
+pub async fn connections_logout(
+    State(state): State<AppState>,
+    Path((p, c)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let rec = state.run(move |svc| svc.logout(&p, Some(&c))).await?;
+    Ok(Json(
+        json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name, "provider_notified": false}),
+    ))
+}
+
+/// `POST /api/connections/{provider}/revoke`: removes every connection of the
+/// provider. (Calling the provider's revocation endpoint arrives with OAuth.)
+pub async fn connections_revoke(
+    State(state): State<AppState>,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let provider = p.clone();
+    let removed = state
+        .run(move |svc| {
+            svc.registry().require(&p)?;
+            let mut n = 0;
+            for c in svc
+                .list_connections()?
+                .into_iter()
+                .filter(|c| c.record.provider == p)
+            {
+                svc.logout(&p, Some(&c.record.name))?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await?;
+    Ok(Json(
+        json!({"status": "revoked", "provider": provider, "removed": removed, "provider_notified": false}),
+    ))
+}
+
+/// `POST /api/connections/{provider}/{connection}/default`
+pub async fn connections_set_default(
+    State(state): State<AppState>,
+    Path((p, c)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (pp, cc) = (p.clone(), c.clone());
+    state.run(move |svc| svc.set_default(&pp, &cc)).await?;
+    Ok(Json(
+        json!({"status": "ok", "provider": p, "default_connection": c}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExportRequest {
+    provider: String,
+    #[serde(default)]
+    connection: Option<String>,
+}
+
+/// `POST /api/credentials/export`: the explicit way a secret leaves.
+pub async fn credentials_export(
+    State(state): State<AppState>,
+    Json(req): Json<ExportRequest>,
+) -> ApiResult<Json<Value>> {
+    let (rec, vars) = state
+        .run(move |svc| svc.export(&req.provider, req.connection.as_deref()))
+        .await?;
+    tracing::info!(provider = %rec.provider, connection = %rec.name, count = vars.len(), "credentials exported");
+    let map: BTreeMap<String, String> = vars
+        .iter()
+        .map(|v| (v.name.clone(), v.value.expose().clone()))
+        .collect();
+    Ok(Json(
+        json!({"provider": rec.provider, "connection": rec.name, "variables": map}),
+    ))
+}

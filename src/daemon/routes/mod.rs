@@ -1,0 +1,7 @@
+//! Route handlers, one file per resource.
+
+pub mod auth_sessions;
+pub mod connections;
+pub mod health;
+pub mod providers;
+pub mod proxy;

@@ -1,0 +1,76 @@
+//! `/api/providers…`: list, show, register, remove.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::daemon::error::{ApiError, ApiResult};
+use crate::daemon::state::AppState;
+use crate::providers;
+
+/// `GET /api/providers`
+pub async fn providers_list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let list = state.run(|svc| svc.list_providers()).await?;
+    Ok(Json(json!({ "providers": list })))
+}
+
+/// `GET /api/providers/{provider}`
+pub async fn providers_get(
+    State(state): State<AppState>,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (def, source) = state.run(move |svc| svc.get_provider(&p)).await?;
+    let mut v = serde_json::to_value(def.as_ref())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    v["source"] = json!(source);
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterRequest {
+    /// The definition: a JSON object, or the file's text (comments allowed).
+    definition: Value,
+    #[serde(default)]
+    force: bool,
+    /// Where it came from, for error messages (e.g. the file path).
+    #[serde(default)]
+    origin: Option<String>,
+}
+
+/// `POST /api/providers`
+pub async fn providers_register(
+    State(state): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<Json<Value>> {
+    let text = match &req.definition {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let origin = req.origin.unwrap_or_else(|| "request body".into());
+    let def = providers::parse_file(&origin, &text)?;
+    let name = def.name.clone();
+    let hosts = def.api_url.clone();
+    let force = req.force;
+    let outcome = state
+        .run(move |svc| svc.register_provider(def, force))
+        .await?;
+    tracing::info!(provider = %name, ?outcome, "provider registered");
+    Ok(Json(
+        json!({"status": "registered", "provider": name, "outcome": outcome, "api_url": hosts}),
+    ))
+}
+
+/// `DELETE /api/providers/{provider}`
+pub async fn providers_remove(
+    State(state): State<AppState>,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = p.clone();
+    let outcome = state.run(move |svc| svc.remove_provider(&p)).await?;
+    tracing::info!(provider = %name, ?outcome, "provider removed");
+    Ok(Json(
+        json!({"status": "removed", "provider": name, "outcome": outcome}),
+    ))
+}

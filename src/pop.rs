@@ -1,0 +1,375 @@
+//! Proof-of-possession tokens between the CLI and the daemon.
+//!
+//! Every protected daemon request carries `Authorization: PoP <jwt>`: a JWT
+//! signed with EdDSA by the caller's Ed25519 identity, valid for at most 60
+//! seconds, bound to one request by its method (`htm`), path and query
+//! (`htu`) and the SHA-256 of its body (`body_sha256`), and usable once
+//! (`jti`). A stolen token is worth one identical request within a minute.
+//!
+//! Why not a bearer token in a file: any process of the same user could read
+//! and replay it forever. A PoP token proves possession of the key at the
+//! time of the request and cannot be replayed for another request.
+//!
+//! The verifier accepts only `alg: EdDSA` (never `none`, never HMAC: with a
+//! public key as HMAC secret, anyone could forge tokens) and only issuers it
+//! trusts: the identities of the daemon's own home. There is no route that
+//! registers a new identity.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::identity::{Identity, parse_did_key};
+
+/// The `aud` claim the daemon expects.
+pub const AUDIENCE: &str = "authsome-daemon";
+/// Longest accepted `exp - iat`, seconds.
+pub const MAX_LIFETIME: i64 = 60;
+/// Accepted clock difference between CLI and daemon, seconds.
+pub const CLOCK_SKEW: i64 = 5;
+
+/// The claims of a PoP token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub htm: String,
+    pub htu: String,
+    pub body_sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+}
+
+/// Why a token was refused. The messages are safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PopError {
+    #[error("missing `Authorization: PoP <token>` header")]
+    Missing,
+    #[error("the PoP token is malformed")]
+    Malformed,
+    #[error("the PoP token must be signed with EdDSA")]
+    Algorithm,
+    #[error("the PoP token's issuer is not trusted by this daemon")]
+    UnknownIssuer,
+    #[error("the PoP token's signature is invalid")]
+    Signature,
+    #[error("the PoP token is for another audience")]
+    Audience,
+    #[error("the PoP token has expired")]
+    Expired,
+    #[error("the PoP token is issued in the future (check the clock)")]
+    NotYetValid,
+    #[error("the PoP token lives longer than {MAX_LIFETIME} seconds")]
+    Lifetime,
+    #[error("the PoP token was made for another method")]
+    Method,
+    #[error("the PoP token was made for another path")]
+    Url,
+    #[error("the PoP token was made for another body")]
+    Body,
+    #[error("the PoP token was already used")]
+    Replay,
+}
+
+/// Hex SHA-256 of `body`.
+pub fn body_hash(body: &[u8]) -> String {
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Makes the `Authorization` header value for one request.
+pub fn authorization(
+    identity: &Identity,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now: i64,
+) -> String {
+    let mut jti = [0u8; 16];
+    if crate::secret::fill_random(&mut jti).is_err() {
+        // Without randomness the jti could repeat; the daemon then refuses
+        // the token as a replay, which fails closed.
+        jti = now.to_le_bytes().repeat(2).try_into().unwrap_or([0u8; 16]);
+    }
+    let claims = Claims {
+        iss: identity.did().to_string(),
+        sub: identity.did().to_string(),
+        aud: AUDIENCE.into(),
+        iat: now,
+        exp: now + MAX_LIFETIME,
+        jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
+        htm: method.to_ascii_uppercase(),
+        htu: path_and_query.into(),
+        body_sha256: body_hash(body),
+    };
+    format!("PoP {}", encode(identity, &claims))
+}
+
+/// Signs `claims` into a compact JWT.
+pub fn encode(identity: &Identity, claims: &Claims) -> String {
+    let header = B64.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#);
+    let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let sig = identity.sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", B64.encode(sig))
+}
+
+/// Checks tokens against a fixed set of trusted identities and remembers
+/// every `jti` until its token expires.
+#[derive(Debug)]
+pub struct Verifier {
+    trusted: HashMap<String, VerifyingKey>,
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl Verifier {
+    /// Trusts the given `did:key` identities.
+    pub fn new<'a>(trusted: impl IntoIterator<Item = &'a str>) -> Verifier {
+        let trusted = trusted
+            .into_iter()
+            .filter_map(|d| parse_did_key(d).map(|k| (d.to_string(), k)))
+            .collect();
+        Verifier {
+            trusted,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies the `Authorization` header of a request.
+    pub fn verify(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Claims, PopError> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("PoP "))
+            .ok_or(PopError::Missing)?
+            .trim();
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PopError::Malformed);
+        };
+        let header: Header =
+            serde_json::from_slice(&B64.decode(h).map_err(|_e| PopError::Malformed)?)
+                .map_err(|_e| PopError::Malformed)?;
+        if header.alg != "EdDSA" {
+            return Err(PopError::Algorithm);
+        }
+        let claims: Claims =
+            serde_json::from_slice(&B64.decode(p).map_err(|_e| PopError::Malformed)?)
+                .map_err(|_e| PopError::Malformed)?;
+        let key = self
+            .trusted
+            .get(&claims.iss)
+            .ok_or(PopError::UnknownIssuer)?;
+        let sig_bytes: [u8; 64] = B64
+            .decode(s)
+            .map_err(|_e| PopError::Malformed)?
+            .try_into()
+            .map_err(|_e| PopError::Malformed)?;
+        key.verify_strict(
+            format!("{h}.{p}").as_bytes(),
+            &Signature::from_bytes(&sig_bytes),
+        )
+        .map_err(|_e| PopError::Signature)?;
+        if claims.aud != AUDIENCE {
+            return Err(PopError::Audience);
+        }
+        if claims.exp - claims.iat > MAX_LIFETIME || claims.exp < claims.iat {
+            return Err(PopError::Lifetime);
+        }
+        if claims.iat > now + CLOCK_SKEW {
+            return Err(PopError::NotYetValid);
+        }
+        if claims.exp + CLOCK_SKEW < now {
+            return Err(PopError::Expired);
+        }
+        if !claims.htm.eq_ignore_ascii_case(method) {
+            return Err(PopError::Method);
+        }
+        if claims.htu != path_and_query {
+            return Err(PopError::Url);
+        }
+        if claims.body_sha256 != body_hash(body) {
+            return Err(PopError::Body);
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, exp| *exp + CLOCK_SKEW >= now);
+        if seen.insert(claims.jti.clone(), claims.exp).is_some() {
+            return Err(PopError::Replay);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Home;
+
+    fn identity() -> (tempfile::TempDir, Identity) {
+        let d = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(&Home::new(d.path())).unwrap();
+        (d, id)
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims(id: &Identity) -> Claims {
+        Claims {
+            iss: id.did().into(),
+            sub: id.did().into(),
+            aud: AUDIENCE.into(),
+            iat: NOW,
+            exp: NOW + 60,
+            jti: "j1".into(),
+            htm: "POST".into(),
+            htu: "/api/x?y=1".into(),
+            body_sha256: body_hash(b"{}"),
+        }
+    }
+
+    fn check(v: &Verifier, token: &str) -> Result<Claims, PopError> {
+        v.verify(
+            Some(&format!("PoP {token}")),
+            "POST",
+            "/api/x?y=1",
+            b"{}",
+            NOW,
+        )
+    }
+
+    #[test]
+    fn valid_token_passes_once() {
+        let (_d, id) = identity();
+        let v = Verifier::new([id.did()]);
+        let t = encode(&id, &claims(&id));
+        assert!(check(&v, &t).is_ok());
+        assert_eq!(check(&v, &t).unwrap_err(), PopError::Replay);
+    }
+
+    #[test]
+    fn header_helper_round_trips() {
+        let (_d, id) = identity();
+        let v = Verifier::new([id.did()]);
+        let h = authorization(&id, "get", "/api/connections", b"", NOW);
+        assert!(
+            v.verify(Some(&h), "GET", "/api/connections", b"", NOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn negative_matrix() {
+        let (_d, id) = identity();
+        let (_d2, other) = identity();
+        let v = Verifier::new([id.did()]);
+        let mk = |f: &dyn Fn(&mut Claims)| {
+            let mut c = claims(&id);
+            f(&mut c);
+            encode(&id, &c)
+        };
+        assert_eq!(
+            check(&v, &mk(&|c| c.aud = "other".into())).unwrap_err(),
+            PopError::Audience
+        );
+        assert_eq!(
+            check(&v, &mk(&|c| c.htm = "GET".into())).unwrap_err(),
+            PopError::Method
+        );
+        assert_eq!(
+            check(&v, &mk(&|c| c.htu = "/api/x".into())).unwrap_err(),
+            PopError::Url
+        );
+        assert_eq!(
+            check(&v, &mk(&|c| c.body_sha256 = body_hash(b"{\"a\":1}"))).unwrap_err(),
+            PopError::Body
+        );
+        assert_eq!(
+            check(
+                &v,
+                &mk(&|c| {
+                    c.iat = NOW - 300;
+                    c.exp = NOW - 240
+                })
+            )
+            .unwrap_err(),
+            PopError::Expired
+        );
+        assert_eq!(
+            check(
+                &v,
+                &mk(&|c| {
+                    c.iat = NOW + 120;
+                    c.exp = NOW + 150
+                })
+            )
+            .unwrap_err(),
+            PopError::NotYetValid
+        );
+        assert_eq!(
+            check(&v, &mk(&|c| c.exp = NOW + 3600)).unwrap_err(),
+            PopError::Lifetime
+        );
+        // signed by an identity the daemon does not trust
+        let mut c = claims(&other);
+        c.jti = "j9".into();
+        assert_eq!(
+            check(&v, &encode(&other, &c)).unwrap_err(),
+            PopError::UnknownIssuer
+        );
+        // claiming a trusted issuer but signed by another key
+        let mut c = claims(&id);
+        c.jti = "j10".into();
+        assert_eq!(
+            check(&v, &encode(&other, &c)).unwrap_err(),
+            PopError::Signature
+        );
+    }
+
+    #[test]
+    fn alg_none_and_hmac_are_refused() {
+        let (_d, id) = identity();
+        let v = Verifier::new([id.did()]);
+        let payload = B64.encode(serde_json::to_vec(&claims(&id)).unwrap());
+        for alg in ["none", "HS256", "RS256"] {
+            let header = B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+            assert_eq!(
+                check(&v, &format!("{header}.{payload}.")).unwrap_err(),
+                PopError::Algorithm,
+                "{alg}"
+            );
+        }
+        assert_eq!(check(&v, "a.b").unwrap_err(), PopError::Malformed);
+        assert_eq!(
+            v.verify(Some("Bearer x"), "GET", "/", b"", NOW)
+                .unwrap_err(),
+            PopError::Missing
+        );
+        assert_eq!(
+            v.verify(None, "GET", "/", b"", NOW).unwrap_err(),
+            PopError::Missing
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! The daemon's access control, over real HTTP: PoP on the API, the Host
+//! allowlist against DNS rebinding, and the CSRF/Origin checks of the form.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authsome::home::Home;
+use authsome::identity::Identity;
+use authsome::pop;
+use authsome::vault::now_unix;
+
+use crate::common::{TestHome, bin, canary, http};
+
+fn started() -> (TestHome, String) {
+    let h = TestHome::new();
+    h.cmd(["daemon", "start"]).run().success();
+    let url = h.daemon_url();
+    (h, url)
+}
+
+fn identity(h: &TestHome) -> Identity {
+    Identity::load(&Home::new(&h.home)).unwrap().unwrap()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn health_is_open_and_the_api_needs_pop() {
+    let (h, url) = started();
+    let (st, _, body) = http("GET", &format!("{url}/api/health"), &[], b"");
+    assert_eq!(st, 200);
+    assert_eq!(json(&body)["service"], "authsome");
+    assert!(
+        !body.contains(h.home.to_str().unwrap()),
+        "health must not reveal the home path"
+    );
+    let (st, _, _) = http("GET", &format!("{url}/health"), &[], b"");
+    assert_eq!(st, 200, "root alias");
+    for path in [
+        "/api/connections",
+        "/connections",
+        "/api/providers",
+        "/api/whoami",
+        "/api/proxy/routes",
+    ] {
+        let (st, _, body) = http("GET", &format!("{url}{path}"), &[], b"");
+        assert_eq!(st, 401, "{path}");
+        assert_eq!(json(&body)["error"]["code"], "unauthorized", "{path}");
+    }
+}
+
+#[test]
+fn pop_negative_matrix() {
+    let (h, url) = started();
+    let id = identity(&h);
+    let now = now_unix();
+    let ok = |method: &str, path: &str, body: &[u8], auth: &str| {
+        http(
+            method,
+            &format!("{url}{path}"),
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .0
+    };
+
+    let good = pop::authorization(&id, "GET", "/api/connections", b"", now);
+    assert_eq!(ok("GET", "/api/connections", b"", &good), 200);
+    assert_eq!(
+        ok("GET", "/api/connections", b"", &good),
+        401,
+        "replayed token"
+    );
+    assert_eq!(
+        ok("GET", "/api/connections", b"", "Bearer abc"),
+        401,
+        "wrong scheme"
+    );
+    let other_path = pop::authorization(&id, "GET", "/api/providers", b"", now);
+    assert_eq!(
+        ok("GET", "/api/connections", b"", &other_path),
+        401,
+        "token for another path"
+    );
+    let other_method = pop::authorization(&id, "POST", "/api/connections", b"", now);
+    assert_eq!(
+        ok("GET", "/api/connections", b"", &other_method),
+        401,
+        "token for another method"
+    );
+    let body = br#"{"provider":"ahrefs"}"#;
+    let other_body = pop::authorization(
+        &id,
+        "POST",
+        "/api/credentials/export",
+        br#"{"provider":"apollo"}"#,
+        now,
+    );
+    assert_eq!(
+        ok("POST", "/api/credentials/export", body, &other_body),
+        401,
+        "token for another body"
+    );
+    let stale = pop::authorization(&id, "GET", "/api/connections", b"", now - 600);
+    assert_eq!(ok("GET", "/api/connections", b"", &stale), 401, "expired");
+    let future = pop::authorization(&id, "GET", "/api/connections", b"", now + 600);
+    assert_eq!(
+        ok("GET", "/api/connections", b"", &future),
+        401,
+        "issued in the future"
+    );
+    // a valid token from an identity of another home
+    let stranger = TestHome::new();
+    std::fs::create_dir_all(&stranger.home).unwrap();
+    let sid = Identity::load_or_create(&Home::new(&stranger.home)).unwrap();
+    let foreign = pop::authorization(&sid, "GET", "/api/connections", b"", now);
+    let (st, _, b) = http(
+        "GET",
+        &format!("{url}/api/connections"),
+        &[("Authorization", &foreign)],
+        b"",
+    );
+    assert_eq!(st, 401);
+    assert!(b.contains("not trusted"), "{b}");
+    // alg:none with the right claims
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = serde_json::json!({"iss": id.did(), "sub": id.did(), "aud": "authsome-daemon", "iat": now, "exp": now + 30,
+        "jti": "none1", "htm": "GET", "htu": "/api/connections", "body_sha256": pop::body_hash(b"")});
+    let none = format!(
+        "PoP {}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    );
+    assert_eq!(ok("GET", "/api/connections", b"", &none), 401, "alg none");
+}
+
+#[test]
+fn foreign_host_headers_are_refused() {
+    let (_h, url) = started();
+    let port = url.rsplit(':').next().unwrap();
+    for host in [
+        "evil.test",
+        &format!("evil.test:{port}"),
+        "127.0.0.1:1",
+        "attacker.example:80",
+    ] {
+        let (st, _, body) = http("GET", &format!("{url}/api/health"), &[("Host", host)], b"");
+        assert_eq!(st, 403, "{host}");
+        assert_eq!(json(&body)["error"]["code"], "host_not_allowed");
+    }
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        assert_eq!(
+            http("GET", &format!("{url}/api/health"), &[("Host", &host)], b"").0,
+            200,
+            "{host}"
+        );
+    }
+}
+
+/// Starts `authsome login PROVIDER --no-browser --json` and returns it with the form URL.
+fn start_browser_login(h: &TestHome, provider: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(bin())
+        .args(["login", provider, "--no-browser", "--json"])
+        .env("AUTHSOME_HOME", &h.home)
+        .env("AUTHSOME_KEYRING", "off")
+        .env("AUTHSOME_PORT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    let step = json(&line);
+    assert_eq!(step["action"], "open_url", "{line}");
+    // keep the rest of stdout readable after exit
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        rest
+    });
+    (child, step["url"].as_str().unwrap().to_string())
+}
+
+fn wait_exit(child: &mut std::process::Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "login did not finish");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let i =
+        page.find(r#"name="csrf" value=""#).expect("csrf field") + r#"name="csrf" value=""#.len();
+    page[i..i + 32].to_string()
+}
+
+#[test]
+fn browser_form_login_with_csrf_and_origin_checks() {
+    let h = TestHome::new();
+    let (mut login, form_url) = start_browser_login(&h, "openai");
+    let origin = form_url.split("/api/").next().unwrap().to_string();
+    let (st, head, page) = http("GET", &form_url, &[], b"");
+    assert_eq!(st, 200);
+    assert!(page.contains("OpenAI"), "{page}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-control: no-store")
+    );
+    assert!(head.to_ascii_lowercase().contains("x-frame-options: deny"));
+    let csrf = csrf_of(&page);
+    let key = format!("sk-{}", canary("FORMCANARY"));
+    let form = |csrf: &str, k: &str| format!("csrf={csrf}&api_key={k}");
+    let ct = ("Content-Type", "application/x-www-form-urlencoded");
+
+    // no CSRF token
+    let (st, _, _) = http("POST", &form_url, &[ct], form("", &key).as_bytes());
+    assert_eq!(st, 403);
+    // a wrong token
+    let (st, _, _) = http(
+        "POST",
+        &form_url,
+        &[ct],
+        form(&"0".repeat(32), &key).as_bytes(),
+    );
+    assert_eq!(st, 403);
+    // the right token from another site
+    let (st, _, _) = http(
+        "POST",
+        &form_url,
+        &[ct, ("Origin", "http://evil.test")],
+        form(&csrf, &key).as_bytes(),
+    );
+    assert_eq!(st, 403);
+    let (st, _, _) = http(
+        "POST",
+        &form_url,
+        &[ct, ("Sec-Fetch-Site", "cross-site")],
+        form(&csrf, &key).as_bytes(),
+    );
+    assert_eq!(st, 403);
+    // a key that fails the pattern: the form comes back with the hint, without the key
+    let bad = canary("BADKEY");
+    let (st, _, page) = http(
+        "POST",
+        &form_url,
+        &[ct, ("Origin", &origin)],
+        form(&csrf, &bad).as_bytes(),
+    );
+    assert_eq!(st, 400);
+    assert!(page.contains("OpenAI keys start with"), "{page}");
+    assert!(!page.contains(&bad), "the refused key was echoed");
+    assert!(
+        login.try_wait().unwrap().is_none(),
+        "a refused key keeps the session open"
+    );
+    // the real submission
+    let (st, _, page) = http(
+        "POST",
+        &form_url,
+        &[ct, ("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
+        form(&csrf, &key).as_bytes(),
+    );
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Connected"));
+    assert!(!page.contains(&key));
+    assert_eq!(wait_exit(&mut login), 0);
+    assert_eq!(
+        h.cmd(["export", "openai"]).run().success().stdout,
+        format!("OPENAI_API_KEY={key}\n")
+    );
+    // the session is single use
+    let (st, _, _) = http(
+        "POST",
+        &form_url,
+        &[ct, ("Origin", &origin)],
+        form(&csrf, "sk-another-key-aaaaaaaaaaaaaaaa").as_bytes(),
+    );
+    assert_eq!(st, 409);
+    // the daemon log never saw either key
+    let log = std::fs::read_to_string(h.path("logs/authsome.log")).unwrap();
+    assert!(!log.contains(&key) && !log.contains(&bad));
+}
+
+#[test]
+fn unknown_session_urls_lead_nowhere() {
+    let (_h, url) = started();
+    let (st, _, _) = http(
+        "GET",
+        &format!("{url}/api/auth/sessions/{}/input", "ab".repeat(16)),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 404);
+    let (st, _, _) = http(
+        "POST",
+        &format!("{url}/api/auth/sessions/{}/input", "ab".repeat(16)),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"csrf=x&api_key=y",
+    );
+    assert!(st == 403 || st == 404, "{st}");
+}
+
+#[test]
+fn error_bodies_have_one_shape_and_no_secrets() {
+    let (h, url) = started();
+    h.login("ahrefs", "AKCANARY_errbody");
+    let id = identity(&h);
+    let call = |method: &str, path: &str, body: &[u8]| {
+        let auth = pop::authorization(&id, method, path, body, now_unix());
+        http(
+            method,
+            &format!("{url}{path}"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    for (method, path, body, status, code) in [
+        (
+            "GET",
+            "/api/connections/ahrefs/nosuch",
+            &b""[..],
+            404,
+            "connection_not_found",
+        ),
+        (
+            "GET",
+            "/api/providers/nosuch",
+            b"",
+            404,
+            "provider_not_found",
+        ),
+        (
+            "POST",
+            "/api/credentials/export",
+            br#"{"provider": 5}"#,
+            422,
+            "",
+        ),
+        (
+            "POST",
+            "/api/auth/sessions",
+            br#"{"provider":"github"}"#,
+            501,
+            "unsupported",
+        ),
+        (
+            "POST",
+            "/api/auth/sessions",
+            br#"{"provider":"ahrefs"}"#,
+            409,
+            "connection_exists",
+        ),
+        ("GET", "/api/nope", b"", 404, "not_found"),
+    ] {
+        let (st, _, b) = call(method, path, body);
+        assert_eq!(st, status, "{method} {path}: {b}");
+        if !code.is_empty() {
+            assert_eq!(json(&b)["error"]["code"], code, "{b}");
+        }
+        assert!(!b.contains("AKCANARY"), "{b}");
+    }
+}
