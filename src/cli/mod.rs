@@ -14,6 +14,7 @@ mod default;
 mod doctor;
 mod export;
 mod list;
+mod log;
 mod login;
 mod logout;
 mod providers;
@@ -68,6 +69,8 @@ pub enum Command {
     SetDefault(default::Args),
     /// Show this home, its identity, key source and connections.
     Whoami,
+    /// Show the audit log: logins, logouts, exports, provider changes, credential resolutions.
+    Log(log::Args),
     /// Check the home, keys, vault, catalogue and identity.
     Doctor,
     /// Inspect and manage provider definitions.
@@ -169,6 +172,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Export(a) => export::run(&ctx, a),
         Command::SetDefault(a) => default::run(&ctx, a),
         Command::Whoami => whoami::run(&ctx),
+        Command::Log(a) => log::run(&ctx, a),
         Command::Doctor => doctor::run(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),
         Command::Daemon(c) => daemon::run(&ctx, c),

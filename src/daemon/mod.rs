@@ -15,6 +15,7 @@
 //!
 //! [`CredentialService`]: crate::credentials::CredentialService
 
+pub mod docs;
 pub mod error;
 pub mod routes;
 pub mod state;
@@ -46,66 +47,278 @@ fn both(r: Router<AppState>, path: &str, m: MethodRouter<AppState>) -> Router<Ap
     r.route(&format!("/api{path}"), m.clone()).route(path, m)
 }
 
-/// Builds the daemon's router.
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No authentication (health, the browser form behind its capability URL, the docs).
+    Open,
+    /// `Authorization: PoP <jwt>` signed by an identity of this home.
+    Pop,
+}
+
+/// One route of the API: what the router mounts and what `/openapi.json` describes.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub method: &'static str,
+    /// Path under `/api` (also served at the root, for older clients).
+    pub path: &'static str,
+    pub auth: Auth,
+    pub summary: &'static str,
+    /// Example request body, when the endpoint takes one.
+    pub body: Option<&'static str>,
+}
+
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    auth: Auth,
+    summary: &'static str,
+    body: Option<&'static str>,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        auth,
+        summary,
+        body,
+    }
+}
+
+/// Every endpoint, in the order the docs list them.
+pub const ENDPOINTS: &[Endpoint] = &[
+    ep(
+        "GET",
+        "/health",
+        Auth::Open,
+        "Liveness: version, home id, encryption source (no paths).",
+        None,
+    ),
+    ep(
+        "GET",
+        "/ready",
+        Auth::Pop,
+        "Readiness: store, vault, integrity, identity, providers, connections.",
+        None,
+    ),
+    ep(
+        "GET",
+        "/whoami",
+        Auth::Pop,
+        "The caller's identity and what this daemon serves.",
+        None,
+    ),
+    ep(
+        "GET",
+        "/connections",
+        Auth::Pop,
+        "Every connection, metadata only.",
+        None,
+    ),
+    ep(
+        "GET",
+        "/connections/{provider}/{connection}",
+        Auth::Pop,
+        "One connection, redacted.",
+        None,
+    ),
+    ep(
+        "POST",
+        "/connections/{provider}/{connection}/logout",
+        Auth::Pop,
+        "Remove one connection.",
+        Some("{}"),
+    ),
+    ep(
+        "POST",
+        "/connections/{provider}/{connection}/default",
+        Auth::Pop,
+        "Make a connection the provider's default.",
+        Some("{}"),
+    ),
+    ep(
+        "POST",
+        "/connections/{provider}/revoke",
+        Auth::Pop,
+        "Remove every connection of a provider.",
+        Some("{}"),
+    ),
+    ep(
+        "POST",
+        "/credentials/export",
+        Auth::Pop,
+        "A connection's values as environment variables (returns secrets).",
+        Some(r#"{"provider":"openai","connection":"default"}"#),
+    ),
+    ep(
+        "POST",
+        "/credentials/resolve",
+        Auth::Pop,
+        "The header a request to a host gets.",
+        Some(r#"{"host":"api.openai.com","port":443,"path":"/v1/models"}"#),
+    ),
+    ep(
+        "GET",
+        "/proxy/routes",
+        Auth::Pop,
+        "The host to provider table over connected providers.",
+        None,
+    ),
+    ep(
+        "GET",
+        "/providers",
+        Auth::Pop,
+        "The provider catalogue.",
+        None,
+    ),
+    ep(
+        "POST",
+        "/providers",
+        Auth::Pop,
+        "Register a custom provider.",
+        Some(
+            r#"{"definition":{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["api.acme.example"],"api_key":{}},"force":false}"#,
+        ),
+    ),
+    ep(
+        "GET",
+        "/providers/{provider}",
+        Auth::Pop,
+        "One provider definition.",
+        None,
+    ),
+    ep(
+        "DELETE",
+        "/providers/{provider}",
+        Auth::Pop,
+        "Remove a custom provider (a bundled one comes back).",
+        None,
+    ),
+    ep(
+        "POST",
+        "/auth/sessions",
+        Auth::Pop,
+        "Start a login session.",
+        Some(r#"{"provider":"openai","connection":"default","force":false}"#),
+    ),
+    ep(
+        "GET",
+        "/auth/sessions/{id}",
+        Auth::Pop,
+        "A login session's status.",
+        None,
+    ),
+    ep(
+        "POST",
+        "/auth/sessions/{id}/resume",
+        Auth::Pop,
+        "Complete a session with an API key.",
+        Some(r#"{"api_key":"sk-..."}"#),
+    ),
+    ep(
+        "GET",
+        "/auth/sessions/{id}/input",
+        Auth::Open,
+        "The browser form (reachable through the session URL only).",
+        None,
+    ),
+    ep(
+        "POST",
+        "/auth/sessions/{id}/input",
+        Auth::Open,
+        "Form submission (CSRF token and same-origin required).",
+        None,
+    ),
+    ep(
+        "GET",
+        "/auth/sessions/{id}/device",
+        Auth::Open,
+        "Device-code details (OAuth device flow).",
+        None,
+    ),
+    ep(
+        "GET",
+        "/auth/callback/oauth",
+        Auth::Open,
+        "OAuth redirect target.",
+        None,
+    ),
+    ep(
+        "GET",
+        "/audit",
+        Auth::Pop,
+        "The newest audit records (?limit=1..500).",
+        None,
+    ),
+    ep("GET", "/audit/events", Auth::Pop, "Alias of /audit.", None),
+    ep(
+        "POST",
+        "/daemon/shutdown",
+        Auth::Pop,
+        "Stop the daemon.",
+        Some("{}"),
+    ),
+];
+
+fn handler(e: &Endpoint) -> MethodRouter<AppState> {
+    match (e.method, e.path) {
+        ("GET", "/health") => get(h::health),
+        ("GET", "/ready") => get(h::ready),
+        ("GET", "/whoami") => get(h::whoami),
+        ("GET", "/connections") => get(c::connections_list),
+        ("GET", "/connections/{provider}/{connection}") => get(c::connections_get),
+        ("POST", "/connections/{provider}/{connection}/logout") => post(c::connections_logout),
+        ("POST", "/connections/{provider}/{connection}/default") => {
+            post(c::connections_set_default)
+        }
+        ("POST", "/connections/{provider}/revoke") => post(c::connections_revoke),
+        ("POST", "/credentials/export") => post(c::credentials_export),
+        ("POST", "/credentials/resolve") => post(x::credentials_resolve),
+        ("GET", "/proxy/routes") => get(x::proxy_routes),
+        ("GET", "/providers") => get(p::providers_list),
+        ("POST", "/providers") => post(p::providers_register),
+        ("GET", "/providers/{provider}") => get(p::providers_get),
+        ("DELETE", "/providers/{provider}") => axum::routing::delete(p::providers_remove),
+        ("POST", "/auth/sessions") => post(s::auth_sessions_create),
+        ("GET", "/auth/sessions/{id}") => get(s::auth_sessions_get),
+        ("POST", "/auth/sessions/{id}/resume") => post(s::auth_sessions_resume),
+        ("GET", "/auth/sessions/{id}/input") => get(s::auth_sessions_input_page),
+        ("POST", "/auth/sessions/{id}/input") => post(s::auth_sessions_input_submit),
+        ("GET", "/auth/sessions/{id}/device") => get(s::auth_sessions_device),
+        ("GET", "/auth/callback/oauth") => get(s::oauth_callback),
+        ("GET", "/audit") | ("GET", "/audit/events") => get(audit_list),
+        ("POST", "/daemon/shutdown") => post(daemon_shutdown),
+        // A table entry without a handler is a programming error caught by
+        // the `every_endpoint_is_mounted` test; answer 501 rather than panic.
+        _ => axum::routing::any(|| async {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported",
+                "not implemented",
+            )
+        }),
+    }
+}
+
+/// Builds the daemon's router from [`ENDPOINTS`].
 pub fn router(state: AppState) -> Router {
     let mut protected = Router::new();
-    for (path, m) in [
-        ("/ready", get(h::ready)),
-        ("/whoami", get(h::whoami)),
-        ("/connections", get(c::connections_list)),
-        (
-            "/connections/{provider}/{connection}",
-            get(c::connections_get),
-        ),
-        (
-            "/connections/{provider}/{connection}/logout",
-            post(c::connections_logout),
-        ),
-        (
-            "/connections/{provider}/{connection}/default",
-            post(c::connections_set_default),
-        ),
-        (
-            "/connections/{provider}/revoke",
-            post(c::connections_revoke),
-        ),
-        ("/credentials/export", post(c::credentials_export)),
-        ("/credentials/resolve", post(x::credentials_resolve)),
-        ("/proxy/routes", get(x::proxy_routes)),
-        (
-            "/providers",
-            get(p::providers_list).post(p::providers_register),
-        ),
-        (
-            "/providers/{provider}",
-            get(p::providers_get).delete(p::providers_remove),
-        ),
-        ("/auth/sessions", post(s::auth_sessions_create)),
-        ("/auth/sessions/{id}", get(s::auth_sessions_get)),
-        ("/auth/sessions/{id}/resume", post(s::auth_sessions_resume)),
-        ("/daemon/shutdown", post(daemon_shutdown)),
-    ] {
-        protected = both(protected, path, m);
+    let mut open = Router::new();
+    for e in ENDPOINTS {
+        let r = if e.auth == Auth::Pop {
+            &mut protected
+        } else {
+            &mut open
+        };
+        *r = both(std::mem::take(r), e.path, handler(e));
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), require_pop));
-
-    let mut open = Router::new();
-    for (path, m) in [
-        ("/health", get(h::health)),
-        (
-            "/auth/sessions/{id}/input",
-            get(s::auth_sessions_input_page).post(s::auth_sessions_input_submit),
-        ),
-        ("/auth/sessions/{id}/device", get(s::auth_sessions_device)),
-        ("/auth/callback/oauth", get(s::oauth_callback)),
-    ] {
-        open = both(open, path, m);
-    }
-
     Router::new()
         .merge(protected)
         .merge(open)
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
+        .route("/docs/app.js", get(docs::script))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
@@ -128,6 +341,22 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(stop)
         .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/audit?limit=N`: the newest audit records (1–500, default 50).
+async fn audit_list(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let entries = state.run(move |svc| svc.vault().list_audit(limit)).await?;
+    Ok(axum::Json(serde_json::json!({ "entries": entries })))
 }
 
 /// `POST /api/daemon/shutdown`: stops this daemon (PoP). Used by
@@ -372,6 +601,69 @@ mod tests {
         )
         .await;
         assert_eq!(v["routes"][0]["provider"], "ahrefs");
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_is_mounted_at_both_paths() {
+        let (_d, s, _) = state();
+        for e in ENDPOINTS {
+            let path = e
+                .path
+                .replace("{provider}", "openai")
+                .replace("{connection}", "default")
+                .replace("{id}", "x");
+            for p in [format!("/api{path}"), path.clone()] {
+                let resp = router(s.clone())
+                    .oneshot(req(
+                        e.method,
+                        &p,
+                        "127.0.0.1:7998",
+                        None,
+                        e.body.unwrap_or(""),
+                    ))
+                    .await
+                    .unwrap();
+                let st = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains("no such route"),
+                    "{} {p} is not mounted",
+                    e.method
+                );
+                assert!(
+                    st != StatusCode::METHOD_NOT_ALLOWED && st != StatusCode::NOT_IMPLEMENTED,
+                    "{} {p}: {st}",
+                    e.method
+                );
+                if e.auth == Auth::Pop {
+                    assert_eq!(
+                        st,
+                        StatusCode::UNAUTHORIZED,
+                        "{} {p} must need PoP",
+                        e.method
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn docs_and_openapi_are_served() {
+        let (_d, s, _) = state();
+        let (st, v) = call(&s, req("GET", "/openapi.json", "127.0.0.1:7998", None, "")).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(v["openapi"], "3.1.0");
+        assert!(v["paths"]["/api/credentials/export"]["post"].is_object());
+        for p in ["/docs", "/docs/app.js"] {
+            let resp = router(s.clone())
+                .oneshot(req("GET", p, "127.0.0.1:7998", None, ""))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{p}");
+        }
     }
 
     #[tokio::test]

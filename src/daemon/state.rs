@@ -41,6 +41,36 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Records an audit event. A failure to record is logged, never fatal:
+    /// the operation already happened.
+    pub async fn audit(
+        &self,
+        event: &'static str,
+        provider: Option<String>,
+        connection: Option<String>,
+        actor: Option<String>,
+        outcome: &'static str,
+        detail: serde_json::Value,
+    ) {
+        let svc = self.svc.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            svc.vault().append_audit(
+                event,
+                provider.as_deref(),
+                connection.as_deref(),
+                actor.as_deref(),
+                outcome,
+                &detail,
+            )
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, event, "cannot write the audit log"),
+            Err(e) => tracing::error!(error = %e, event, "audit task failed"),
+        }
+    }
+
     /// Runs a vault operation on the blocking pool (SQLite calls block).
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where

@@ -6,7 +6,10 @@ use crate::error::{Error, Result};
 
 /// Migrations in order; index + 1 is the version each one produces.
 /// Append only: an applied migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_audit.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -75,6 +75,10 @@ fn secret_appears_only_in_export_stdout() {
         &["set-default", "ahrefs", "default"],
         &["login", "ahrefs", "--with-api-key", "-c", "second"],
         &["logout", "ahrefs", "-c", "second"],
+        &["log"],
+        &["log", "--json"],
+        &["daemon", "status", "--json"],
+        &["daemon", "logs"],
     ];
     for args in cmds {
         let mut c = h.cmd(args.iter().copied()).env("AUTHSOME_LOG", "trace");

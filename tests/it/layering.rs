@@ -89,7 +89,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     ("credentials", &["cli", "diagnostics", "proxy", "daemon"]),
     ("diagnostics", &["cli", "credentials", "daemon"]),
-    ("pop", &["vault", "providers", "credentials", "cli", "daemon", "app"]),
+    (
+        "pop",
+        &["vault", "providers", "credentials", "cli", "daemon", "app"],
+    ),
     ("auth_flow", &["vault", "cli", "daemon", "app", "proxy"]),
     // the two front ends never import each other, nor the CLI or the composition root
     ("daemon", &["cli", "app", "proxy", "diagnostics"]),

@@ -4,6 +4,7 @@
 
 mod canary;
 mod cli_keys;
+mod cli_log;
 mod cli_login;
 mod cli_providers;
 mod common;

@@ -8,14 +8,15 @@
 //! neither read the token nor post the form.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::auth_flow::{SessionError, SessionStatus, SessionView};
 use crate::credentials::DEFAULT_CONNECTION;
+use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiResult};
 use crate::daemon::state::AppState;
 use crate::error::Error;
@@ -86,6 +87,7 @@ pub struct ResumeRequest {
 /// `POST /api/auth/sessions/{id}/resume`: the CLI sends the key (`--with-api-key`).
 pub async fn auth_sessions_resume(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<ResumeRequest>,
 ) -> ApiResult<Json<SessionView>> {
@@ -96,14 +98,53 @@ pub async fn auth_sessions_resume(
             "`api_key` is required for this session",
         ));
     };
-    complete_with_key(&state, &id, key).await.map(Json)
+    complete_with_key(&state, &id, key, caller.0)
+        .await
+        .map(Json)
 }
 
+/// Stores the key of a waiting session and records the outcome in the audit log.
 async fn complete_with_key(
     state: &AppState,
     id: &str,
     key: Secret<String>,
+    actor: String,
 ) -> ApiResult<SessionView> {
+    let r = store_key(state, id, key).await;
+    let (provider, connection) = match state.sessions.get(id, now_unix()) {
+        Some(v) => (Some(v.provider), Some(v.connection)),
+        None => (None, None),
+    };
+    match &r {
+        Ok(_) => {
+            state
+                .audit(
+                    "login",
+                    provider,
+                    connection,
+                    Some(actor),
+                    "ok",
+                    json!({"flow": "api_key"}),
+                )
+                .await
+        }
+        Err(e) => {
+            state
+                .audit(
+                    "login",
+                    provider,
+                    connection,
+                    Some(actor),
+                    "refused",
+                    json!({"flow": "api_key", "code": e.code}),
+                )
+                .await
+        }
+    }
+    r
+}
+
+async fn store_key(state: &AppState, id: &str, key: Secret<String>) -> ApiResult<SessionView> {
     let ctx = state
         .sessions
         .input_context(id, now_unix())
@@ -234,7 +275,7 @@ pub async fn auth_sessions_input_submit(
         .get(&ctx.view.provider)
         .map(|e| e.def.display_name.clone())
         .unwrap_or_default();
-    match complete_with_key(&state, &id, key).await {
+    match complete_with_key(&state, &id, key, "browser".into()).await {
         Ok(view) => finished_page(&view),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             let msg = match &e.hint {

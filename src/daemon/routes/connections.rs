@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::daemon::Caller;
 use crate::daemon::error::ApiResult;
 use crate::daemon::state::AppState;
 
@@ -31,9 +32,20 @@ pub async fn connections_get(
 /// `POST /api/connections/{provider}/{connection}/logout`
 pub async fn connections_logout(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let rec = state.run(move |svc| svc.logout(&p, Some(&c))).await?;
+    state
+        .audit(
+            "logout",
+            Some(rec.provider.clone()),
+            Some(rec.name.clone()),
+            Some(caller.0),
+            "ok",
+            json!({}),
+        )
+        .await;
     Ok(Json(
         json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name, "provider_notified": false}),
     ))
@@ -43,6 +55,7 @@ pub async fn connections_logout(
 /// provider. (Calling the provider's revocation endpoint arrives with OAuth.)
 pub async fn connections_revoke(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let provider = p.clone();
@@ -61,6 +74,16 @@ pub async fn connections_revoke(
             Ok(n)
         })
         .await?;
+    state
+        .audit(
+            "revoke",
+            Some(provider.clone()),
+            None,
+            Some(caller.0),
+            "ok",
+            json!({"removed": removed}),
+        )
+        .await;
     Ok(Json(
         json!({"status": "revoked", "provider": provider, "removed": removed, "provider_notified": false}),
     ))
@@ -69,10 +92,21 @@ pub async fn connections_revoke(
 /// `POST /api/connections/{provider}/{connection}/default`
 pub async fn connections_set_default(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (pp, cc) = (p.clone(), c.clone());
     state.run(move |svc| svc.set_default(&pp, &cc)).await?;
+    state
+        .audit(
+            "set_default",
+            Some(p.clone()),
+            Some(c.clone()),
+            Some(caller.0),
+            "ok",
+            json!({}),
+        )
+        .await;
     Ok(Json(
         json!({"status": "ok", "provider": p, "default_connection": c}),
     ))
@@ -88,12 +122,24 @@ pub struct ExportRequest {
 /// `POST /api/credentials/export`: the explicit way a secret leaves.
 pub async fn credentials_export(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<ExportRequest>,
 ) -> ApiResult<Json<Value>> {
     let (rec, vars) = state
         .run(move |svc| svc.export(&req.provider, req.connection.as_deref()))
         .await?;
     tracing::info!(provider = %rec.provider, connection = %rec.name, count = vars.len(), "credentials exported");
+    let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+    state
+        .audit(
+            "export",
+            Some(rec.provider.clone()),
+            Some(rec.name.clone()),
+            Some(caller.0),
+            "ok",
+            json!({"variables": names}),
+        )
+        .await;
     let map: BTreeMap<String, String> = vars
         .iter()
         .map(|v| (v.name.clone(), v.value.expose().clone()))

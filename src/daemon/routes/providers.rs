@@ -1,11 +1,12 @@
 //! `/api/providers…`: list, show, register, remove.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiResult};
 use crate::daemon::state::AppState;
 use crate::providers;
@@ -42,6 +43,7 @@ pub struct RegisterRequest {
 /// `POST /api/providers`
 pub async fn providers_register(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Json<Value>> {
     let text = match &req.definition {
@@ -57,6 +59,16 @@ pub async fn providers_register(
         .run(move |svc| svc.register_provider(def, force))
         .await?;
     tracing::info!(provider = %name, ?outcome, "provider registered");
+    state
+        .audit(
+            "provider.register",
+            Some(name.clone()),
+            None,
+            Some(caller.0),
+            "ok",
+            json!({"outcome": outcome, "api_url": hosts}),
+        )
+        .await;
     Ok(Json(
         json!({"status": "registered", "provider": name, "outcome": outcome, "api_url": hosts}),
     ))
@@ -65,11 +77,22 @@ pub async fn providers_register(
 /// `DELETE /api/providers/{provider}`
 pub async fn providers_remove(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let name = p.clone();
     let outcome = state.run(move |svc| svc.remove_provider(&p)).await?;
     tracing::info!(provider = %name, ?outcome, "provider removed");
+    state
+        .audit(
+            "provider.remove",
+            Some(name.clone()),
+            None,
+            Some(caller.0),
+            "ok",
+            json!({"outcome": outcome}),
+        )
+        .await;
     Ok(Json(
         json!({"status": "removed", "provider": name, "outcome": outcome}),
     ))

@@ -1,11 +1,12 @@
 //! `/api/proxy/routes` and `/api/credentials/resolve`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiResult};
 use crate::daemon::state::AppState;
 
@@ -35,6 +36,7 @@ pub struct ResolveRequest {
 /// `POST /api/credentials/resolve`: the header a request to `host` gets.
 pub async fn credentials_resolve(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<ResolveRequest>,
 ) -> ApiResult<Json<Value>> {
     let host = req.host.clone();
@@ -55,6 +57,16 @@ pub async fn credentials_resolve(
         ));
     };
     tracing::info!(provider = %r.provider, connection = %r.connection, %host, "credential resolved");
+    state
+        .audit(
+            "credential.resolve",
+            Some(r.provider.clone()),
+            Some(r.connection.clone()),
+            Some(caller.0),
+            "ok",
+            json!({"host": host}),
+        )
+        .await;
     Ok(Json(json!({
         "provider": r.provider,
         "connection": r.connection,
