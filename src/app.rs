@@ -96,6 +96,19 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     };
     let identity = Identity::load_or_create(&home)?;
     let id = home_id(home.root());
+    if let Some(other) = read_daemon_file(home.root())
+        && other.pid != std::process::id()
+        && probe(other.port).await.as_deref() == Some(id.as_str())
+    {
+        return Err(Error::invalid(
+            format!(
+                "a daemon for this home is already running at {} (pid {})",
+                other.url, other.pid
+            ),
+            Some("`authsome daemon status` shows it; `authsome daemon stop` stops it".into()),
+        )
+        .into());
+    }
     let listener = bind(
         config,
         opts.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),

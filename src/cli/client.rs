@@ -289,6 +289,24 @@ pub fn start_and_wait_on(
     port: Option<u16>,
 ) -> anyhow::Result<String> {
     home.ensure()?;
+    // One starter at a time: CLIs racing on a fresh home must not start two
+    // daemons. The lock is released when `_lock` is dropped (or the process dies).
+    let lock_path = home.root().join("daemon.lock");
+    let _lock = match crate::home::create_private(&lock_path) {
+        Ok(f) => f,
+        Err(_) => std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?,
+    };
+    _lock
+        .lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    if let Some((file, h)) = running(home, rt, http)
+        && h["version"] == env!("CARGO_PKG_VERSION")
+    {
+        return Ok(file.url);
+    }
     let log = app::log_file_path(home.root());
     crate::home::ensure_private_dir(log.parent().unwrap_or(home.root()))?;
     let log_file = crate::cli::logfile::open_append(&log)?;

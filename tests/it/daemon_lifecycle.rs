@@ -257,3 +257,64 @@ fn a_daemon_of_another_version_is_replaced() {
     assert_ne!(h.daemon().unwrap()["pid"], 999_999);
     h.cmd(["export", "ahrefs"]).run().success();
 }
+
+/// Processes running `daemon serve` for this home (read from /proc; root or same user).
+fn daemons_of(h: &TestHome) -> Vec<u32> {
+    let want = format!("AUTHSOME_HOME={}", h.home.display());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        if has(&cmdline, b"daemon\0serve")
+            && environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn concurrent_commands_on_a_fresh_home_start_one_daemon() {
+    let h = TestHome::new();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(bin())
+                .arg("list")
+                .env("AUTHSOME_HOME", &h.home)
+                .env("AUTHSOME_KEYRING", "off")
+                .env("AUTHSOME_PORT", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let pids = daemons_of(&h);
+    assert_eq!(pids.len(), 1, "daemons running for this home: {pids:?}");
+    assert_eq!(h.daemon().unwrap()["pid"], pids[0]);
+}
+
+#[test]
+fn a_second_daemon_for_the_same_home_refuses_to_start() {
+    let h = TestHome::new();
+    h.cmd(["daemon", "start"]).run().success();
+    let url = h.daemon_url();
+    h.cmd(["daemon", "serve"])
+        .run()
+        .code(4)
+        .stderr_has(&format!("already running at {url}"));
+    assert_eq!(
+        h.daemon_url(),
+        url,
+        "the running daemon keeps its daemon.json"
+    );
+}
