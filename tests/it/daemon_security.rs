@@ -376,3 +376,75 @@ fn error_bodies_have_one_shape_and_no_secrets() {
         assert!(!b.contains("AKCANARY"), "{b}");
     }
 }
+
+#[test]
+fn the_daemon_listens_on_loopback_only() {
+    let (h, url) = started();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    // /proc/net/tcp: local_address is hex IP:PORT; state 0A is LISTEN.
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let listening: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}"))
+        })
+        .collect();
+    assert_eq!(listening.len(), 1, "{listening:?}");
+    assert!(
+        listening[0]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .starts_with("0100007F:"),
+        "not bound to 127.0.0.1: {listening:?}"
+    );
+    let v6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    assert!(!v6.lines().any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|a| a.ends_with(&format!(":{port:04X}")))
+    }));
+    drop(h);
+}
+
+#[test]
+fn server_base_url_is_advertised_and_its_host_accepted() {
+    let h = TestHome::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://auth.example.test:{port}");
+    let mut login = Command::new(bin())
+        .args(["login", "openai", "--no-browser", "--json"])
+        .env("AUTHSOME_HOME", &h.home)
+        .env("AUTHSOME_KEYRING", "off")
+        .env("AUTHSOME_PORT", port.to_string())
+        .env("AUTHSOME_SERVER_BASE_URL", &public)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(login.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = json(&line)["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("{public}/api/auth/sessions/")),
+        "{url}"
+    );
+    let local = format!("http://127.0.0.1:{port}/api/health");
+    let host = format!("auth.example.test:{port}");
+    assert_eq!(
+        http("GET", &local, &[("Host", &host)], b"").0,
+        200,
+        "the advertised host is allowed"
+    );
+    let _ = login.kill();
+    let _ = login.wait();
+}
