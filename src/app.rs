@@ -266,23 +266,23 @@ fn port_error(port: u16, e: std::io::Error, forced: bool) -> Error {
 
 /// Asks whatever listens on `port` whether it is an authsome daemon; returns its home id.
 async fn probe(port: u16) -> Option<String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
+    let client = reqwest::Client::builder().no_proxy().build().ok()?;
+    let v = health(&client, &format!("http://127.0.0.1:{port}")).await?;
+    v["home_id"].as_str().map(String::from)
+}
+
+/// `GET {base}/api/health` with a 2 s timeout; the JSON when an authsome daemon answers.
+pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = http
+        .get(format!("{base}/api/health"))
         .timeout(std::time::Duration::from_secs(2))
-        .build()
-        .ok()?;
-    let v: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{port}/api/health"))
         .send()
         .await
         .ok()?
         .json()
         .await
         .ok()?;
-    if v["service"] != "authsome" {
-        return None;
-    }
-    v["home_id"].as_str().map(String::from)
+    (v["service"] == "authsome").then_some(v)
 }
 
 fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {

@@ -70,16 +70,7 @@ impl Client {
     /// Finds this home's daemon, starting it when needed.
     pub fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
         let home = Home::new(&ctx.config.home);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let (rt, http) = rt_http(Duration::from_secs(30))?;
         let base = match &ctx.config.base_url {
             Some(url) => {
                 let ok = rt.block_on(health(&http, url)).is_some();
@@ -181,18 +172,22 @@ fn is_loopback(url: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[") || host.starts_with("127.")
 }
 
-/// `GET /api/health`; the JSON when it is an authsome daemon.
-pub async fn health(http: &reqwest::Client, base: &str) -> Option<Value> {
-    let v: Value = http
-        .get(format!("{base}/api/health"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    (v["service"] == "authsome").then_some(v)
+pub use crate::app::health;
+
+/// A current-thread runtime and an HTTP client that never uses a proxy
+/// (an `HTTPS_PROXY` pointing at authsome itself must not loop).
+pub fn rt_http(timeout: Duration) -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .build()
+        .context("cannot build the HTTP client")?;
+    Ok((rt, http))
 }
 
 /// This home's running daemon, if `daemon.json` names one that answers.

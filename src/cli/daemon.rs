@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::json;
 
 use super::Ctx;
@@ -52,7 +51,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Start => {
-            let (rt, http) = rt_http()?;
+            let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             if let Some((file, _)) = client::running(&home, &rt, &http) {
                 report(ctx, "already_running", &file.url, file.pid);
                 return Ok(ExitStatus::Success);
@@ -65,7 +64,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Stop => {
-            let (rt, http) = rt_http()?;
+            let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             match client::running(&home, &rt, &http) {
                 Some((file, _)) => {
                     client::stop(&home, &rt, &http, &file)?;
@@ -76,7 +75,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Restart => {
-            let (rt, http) = rt_http()?;
+            let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             if let Some((file, _)) = client::running(&home, &rt, &http) {
                 client::stop(&home, &rt, &http, &file)?;
             }
@@ -88,7 +87,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::Status => {
-            let (rt, http) = rt_http()?;
+            let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             let log = app::log_file_path(home.root());
             match client::running(&home, &rt, &http) {
                 Some((file, health)) => {
@@ -153,17 +152,4 @@ fn report(ctx: &Ctx, status: &str, url: &str, pid: u32) {
         _ => "The daemon is not running".to_string(),
     };
     ctx.printer.success(&line);
-}
-
-fn rt_http() -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .context("cannot build the HTTP client")?;
-    Ok((rt, http))
 }

@@ -44,14 +44,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
 /// Whether this home's daemon answers (doctor never starts it).
 fn daemon_check(ctx: &Ctx) -> diagnostics::Check {
     let home = crate::home::Home::new(&ctx.config.home);
-    let running = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let running = super::client::rt_http(std::time::Duration::from_secs(3))
         .ok()
-        .and_then(|rt| {
-            let http = reqwest::Client::builder().no_proxy().build().ok()?;
-            super::client::running(&home, &rt, &http)
-        });
+        .and_then(|(rt, http)| super::client::running(&home, &rt, &http));
     match running {
         Some((file, h)) => diagnostics::Check {
             name: "daemon",
