@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod auth_flow;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -97,6 +97,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // the two front ends never import each other, nor the CLI or the composition root
     ("daemon", &["cli", "app", "proxy", "diagnostics"]),
     ("app", &["cli"]),
+    (
+        "ca",
+        &[
+            "vault",
+            "providers",
+            "credentials",
+            "routing",
+            "cli",
+            "daemon",
+            "app",
+            "identity",
+        ],
+    ),
 ];
 
 fn sources(under: &Path) -> Vec<std::path::PathBuf> {
