@@ -90,9 +90,11 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     home.ensure()?;
     let svc = {
         let cfg = config.clone_for_daemon();
-        tokio::task::spawn_blocking(move || CredentialService::open(&cfg))
-            .await
-            .context("vault task failed")??
+        Arc::new(
+            tokio::task::spawn_blocking(move || CredentialService::open(&cfg))
+                .await
+                .context("vault task failed")??,
+        )
     };
     let identity = Identity::load_or_create(&home)?;
     let id = home_id(home.root());
@@ -150,7 +152,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         key_source: svc.key_source().describe(),
     };
     let state = AppState {
-        svc: Arc::new(svc),
+        svc: svc.clone(),
         pop: Arc::new(Verifier::new([identity.did()])),
         sessions: Arc::new(Sessions::new(SESSION_TTL)),
         info: Arc::new(info),
@@ -168,6 +170,13 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;
+    // Close the vault (SQLite checkpoints its WAL on close) before daemon.json
+    // goes away: whoever waits for the daemon to stop may then touch the files.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Arc::strong_count(&svc) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(svc);
     if read_daemon_file(home.root()).is_some_and(|f| f.pid == file.pid) {
         std::fs::remove_file(daemon_file_path(home.root())).ok();
     }

@@ -35,6 +35,7 @@ pub mod home;
 pub mod identity;
 pub mod pop;
 pub mod providers;
+pub mod proxy;
 pub mod routing;
 pub mod secret;
 pub mod vault;

@@ -97,6 +97,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // the two front ends never import each other, nor the CLI or the composition root
     ("daemon", &["cli", "app", "proxy", "diagnostics"]),
     ("app", &["cli"]),
+    ("proxy", &["vault", "daemon", "cli", "app", "diagnostics"]),
     (
         "ca",
         &[

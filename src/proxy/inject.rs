@@ -1,0 +1,286 @@
+//! `inject`: the single place a credential is written into a request.
+//!
+//! Why replace, never merge: the agent may send its own `Authorization` (a
+//! placeholder such as `OPENAI_API_KEY=authsome-managed`, or an attacker's
+//! token meant to be forwarded alongside ours). Every client-supplied
+//! instance of the header the provider uses, in any case and any number, is
+//! removed first, then exactly one value is written. The per-run proxy token
+//! (`Proxy-Authorization`) and hop-by-hop headers never go upstream.
+//!
+//! Pure: no sockets, no I/O; unit-tested on `http::Request` values.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Uri};
+
+use crate::credentials::ResolvedCredential;
+use crate::providers::KeyFormat;
+
+/// Why a credential could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    /// The stored value cannot be a header value (control characters).
+    #[error("the stored credential is not a valid header value")]
+    InvalidValue,
+    /// The provider's header or parameter name is not valid.
+    #[error("the provider's header name is invalid")]
+    InvalidName,
+    /// The rebuilt URI did not parse.
+    #[error("cannot rebuild the request URI")]
+    InvalidUri,
+}
+
+/// Headers that describe one hop, not the request; never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "proxy-authorization",
+    "proxy-connection",
+    "proxy-authenticate",
+    "keep-alive",
+    "te",
+    "trailer",
+];
+
+/// Removes `Proxy-Authorization`, hop-by-hop headers, and every header the
+/// request's `Connection` header lists (except `Upgrade`, which WebSocket
+/// handshakes need).
+pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
+    let listed: Vec<HeaderName> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "upgrade" && t != "close" && t != "keep-alive")
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    let h = req.headers_mut();
+    for name in listed {
+        h.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        h.remove(*name);
+    }
+}
+
+/// Writes `cred` into `req`: strips hop-by-hop headers, removes every
+/// client-supplied instance of the credential's header (or query
+/// parameter), and sets exactly one value, marked sensitive so HTTP/2
+/// never puts it in a compression table.
+pub fn inject<B>(req: &mut Request<B>, cred: &ResolvedCredential) -> Result<(), InjectError> {
+    strip_hop_by_hop(req);
+    let inj = &cred.injection;
+    match inj.format {
+        KeyFormat::Header | KeyFormat::Basic => {
+            let name = HeaderName::from_bytes(inj.name.as_bytes())
+                .map_err(|_e| InjectError::InvalidName)?;
+            // The one place a secret is exposed: building the header value.
+            let mut value = HeaderValue::from_str(cred.value.expose())
+                .map_err(|_e| InjectError::InvalidValue)?;
+            value.set_sensitive(true);
+            let headers = req.headers_mut();
+            headers.remove(&name);
+            headers.insert(name, value);
+        }
+        KeyFormat::Query => {
+            let uri = with_query_param(req.uri(), &inj.name, cred.value.expose())?;
+            *req.uri_mut() = uri;
+        }
+    }
+    Ok(())
+}
+
+/// `uri` with every `name=…` pair removed and one `name=value` appended.
+fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, InjectError> {
+    if value.bytes().any(|b| b.is_ascii_control()) {
+        return Err(InjectError::InvalidValue);
+    }
+    let path = uri.path();
+    let mut pairs: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or("");
+            !percent_decode(key).eq_ignore_ascii_case(name)
+        })
+        .collect();
+    let ours = format!("{}={}", encode(name), encode(value));
+    pairs.push(&ours);
+    let pq = format!("{path}?{}", pairs.join("&"));
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_e| InjectError::InvalidUri)?);
+    Uri::from_parts(parts).map_err(|_e| InjectError::InvalidUri)
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{ExportRole, Injection};
+    use crate::secret::Secret;
+
+    fn cred(name: &str, format: KeyFormat, value: &str) -> ResolvedCredential {
+        ResolvedCredential {
+            provider: "p".into(),
+            connection: "default".into(),
+            injection: Injection {
+                name: name.into(),
+                prefix: String::new(),
+                format,
+                source: ExportRole::ApiKey,
+            },
+            value: Secret::new(value.into()),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn client_auth_in_any_case_and_number_is_replaced_by_exactly_one() {
+        let mut req = Request::builder()
+            .uri("https://api.openai.com/v1/models")
+            .header("Authorization", "Bearer authsome-managed")
+            .header("authorization", "Bearer attacker")
+            .header("AUTHORIZATION", "Basic eHh4")
+            .header("x-other", "kept")
+            .body(())
+            .unwrap();
+        inject(
+            &mut req,
+            &cred("Authorization", KeyFormat::Header, "Bearer sk-real"),
+        )
+        .unwrap();
+        let all: Vec<_> = req.headers().get_all("authorization").iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0], "Bearer sk-real");
+        assert!(all[0].is_sensitive());
+        assert_eq!(req.headers()["x-other"], "kept");
+    }
+
+    #[test]
+    fn provider_specific_header_is_replaced_and_authorization_left_alone() {
+        let mut req = Request::builder()
+            .header("X-Api-Key", "placeholder")
+            .header("x-api-key", "second")
+            .body(())
+            .unwrap();
+        inject(
+            &mut req,
+            &cred("x-api-key", KeyFormat::Header, "sk-ant-real"),
+        )
+        .unwrap();
+        assert_eq!(req.headers().get_all("x-api-key").iter().count(), 1);
+        assert_eq!(req.headers()["x-api-key"], "sk-ant-real");
+    }
+
+    #[test]
+    fn proxy_authorization_and_hop_by_hop_never_go_upstream() {
+        let mut req = Request::builder()
+            .header("Proxy-Authorization", "Basic YXV0aHNvbWU6dG9rZW4=")
+            .header("Proxy-Connection", "keep-alive")
+            .header("Connection", "X-Secret-Hop, Upgrade")
+            .header("X-Secret-Hop", "leak")
+            .header("Upgrade", "websocket")
+            .header("Keep-Alive", "timeout=5")
+            .body(())
+            .unwrap();
+        inject(
+            &mut req,
+            &cred("Authorization", KeyFormat::Header, "Bearer t"),
+        )
+        .unwrap();
+        for h in [
+            "proxy-authorization",
+            "proxy-connection",
+            "x-secret-hop",
+            "keep-alive",
+        ] {
+            assert!(req.headers().get(h).is_none(), "{h} survived");
+        }
+        assert_eq!(
+            req.headers()["upgrade"],
+            "websocket",
+            "WebSocket handshakes keep Upgrade"
+        );
+    }
+
+    #[test]
+    fn values_with_line_breaks_are_refused() {
+        let mut req = Request::builder().body(()).unwrap();
+        let err = inject(
+            &mut req,
+            &cred(
+                "Authorization",
+                KeyFormat::Header,
+                "Bearer a\r\nX-Injected: 1",
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(err, InjectError::InvalidValue);
+        assert!(req.headers().get("x-injected").is_none());
+    }
+
+    #[test]
+    fn odd_percent_sequences_do_not_panic() {
+        for q in ["a=%", "a=%4", "%zz=1", "%C3%A9=1&é=2", "ü%=x"] {
+            let uri: Uri = format!("https://h.test/p?{}", encode_loose(q))
+                .parse()
+                .unwrap();
+            let _ = with_query_param(&uri, "key", "v");
+        }
+        assert_eq!(percent_decode("%61pi%5Fkey%"), "api_key%");
+    }
+
+    fn encode_loose(q: &str) -> String {
+        q.chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    c.to_string()
+                } else {
+                    encode(&c.to_string())
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn query_parameter_is_replaced_not_duplicated() {
+        let mut req = Request::builder().uri("https://api.x.test/v1/search?q=rust&api_key=placeholder&API_KEY=two&%61pi_key=three").body(()).unwrap();
+        inject(&mut req, &cred("api_key", KeyFormat::Query, "real key/1")).unwrap();
+        assert_eq!(req.uri().query(), Some("q=rust&api_key=real%20key%2F1"));
+        assert_eq!(req.uri().host(), Some("api.x.test"));
+        assert_eq!(req.uri().path(), "/v1/search");
+    }
+}
