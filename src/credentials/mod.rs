@@ -17,6 +17,8 @@
 //! behind HTTP. Policy lives here (which connection serves a request, what a
 //! valid key looks like), not in the front ends.
 
+pub mod cache;
+
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
@@ -407,10 +409,20 @@ impl CredentialService {
         let Some(route) = table.resolve(host, port, path) else {
             return Ok(None);
         };
-        let provider = route.provider.to_string();
+        self.resolve_connection(&route.provider, None).map(Some)
+    }
+
+    /// The credential of one connection (`None`: the provider's default),
+    /// ready to inject. Fails closed on a connection that is not usable.
+    pub fn resolve_connection(
+        &self,
+        provider: &str,
+        connection: Option<&str>,
+    ) -> Result<ResolvedCredential> {
+        let provider = provider.to_string();
         let reg = self.registry();
         let def = reg.require(&provider)?.def.clone();
-        let rec = self.find(&provider, None)?;
+        let rec = self.find(&provider, connection)?;
         if rec.status != ConnectionStatus::Connected {
             return Err(Error::invalid(
                 format!(
@@ -446,13 +458,13 @@ impl CredentialService {
             connection: rec.name.clone(),
         })?;
         let value = header_value(&injection, &raw)?;
-        Ok(Some(ResolvedCredential {
+        Ok(ResolvedCredential {
             provider,
             connection: rec.name,
             injection,
             value,
             expires_at: rec.expires_at,
-        }))
+        })
     }
 }
 
