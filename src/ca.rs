@@ -224,6 +224,20 @@ mod tests {
         )
     }
 
+    /// `openssl x509 -text` of a PEM certificate.
+    fn openssl_text(pem_text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cert.pem");
+        std::fs::write(&p, pem_text).unwrap();
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// `openssl verify` of `leaf` against `ca` (OpenSSL enforces name constraints).
     fn openssl_verify(ca: &Ca, leaf_der: &[u8], host: &str) -> (bool, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -297,15 +311,7 @@ mod tests {
         let b = ca.mint("a.acme.test").unwrap();
         assert_ne!(a.key_der.as_slice(), b.key_der.as_slice());
         assert_ne!(a.cert_der, b.cert_der);
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("leaf.pem");
-        std::fs::write(&p, pem("CERTIFICATE", &a.cert_der)).unwrap();
-        let text = Command::new("openssl")
-            .args(["x509", "-noout", "-text", "-in"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&text.stdout);
+        let text = openssl_text(&pem("CERTIFICATE", &a.cert_der));
         assert!(text.contains("CA:FALSE"), "{text}");
         assert!(text.contains("Basic Constraints: critical"), "{text}");
         assert!(text.contains("Authority Key Identifier"), "{text}");
@@ -317,15 +323,7 @@ mod tests {
     #[test]
     fn ca_excludes_every_ip_address() {
         let ca = Ca::generate("authsome test CA", &["acme.test".into()], RUN_VALIDITY).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("ca.pem");
-        std::fs::write(&p, ca.cert_pem()).unwrap();
-        let text = Command::new("openssl")
-            .args(["x509", "-noout", "-text", "-in"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&text.stdout);
+        let text = openssl_text(ca.cert_pem());
         assert!(text.contains("X509v3 Name Constraints"), "{text}");
         assert!(text.contains("DNS:acme.test"), "{text}");
         assert!(text.contains("IP:0.0.0.0/0.0.0.0"), "{text}");

@@ -95,3 +95,30 @@ impl From<PopError> for ApiError {
 
 /// Result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json<T>` whose rejection is our error shape. axum's own rejection is a
+/// plain-text body quoting serde's message, and serde quotes the offending
+/// value (`invalid type: string "sk-…", expected u16`): a secret sent in the
+/// wrong field would come back in the response. This answer names no value.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "invalid_body",
+                "the request body is not the JSON this route expects",
+            )
+            .with_hint("see /openapi.json for the expected body")),
+        }
+    }
+}

@@ -350,7 +350,23 @@ fn error_bodies_have_one_shape_and_no_secrets() {
             "/api/credentials/export",
             br#"{"provider": 5}"#,
             422,
-            "",
+            "invalid_body",
+        ),
+        // A type-confused body carrying a secret: serde would quote the string
+        // in its message; the answer must not.
+        (
+            "POST",
+            "/api/credentials/resolve",
+            br#"{"host":"api.ahrefs.com","port":"AKCANARY_in_the_wrong_field"}"#,
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/auth/sessions/x/resume",
+            br#"{"api_key":["AKCANARY_in_a_list"]}"#,
+            422,
+            "invalid_body",
         ),
         (
             "POST",

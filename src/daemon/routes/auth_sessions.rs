@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::auth_flow::{SessionError, SessionStatus, SessionView};
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::daemon::Caller;
-use crate::daemon::error::{ApiError, ApiResult};
+use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::AppState;
 use crate::error::Error;
 use crate::providers::AuthType;
@@ -36,7 +36,7 @@ pub struct CreateRequest {
 /// `POST /api/auth/sessions`
 pub async fn auth_sessions_create(
     State(state): State<AppState>,
-    Json(req): Json<CreateRequest>,
+    ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<Json<SessionView>> {
     let connection = req.connection.unwrap_or_else(|| DEFAULT_CONNECTION.into());
     let (provider, conn, force) = (req.provider.clone(), connection.clone(), req.force);
@@ -89,7 +89,7 @@ pub async fn auth_sessions_resume(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Json(req): Json<ResumeRequest>,
+    ApiJson(req): ApiJson<ResumeRequest>,
 ) -> ApiResult<Json<SessionView>> {
     let Some(key) = req.api_key.map(Secret::new) else {
         return Err(ApiError::new(

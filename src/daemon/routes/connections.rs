@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::daemon::Caller;
-use crate::daemon::error::ApiResult;
+use crate::daemon::error::{ApiJson, ApiResult};
 use crate::daemon::state::AppState;
 
 /// `GET /api/connections`
@@ -123,7 +123,7 @@ pub struct ExportRequest {
 pub async fn credentials_export(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<ExportRequest>,
+    ApiJson(req): ApiJson<ExportRequest>,
 ) -> ApiResult<Json<Value>> {
     let (rec, vars) = state
         .run(move |svc| svc.export(&req.provider, req.connection.as_deref()))

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::daemon::Caller;
-use crate::daemon::error::{ApiError, ApiResult};
+use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::AppState;
 use crate::providers;
 
@@ -44,7 +44,7 @@ pub struct RegisterRequest {
 pub async fn providers_register(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<RegisterRequest>,
+    ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Json<Value>> {
     let text = match &req.definition {
         Value::String(s) => s.clone(),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::daemon::Caller;
-use crate::daemon::error::{ApiError, ApiResult};
+use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::AppState;
 
 /// `GET /api/proxy/routes`: the host → provider table over connected providers.
@@ -37,7 +37,7 @@ pub struct ResolveRequest {
 pub async fn credentials_resolve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<ResolveRequest>,
+    ApiJson(req): ApiJson<ResolveRequest>,
 ) -> ApiResult<Json<Value>> {
     let host = req.host.clone();
     let resolved = state
