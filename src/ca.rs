@@ -23,6 +23,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     NameConstraints, PKCS_ECDSA_P256_SHA256, SerialNumber,
 };
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
@@ -53,7 +54,7 @@ pub struct Ca {
     cert_der: Vec<u8>,
     permitted: Vec<String>,
     validity: Duration,
-    leaves: Mutex<HashMap<String, Arc<Leaf>>>,
+    leaves: Mutex<HashMap<String, (Arc<Leaf>, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -76,6 +77,31 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&b))
 }
 
+fn ca_params(common_name: &str, names: &[String]) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "authsome");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: names
+            .iter()
+            .map(|n| GeneralSubtree::DnsName(n.clone()))
+            .collect(),
+        excluded_subtrees: vec![
+            GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+            GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+        ],
+    });
+    params
+}
+
 impl Ca {
     /// A new CA for `names`: exact host names or DNS suffixes (`googleapis.com`
     /// permits `googleapis.com` and every name below it).
@@ -88,27 +114,7 @@ impl Ca {
         }
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|e| cert_err("generate a CA key", e))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        dn.push(DnType::OrganizationName, "authsome");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: names
-                .iter()
-                .map(|n| GeneralSubtree::DnsName(n.clone()))
-                .collect(),
-            excluded_subtrees: vec![
-                GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
-                GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
-            ],
-        });
+        let mut params = ca_params(common_name, names);
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + validity;
@@ -124,6 +130,35 @@ impl Ca {
             validity,
             leaves: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A CA saved earlier with [`Ca::key_pem`] and [`Ca::cert_pem`]: the
+    /// same common name and names it was generated with, `validity` for
+    /// its leaves.
+    pub fn load(
+        common_name: &str,
+        names: &[String],
+        cert_pem: &str,
+        key_pem: &str,
+        validity: Duration,
+    ) -> Result<Ca> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| cert_err("read the CA key", e))?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| Error::invalid(format!("cannot read the CA certificate: {e}"), None))?;
+        Ok(Ca {
+            cert_pem: cert_pem.to_string(),
+            cert_der: der.to_vec(),
+            issuer: Issuer::new(ca_params(common_name, names), key),
+            permitted: names.to_vec(),
+            validity,
+            leaves: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA's private key, PEM (for the persistent system-wide CA only;
+    /// a run's CA key never leaves memory).
+    pub fn key_pem(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(self.issuer.key().serialize_pem())
     }
 
     /// The CA certificate, PEM (what clients are told to trust).
@@ -152,14 +187,19 @@ impl Ca {
         })
     }
 
-    /// The leaf for `host`, minted on first use and cached.
+    /// The leaf for `host`, minted on first use and cached. A cached leaf
+    /// past half its validity is minted again, so a long run or daemon
+    /// never serves an expired certificate.
     pub fn leaf(&self, host: &str) -> Result<Arc<Leaf>> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(l) = self
+        let fresh_for =
+            std::time::Duration::from_secs((self.validity.whole_seconds() / 2).max(60) as u64);
+        if let Some((l, at)) = self
             .leaves
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&host)
+            && at.elapsed() < fresh_for
         {
             return Ok(l.clone());
         }
@@ -167,8 +207,13 @@ impl Ca {
         self.leaves
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(host, leaf.clone());
+            .insert(host, (leaf.clone(), std::time::Instant::now()));
         Ok(leaf)
+    }
+
+    /// How long leaves are valid.
+    pub fn validity(&self) -> Duration {
+        self.validity
     }
 
     /// Mints a new leaf for `host` (no cache).

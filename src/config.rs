@@ -35,6 +35,24 @@ pub const ENV_LOG: &str = "AUTHSOME_LOG";
 /// The daemon's default port.
 pub const DEFAULT_PORT: u16 = 7998;
 
+/// Resolver override for upstream connections: `host=ip,host=ip`. For
+/// tests, split-horizon setups and self-hosted instances; shown by `doctor`.
+pub const ENV_RESOLVE: &str = "AUTHSOME_RESOLVE";
+/// Extra PEM roots the proxy trusts upstream, added to the system roots
+/// (a corporate TLS-inspecting gateway, a self-hosted GitLab, test upstreams).
+pub const ENV_UPSTREAM_CA_FILE: &str = "AUTHSOME_UPSTREAM_CA_FILE";
+/// The system-wide proxy listener's port (default [`DEFAULT_PROXY_PORT`]).
+pub const ENV_PROXY_PORT: &str = "AUTHSOME_PROXY_PORT";
+/// The system-wide proxy listener's default port.
+pub const DEFAULT_PROXY_PORT: u16 = 7999;
+/// Set to `1` in the environment of a child of `authsome run`.
+pub const ENV_RUN: &str = "AUTHSOME_RUN";
+/// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
+/// kills the child (default 10).
+pub const ENV_RUN_GRACE: &str = "AUTHSOME_RUN_GRACE";
+/// `1`/`true`: refuse hosts no provider claims (same as `--deny-unknown`).
+pub const ENV_DENY_UNKNOWN: &str = "AUTHSOME_DENY_UNKNOWN";
+
 /// Any value turns colour off (<https://no-color.org>).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -95,6 +113,14 @@ pub struct Config {
     pub base_url: Option<String>,
     /// `AUTHSOME_SERVER_BASE_URL`: the URL the daemon advertises.
     pub server_base_url: Option<String>,
+    /// `AUTHSOME_RESOLVE`: host → address overrides for upstream connections.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// `AUTHSOME_UPSTREAM_CA_FILE`: extra PEM roots for upstream TLS.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `AUTHSOME_PROXY_PORT`: the system-wide proxy listener's port.
+    pub proxy_port: u16,
+    /// `AUTHSOME_DENY_UNKNOWN`: refuse hosts no provider claims.
+    pub deny_unknown: bool,
 }
 
 impl Config {
@@ -144,8 +170,65 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             server_base_url: non_empty(env, ENV_SERVER_BASE_URL)
                 .map(|u| u.trim_end_matches('/').to_string()),
+            resolve: match non_empty(env, ENV_RESOLVE) {
+                Some(v) => parse_resolve(&v)?,
+                None => Vec::new(),
+            },
+            upstream_ca_file: non_empty(env, ENV_UPSTREAM_CA_FILE).map(PathBuf::from),
+            proxy_port: match non_empty(env, ENV_PROXY_PORT) {
+                None => DEFAULT_PROXY_PORT,
+                Some(p) => p.trim().parse::<u16>().map_err(|_e| {
+                    Error::invalid(
+                        format!("AUTHSOME_PROXY_PORT=`{p}` is not a port number"),
+                        Some("use 1-65535, or 0 for any free port".into()),
+                    )
+                })?,
+            },
+            deny_unknown: is_true(non_empty(env, ENV_DENY_UNKNOWN).as_deref()),
         })
     }
+}
+
+/// True for `1`, `true`, `yes`, `on` (any case).
+pub fn is_true(v: Option<&str>) -> bool {
+    matches!(
+        v.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes" | "on")
+    )
+}
+
+/// Parses `AUTHSOME_RESOLVE`: `host=ip` pairs separated by commas or spaces.
+/// Host names are lowercased; a trailing dot is dropped.
+pub fn parse_resolve(value: &str) -> Result<Vec<(String, std::net::IpAddr)>> {
+    let mut out = Vec::new();
+    for item in value
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let bad = || {
+            Error::invalid(
+                format!(
+                    "AUTHSOME_RESOLVE entry `{}` is not host=ip",
+                    item.escape_debug()
+                ),
+                Some("example: AUTHSOME_RESOLVE=api.acme.test=127.0.0.1,other.test=::1".into()),
+            )
+        };
+        let (host, ip) = item.split_once('=').ok_or_else(bad)?;
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = ip.parse().map_err(|_e| bad())?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err(bad());
+        }
+        out.push((host, ip));
+    }
+    Ok(out)
 }
 
 fn non_empty(env: &dyn Env, key: &str) -> Option<String> {
@@ -191,6 +274,24 @@ mod tests {
         for v in ["off", "0", "false", "NO"] {
             let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_KEYRING, v)]);
             assert!(!Config::resolve(&env, None).unwrap().keyring, "{v}");
+        }
+    }
+
+    #[test]
+    fn resolve_override_parses_and_rejects() {
+        let r = parse_resolve("API.Acme.test.=127.0.0.1, other.test=[::1]").unwrap();
+        assert_eq!(
+            r[0],
+            ("api.acme.test".to_string(), "127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(r[1], ("other.test".to_string(), "::1".parse().unwrap()));
+        for bad in [
+            "nohost",
+            "a.test=not-an-ip",
+            "=127.0.0.1",
+            "a b.test/x=127.0.0.1",
+        ] {
+            assert!(parse_resolve(bad).is_err(), "{bad}");
         }
     }
 

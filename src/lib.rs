@@ -20,7 +20,7 @@
 //! Allowed edges are checked by `tests/it/layering.rs`: domain modules never
 //! reach up into `cli`, and `vault` depends only on `secret`, `error` and `home`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one reviewed exception: `cli::run` sets the child's parent-death signal
 
 pub mod app;
 pub mod auth_flow;

@@ -78,6 +78,48 @@ impl RouteTable {
     /// The route for `host:port` and `path`, if any. `host` may be in any
     /// case and may carry a trailing dot.
     pub fn resolve(&self, host: &str, port: u16, path: &str) -> Option<&Route> {
+        self.find(host, port, |routes| first_match(routes, path))
+    }
+
+    /// True when some provider claims `host:port`, whatever the path (what
+    /// a CONNECT, which carries no path, is decided on).
+    pub fn claims(&self, host: &str, port: u16) -> bool {
+        self.find(host, port, |routes| routes.first()).is_some()
+    }
+
+    /// The DNS names a CA must cover to intercept every route: exact hosts,
+    /// and the suffix of each wildcard (a name constraint on `acme.com`
+    /// covers `*.acme.com`). Sorted, unique.
+    pub fn ca_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .exact
+            .keys()
+            .chain(self.suffix.keys())
+            .map(|(h, _)| h.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The providers with at least one route. Sorted, unique.
+    pub fn providers(&self) -> Vec<Arc<str>> {
+        let mut p: Vec<Arc<str>> = self
+            .routes()
+            .into_iter()
+            .map(|r| r.provider.clone())
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    fn find<'a>(
+        &'a self,
+        host: &str,
+        port: u16,
+        pick: impl Fn(&'a [Route]) -> Option<&'a Route>,
+    ) -> Option<&'a Route> {
         let lowered;
         let mut host = host.strip_suffix('.').unwrap_or(host);
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -86,7 +128,7 @@ impl RouteTable {
         }
         let mut key = (host.to_string(), port);
         if let Some(routes) = self.exact.get(&key)
-            && let Some(r) = first_match(routes, path)
+            && let Some(r) = pick(routes)
         {
             return Some(r);
         }
@@ -97,7 +139,7 @@ impl RouteTable {
             key.0.clear();
             key.0.push_str(rest);
             if let Some(routes) = self.suffix.get(&key)
-                && let Some(r) = first_match(routes, path)
+                && let Some(r) = pick(routes)
             {
                 return Some(r);
             }

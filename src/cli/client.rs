@@ -104,6 +104,11 @@ impl Client {
         })
     }
 
+    /// Runs `f` on this client's runtime (a current-thread runtime).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// The daemon's base URL.
     pub fn base_url(&self) -> &str {
         &self.base

@@ -18,6 +18,7 @@ mod log;
 mod login;
 mod logout;
 mod providers;
+mod run;
 mod whoami;
 
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub enum Command {
     Export(export::Args),
     /// Make a connection the provider's default.
     SetDefault(default::Args),
+    /// Run a program behind a proxy that adds your credentials to its requests.
+    Run(run::Args),
     /// Show this home, its identity, key source and connections.
     Whoami,
     /// Show the audit log: logins, logouts, exports, provider changes, credential resolutions.
@@ -171,6 +174,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::List => list::run(&ctx),
         Command::Export(a) => export::run(&ctx, a),
         Command::SetDefault(a) => default::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
         Command::Whoami => whoami::run(&ctx),
         Command::Log(a) => log::run(&ctx, a),
         Command::Doctor => doctor::run(&ctx),

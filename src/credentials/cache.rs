@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{CredentialService, ResolvedCredential};
 use crate::error::{Error, Result};
+use crate::routing::RouteTable;
 use crate::vault::now_unix;
 
 /// How long before expiry an OAuth token stops being served from the cache.
@@ -31,11 +32,17 @@ pub const API_KEY_TTL: Duration = Duration::from_secs(600);
 pub trait CredentialSource: Send + Sync + 'static {
     /// The credential of `provider`'s `connection` (`None`: its default).
     fn resolve(&self, provider: &str, connection: Option<&str>) -> Result<ResolvedCredential>;
+    /// The routing table over the providers that have a connection.
+    fn routes(&self) -> Result<RouteTable>;
 }
 
 impl CredentialSource for CredentialService {
     fn resolve(&self, provider: &str, connection: Option<&str>) -> Result<ResolvedCredential> {
         self.resolve_connection(provider, connection)
+    }
+
+    fn routes(&self) -> Result<RouteTable> {
+        CredentialService::routes(self)
     }
 }
 
@@ -166,6 +173,10 @@ mod tests {
                 value: Secret::new(format!("Bearer token-{n}")),
                 expires_at: self.expires_in.map(|s| now_unix() + s),
             })
+        }
+
+        fn routes(&self) -> Result<RouteTable> {
+            Ok(RouteTable::default())
         }
     }
 

@@ -18,6 +18,7 @@
 //! valid key looks like), not in the front ends.
 
 pub mod cache;
+pub mod live;
 
 use std::sync::{Arc, RwLock};
 
@@ -336,22 +337,8 @@ impl CredentialService {
         let reg = self.registry();
         let def = reg.require(provider)?.def.clone();
         let secrets = self.vault.read_secrets(&rec)?;
-        let mut roles: Vec<(String, ExportRole)> = def
-            .export
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if roles.is_empty() {
-            let stem: String = provider
-                .to_ascii_uppercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            roles.push((format!("{stem}_API_KEY"), ExportRole::ApiKey));
-            roles.push((format!("{stem}_ACCESS_TOKEN"), ExportRole::AccessToken));
-        }
         let mut out = Vec::new();
-        for (name, role) in roles {
+        for (name, role) in export_roles(&def) {
             let value = match role {
                 ExportRole::ApiKey => secrets.api_key.as_ref().map(Secret::duplicate),
                 ExportRole::AccessToken => secrets.access_token.as_ref().map(Secret::duplicate),
@@ -486,6 +473,27 @@ fn header_value(inj: &Injection, raw: &Secret<String>) -> Result<Secret<String>>
         ),
         KeyFormat::Query => v.clone(),
     }))
+}
+
+/// The variables a provider exports, with the role of each: the provider's
+/// `export` map, or `<PROVIDER>_API_KEY` / `_ACCESS_TOKEN` by default.
+pub fn export_roles(def: &ProviderDef) -> Vec<(String, ExportRole)> {
+    let mut roles: Vec<(String, ExportRole)> = def
+        .export
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if roles.is_empty() {
+        let stem: String = def
+            .name
+            .to_ascii_uppercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        roles.push((format!("{stem}_API_KEY"), ExportRole::ApiKey));
+        roles.push((format!("{stem}_ACCESS_TOKEN"), ExportRole::AccessToken));
+    }
+    roles
 }
 
 fn view(reg: &Registry, record: ConnectionRecord) -> ConnectionView {

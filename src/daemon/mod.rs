@@ -164,6 +164,34 @@ pub const ENDPOINTS: &[Endpoint] = &[
         None,
     ),
     ep(
+        "POST",
+        "/proxy/runs",
+        Auth::Pop,
+        "Open a per-run proxy listener (its own CA and token); used by `authsome run`.",
+        Some(r#"{"connections":{"github":"work"},"deny_unknown":false,"pid":1234}"#),
+    ),
+    ep(
+        "GET",
+        "/proxy/runs",
+        Auth::Pop,
+        "Open runs: port, providers, counters (no tokens).",
+        None,
+    ),
+    ep(
+        "DELETE",
+        "/proxy/runs/{id}",
+        Auth::Pop,
+        "Close a run's listener.",
+        None,
+    ),
+    ep(
+        "POST",
+        "/proxy/system",
+        Auth::Pop,
+        "Start (if needed) the system-wide proxy listener; returns its URL, token and CA path.",
+        Some("{}"),
+    ),
+    ep(
         "GET",
         "/providers",
         Auth::Pop,
@@ -274,6 +302,10 @@ fn handler(e: &Endpoint) -> MethodRouter<AppState> {
         ("POST", "/credentials/export") => post(c::credentials_export),
         ("POST", "/credentials/resolve") => post(x::credentials_resolve),
         ("GET", "/proxy/routes") => get(x::proxy_routes),
+        ("POST", "/proxy/runs") => post(x::proxy_runs_create),
+        ("GET", "/proxy/runs") => get(x::proxy_runs_list),
+        ("DELETE", "/proxy/runs/{id}") => axum::routing::delete(x::proxy_runs_end),
+        ("POST", "/proxy/system") => post(x::proxy_system),
         ("GET", "/providers") => get(p::providers_list),
         ("POST", "/providers") => post(p::providers_register),
         ("GET", "/providers/{provider}") => get(p::providers_get),
@@ -446,6 +478,39 @@ mod tests {
     use crate::pop::{self, Verifier};
     use crate::vault::{KeySource, MasterKey};
 
+    /// The router tests don't open proxy listeners (the integration tests do).
+    #[derive(Debug)]
+    struct NoRuns;
+
+    impl crate::daemon::state::ProxyRuns for NoRuns {
+        fn start(
+            &self,
+            _req: crate::daemon::state::RunRequest,
+        ) -> crate::daemon::state::BoxFuture<'_, crate::Result<crate::daemon::state::RunStarted>>
+        {
+            Box::pin(async {
+                Err(crate::Error::Unsupported {
+                    message: "runs".into(),
+                    hint: None,
+                })
+            })
+        }
+        fn end(&self, _id: &str) -> bool {
+            false
+        }
+        fn list(&self) -> Vec<serde_json::Value> {
+            Vec::new()
+        }
+        fn system(&self) -> crate::daemon::state::BoxFuture<'_, crate::Result<serde_json::Value>> {
+            Box::pin(async {
+                Err(crate::Error::Unsupported {
+                    message: "system".into(),
+                    hint: None,
+                })
+            })
+        }
+    }
+
     fn state() -> (tempfile::TempDir, AppState, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
@@ -455,8 +520,11 @@ mod tests {
         )
         .unwrap();
         let id = Identity::load_or_create(&home).unwrap();
+        let svc = Arc::new(svc);
         let state = AppState {
-            svc: Arc::new(svc),
+            live: Arc::new(crate::credentials::live::Live::new(svc.clone()).unwrap()),
+            runs: Arc::new(NoRuns),
+            svc,
             pop: Arc::new(Verifier::new([id.did()])),
             sessions: Arc::new(Sessions::new(300)),
             info: Arc::new(DaemonInfo {

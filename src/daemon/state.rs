@@ -2,10 +2,16 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::auth_flow::Sessions;
 use crate::credentials::CredentialService;
+use crate::credentials::live::Live;
 use crate::error::Error;
 use crate::pop::Verifier;
+use crate::secret::Secret;
 
 use super::error::ApiError;
 
@@ -38,6 +44,52 @@ pub struct AppState {
     pub info: Arc<DaemonInfo>,
     /// Notified by `POST /api/daemon/shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// The routing table and credential cache the proxy reads.
+    pub live: Arc<Live>,
+    /// Per-run proxy listeners (the proxy engine, wired in by `app`).
+    pub runs: Arc<dyn ProxyRuns>,
+}
+
+/// What `POST /api/proxy/runs` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The connection to use per provider (default: the provider's default).
+    pub connections: BTreeMap<String, String>,
+    /// Refuse hosts no provider claims.
+    pub deny_unknown: bool,
+    /// The `authsome run` process; the run ends when it is gone.
+    pub client_pid: Option<u32>,
+}
+
+/// A started run.
+#[derive(Debug)]
+pub struct RunStarted {
+    pub id: String,
+    pub port: u16,
+    /// The per-run proxy token (goes into the child's `HTTPS_PROXY`).
+    pub token: Secret<String>,
+    /// The run's CA certificate, PEM.
+    pub ca_pem: String,
+    /// The DNS names the run's CA may sign for.
+    pub hosts: Vec<String>,
+    /// The providers whose hosts this run intercepts.
+    pub providers: Vec<String>,
+}
+
+/// A boxed future (the trait is object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Starts and ends proxy listeners. Implemented in `app` over the proxy
+/// engine, so `daemon` never imports `proxy`.
+pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
+    /// Opens a per-run listener with its own CA and token.
+    fn start(&self, req: RunRequest) -> BoxFuture<'_, Result<RunStarted, Error>>;
+    /// Closes a run's listener. False when no such run.
+    fn end(&self, id: &str) -> bool;
+    /// The open runs, for display (no tokens).
+    fn list(&self) -> Vec<serde_json::Value>;
+    /// Starts (if needed) and describes the system-wide listener.
+    fn system(&self) -> BoxFuture<'_, Result<serde_json::Value, Error>>;
 }
 
 impl AppState {
@@ -68,6 +120,19 @@ impl AppState {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, event, "cannot write the audit log"),
             Err(e) => tracing::error!(error = %e, event, "audit task failed"),
+        }
+    }
+
+    /// Something changed for `provider` (`None`: anything): the proxy's
+    /// routing table is rebuilt and its cached credentials forgotten, before
+    /// the caller answers, so the next proxied request sees the change.
+    pub async fn changed(&self, provider: Option<String>) {
+        let live = self.live.clone();
+        let r = tokio::task::spawn_blocking(move || live.changed(provider.as_deref())).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild the routing table"),
+            Err(e) => tracing::error!(error = %e, "routing table task failed"),
         }
     }
 

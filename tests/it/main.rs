@@ -13,4 +13,5 @@ mod daemon_security;
 mod layering;
 mod permissions;
 mod providers_files;
+mod proxy_run;
 mod vault_tamper;

@@ -117,6 +117,7 @@ async fn complete_with_key(
     };
     match &r {
         Ok(_) => {
+            state.changed(provider.clone()).await;
             state
                 .audit(
                     "login",

@@ -36,6 +36,7 @@ pub async fn connections_logout(
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let rec = state.run(move |svc| svc.logout(&p, Some(&c))).await?;
+    state.changed(Some(rec.provider.clone())).await;
     state
         .audit(
             "logout",
@@ -74,6 +75,7 @@ pub async fn connections_revoke(
             Ok(n)
         })
         .await?;
+    state.changed(Some(provider.clone())).await;
     state
         .audit(
             "revoke",
@@ -97,6 +99,7 @@ pub async fn connections_set_default(
 ) -> ApiResult<Json<Value>> {
     let (pp, cc) = (p.clone(), c.clone());
     state.run(move |svc| svc.set_default(&pp, &cc)).await?;
+    state.changed(Some(p.clone())).await;
     state
         .audit(
             "set_default",

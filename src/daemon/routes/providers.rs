@@ -59,6 +59,7 @@ pub async fn providers_register(
         .run(move |svc| svc.register_provider(def, force))
         .await?;
     tracing::info!(provider = %name, ?outcome, "provider registered");
+    state.changed(None).await;
     state
         .audit(
             "provider.register",
@@ -83,6 +84,7 @@ pub async fn providers_remove(
     let name = p.clone();
     let outcome = state.run(move |svc| svc.remove_provider(&p)).await?;
     tracing::info!(provider = %name, ?outcome, "provider removed");
+    state.changed(None).await;
     state
         .audit(
             "provider.remove",

@@ -5,6 +5,9 @@
 //! home.cmd(["login", "openai", "--with-api-key"]).stdin("sk-…").run().success();
 //! ```
 
+pub mod lab;
+pub mod upstream;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod runs;
+
 use crate::auth_flow::{SESSION_TTL, Sessions};
 use crate::config::Config;
 use crate::credentials::CredentialService;
@@ -142,6 +144,25 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     if let Some(h) = opts.host.filter(|h| !h.is_loopback()) {
         allowed_hosts.push(SocketAddr::new(h, port).to_string());
     }
+    let upstream =
+        crate::proxy::upstream::Upstream::new(config.upstream_ca_file.as_deref(), &config.resolve)?;
+    let live = {
+        let svc = svc.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || crate::credentials::live::Live::new(svc))
+                .await
+                .context("routing table task failed")??,
+        )
+    };
+    let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
+        live: live.clone(),
+        svc: svc.clone(),
+        upstream,
+        daemon_addr: addr,
+        home: home.root().to_path_buf(),
+        proxy_port: config.proxy_port,
+        deny_unknown: config.deny_unknown,
+    }));
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         home: home.root().to_path_buf(),
@@ -157,6 +178,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         sessions: Arc::new(Sessions::new(SESSION_TTL)),
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
+        live,
+        runs: runs.clone(),
     };
     let file = DaemonFile {
         pid: std::process::id(),
@@ -170,6 +193,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;
+    runs.end_all();
+    drop(runs);
     // Close the vault (SQLite checkpoints its WAL on close) before daemon.json
     // goes away: whoever waits for the daemon to stop may then touch the files.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -204,6 +229,10 @@ impl Config {
             preferred_port: self.preferred_port,
             base_url: self.base_url.clone(),
             server_base_url: self.server_base_url.clone(),
+            resolve: self.resolve.clone(),
+            upstream_ca_file: self.upstream_ca_file.clone(),
+            proxy_port: self.proxy_port,
+            deny_unknown: self.deny_unknown,
         }
     }
 }

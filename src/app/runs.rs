@@ -1,0 +1,445 @@
+//! Proxy listeners of the daemon: one per `authsome run`, and the standing
+//! system-wide one. Implements the daemon's [`ProxyRuns`] over the proxy
+//! engine (the only place the two front ends meet).
+//!
+//! A run gets a fresh P-256 CA held in memory only, name-constrained to the
+//! hosts of the providers connected when it starts; leaves for those hosts
+//! are minted before the listener opens; a 256-bit proxy token; and a
+//! loopback listener on an ephemeral port. It ends when `authsome run` says
+//! so (`DELETE /api/proxy/runs/{id}`) or when that process is gone (checked
+//! every second), so a `kill -9` of the CLI does not leave a listener open.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ca::{Ca, RUN_VALIDITY};
+use crate::credentials::CredentialService;
+use crate::credentials::live::Live;
+use crate::daemon::state::{BoxFuture, ProxyRuns, RunRequest, RunStarted};
+use crate::error::{Error, Result};
+use crate::home;
+use crate::proxy::tls::LeafAuthority;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{self, Shared, Stats};
+use crate::routing::RouteTable;
+use crate::secret::Secret;
+use crate::vault::now_unix;
+
+/// The system-wide CA's validity.
+pub const SYSTEM_CA_VALIDITY: time::Duration = time::Duration::days(365);
+/// Common name of the system-wide CA.
+pub const SYSTEM_CA_NAME: &str = "authsome local CA";
+/// A name no real host has (RFC 6761), for a run's CA when no provider is connected.
+const NOTHING: &str = "no-provider.invalid";
+
+struct RunEntry {
+    port: u16,
+    providers: Vec<String>,
+    started_at: i64,
+    client_pid: Option<u32>,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct SystemEntry {
+    port: u16,
+    url: String,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The daemon's proxy listeners.
+pub struct Runs {
+    live: Arc<Live>,
+    svc: Arc<CredentialService>,
+    upstream: Upstream,
+    daemon_addr: SocketAddr,
+    home: PathBuf,
+    proxy_port: u16,
+    deny_unknown: bool,
+    runs: Arc<Mutex<HashMap<String, RunEntry>>>,
+    system: tokio::sync::Mutex<Option<SystemEntry>>,
+}
+
+impl std::fmt::Debug for Runs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runs")
+            .field("runs", &lock(&self.runs).len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Options fixed when the daemon starts.
+#[derive(Debug)]
+pub struct RunsOptions {
+    pub live: Arc<Live>,
+    pub svc: Arc<CredentialService>,
+    pub upstream: Upstream,
+    pub daemon_addr: SocketAddr,
+    pub home: PathBuf,
+    pub proxy_port: u16,
+    pub deny_unknown: bool,
+}
+
+impl Runs {
+    /// No listeners yet.
+    pub fn new(o: RunsOptions) -> Runs {
+        Runs {
+            live: o.live,
+            svc: o.svc,
+            upstream: o.upstream,
+            daemon_addr: o.daemon_addr,
+            home: o.home,
+            proxy_port: o.proxy_port,
+            deny_unknown: o.deny_unknown,
+            runs: Arc::new(Mutex::new(HashMap::new())),
+            system: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Closes every listener (daemon shutdown).
+    pub fn end_all(&self) {
+        let ids: Vec<String> = lock(&self.runs).keys().cloned().collect();
+        for id in ids {
+            self.end(&id);
+        }
+        if let Ok(mut s) = self.system.try_lock()
+            && let Some(mut e) = s.take()
+            && let Some(stop) = e.stop.take()
+        {
+            stop.send(()).ok();
+        }
+    }
+
+    fn token() -> Result<Secret<String>> {
+        let mut b = [0u8; 32];
+        crate::secret::fill_random(&mut b)?;
+        Ok(Secret::new(b.iter().map(|x| format!("{x:02x}")).collect()))
+    }
+
+    async fn start_run(&self, req: RunRequest) -> Result<RunStarted> {
+        let routes = self.live.routes();
+        let mut names = routes.ca_names();
+        let providers: Vec<String> = routes.providers().iter().map(|p| p.to_string()).collect();
+        if names.is_empty() {
+            names.push(NOTHING.into());
+        }
+        let (authority, ca_pem) = {
+            let names = names.clone();
+            tokio::task::spawn_blocking(move || -> Result<(Arc<LeafAuthority>, String)> {
+                let ca = Arc::new(Ca::generate("authsome run CA", &names, RUN_VALIDITY)?);
+                let pem = ca.cert_pem().to_string();
+                let authority = Arc::new(LeafAuthority::new(ca)?);
+                authority.premint(names.iter().map(String::as_str));
+                Ok((authority, pem))
+            })
+            .await
+            .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??
+        };
+        let listener = proxy::bind_loopback(0)
+            .map_err(|e| Error::io("cannot open a loopback port for the run's proxy", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the proxy's address", e))?;
+        let token = Self::token()?;
+        let shared = Arc::new(Shared {
+            live: self.live.clone(),
+            authority,
+            upstream: self.upstream.clone(),
+            token: Some(token.duplicate()),
+            pinned: routes.clone(),
+            connections: req.connections.into_iter().collect(),
+            deny_unknown: req.deny_unknown || self.deny_unknown,
+            own: vec![addr, self.daemon_addr],
+            stats: Stats::default(),
+        });
+        let mut id_bytes = [0u8; 8];
+        crate::secret::fill_random(&mut id_bytes)?;
+        let id: String = id_bytes.iter().map(|x| format!("{x:02x}")).collect();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            stop_rx.await.ok();
+        };
+        let serve_shared = shared.clone();
+        let run_id = id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = proxy::serve(listener, serve_shared, shutdown).await {
+                tracing::error!(run = %run_id, error = %e, "run proxy failed");
+            }
+        });
+        lock(&self.runs).insert(
+            id.clone(),
+            RunEntry {
+                port: addr.port(),
+                providers: providers.clone(),
+                started_at: now_unix(),
+                client_pid: req.client_pid,
+                shared,
+                stop: Some(stop_tx),
+            },
+        );
+        if let Some(pid) = req.client_pid {
+            let runs = self.runs.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if !lock(&runs).contains_key(&id) {
+                        return;
+                    }
+                    if !pid_alive(pid) {
+                        tracing::info!(run = %id, pid, "the run's process is gone; closing its proxy");
+                        if let Some(mut e) = lock(&runs).remove(&id)
+                            && let Some(stop) = e.stop.take()
+                        {
+                            stop.send(()).ok();
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(RunStarted {
+            id,
+            port: addr.port(),
+            token,
+            ca_pem,
+            hosts: names,
+            providers,
+        })
+    }
+
+    async fn start_system(&self) -> Result<Value> {
+        let mut guard = self.system.lock().await;
+        if guard.is_none() {
+            let home = self.home.clone();
+            let svc = self.svc.clone();
+            let (ca, token) =
+                tokio::task::spawn_blocking(move || -> Result<(Arc<Ca>, Secret<String>)> {
+                    let ca = system_ca(&home, &svc)?;
+                    let token = system_token(&home)?;
+                    Ok((ca, token))
+                })
+                .await
+                .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??;
+            let listener = proxy::bind_loopback(self.proxy_port).map_err(|e| {
+                Error::invalid(
+                    format!("cannot listen on 127.0.0.1:{}: {e}", self.proxy_port),
+                    Some("set AUTHSOME_PROXY_PORT to a free port (and restart the daemon)".into()),
+                )
+            })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::io("cannot read the proxy's address", e))?;
+            let authority = Arc::new(LeafAuthority::new(ca)?);
+            let shared = Arc::new(Shared {
+                live: self.live.clone(),
+                authority,
+                upstream: self.upstream.clone(),
+                token: Some(token.duplicate()),
+                pinned: Arc::new(RouteTable::default()),
+                connections: HashMap::new(),
+                deny_unknown: self.deny_unknown,
+                own: vec![addr, self.daemon_addr],
+                stats: Stats::default(),
+            });
+            let serve_shared = shared.clone();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    stop_rx.await.ok();
+                };
+                if let Err(e) = proxy::serve(listener, serve_shared, stopped).await {
+                    tracing::error!(error = %e, "system-wide proxy failed");
+                }
+            });
+            tracing::info!(%addr, "system-wide proxy listening");
+            *guard = Some(SystemEntry {
+                port: addr.port(),
+                url: format!(
+                    "http://authsome:{}@127.0.0.1:{}",
+                    token.expose(),
+                    addr.port()
+                ),
+                shared,
+                stop: Some(stop_tx),
+            });
+        }
+        let Some(s) = guard.as_ref() else {
+            return Err(Error::invalid("the system-wide proxy did not start", None));
+        };
+        Ok(json!({
+            "port": s.port,
+            "proxy_url": s.url,
+            "ca_path": system_ca_path(&self.home),
+            "hosts": s.shared.authority.ca().permitted(),
+            "stats": stats(&s.shared.stats),
+        }))
+    }
+}
+
+fn stats(s: &Stats) -> Value {
+    json!({
+        "injected": s.injected.load(Ordering::Relaxed),
+        "passed": s.passed.load(Ordering::Relaxed),
+        "tunnels": s.tunnels.load(Ordering::Relaxed),
+        "refused": s.refused.load(Ordering::Relaxed),
+    })
+}
+
+impl ProxyRuns for Runs {
+    fn start(&self, req: RunRequest) -> BoxFuture<'_, Result<RunStarted>> {
+        Box::pin(self.start_run(req))
+    }
+
+    fn end(&self, id: &str) -> bool {
+        match lock(&self.runs).remove(id) {
+            Some(mut e) => {
+                if let Some(stop) = e.stop.take() {
+                    stop.send(()).ok();
+                }
+                tracing::info!(run = %id, "run ended");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn list(&self) -> Vec<Value> {
+        let mut v: Vec<Value> = lock(&self.runs)
+            .iter()
+            .map(|(id, e)| {
+                json!({
+                    "id": id,
+                    "port": e.port,
+                    "providers": e.providers,
+                    "started_at": e.started_at,
+                    "pid": e.client_pid,
+                    "stats": stats(&e.shared.stats),
+                })
+            })
+            .collect();
+        v.sort_by_key(|r| r["started_at"].as_i64());
+        v
+    }
+
+    fn system(&self) -> BoxFuture<'_, Result<Value>> {
+        Box::pin(self.start_system())
+    }
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) if std::path::Path::new("/proc/self/stat").exists() => false,
+        Err(_) => rustix::process::Pid::from_raw(pid as i32)
+            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok()),
+    }
+}
+
+// === the persistent, system-wide CA ===
+
+/// `$AUTHSOME_HOME/ca/`.
+pub fn system_ca_dir(home: &std::path::Path) -> PathBuf {
+    home.join("ca")
+}
+
+/// The system-wide CA certificate (what `authsome ca install` trusts).
+pub fn system_ca_path(home: &std::path::Path) -> PathBuf {
+    system_ca_dir(home).join("ca.pem")
+}
+
+/// What is stored beside the CA: the names it was made for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SystemCaInfo {
+    pub names: Vec<String>,
+    pub created_at: i64,
+}
+
+/// The names the system-wide CA covers: every registered provider's hosts.
+pub fn all_provider_names(svc: &CredentialService) -> Vec<String> {
+    let reg = svc.registry();
+    RouteTable::build(reg.iter().map(|e| e.def.as_ref())).ca_names()
+}
+
+/// Loads the system-wide CA, creating it (key 0600) on first use.
+pub fn system_ca(home: &std::path::Path, svc: &CredentialService) -> Result<Arc<Ca>> {
+    let dir = system_ca_dir(home);
+    home::ensure_private_dir(&dir)?;
+    let key_path = dir.join("ca.key");
+    let info_path = dir.join("ca.json");
+    let cert_path = system_ca_path(home);
+    if let Some(key) = home::read_private(&key_path)? {
+        let cert =
+            std::fs::read_to_string(&cert_path).map_err(|e| Error::io_at("read", &cert_path, e))?;
+        let info: SystemCaInfo = serde_json::from_slice(
+            &std::fs::read(&info_path).map_err(|e| Error::io_at("read", &info_path, e))?,
+        )
+        .map_err(|e| Error::invalid(format!("{}: {e}", info_path.display()), None))?;
+        let key = String::from_utf8_lossy(&key).to_string();
+        return Ok(Arc::new(Ca::load(
+            SYSTEM_CA_NAME,
+            &info.names,
+            &cert,
+            &key,
+            RUN_VALIDITY,
+        )?));
+    }
+    let names = all_provider_names(svc);
+    let ca = Ca::generate(SYSTEM_CA_NAME, &names, SYSTEM_CA_VALIDITY)?;
+    // The key goes first: a certificate without its key is useless, a key
+    // without its certificate is regenerated.
+    let info = serde_json::to_vec_pretty(&SystemCaInfo {
+        names: names.clone(),
+        created_at: now_unix(),
+    })
+    .map_err(|e| Error::invalid(format!("cannot encode the CA info: {e}"), None))?;
+    std::fs::write(&info_path, info).map_err(|e| Error::io_at("write", &info_path, e))?;
+    std::fs::write(&cert_path, ca.cert_pem()).map_err(|e| Error::io_at("write", &cert_path, e))?;
+    if !home::write_secret_file_new(&key_path, ca.key_pem().as_bytes())? {
+        return Err(Error::invalid(
+            "another process created the CA at the same time",
+            Some("run the command again".into()),
+        ));
+    }
+    tracing::info!(path = %cert_path.display(), hosts = names.len(), "system-wide CA created");
+    // Leaves of the persistent CA are short-lived and re-minted in memory.
+    Ok(Arc::new(Ca::load(
+        SYSTEM_CA_NAME,
+        &names,
+        ca.cert_pem(),
+        &ca.key_pem(),
+        RUN_VALIDITY,
+    )?))
+}
+
+/// The system-wide proxy token, `$AUTHSOME_HOME/proxy.token` (0600), kept
+/// across daemon restarts so exported `HTTPS_PROXY` lines stay valid.
+fn system_token(home: &std::path::Path) -> Result<Secret<String>> {
+    let path = home.join("proxy.token");
+    if let Some(t) = home::read_private(&path)? {
+        let t = String::from_utf8_lossy(&t).trim().to_string();
+        if t.len() >= 32 {
+            return Ok(Secret::new(t));
+        }
+    }
+    let t = Runs::token()?;
+    std::fs::remove_file(&path).ok();
+    home::write_secret_file_new(&path, t.expose().as_bytes())?;
+    Ok(t)
+}

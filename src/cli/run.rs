@@ -1,0 +1,465 @@
+//! `authsome run [--connection P=NAME]… [--deny-unknown] -- CMD [ARGS…]`:
+//! runs a program behind a per-run proxy that adds credentials, without
+//! giving it any.
+//!
+//! What the child gets: `HTTPS_PROXY`/`HTTP_PROXY` (both cases) pointing at
+//! the run's listener with the run's token, `NO_PROXY` (the user's, minus
+//! provider hosts, plus loopback), a CA bundle (system roots + the run's CA)
+//! in every variable common runtimes read, `AUTHSOME_RUN=1`, and a
+//! placeholder (`authsome-managed`) for each connected provider's secret
+//! variables so SDKs start. What it never gets: a credential, the master
+//! key, the CA's private key.
+//!
+//! A faithful wrapper: the child's exit code (128+N when it dies of signal
+//! N); SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 and SIGWINCH forwarded; SIGINT
+//! forwarded unless the terminal already delivered it to the child (same
+//! foreground process group); SIGKILL after a grace period when the child
+//! ignores a forwarded SIGTERM/SIGHUP; the child gets SIGTERM if `run`
+//! itself is killed (parent-death signal). The run's listener is closed and
+//! its temporary directory removed whichever way the child ends.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Ctx;
+use super::client::Client;
+use super::exit::ExitStatus;
+use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, Env, ProcessEnv};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Use this connection for a provider instead of its default (repeatable).
+    #[arg(long = "connection", value_name = "PROVIDER=NAME")]
+    connections: Vec<String>,
+    /// Refuse (403) hosts no connected provider claims, instead of tunnelling them untouched.
+    #[arg(long)]
+    deny_unknown: bool,
+    /// The program and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<OsString>,
+}
+
+/// Variables that point at the CA bundle.
+const CA_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+    "AWS_CA_BUNDLE",
+    "DENO_CERT",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+];
+
+/// Other bundle variables some tools read; replaced only when the user set them.
+const CA_VARS_IF_SET: &[&str] = &[
+    "NIX_SSL_CERT_FILE",
+    "HTTPLIB2_CA_CERTS",
+    "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
+    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+];
+
+/// Hosts that never go through the proxy.
+const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// Ends the run at the daemon and removes the temp dir, however `run` exits.
+struct RunGuard<'a> {
+    client: &'a Client,
+    id: String,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .client
+            .delete(&format!("/api/proxy/runs/{}", super::seg(&self.id)))
+        {
+            tracing::debug!(error = %e, "could not end the run at the daemon (it ends by itself)");
+        }
+        if let Some(d) = self.dir.take() {
+            std::fs::remove_dir_all(&d).ok();
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
+    let env = ProcessEnv;
+    if env.var(ENV_RUN).is_some_and(|v| !v.is_empty()) {
+        return Err(crate::Error::invalid(
+            "already inside `authsome run`",
+            Some(
+                "run the program directly: this shell's HTTPS_PROXY already adds credentials"
+                    .into(),
+            ),
+        )
+        .into());
+    }
+    let mut connections = BTreeMap::new();
+    for c in &args.connections {
+        let (p, n) = c
+            .split_once('=')
+            .filter(|(p, n)| !p.is_empty() && !n.is_empty())
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    format!("--connection `{c}` is not PROVIDER=NAME"),
+                    Some("example: --connection github=work".into()),
+                )
+            })?;
+        connections.insert(p.to_string(), n.to_string());
+    }
+    let client = ctx.client()?;
+    let started = client.post(
+        "/api/proxy/runs",
+        &json!({
+            "connections": connections,
+            "deny_unknown": args.deny_unknown,
+            "pid": std::process::id(),
+        }),
+    )?;
+    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let mut guard = RunGuard {
+        client: &client,
+        id: id.clone(),
+        dir: None,
+    };
+    let dir = private_temp_dir(&id)?;
+    guard.dir = Some(dir.clone());
+    let bundle = dir.join("ca-bundle.pem");
+    write_bundle(
+        &bundle,
+        started["ca_pem"].as_str().unwrap_or_default(),
+        ctx.config.upstream_ca_file.as_deref(),
+    )?;
+    let child_env = child_env(&started, &bundle, ctx);
+    let status = client.block_on(supervise(&args.command, child_env))?;
+    drop(guard);
+    Ok(status)
+}
+
+/// `$TMPDIR/authsome-run-<id>`, mode 0700, created fresh.
+fn private_temp_dir(id: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("authsome-run-{id}"));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// System roots + the run's CA (+ AUTHSOME_UPSTREAM_CA_FILE), read-only.
+fn write_bundle(path: &Path, ca_pem: &str, extra: Option<&Path>) -> anyhow::Result<()> {
+    let mut out = system_roots_pem();
+    if !out.ends_with('\n') && !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str("# authsome run CA (this run only)\n");
+    out.push_str(ca_pem);
+    if let Some(extra) = extra
+        && let Ok(text) = std::fs::read_to_string(extra)
+    {
+        out.push_str(&format!(
+            "# AUTHSOME_UPSTREAM_CA_FILE ({})\n",
+            extra.display()
+        ));
+        out.push_str(&text);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(out.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400)).ok();
+    Ok(())
+}
+
+/// The system's trusted roots as PEM: the distribution's bundle file when
+/// there is one (a plain copy), else whatever the platform store yields.
+pub fn system_roots_pem() -> String {
+    const FILES: &[&str] = &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+        "/usr/local/etc/openssl/cert.pem",
+    ];
+    let from_env = ProcessEnv.var("SSL_CERT_FILE").map(PathBuf::from);
+    for p in from_env
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(FILES.iter().map(Path::new))
+    {
+        if let Ok(text) = std::fs::read_to_string(p)
+            && text.contains("BEGIN CERTIFICATE")
+        {
+            return text;
+        }
+    }
+    use base64::Engine;
+    let mut out = String::new();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let b = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+/// The child's environment changes: (name, Some(value)) sets, None removes.
+fn child_env(started: &Value, bundle: &Path, ctx: &Ctx) -> Vec<(String, Option<String>)> {
+    let env = ProcessEnv;
+    let url = started["proxy_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        out.push((k.into(), Some(url.clone())));
+    }
+    let hosts: Vec<String> = started["hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let user = env
+        .var("NO_PROXY")
+        .or_else(|| env.var("no_proxy"))
+        .unwrap_or_default();
+    let no_proxy = no_proxy(&user, &hosts, |h| {
+        ctx.printer.warn(&format!(
+            "NO_PROXY listed `{h}`, a provider host; removed for this run so it gets credentials"
+        ));
+    });
+    out.push(("NO_PROXY".into(), Some(no_proxy.clone())));
+    out.push(("no_proxy".into(), Some(no_proxy)));
+    let b = bundle.display().to_string();
+    for k in CA_VARS {
+        out.push(((*k).into(), Some(b.clone())));
+    }
+    for k in CA_VARS_IF_SET {
+        if env.var(k).is_some() {
+            out.push(((*k).into(), Some(b.clone())));
+        }
+    }
+    out.push(("NODE_USE_ENV_PROXY".into(), Some("1".into())));
+    out.push((ENV_RUN.into(), Some("1".into())));
+    // Never hand the child the vault's key.
+    out.push((ENV_MASTER_KEY.into(), None));
+    if let Some(p) = started["placeholders"].as_object() {
+        for (k, v) in p {
+            out.push((k.clone(), v.as_str().map(String::from)));
+        }
+    }
+    out
+}
+
+/// The user's NO_PROXY minus provider hosts, plus loopback.
+fn no_proxy(user: &str, provider_hosts: &[String], mut removed: impl FnMut(&str)) -> String {
+    let covers = |entry: &str| {
+        let e = entry
+            .trim()
+            .trim_start_matches("*.")
+            .trim_start_matches('.')
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        !e.is_empty()
+            && (e == "*"
+                || provider_hosts.iter().any(|h| {
+                    *h == e || h.ends_with(&format!(".{e}")) || e.ends_with(&format!(".{h}"))
+                }))
+    };
+    let mut out: Vec<String> = Vec::new();
+    for entry in user.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if covers(entry) {
+            removed(entry);
+        } else if !out.iter().any(|e| e == entry) {
+            out.push(entry.to_string());
+        }
+    }
+    for l in LOOPBACK {
+        if !out.iter().any(|e| e == l) {
+            out.push((*l).to_string());
+        }
+    }
+    out.join(",")
+}
+
+/// Starts the child, forwards signals, returns its exit status.
+async fn supervise(
+    command: &[OsString],
+    env: Vec<(String, Option<String>)>,
+) -> anyhow::Result<ExitStatus> {
+    let (prog, rest) = command.split_first().ok_or_else(|| {
+        crate::Error::invalid("no command given", Some("authsome run -- CMD".into()))
+    })?;
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(rest);
+    for (k, v) in &env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    set_parent_death_signal(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let name = prog.to_string_lossy();
+            let (code, msg) = match e.kind() {
+                std::io::ErrorKind::NotFound => (127, format!("command not found: {name}")),
+                std::io::ErrorKind::PermissionDenied => (126, format!("permission denied: {name}")),
+                _ => (126, format!("cannot start {name}: {e}")),
+            };
+            eprintln!("authsome: error: {msg}");
+            return Ok(ExitStatus::Code(code));
+        }
+    };
+    let pid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let grace = ProcessEnv
+        .var(ENV_RUN_GRACE)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(10));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut winch = signal(SignalKind::window_change())?;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    use rustix::process::Signal;
+    let send = |sig: Signal| {
+        if let Some(pid) = pid
+            && let Err(e) = rustix::process::kill_process(pid, sig)
+        {
+            tracing::debug!(error = %e, "cannot signal the child");
+        }
+    };
+    let status = loop {
+        let deadline = async {
+            match kill_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            s = child.wait() => break s.context("cannot wait for the child")?,
+            _ = term.recv() => {
+                send(Signal::TERM);
+                kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+            }
+            _ = hup.recv() => {
+                send(Signal::HUP);
+                kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+            }
+            _ = int.recv() => {
+                if !terminal_delivers_to_child() {
+                    send(Signal::INT);
+                }
+            }
+            _ = quit.recv() => send(Signal::QUIT),
+            _ = usr1.recv() => send(Signal::USR1),
+            _ = usr2.recv() => send(Signal::USR2),
+            _ = winch.recv() => send(Signal::WINCH),
+            () = deadline => {
+                tracing::warn!("the program ignored the forwarded signal; killing it");
+                send(Signal::KILL);
+                kill_at = None;
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => ExitStatus::Code(c.clamp(0, 255) as u8),
+        (None, Some(sig)) => ExitStatus::Code((128 + sig).clamp(0, 255) as u8),
+        (None, None) => ExitStatus::Failure,
+    })
+}
+
+/// True when a Ctrl-C on the terminal reached the child already: we are in
+/// the terminal's foreground process group, and the child is in ours.
+fn terminal_delivers_to_child() -> bool {
+    let stdin = std::io::stdin();
+    match rustix::termios::tcgetpgrp(&stdin) {
+        Ok(fg) => fg == rustix::process::getpgrp(),
+        Err(_) => false,
+    }
+}
+
+/// The child gets SIGTERM if `authsome run` dies without forwarding (kill -9).
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = rustix::process::getpid();
+        // SAFETY: the closure runs in the forked child before exec; it only
+        // makes two async-signal-safe system calls (prctl, getppid) and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ))?;
+                // The parent may have died between fork and prctl.
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(std::io::Error::other("authsome run exited"));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_drops_provider_hosts_and_adds_loopback() {
+        let hosts = vec!["api.github.test".to_string(), "acme.test".to_string()];
+        let mut removed = Vec::new();
+        let v = no_proxy(
+            "corp.internal, api.github.test,.acme.test,localhost",
+            &hosts,
+            |h| removed.push(h.to_string()),
+        );
+        assert_eq!(v, "corp.internal,localhost,127.0.0.1,::1");
+        assert_eq!(removed, vec!["api.github.test", ".acme.test"]);
+        assert_eq!(no_proxy("", &hosts, |_| {}), "localhost,127.0.0.1,::1");
+        let mut r = Vec::new();
+        no_proxy("*", &hosts, |h| r.push(h.to_string()));
+        assert_eq!(r, vec!["*"]);
+    }
+}

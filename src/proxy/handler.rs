@@ -1,0 +1,674 @@
+//! The per-request decisions, as a hudsucker `HttpHandler`.
+//!
+//! How a request travels (and where it can stop):
+//! 1. **Proxy authentication** on every request that opens something (a
+//!    CONNECT, or an absolute-form request): the per-run token in
+//!    `Proxy-Authorization`, compared in constant time; otherwise 407.
+//! 2. **CONNECT** decides the tunnel once: a host some connected provider
+//!    claims (and the CA may sign for) is intercepted; any other host is
+//!    tunnelled blind (no TLS termination: the client sees the server's own
+//!    certificate), or refused with 403 under `--deny-unknown`. Targets that
+//!    loop back into authsome (the proxy itself, the daemon) are refused.
+//! 3. **Inside an intercepted tunnel**, every request must name the tunnel's
+//!    authority (HTTP/1 `Host`, HTTP/2 `:authority` and `host`); anything
+//!    else is answered 421 and never forwarded. Why: hudsucker routes h2
+//!    requests by `:authority`, so without this check a tunnel opened to one
+//!    host could carry a request, with credentials, to another.
+//! 4. **Route + credential + inject**: the routing table picks the provider
+//!    by host, port and path; the credential cache gives the header value;
+//!    [`inject`] replaces whatever the client sent. A provider host whose
+//!    credential cannot be resolved gets a JSON error: nothing goes upstream.
+//! 5. Plain `http://` to a provider host is refused: credentials only travel
+//!    over TLS.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use http::uri::Scheme;
+use http::{Method, Request, Response, StatusCode, Uri, header};
+use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
+
+use super::error::{ProxyError, Source};
+use super::inject::{inject, strip_hop_by_hop};
+use super::tls::LeafAuthority;
+use super::upstream::Upstream;
+use crate::credentials::live::Live;
+use crate::secret::Secret;
+
+/// Counters, for `/api/proxy/runs` and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests that got a credential.
+    pub injected: AtomicU64,
+    /// Requests forwarded without one (non-provider hosts, plain HTTP).
+    pub passed: AtomicU64,
+    /// Blind tunnels opened.
+    pub tunnels: AtomicU64,
+    /// Requests and tunnels refused.
+    pub refused: AtomicU64,
+}
+
+/// What every request of one proxy listener shares.
+pub struct Shared {
+    /// Routing table and credential cache.
+    pub live: Arc<Live>,
+    /// Mints leaves; knows which hosts the CA may sign for.
+    pub authority: Arc<LeafAuthority>,
+    /// Upstream trust and resolver overrides.
+    pub upstream: Upstream,
+    /// The proxy token (`None`: no authentication, only for tests of the engine).
+    pub token: Option<Secret<String>>,
+    /// The routes when the run started. Their hosts stay provider hosts for
+    /// the whole run: if a credential disappears mid-run (logout, revoke),
+    /// requests there fail closed instead of going out unauthenticated.
+    pub pinned: Arc<crate::routing::RouteTable>,
+    /// Connection chosen per provider (`--connection PROVIDER=NAME`).
+    pub connections: HashMap<String, String>,
+    /// Refuse hosts no provider claims.
+    pub deny_unknown: bool,
+    /// Addresses that must never be proxied to (this listener, the daemon).
+    pub own: Vec<SocketAddr>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("deny_unknown", &self.deny_unknown)
+            .field("own", &self.own)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tunnel a request arrived in (set while handling the CONNECT; the
+/// handler clone that saw the CONNECT is cloned for every request inside).
+#[derive(Debug, Clone)]
+struct Tunnel {
+    host: String,
+    port: u16,
+    intercept: bool,
+}
+
+/// The hudsucker handler.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    shared: Arc<Shared>,
+    tunnel: Option<Arc<Tunnel>>,
+    /// The host the current request goes to, for error messages.
+    target: Option<String>,
+}
+
+impl Handler {
+    /// A handler over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Handler {
+        Handler {
+            shared,
+            tunnel: None,
+            target: None,
+        }
+    }
+}
+
+fn refuse(e: ProxyError, stats: &Stats) -> RequestOrResponse {
+    stats.refused.fetch_add(1, Ordering::Relaxed);
+    RequestOrResponse::Response(e.into_response())
+}
+
+impl HttpHandler for Handler {
+    async fn handle_request(
+        &mut self,
+        _ctx: &HttpContext,
+        req: Request<Body>,
+    ) -> RequestOrResponse {
+        let shared = self.shared.clone();
+        match self.decide(req).await {
+            Ok(r) => r,
+            Err(e) => refuse(e, &shared.stats),
+        }
+    }
+
+    async fn should_intercept_connect(&mut self, _ctx: &HttpContext, _req: &Request<Body>) -> bool {
+        self.tunnel.as_ref().is_some_and(|t| t.intercept)
+    }
+
+    async fn should_intercept_tls(
+        &mut self,
+        _ctx: &HttpContext,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> bool {
+        // The leaf is minted for the name the client asks for (SNI). A
+        // client that asks for another name than the CONNECT target is
+        // passed through blind to the CONNECT target: no certificate of ours
+        // for that name, no decryption, no credential.
+        let Some(t) = &self.tunnel else { return false };
+        match hello.server_name() {
+            None => true,
+            Some(sni) => {
+                let same = normalize_host(sni).is_some_and(|h| h == t.host);
+                if !same {
+                    tracing::info!(sni, tunnel = %t.host, "SNI differs from the CONNECT target; not intercepting");
+                    self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                same
+            }
+        }
+    }
+
+    async fn handle_error(
+        &mut self,
+        _ctx: &HttpContext,
+        err: hyper_util::client::legacy::Error,
+    ) -> Response<Body> {
+        upstream_error(&err, self.target.as_deref().unwrap_or("the upstream")).into_response()
+    }
+}
+
+// === impl Handler: decisions ===
+
+impl Handler {
+    async fn decide(&mut self, req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+        match self.tunnel.clone() {
+            None => {
+                self.authenticate(&req)?;
+                if req.method() == Method::CONNECT {
+                    self.connect(req)
+                } else {
+                    self.absolute(req).await
+                }
+            }
+            Some(t) => self.in_tunnel(&t, req).await,
+        }
+    }
+
+    /// Checks the per-run token.
+    fn authenticate(&self, req: &Request<Body>) -> Result<(), ProxyError> {
+        let Some(token) = &self.shared.token else {
+            return Ok(());
+        };
+        let ok = req
+            .headers()
+            .get_all(header::PROXY_AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| basic_matches(v, token.expose()));
+        if ok {
+            Ok(())
+        } else {
+            Err(ProxyError::new(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "authsome_proxy_auth_required",
+                Source::Downstream,
+                "this proxy needs its per-run token",
+            )
+            .hint(
+                "start the program with `authsome run -- …`, which sets HTTPS_PROXY with the token",
+            ))
+        }
+    }
+
+    /// A CONNECT: decide intercept, blind tunnel or refusal.
+    fn connect(&mut self, mut req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+        let (host, port) = req
+            .uri()
+            .authority()
+            .and_then(|a| Some((normalize_host(a.host())?, a.port_u16()?)))
+            .ok_or_else(|| {
+                ProxyError::new(
+                    StatusCode::BAD_REQUEST,
+                    "authsome_bad_connect",
+                    Source::Downstream,
+                    "CONNECT needs a target of the form host:port",
+                )
+            })?;
+        self.check_loop(&host, port)?;
+        if self.claims(&host, port) {
+            if !self.shared.authority.ca().permits(&host) {
+                return Err(ProxyError::new(
+                    StatusCode::FORBIDDEN,
+                    "authsome_host_not_in_run",
+                    Source::Internal,
+                    format!("{host} belongs to a provider connected after this proxy's certificate authority was made"),
+                )
+                .host(&host)
+                .hint("restart the program under `authsome run` to include it"));
+            }
+            self.tunnel = Some(Arc::new(Tunnel {
+                host,
+                port,
+                intercept: true,
+            }));
+            return Ok(req.into());
+        }
+        if self.shared.deny_unknown {
+            return Err(deny_unknown(&host));
+        }
+        self.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+        // hudsucker dials blind tunnels itself with system DNS; point it at
+        // the resolver override's address when there is one.
+        if let Some(ip) = self.shared.upstream.override_for(&host) {
+            let authority = SocketAddr::new(ip, port).to_string();
+            if let Ok(uri) = Uri::builder().authority(authority).build() {
+                *req.uri_mut() = uri;
+            }
+        }
+        self.tunnel = Some(Arc::new(Tunnel {
+            host,
+            port,
+            intercept: false,
+        }));
+        Ok(req.into())
+    }
+
+    /// An absolute-form request on the proxy connection itself: plain
+    /// `http://…`, or `https://…` from clients (axios) that send the whole
+    /// request to the proxy instead of opening a tunnel. The upstream leg
+    /// of the latter is TLS, so it may carry a credential.
+    async fn absolute(&mut self, mut req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+        let Some(scheme) = req.uri().scheme().cloned() else {
+            return Err(ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                "authsome_not_a_proxy_request",
+                Source::Downstream,
+                "this is a proxy: send absolute-form requests or CONNECT",
+            ));
+        };
+        let https = scheme == Scheme::HTTPS;
+        if !https && scheme != Scheme::HTTP {
+            return Err(ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                "authsome_bad_scheme",
+                Source::Downstream,
+                format!("cannot proxy {scheme}:// requests"),
+            ));
+        }
+        let (host, port) = req
+            .uri()
+            .authority()
+            .and_then(|a| {
+                let host = normalize_host(a.host())?;
+                Some((host, a.port_u16().unwrap_or(if https { 443 } else { 80 })))
+            })
+            .ok_or_else(|| {
+                ProxyError::new(
+                    StatusCode::BAD_REQUEST,
+                    "authsome_bad_target",
+                    Source::Downstream,
+                    "the request target has no valid host",
+                )
+            })?;
+        self.check_loop(&host, port)?;
+        check_host_header(&req, &host, port, https)?;
+        self.forward(&mut req, &host, port, https).await?;
+        Ok(req.into())
+    }
+
+    /// A request inside a CONNECT tunnel.
+    async fn in_tunnel(
+        &mut self,
+        t: &Tunnel,
+        mut req: Request<Body>,
+    ) -> Result<RequestOrResponse, ProxyError> {
+        let https = req.uri().scheme() == Some(&Scheme::HTTPS);
+        let authority = req.uri().authority().and_then(|a| {
+            let h = normalize_host(a.host())?;
+            Some((h, a.port_u16().unwrap_or(if https { 443 } else { 80 })))
+        });
+        let same = |h: &str, p: u16| h == t.host && p == t.port;
+        match authority {
+            Some((h, p)) if same(&h, p) => {}
+            _ => return Err(misdirected(&t.host, t.port)),
+        }
+        check_host_header(&req, &t.host, t.port, https)?;
+        self.forward(&mut req, &t.host, t.port, https)
+            .await
+            .map(|()| req.into())
+    }
+
+    /// Route, credential, inject; or pass a non-provider request through.
+    async fn forward(
+        &mut self,
+        req: &mut Request<Body>,
+        host: &str,
+        port: u16,
+        https: bool,
+    ) -> Result<(), ProxyError> {
+        self.target = Some(host.to_string());
+        let claimed = self.claims(host, port);
+        if !claimed && self.shared.deny_unknown {
+            return Err(deny_unknown(host));
+        }
+        if claimed && !https {
+            return Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_plaintext_refused",
+                Source::Downstream,
+                format!("refusing to send credentials over plain HTTP to {host}"),
+            )
+            .host(host)
+            .hint(if port == 80 {
+                format!("use https://{host}/")
+            } else {
+                format!("use https:// (the provider is served on {host}:{port} over TLS)")
+            }));
+        }
+        let path = req.uri().path();
+        let provider = if claimed {
+            self.shared
+                .live
+                .routes()
+                .resolve(host, port, path)
+                .or_else(|| self.shared.pinned.resolve(host, port, path))
+                .map(|r| r.provider.clone())
+        } else {
+            None
+        };
+        let Some(provider) = provider else {
+            // Not ours (or a path no rule claims): forwarded as sent, minus
+            // the proxy's own headers.
+            strip_hop_by_hop(req);
+            self.shared.stats.passed.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let connection = self
+            .shared
+            .connections
+            .get(provider.as_ref())
+            .map(String::as_str);
+        let cred = self
+            .shared
+            .live
+            .credential(&provider, connection)
+            .await
+            .map_err(|e| {
+                let mut err = ProxyError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authsome_credential_unavailable",
+                    Source::Internal,
+                    format!("no usable credential for {provider}: {e}"),
+                )
+                .provider(&provider)
+                .host(host);
+                err.hint = Some(
+                    e.hint()
+                        .unwrap_or_else(|| format!("authsome login {provider}")),
+                );
+                err
+            })?;
+        inject(req, &cred).map_err(|e| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                "authsome_invalid_credential_format",
+                Source::Internal,
+                format!("the credential of {provider} cannot be sent: {e}"),
+            )
+            .provider(&provider)
+            .hint(format!("authsome login {provider} --force"))
+        })?;
+        tracing::debug!(%provider, connection = %cred.connection, host, path = req.uri().path(), "credential injected");
+        self.shared.stats.injected.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// True when a provider claims `host:port`, now or when the run started.
+    fn claims(&self, host: &str, port: u16) -> bool {
+        self.shared.live.routes().claims(host, port) || self.shared.pinned.claims(host, port)
+    }
+
+    /// Refuses targets that are authsome itself.
+    fn check_loop(&self, host: &str, port: u16) -> Result<(), ProxyError> {
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        if loopback && self.shared.own.iter().any(|a| a.port() == port) {
+            return Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_loop_refused",
+                Source::Downstream,
+                format!("{host}:{port} is authsome itself; the proxy does not forward there"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn deny_unknown(host: &str) -> ProxyError {
+    ProxyError::new(
+        StatusCode::FORBIDDEN,
+        "authsome_host_denied",
+        Source::Downstream,
+        format!("{host} belongs to no connected provider and unknown hosts are denied"),
+    )
+    .host(host)
+    .hint("run without --deny-unknown, or connect a provider for this host")
+}
+
+fn misdirected(host: &str, port: u16) -> ProxyError {
+    ProxyError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "authsome_misdirected_request",
+        Source::Downstream,
+        format!(
+            "this tunnel was opened to {host}:{port}; a request inside it must be for that host"
+        ),
+    )
+    .host(host)
+}
+
+/// HTTP/1 `Host` (or HTTP/2 `host`), when present, must name the target.
+fn check_host_header(
+    req: &Request<Body>,
+    host: &str,
+    port: u16,
+    https: bool,
+) -> Result<(), ProxyError> {
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let Some(v) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return Err(misdirected(host, port));
+    }
+    let parsed = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<http::uri::Authority>().ok())
+        .and_then(|a| {
+            Some((
+                normalize_host(a.host())?,
+                a.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            ))
+        });
+    match parsed {
+        Some((h, p)) if h == host && p == port => Ok(()),
+        _ => Err(misdirected(host, port)),
+    }
+}
+
+/// The canonical form of a host: lowercase, one trailing dot dropped,
+/// letters/digits/`-`/`_`/`.` only (or an IP literal). `None` for anything
+/// else (percent signs, backslashes, control bytes, empty labels).
+pub fn normalize_host(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| format!("[{ip}]"));
+    }
+    let h = host.strip_suffix('.').unwrap_or(host);
+    if h.is_empty()
+        || h.len() > 253
+        || h.split('.').any(|l| l.is_empty() || l.len() > 63)
+        || !h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return None;
+    }
+    Some(h.to_ascii_lowercase())
+}
+
+/// True when a `Proxy-Authorization` value carries `token` (as the Basic
+/// password, or the user name for clients that only send one).
+fn basic_matches(value: &str, token: &str) -> bool {
+    let Some(b64) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return false;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return false;
+    };
+    let (user, pass) = match raw.iter().position(|&b| b == b':') {
+        Some(i) => (&raw[..i], &raw[i + 1..]),
+        None => (&raw[..], &[][..]),
+    };
+    // Percent-decoding: userinfo in a proxy URL may be percent-encoded.
+    let pass = percent_decode(pass);
+    let user = percent_decode(user);
+    ct_eq(&pass, token.as_bytes()) | ct_eq(&user, token.as_bytes())
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Constant-time equality (length is not secret: tokens have a fixed size).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A failed upstream request as the client sees it.
+fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {
+    use std::error::Error as _;
+    let mut timed_out = false;
+    let mut tls: Option<String> = None;
+    let mut cause = String::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
+    while let Some(e) = src {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                timed_out = true;
+            }
+            if let Some(inner) = io.get_ref()
+                && let Some(r) = inner.downcast_ref::<rustls::Error>()
+            {
+                tls = Some(r.to_string());
+            }
+        }
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            tls = Some(r.to_string());
+        }
+        if e.to_string().contains("timed out") {
+            timed_out = true;
+        }
+        cause = e.to_string();
+        src = e.source();
+    }
+    if timed_out {
+        return ProxyError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "authsome_upstream_timeout",
+            Source::Upstream,
+            format!("{host} did not answer in time"),
+        )
+        .host(host);
+    }
+    if let Some(t) = tls {
+        return ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "authsome_upstream_tls_failed",
+            Source::Upstream,
+            format!("the TLS connection to {host} failed: {t}"),
+        )
+        .host(host)
+        .hint("if a corporate gateway or a self-hosted server uses its own CA, set AUTHSOME_UPSTREAM_CA_FILE");
+    }
+    if err.is_connect() {
+        return ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "authsome_upstream_unreachable",
+            Source::Upstream,
+            format!("cannot connect to {host}: {cause}"),
+        )
+        .host(host);
+    }
+    ProxyError::new(
+        StatusCode::BAD_GATEWAY,
+        "authsome_upstream_failed",
+        Source::Upstream,
+        format!("the request to {host} failed: {cause}"),
+    )
+    .host(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_normalise_and_look_alikes_fail() {
+        assert_eq!(
+            normalize_host("Api.GitHub.TEST.").as_deref(),
+            Some("api.github.test")
+        );
+        assert_eq!(normalize_host("[::1]").as_deref(), Some("[::1]"));
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "api.github.test..",
+            "api%2egithub.test",
+            "api.github.test\\@evil.test",
+            "user@evil.test",
+            "a b",
+            "a\0b",
+            "аpi.github.test",
+        ] {
+            assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn proxy_token_in_basic_auth() {
+        let enc = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(basic_matches(&enc("authsome:tok123"), "tok123"));
+        assert!(basic_matches(&enc("tok123:"), "tok123"));
+        assert!(basic_matches(&enc("authsome:tok%31"), "tok1"));
+        assert!(!basic_matches(&enc("authsome:tok12"), "tok123"));
+        assert!(!basic_matches(&enc("authsome:tok1234"), "tok123"));
+        assert!(!basic_matches("Bearer tok123", "tok123"));
+        assert!(!basic_matches("Basic !!!", "tok123"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The upstream leg: how the proxy reaches provider APIs.
+//!
+//! Our own connector instead of hudsucker's `with_rustls_connector`, which
+//! hard-codes webpki roots and system DNS:
+//! - **Trust**: the system's roots plus `AUTHSOME_UPSTREAM_CA_FILE` (a
+//!   corporate TLS-inspecting gateway, a self-hosted GitLab, the test lab).
+//!   Never the run's own CA, never "insecure".
+//! - **Names**: `AUTHSOME_RESOLVE=host=ip,…` decides where a host name
+//!   connects; SNI and certificate checks still use the name, so the override
+//!   cannot weaken verification.
+//! - **Sockets**: TCP_NODELAY, a connect timeout, pooled keep-alive
+//!   connections, HTTP/2 when the upstream offers it (ALPN).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::{Error, Result};
+
+/// How long connecting to an upstream may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle pooled upstream connection is kept.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The connector type the proxy forwards through.
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector<OverrideResolver>>;
+
+/// Resolves names through the override map first, then the system resolver.
+#[derive(Clone, Debug)]
+pub struct OverrideResolver {
+    map: Arc<HashMap<String, IpAddr>>,
+    system: GaiResolver,
+}
+
+impl OverrideResolver {
+    /// A resolver with `map` (lowercase host → address) in front of the system's.
+    pub fn new(map: Arc<HashMap<String, IpAddr>>) -> OverrideResolver {
+        OverrideResolver {
+            map,
+            system: GaiResolver::new(),
+        }
+    }
+}
+
+type Addrs = std::vec::IntoIter<SocketAddr>;
+
+impl tower_service::Service<Name> for OverrideResolver {
+    type Response = Addrs;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Addrs>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.system.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        if let Some(ip) = self.map.get(&host) {
+            let addrs = vec![SocketAddr::new(*ip, 0)].into_iter();
+            return Box::pin(async move { Ok(addrs) });
+        }
+        let fut = self.system.call(name);
+        Box::pin(async move { Ok(fut.await?.collect::<Vec<_>>().into_iter()) })
+    }
+}
+
+/// Everything about the upstream leg, built once per daemon.
+#[derive(Clone)]
+pub struct Upstream {
+    /// TLS settings for upstream connections (our roots).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Host → address overrides.
+    pub resolve: Arc<HashMap<String, IpAddr>>,
+    /// How many roots came from the system, and from the extra file.
+    pub roots: (usize, usize),
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("resolve", &self.resolve)
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// System roots plus `extra_ca_file`, and the resolver overrides.
+    pub fn new(extra_ca_file: Option<&Path>, resolve: &[(String, IpAddr)]) -> Result<Upstream> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "a system root could not be read");
+        }
+        let (system, _) = roots.add_parsable_certificates(native.certs);
+        let mut extra = 0;
+        if let Some(path) = extra_ca_file {
+            let certs = read_pem_certs(path)?;
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    Error::invalid(
+                        format!(
+                            "{}: a certificate is not a usable root: {e}",
+                            path.display()
+                        ),
+                        Some("AUTHSOME_UPSTREAM_CA_FILE must hold PEM CA certificates".into()),
+                    )
+                })?;
+                extra += 1;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid(format!("cannot set up TLS: {e}"), None))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Upstream {
+            tls: Arc::new(tls),
+            resolve: Arc::new(resolve.iter().cloned().collect()),
+            roots: (system, extra),
+        })
+    }
+
+    /// The HTTPS (and plain HTTP) connector for the pooled client.
+    pub fn connector(&self) -> Connector {
+        let mut http =
+            HttpConnector::new_with_resolver(OverrideResolver::new(self.resolve.clone()));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*self.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http)
+    }
+
+    /// Where a blind tunnel to `host` should dial: the override address, if any.
+    pub fn override_for(&self, host: &str) -> Option<IpAddr> {
+        self.resolve
+            .get(&host.trim_end_matches('.').to_ascii_lowercase())
+            .copied()
+    }
+}
+
+/// Every certificate in a PEM file.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let text =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            Error::invalid(
+                format!("{}: not a PEM certificate file: {e}", path.display()),
+                None,
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(Error::invalid(
+            format!("{}: no certificate found", path.display()),
+            Some("the file must contain `-----BEGIN CERTIFICATE-----` blocks".into()),
+        ));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,109 @@
+//! The loopback proxy lab: a home whose daemon reaches a local HTTPS
+//! upstream through the resolver override, with a provider `acme` on
+//! `api.acme.test:<port>` logged in with a canary key.
+
+use super::upstream::Upstream;
+use super::{Cmd, Out, TestHome, canary};
+
+pub const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/test-ca.pem");
+
+pub struct Lab {
+    pub home: TestHome,
+    pub up: Upstream,
+    /// The API key stored for `acme`.
+    pub key: String,
+}
+
+impl Lab {
+    /// Upstream + home + `acme` provider logged in.
+    pub fn new() -> Lab {
+        let lab = Lab::bare();
+        lab.provider(
+            "acme",
+            &format!("api.acme.test:{}", lab.up.port),
+            r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"},"export":{"ACME_API_KEY":"api_key"}"#,
+        );
+        let key = lab.key.clone();
+        lab.cmd(["login", "acme", "--with-api-key"])
+            .stdin(&key)
+            .run()
+            .success();
+        lab
+    }
+
+    /// Upstream + home, no provider.
+    pub fn bare() -> Lab {
+        Lab {
+            home: TestHome::new(),
+            up: Upstream::start(),
+            key: canary("AKCANARY_"),
+        }
+    }
+
+    /// Registers a custom provider with one host rule and extra JSON fields.
+    pub fn provider(&self, name: &str, rule: &str, extra: &str) {
+        let f = self.home.dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &f,
+            format!(
+                r#"{{"name":"{name}","auth_type":"api_key","flow":"api_key","api_url":["{rule}"],{extra}}}"#
+            ),
+        )
+        .unwrap();
+        self.cmd(["provider", "register", f.to_str().unwrap()])
+            .run()
+            .success();
+    }
+
+    /// `authsome ARGS` with the lab's resolver override and upstream CA.
+    pub fn cmd<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.home
+            .cmd(args)
+            .env(
+                "AUTHSOME_RESOLVE",
+                "api.acme.test=127.0.0.1,upstream.test=127.0.0.1,evil.test=127.0.0.1,x.acme.test=127.0.0.1",
+            )
+            .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
+            .env("AUTHSOME_PROXY_PORT", "0")
+    }
+
+    /// `authsome run -- sh -c SCRIPT` (the script sees `$URL`, `$UP`, `$BIN`).
+    pub fn run_sh(&self, script: &str) -> Out {
+        self.run_sh_with(&[], script)
+    }
+
+    /// Like `run_sh`, with `authsome run` flags before `--`.
+    pub fn run_sh_with(&self, flags: &[&str], script: &str) -> Out {
+        let mut args = vec!["run".to_string()];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        args.extend(["--", "sh", "-c", script].map(String::from));
+        self.cmd(args)
+            .env("URL", &self.url(""))
+            .env("UP", &self.up.port.to_string())
+            .env("HTTP_UP", &self.up.http_port.to_string())
+            .env("BIN", super::bin())
+            .env(
+                "CLIENTS",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"),
+            )
+            .run()
+    }
+
+    /// `https://api.acme.test:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://api.acme.test:{}{path}", self.up.port)
+    }
+
+    /// The Authorization values of every recorded request.
+    pub fn auths(&self) -> Vec<Vec<String>> {
+        self.up
+            .records()
+            .iter()
+            .map(|r| r.all("authorization"))
+            .collect()
+    }
+}

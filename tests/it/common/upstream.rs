@@ -1,0 +1,250 @@
+//! A local upstream for proxy tests: HTTPS (h1 + h2, certificate from
+//! `certs/upstream.pem`, signed by the test CA) and plain HTTP on loopback,
+//! recording every request exactly as it arrived.
+//!
+//! Routes: `/sse` (three events, 400 ms apart), `/bytes/N` (N bytes,
+//! streamed in 64 KiB chunks), `/status/N`, anything else answers 200 with
+//! the request's headers as JSON.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hudsucker::futures::stream;
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub tls: bool,
+    pub method: String,
+    pub path: String,
+    pub version: String,
+    /// Every header, in order, names lowercase.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+pub struct Upstream {
+    pub port: u16,
+    pub http_port: u16,
+    records: Arc<Mutex<Vec<Record>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> Body {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    tls: bool,
+    records: Arc<Mutex<Vec<Record>>>,
+) -> Response<Body> {
+    let rec = Record {
+        tls,
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        version: format!("{:?}", req.version()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    records.lock().unwrap().push(rec.clone());
+    let path = req.uri().path().to_string();
+    if path == "/sse" {
+        let events = stream::unfold(0u32, |i| async move {
+            if i >= 3 {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            let frame = Frame::data(Bytes::from(format!("data: event-{i}\n\n")));
+            Some((Ok::<_, std::io::Error>(frame), i + 1))
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(StreamBody::new(events).boxed())
+            .unwrap();
+    }
+    if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let chunks = stream::unfold(n, |left| async move {
+            if left == 0 {
+                return None;
+            }
+            let k = left.min(64 * 1024);
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; k]))),
+                left - k,
+            ))
+        });
+        return Response::builder()
+            .header("content-length", n.to_string())
+            .body(StreamBody::new(chunks).boxed())
+            .unwrap();
+    }
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|n| n.parse::<u16>().ok())
+    {
+        return Response::builder().status(code).body(full("")).unwrap();
+    }
+    let body = serde_json::json!({
+        "path": rec.path,
+        "version": rec.version,
+        "headers": rec.headers,
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(body.to_string()))
+        .unwrap()
+}
+
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{root}upstream.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{root}upstream.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let (ports_tx, ports_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let recs = records.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let tls_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let http_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ports_tx
+                    .send((tls_l.local_addr().unwrap(), http_l.local_addr().unwrap()))
+                    .unwrap();
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
+                let r1 = recs.clone();
+                let tls_loop = async move {
+                    loop {
+                        let Ok((tcp, _)) = tls_l.accept().await else {
+                            continue;
+                        };
+                        let acceptor = acceptor.clone();
+                        let r = r1.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let svc = hyper::service::service_fn(move |req| {
+                                let r = r.clone();
+                                async move {
+                                    Ok::<_, std::convert::Infallible>(answer(req, true, r).await)
+                                }
+                            });
+                            let _ = Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(tls), svc)
+                                .await;
+                        });
+                    }
+                };
+                let r2 = recs.clone();
+                let http_loop = async move {
+                    loop {
+                        let Ok((tcp, _)) = http_l.accept().await else {
+                            continue;
+                        };
+                        let r = r2.clone();
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                let r = r.clone();
+                                async move {
+                                    Ok::<_, std::convert::Infallible>(answer(req, false, r).await)
+                                }
+                            });
+                            let _ = Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(tcp), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = tls_loop => {}
+                    _ = http_loop => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        let (a, b): (SocketAddr, SocketAddr) = ports_rx.recv().unwrap();
+        Upstream {
+            port: a.port(),
+            http_port: b.port(),
+            records,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! `authsome run` end to end: the real binary, its daemon, a real TLS
+//! upstream on loopback and real clients (curl here; Python and Node in
+//! `proxy_clients.rs`). "Injected" is always judged by what the upstream
+//! recorded, never by authsome's own logs.
+
+use crate::common::lab::{CA, Lab};
+
+/// `-s` and the status on the last line.
+const CURL: &str = "curl -sS -w '\\n%{http_code}'";
+
+fn last_line(s: &str) -> &str {
+    s.trim_end().lines().last().unwrap_or("")
+}
+
+#[test]
+fn curl_gets_exactly_one_credential_and_the_clients_own_is_replaced() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} -H 'Authorization: Bearer attacker' -H 'authorization: second' -H 'Proxy-Connection: keep-alive' \"$URL/v1/models\""
+        ))
+        .success();
+    assert_eq!(last_line(&out.stdout), "200", "{}", out.stdout);
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].all("authorization"),
+        vec![format!("Bearer {}", lab.key)]
+    );
+    assert!(recs[0].tls);
+    assert_eq!(
+        (recs[0].method.as_str(), recs[0].path.as_str()),
+        ("GET", "/v1/models")
+    );
+    for (k, v) in &recs[0].headers {
+        assert!(
+            !k.starts_with("proxy-"),
+            "hop-by-hop header {k} reached upstream"
+        );
+        assert!(
+            !v.contains("authsome:"),
+            "proxy credentials reached upstream: {k}: {v}"
+        );
+    }
+    // The child only ever sees a placeholder.
+    assert!(!out.stdout.contains(&lab.key) || out.stdout.contains("\"headers\""));
+}
+
+#[test]
+fn http2_and_http1_both_get_the_credential() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(
+            "curl -sS --http2 -o /dev/null -w '%{http_version}\\n' \"$URL/a\"; curl -sS --http1.1 -o /dev/null -w '%{http_version}\\n' \"$URL/b\"",
+        )
+        .success();
+    assert_eq!(out.stdout.trim(), "2\n1.1");
+    let auths = lab.auths();
+    assert_eq!(auths.len(), 2);
+    for a in auths {
+        assert_eq!(a, vec![format!("Bearer {}", lab.key)]);
+    }
+}
+
+#[test]
+fn the_child_environment_has_placeholders_and_no_secret() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(
+            "env; cat /proc/self/environ | tr '\\0' '\\n'; cat /proc/$PPID/cmdline | tr '\\0' ' '",
+        )
+        .success();
+    assert!(!out.stdout.contains(&lab.key), "secret in the child's view");
+    assert!(!out.stderr.contains(&lab.key));
+    for needle in [
+        "ACME_API_KEY=authsome-managed",
+        "AUTHSOME_RUN=1",
+        "NODE_USE_ENV_PROXY=1",
+        "HTTPS_PROXY=http://authsome:",
+        "https_proxy=http://authsome:",
+        "NO_PROXY=localhost,127.0.0.1,::1",
+        "SSL_CERT_FILE=",
+        "REQUESTS_CA_BUNDLE=",
+        "NODE_EXTRA_CA_CERTS=",
+        "CURL_CA_BUNDLE=",
+        "GIT_SSL_CAINFO=",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "missing {needle}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn the_master_key_is_not_passed_to_the_child() {
+    let lab = Lab::bare();
+    let out = lab
+        .cmd(["run", "--", "env"])
+        .env("AUTHSOME_MASTER_KEY", "MKCANARY_passphrase_0123456789")
+        .run()
+        .success();
+    assert!(!out.stdout.contains("MKCANARY"), "{}", out.stdout);
+}
+
+#[test]
+fn hosts_of_no_provider_are_tunnelled_blind() {
+    let lab = Lab::new();
+    // With only the lab CA trusted, the non-provider host verifies: the
+    // client sees the upstream's own certificate, not one we minted.
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} --cacert {CA} -H 'Authorization: Bearer mine' https://upstream.test:$UP/plain"
+        ))
+        .success();
+    assert_eq!(last_line(&out.stdout), "200", "{}", out.stdout);
+    // The provider host, by contrast, is intercepted: the lab CA alone
+    // does not verify the run's minted leaf.
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} --cacert {CA} \"$URL/x\"; echo \" curl=$?\""
+        ))
+        .success();
+    assert!(out.stdout.contains("curl=60"), "{}", out.stdout);
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].all("authorization"),
+        vec!["Bearer mine".to_string()]
+    );
+}
+
+#[test]
+fn deny_unknown_refuses_other_hosts() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh_with(
+            &["--deny-unknown"],
+            &format!("{CURL} https://upstream.test:$UP/x; echo \" curl=$?\"; {CURL} \"$URL/ok\""),
+        )
+        .success();
+    assert!(
+        out.stdout.contains("curl=56"),
+        "CONNECT refused: {}",
+        out.stdout
+    );
+    assert_eq!(last_line(&out.stdout), "200");
+    assert_eq!(lab.up.records().len(), 1);
+}
+
+#[test]
+fn requests_without_the_proxy_token_get_407() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!(
+            "P=${{HTTPS_PROXY##*@}}; \
+             {CURL} -x http://$P \"$URL/a\"; echo \" curl=$?\"; \
+             {CURL} -x http://authsome:wrong@$P \"$URL/b\"; echo \" curl=$?\"; \
+             {CURL} -x http://$P http://upstream.test:$HTTP_UP/c"
+        ))
+        .success();
+    assert_eq!(out.stdout.matches("curl=56").count(), 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_proxy_auth_required"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(last_line(&out.stdout), "407");
+    assert!(lab.up.records().is_empty());
+}
+
+#[test]
+fn plain_http_to_a_provider_host_is_refused() {
+    let lab = Lab::bare();
+    lab.provider(
+        "plain",
+        &format!("api.acme.test:{}", lab.up.http_port),
+        r#""api_key":{"header_name":"x-api-key"}"#,
+    );
+    lab.cmd(["login", "plain", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    let out = lab
+        .run_sh(&format!("{CURL} http://api.acme.test:$HTTP_UP/x"))
+        .success();
+    assert_eq!(last_line(&out.stdout), "403", "{}", out.stdout);
+    assert!(out.stdout.contains("authsome_plaintext_refused"));
+    assert!(
+        lab.up.records().is_empty(),
+        "nothing may reach the upstream"
+    );
+}
+
+#[test]
+fn plain_http_to_other_hosts_is_forwarded_without_proxy_headers() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!("{CURL} http://upstream.test:$HTTP_UP/p"))
+        .success();
+    assert_eq!(last_line(&out.stdout), "200", "{}", out.stdout);
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 1);
+    assert!(!recs[0].tls);
+    assert!(recs[0].all("proxy-authorization").is_empty(), "{recs:?}");
+    assert!(recs[0].all("authorization").is_empty());
+}
+
+#[test]
+fn a_request_for_another_host_inside_a_tunnel_is_misdirected() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} -H 'Host: evil.test' \"$URL/1\"; echo; \
+             {CURL} --http2 -H 'Host: evil.test' \"$URL/2\"; echo; \
+             {CURL} -H \"Host: evil.test:$UP\" \"$URL/3\"; echo; \
+             {CURL} -H \"Host: API.ACME.TEST.:$UP\" \"$URL/4\""
+        ))
+        .success();
+    let codes: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.len() == 3 && l.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(codes, vec!["421", "421", "421", "200"], "{}", out.stdout);
+    let recs = lab.up.records();
+    assert_eq!(
+        recs.len(),
+        1,
+        "only the well-formed request is forwarded: {recs:?}"
+    );
+    assert_eq!(recs[0].path, "/4");
+}
+
+#[test]
+fn sni_that_differs_from_the_connect_target_gets_no_credential() {
+    let lab = Lab::new();
+    // CONNECT evil.test, then ask TLS for api.acme.test: the tunnel is blind
+    // (evil.test is no provider), so the request arrives as the client sent it.
+    let script = format!(
+        "curl -sS --cacert {CA} --connect-to api.acme.test:$UP:evil.test:$UP \"$URL/sni\"; echo; \
+         curl -sS --connect-to api.acme.test:$UP:evil.test:$UP \"$URL/sni2\" ; echo \" curl=$?\""
+    );
+    let out = lab.run_sh(&script).success();
+    for r in lab.up.records() {
+        assert!(
+            r.all("authorization").is_empty(),
+            "credential sent through a mismatched tunnel: {r:?}"
+        );
+    }
+    assert!(!out.stdout.contains(&lab.key));
+}
+
+#[test]
+fn the_proxy_refuses_to_loop_into_authsome() {
+    let lab = Lab::new();
+    lab.cmd(["daemon", "start"]).run().success();
+    let daemon_port = lab.home.daemon().unwrap()["port"].as_u64().unwrap();
+    let out = lab
+        .run_sh(&format!(
+            "P=${{HTTPS_PROXY##*:}}; \
+             {CURL} --noproxy '' -x \"$HTTPS_PROXY\" http://127.0.0.1:$P/; echo; \
+             {CURL} --noproxy '' -x \"$HTTPS_PROXY\" http://localhost:{daemon_port}/api/health; echo; \
+             {CURL} --noproxy '' -x \"$HTTPS_PROXY\" https://127.0.0.1:{daemon_port}/api/health; echo \" curl=$?\"; \
+             {CURL} http://127.0.0.1:$P/"
+        ))
+        .success();
+    assert_eq!(
+        out.stdout.matches("authsome_loop_refused").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("curl=56"),
+        "CONNECT to the daemon refused: {}",
+        out.stdout
+    );
+    // Straight to the proxy port (not as a proxy): refused too.
+    assert_eq!(last_line(&out.stdout), "407", "{}", out.stdout);
+}
+
+#[test]
+fn a_missing_credential_fails_closed_and_logout_takes_effect_at_once() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} \"$URL/before\"; echo; \"$BIN\" logout acme >/dev/null 2>&1; {CURL} \"$URL/after\""
+        ))
+        .success();
+    assert_eq!(last_line(&out.stdout), "401", "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("\"error\":\"authsome_credential_unavailable\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\"provider\":\"acme\""));
+    assert!(out.stdout.contains("authsome login"));
+    let recs = lab.up.records();
+    assert_eq!(
+        recs.len(),
+        1,
+        "nothing after logout reaches upstream: {recs:?}"
+    );
+    assert_eq!(recs[0].path, "/before");
+}
+
+#[test]
+fn connection_flag_picks_another_account() {
+    let lab = Lab::new();
+    lab.cmd(["login", "acme", "--with-api-key", "--connection", "work"])
+        .stdin("AKCANARY_work_key")
+        .run()
+        .success();
+    lab.run_sh_with(
+        &["--connection", "acme=work"],
+        &format!("{CURL} \"$URL/w\""),
+    )
+    .success();
+    lab.run_sh(&format!("{CURL} \"$URL/d\"")).success();
+    assert_eq!(
+        lab.auths(),
+        vec![
+            vec!["Bearer AKCANARY_work_key".to_string()],
+            vec![format!("Bearer {}", lab.key)]
+        ]
+    );
+    lab.cmd(["run", "--connection", "acme=nope", "--", "true"])
+        .run()
+        .code(3)
+        .stderr_has("nope");
+    lab.cmd(["run", "--connection", "acme", "--", "true"])
+        .run()
+        .code(4)
+        .stderr_has("PROVIDER=NAME");
+}
+
+#[test]
+fn server_sent_events_arrive_one_by_one() {
+    let lab = Lab::new();
+    // Timestamps of each line as curl prints it, unbuffered: the first
+    // event must arrive well before the last was sent (400 ms apart).
+    let out = lab
+        .run_sh(
+            "curl -sSN \"$URL/sse\" | while IFS= read -r line; do [ -n \"$line\" ] && echo \"$(date +%s%N) $line\"; done; true",
+        )
+        .success();
+    let times: Vec<u128> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3, "{}", out.stdout);
+    let spread_ms = (times[2] - times[0]) / 1_000_000;
+    assert!(
+        spread_ms >= 600,
+        "events were buffered: {spread_ms} ms apart\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn large_bodies_stream_through() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh("curl -sS \"$URL/bytes/20000000\" | wc -c")
+        .success();
+    assert_eq!(out.stdout.trim(), "20000000");
+}
+
+#[test]
+fn upstream_failures_say_whose_fault() {
+    let lab = Lab::bare();
+    // A provider on a port where nothing listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    lab.provider(
+        "dead",
+        &format!("api.acme.test:{port}"),
+        r#""api_key":{"header_name":"x-api-key"}"#,
+    );
+    lab.cmd(["login", "dead", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    let out = lab
+        .run_sh(&format!("{CURL} https://api.acme.test:{port}/x"))
+        .success();
+    assert_eq!(last_line(&out.stdout), "502", "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_upstream_unreachable"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\"fault\":\"upstream\""));
+    assert!(!out.stdout.contains(&lab.key));
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let lab = Lab::bare();
+    lab.cmd(["run", "--", "sh", "-c", "exit 42"]).run().code(42);
+    lab.cmd(["run", "--", "true"]).run().code(0);
+    lab.cmd(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .run()
+        .code(143);
+    lab.cmd(["run", "--", "sh", "-c", "kill -KILL $$"])
+        .run()
+        .code(137);
+    lab.cmd(["run", "--", "/nonexistent/program"])
+        .run()
+        .code(127)
+        .stderr_has("command not found");
+}
+
+#[test]
+fn nested_runs_are_refused() {
+    let lab = Lab::bare();
+    lab.run_sh("\"$BIN\" run -- true; echo \"nested=$?\"")
+        .success()
+        .stdout_has("nested=4");
+}
+
+#[test]
+fn the_listener_and_temp_dir_are_gone_after_the_child_exits() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh("echo \"$HTTPS_PROXY\"; echo \"$SSL_CERT_FILE\"")
+        .success();
+    let mut lines = out.stdout.lines();
+    let proxy = lines.next().unwrap();
+    let bundle = lines.next().unwrap();
+    let port: u16 = proxy.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the run's listener is still open"
+    );
+    assert!(
+        !std::path::Path::new(bundle).exists(),
+        "{bundle} left behind"
+    );
+}
+
+#[test]
+fn sigterm_is_forwarded_and_the_childs_status_returned() {
+    let lab = Lab::bare();
+    let marker = lab.home.dir.path().join("trapped");
+    let script = format!(
+        "trap 'echo got > {}; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        marker.display()
+    );
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args(["run", "--", "sh", "-c", &script])
+        .env("AUTHSOME_HOME", &lab.home.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "got");
+}
+
+#[test]
+fn a_child_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let lab = Lab::bare();
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .env("AUTHSOME_HOME", &lab.home.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .env("AUTHSOME_RUN_GRACE", "0.5")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let t = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn killing_run_with_sigkill_terminates_the_child_and_closes_the_listener() {
+    let lab = Lab::bare();
+    let pidfile = lab.home.dir.path().join("child.pid");
+    let script = format!(
+        "echo $$ > {}; echo \"$HTTPS_PROXY\"; while :; do sleep 0.05; done",
+        pidfile.display()
+    );
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args(["run", "--", "sh", "-c", &script])
+        .env("AUTHSOME_HOME", &lab.home.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (alive(&pid) || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(&pid), "the child outlived `authsome run`");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the run's listener outlived `authsome run`"
+    );
+}
