@@ -53,12 +53,31 @@ pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
         .filter(|t| !t.is_empty() && t != "upgrade" && t != "close" && t != "keep-alive")
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
+    let upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let h = req.headers_mut();
     for name in listed {
         h.remove(name);
     }
     for name in HOP_BY_HOP {
         h.remove(*name);
+    }
+    // `Connection` itself describes the client's hop (a client's `close`
+    // would end the pooled upstream connection); only an upgrade handshake
+    // keeps it, reduced to `upgrade`.
+    h.remove(header::CONNECTION);
+    if upgrade {
+        h.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
+    } else {
+        h.remove(header::UPGRADE);
     }
 }
 
@@ -203,6 +222,21 @@ mod tests {
         .unwrap();
         assert_eq!(req.headers().get_all("x-api-key").iter().count(), 1);
         assert_eq!(req.headers()["x-api-key"], "sk-ant-real");
+    }
+
+    #[test]
+    fn the_clients_connection_header_does_not_reach_upstream() {
+        let mut req = Request::builder()
+            .header("Connection", "close")
+            .header("Upgrade", "h2c")
+            .body(())
+            .unwrap();
+        strip_hop_by_hop(&mut req);
+        assert!(req.headers().get("connection").is_none());
+        assert!(
+            req.headers().get("upgrade").is_none(),
+            "no upgrade without Connection: upgrade"
+        );
     }
 
     #[test]

@@ -13,5 +13,6 @@ mod daemon_security;
 mod layering;
 mod permissions;
 mod providers_files;
+mod proxy_clients;
 mod proxy_run;
 mod vault_tamper;
