@@ -249,6 +249,42 @@ impl Ca {
     }
 }
 
+/// The system's trusted roots as PEM: the distribution's bundle file when
+/// there is one (a plain copy), else whatever the platform store yields.
+pub fn system_roots_pem() -> String {
+    const FILES: &[&str] = &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+        "/usr/local/etc/openssl/cert.pem",
+    ];
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    for p in from_env
+        .iter()
+        .map(std::path::PathBuf::as_path)
+        .chain(FILES.iter().map(std::path::Path::new))
+    {
+        if let Ok(text) = std::fs::read_to_string(p)
+            && text.contains("BEGIN CERTIFICATE")
+        {
+            return text;
+        }
+    }
+    use base64::Engine;
+    let mut out = String::new();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let b = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;

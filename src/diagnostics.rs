@@ -119,6 +119,7 @@ pub fn run(config: &Config) -> Vec<Check> {
             }
         }
     }
+    checks.push(check_upstream(config));
     checks.push(match Identity::load(&home) {
         Ok(Some(id)) => Check::pass("identity", id.did().to_string()),
         Ok(None) => Check::warn(
@@ -209,6 +210,99 @@ fn check_vault(home: &Home, master: &MasterKey, checks: &mut Vec<Check>) {
         Ok(reg) => {
             let custom = reg.iter().filter(|e| e.source != crate::providers::ProviderSource::Bundled).count();
             checks.push(Check::pass("providers", format!("{} loaded ({custom} custom)", reg.len())));
+            checks.extend(check_system_ca(home, &reg));
         }
+    }
+}
+
+/// The persistent CA of system-wide mode, when there is one: does it cover
+/// every registered provider's hosts?
+fn check_system_ca(home: &Home, reg: &Registry) -> Option<Check> {
+    let info = home.root().join("ca").join("ca.json");
+    let text = std::fs::read(&info).ok()?;
+    let names: Vec<String> = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()?
+        .get("names")?
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect();
+    let wanted = crate::routing::RouteTable::build(reg.iter().map(|e| e.def.as_ref())).ca_names();
+    let covered = |h: &str| {
+        names
+            .iter()
+            .any(|n| h == n || h.ends_with(&format!(".{n}")))
+    };
+    let missing: Vec<&String> = wanted.iter().filter(|h| !covered(h)).collect();
+    Some(if missing.is_empty() {
+        Check::pass(
+            "system CA",
+            format!(
+                "{} covers all {} provider host names",
+                home.root().join("ca").join("ca.pem").display(),
+                wanted.len()
+            ),
+        )
+    } else {
+        Check::warn(
+            "system CA",
+            format!(
+                "{} provider host name(s) outside the system-wide CA's name constraints: {}",
+                missing.len(),
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(format!(
+                "to renew it: `authsome ca uninstall`, `authsome daemon stop`, delete {}, then `authsome ca install` (`authsome run` is not affected)",
+                home.root().join("ca").display()
+            )),
+        )
+    })
+}
+
+/// The proxy's upstream settings: resolver override and extra roots.
+fn check_upstream(config: &Config) -> Check {
+    let resolve = if config.resolve.is_empty() {
+        "system DNS".to_string()
+    } else {
+        format!(
+            "AUTHSOME_RESOLVE {}",
+            config
+                .resolve
+                .iter()
+                .map(|(h, ip)| format!("{h}={ip}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let Some(file) = &config.upstream_ca_file else {
+        return Check::pass("upstream", format!("{resolve}; system roots"));
+    };
+    use rustls_pki_types::pem::PemObject;
+    let certs = std::fs::read(file).ok().map(|b| {
+        rustls_pki_types::CertificateDer::pem_slice_iter(&b)
+            .filter(|c| c.is_ok())
+            .count()
+    });
+    match certs {
+        Some(n) if n > 0 => Check::pass(
+            "upstream",
+            format!(
+                "{resolve}; system roots + {n} from AUTHSOME_UPSTREAM_CA_FILE {}",
+                file.display()
+            ),
+        ),
+        _ => Check {
+            name: "upstream",
+            status: Status::Fail,
+            detail: format!(
+                "AUTHSOME_UPSTREAM_CA_FILE {} holds no readable PEM certificate",
+                file.display()
+            ),
+            hint: Some("point it at a PEM file of CA certificates, or unset it".into()),
+        },
     }
 }

@@ -220,19 +220,28 @@ impl Runs {
         })
     }
 
-    async fn start_system(&self) -> Result<Value> {
+    async fn start_system(&self, listen: bool) -> Result<Value> {
         let mut guard = self.system.lock().await;
+        let home = self.home.clone();
+        let svc = self.svc.clone();
+        let (ca, token) =
+            tokio::task::spawn_blocking(move || -> Result<(Arc<Ca>, Secret<String>)> {
+                let ca = system_ca(&home, &svc)?;
+                write_bundle(&home, &ca)?;
+                let token = system_token(&home)?;
+                Ok((ca, token))
+            })
+            .await
+            .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??;
+        if guard.is_none() && !listen {
+            return Ok(json!({
+                "listening": false,
+                "ca_path": system_ca_path(&self.home),
+                "bundle_path": system_bundle_path(&self.home),
+                "hosts": ca.permitted(),
+            }));
+        }
         if guard.is_none() {
-            let home = self.home.clone();
-            let svc = self.svc.clone();
-            let (ca, token) =
-                tokio::task::spawn_blocking(move || -> Result<(Arc<Ca>, Secret<String>)> {
-                    let ca = system_ca(&home, &svc)?;
-                    let token = system_token(&home)?;
-                    Ok((ca, token))
-                })
-                .await
-                .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??;
             let listener = proxy::bind_loopback(self.proxy_port).map_err(|e| {
                 Error::invalid(
                     format!("cannot listen on 127.0.0.1:{}: {e}", self.proxy_port),
@@ -280,9 +289,11 @@ impl Runs {
             return Err(Error::invalid("the system-wide proxy did not start", None));
         };
         Ok(json!({
+            "listening": true,
             "port": s.port,
             "proxy_url": s.url,
             "ca_path": system_ca_path(&self.home),
+            "bundle_path": system_bundle_path(&self.home),
             "hosts": s.shared.authority.ca().permitted(),
             "stats": stats(&s.shared.stats),
         }))
@@ -334,8 +345,8 @@ impl ProxyRuns for Runs {
         v
     }
 
-    fn system(&self) -> BoxFuture<'_, Result<Value>> {
-        Box::pin(self.start_system())
+    fn system(&self, listen: bool) -> BoxFuture<'_, Result<Value>> {
+        Box::pin(self.start_system(listen))
     }
 }
 
@@ -362,6 +373,35 @@ pub fn system_ca_dir(home: &std::path::Path) -> PathBuf {
 /// The system-wide CA certificate (what `authsome ca install` trusts).
 pub fn system_ca_path(home: &std::path::Path) -> PathBuf {
     system_ca_dir(home).join("ca.pem")
+}
+
+/// System roots + the system-wide CA, for `SSL_CERT_FILE` and friends.
+pub fn system_bundle_path(home: &std::path::Path) -> PathBuf {
+    system_ca_dir(home).join("bundle.pem")
+}
+
+/// Rewrites the bundle (the system roots may have changed since last time).
+fn write_bundle(home: &std::path::Path, ca: &Ca) -> Result<()> {
+    let path = system_bundle_path(home);
+    let mut text = crate::ca::system_roots_pem();
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str("# authsome local CA\n");
+    text.push_str(ca.cert_pem());
+    write_private(&path, text.as_bytes())
+}
+
+/// Replaces `path` with `bytes` (0600, through a temporary file and rename).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    std::fs::remove_file(&tmp).ok();
+    let mut f = home::create_private(&tmp)?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io_at("write", &tmp, e))?;
+    f.sync_all().map_err(|e| Error::io_at("sync", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io_at("write", path, e))
 }
 
 /// What is stored beside the CA: the names it was made for.
@@ -409,8 +449,8 @@ pub fn system_ca(home: &std::path::Path, svc: &CredentialService) -> Result<Arc<
         created_at: now_unix(),
     })
     .map_err(|e| Error::invalid(format!("cannot encode the CA info: {e}"), None))?;
-    std::fs::write(&info_path, info).map_err(|e| Error::io_at("write", &info_path, e))?;
-    std::fs::write(&cert_path, ca.cert_pem()).map_err(|e| Error::io_at("write", &cert_path, e))?;
+    write_private(&info_path, &info)?;
+    write_private(&cert_path, ca.cert_pem().as_bytes())?;
     if !home::write_secret_file_new(&key_path, ca.key_pem().as_bytes())? {
         return Err(Error::invalid(
             "another process created the CA at the same time",

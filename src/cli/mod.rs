@@ -9,6 +9,7 @@ pub mod exit;
 pub mod logfile;
 pub mod printer;
 
+mod ca;
 mod daemon;
 mod default;
 mod doctor;
@@ -18,6 +19,7 @@ mod log;
 mod login;
 mod logout;
 mod providers;
+mod proxy;
 mod run;
 mod whoami;
 
@@ -79,6 +81,12 @@ pub enum Command {
     /// Inspect and manage provider definitions.
     #[command(subcommand)]
     Provider(providers::Command),
+    /// The system-wide proxy: `proxy env` prints export lines for a shell.
+    #[command(subcommand)]
+    Proxy(proxy::Command),
+    /// The persistent CA of system-wide mode: path, show, install, uninstall.
+    #[command(subcommand)]
+    Ca(ca::Command),
     /// Run and manage the background daemon (started on demand by other commands).
     #[command(subcommand)]
     Daemon(daemon::Command),
@@ -179,6 +187,8 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Log(a) => log::run(&ctx, a),
         Command::Doctor => doctor::run(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),
+        Command::Proxy(c) => proxy::run(&ctx, c),
+        Command::Ca(c) => ca::run(&ctx, c),
         Command::Daemon(c) => daemon::run(&ctx, c),
     }
 }

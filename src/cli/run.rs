@@ -163,7 +163,7 @@ fn private_temp_dir(id: &str) -> anyhow::Result<PathBuf> {
 
 /// System roots + the run's CA (+ AUTHSOME_UPSTREAM_CA_FILE), read-only.
 fn write_bundle(path: &Path, ca_pem: &str, extra: Option<&Path>) -> anyhow::Result<()> {
-    let mut out = system_roots_pem();
+    let mut out = crate::ca::system_roots_pem();
     if !out.ends_with('\n') && !out.is_empty() {
         out.push('\n');
     }
@@ -188,42 +188,6 @@ fn write_bundle(path: &Path, ca_pem: &str, extra: Option<&Path>) -> anyhow::Resu
         .with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400)).ok();
     Ok(())
-}
-
-/// The system's trusted roots as PEM: the distribution's bundle file when
-/// there is one (a plain copy), else whatever the platform store yields.
-pub fn system_roots_pem() -> String {
-    const FILES: &[&str] = &[
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-        "/usr/local/etc/openssl/cert.pem",
-    ];
-    let from_env = ProcessEnv.var("SSL_CERT_FILE").map(PathBuf::from);
-    for p in from_env
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(FILES.iter().map(Path::new))
-    {
-        if let Ok(text) = std::fs::read_to_string(p)
-            && text.contains("BEGIN CERTIFICATE")
-        {
-            return text;
-        }
-    }
-    use base64::Engine;
-    let mut out = String::new();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let b = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        for chunk in b.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
 }
 
 /// The child's environment changes: (name, Some(value)) sets, None removes.

@@ -188,8 +188,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "POST",
         "/proxy/system",
         Auth::Pop,
-        "Start (if needed) the system-wide proxy listener; returns its URL, token and CA path.",
-        Some("{}"),
+        "Create the persistent CA and (with listen) start the system-wide proxy; returns its URL and CA paths.",
+        Some(r#"{"listen":true}"#),
     ),
     ep(
         "GET",
@@ -501,7 +501,10 @@ mod tests {
         fn list(&self) -> Vec<serde_json::Value> {
             Vec::new()
         }
-        fn system(&self) -> crate::daemon::state::BoxFuture<'_, crate::Result<serde_json::Value>> {
+        fn system(
+            &self,
+            _listen: bool,
+        ) -> crate::daemon::state::BoxFuture<'_, crate::Result<serde_json::Value>> {
             Box::pin(async {
                 Err(crate::Error::Unsupported {
                     message: "system".into(),

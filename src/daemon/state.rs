@@ -88,8 +88,9 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     fn end(&self, id: &str) -> bool;
     /// The open runs, for display (no tokens).
     fn list(&self) -> Vec<serde_json::Value>;
-    /// Starts (if needed) and describes the system-wide listener.
-    fn system(&self) -> BoxFuture<'_, Result<serde_json::Value, Error>>;
+    /// Creates (if needed) the persistent CA and, with `listen`, starts the
+    /// system-wide listener; describes both.
+    fn system(&self, listen: bool) -> BoxFuture<'_, Result<serde_json::Value, Error>>;
 }
 
 impl AppState {

@@ -232,10 +232,10 @@ impl Handler {
                     StatusCode::FORBIDDEN,
                     "authsome_host_not_in_run",
                     Source::Internal,
-                    format!("{host} belongs to a provider connected after this proxy's certificate authority was made"),
+                    format!("{host} belongs to a provider this proxy's certificate authority does not cover (it was added later)"),
                 )
                 .host(&host)
-                .hint("restart the program under `authsome run` to include it"));
+                .hint("under `authsome run`, start the program again; in system-wide mode, `authsome doctor` says how to renew the CA"));
             }
             self.tunnel = Some(Arc::new(Tunnel {
                 host,

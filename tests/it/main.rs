@@ -15,4 +15,5 @@ mod permissions;
 mod providers_files;
 mod proxy_clients;
 mod proxy_run;
+mod proxy_system;
 mod vault_tamper;

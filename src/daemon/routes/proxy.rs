@@ -181,6 +181,21 @@ pub async fn proxy_runs_end(
 
 /// `POST /api/proxy/system`: starts (if needed) the system-wide listener and
 /// says how to use it.
-pub async fn proxy_system(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.runs.system().await.map(Json).map_err(ApiError::from)
+pub async fn proxy_system(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SystemRequest>,
+) -> ApiResult<Json<Value>> {
+    state
+        .runs
+        .system(req.listen.unwrap_or(true))
+        .await
+        .map(Json)
+        .map_err(ApiError::from)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemRequest {
+    #[serde(default)]
+    listen: Option<bool>,
 }

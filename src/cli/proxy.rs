@@ -1,0 +1,143 @@
+//! `authsome proxy env [--shell sh|fish|powershell]`: the lines that point a
+//! shell (and everything started from it) at the daemon's system-wide proxy
+//! listener (default `127.0.0.1:7999`, `AUTHSOME_PROXY_PORT`), which uses
+//! the persistent CA under `$AUTHSOME_HOME/ca/`. `authsome proxy status`
+//! shows the listeners and their counters.
+//!
+//! `eval "$(authsome proxy env)"` in a shell; the values contain the
+//! system-wide proxy token (not a provider secret; it only lets a process
+//! use the proxy, like the per-run token of `authsome run`).
+
+use serde_json::json;
+
+use super::Ctx;
+use super::exit::ExitStatus;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print export lines for the system-wide proxy (starts it when needed).
+    Env {
+        /// Shell syntax of the lines.
+        #[arg(long, value_enum, default_value_t = Shell::Sh)]
+        shell: Shell,
+    },
+    /// Show the system-wide listener and the open runs.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    Sh,
+    Fish,
+    Powershell,
+}
+
+pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
+    let client = ctx.client()?;
+    match cmd {
+        Command::Env { shell } => {
+            let s = client.post("/api/proxy/system", &json!({"listen": true}))?;
+            let url = s["proxy_url"].as_str().unwrap_or_default();
+            let bundle = s["bundle_path"].as_str().unwrap_or_default();
+            let ca = s["ca_path"].as_str().unwrap_or_default();
+            let vars = env_vars(url, bundle, ca);
+            if ctx.printer.json {
+                let map: serde_json::Map<String, serde_json::Value> = vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                ctx.printer.json(&map);
+            } else {
+                for (k, v) in &vars {
+                    ctx.printer.data(&line(shell, k, v));
+                }
+                ctx.printer.status(&format!(
+                    "system-wide proxy on 127.0.0.1:{}; trust {ca} to use it (`authsome ca install` adds it to the system store)",
+                    s["port"]
+                ));
+            }
+            Ok(ExitStatus::Success)
+        }
+        Command::Status => {
+            let runs = client.get("/api/proxy/runs")?;
+            let sys = client.post("/api/proxy/system", &json!({"listen": false}))?;
+            if ctx.printer.json {
+                ctx.printer
+                    .json(&json!({"system": sys, "runs": runs["runs"]}));
+            } else {
+                if sys["listening"] == true {
+                    ctx.printer.data(&format!(
+                        "system-wide: 127.0.0.1:{} injected={} tunnels={} refused={}",
+                        sys["port"],
+                        sys["stats"]["injected"],
+                        sys["stats"]["tunnels"],
+                        sys["stats"]["refused"]
+                    ));
+                } else {
+                    ctx.printer
+                        .data("system-wide: not listening (`authsome proxy env` starts it)");
+                }
+                let list = runs["runs"].as_array().cloned().unwrap_or_default();
+                for r in &list {
+                    ctx.printer.data(&format!(
+                        "run {}: 127.0.0.1:{} pid={} injected={} tunnels={} refused={}",
+                        r["id"].as_str().unwrap_or("?"),
+                        r["port"],
+                        r["pid"],
+                        r["stats"]["injected"],
+                        r["stats"]["tunnels"],
+                        r["stats"]["refused"]
+                    ));
+                }
+                if list.is_empty() {
+                    ctx.printer.data("runs: none");
+                }
+            }
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+/// The variables, in print order.
+fn env_vars<'a>(url: &'a str, bundle: &'a str, ca: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("HTTPS_PROXY", url),
+        ("https_proxy", url),
+        ("HTTP_PROXY", url),
+        ("http_proxy", url),
+        ("NO_PROXY", "localhost,127.0.0.1,::1"),
+        ("no_proxy", "localhost,127.0.0.1,::1"),
+        ("SSL_CERT_FILE", bundle),
+        ("REQUESTS_CA_BUNDLE", bundle),
+        ("CURL_CA_BUNDLE", bundle),
+        ("GIT_SSL_CAINFO", bundle),
+        ("AWS_CA_BUNDLE", bundle),
+        ("DENO_CERT", bundle),
+        ("NODE_EXTRA_CA_CERTS", ca),
+        ("NODE_USE_ENV_PROXY", "1"),
+    ]
+}
+
+/// One assignment in `shell`'s syntax, single-quoted.
+fn line(shell: Shell, k: &str, v: &str) -> String {
+    match shell {
+        Shell::Sh => format!("export {k}='{}'", v.replace('\'', "'\\''")),
+        Shell::Fish => format!(
+            "set -gx {k} '{}';",
+            v.replace('\\', "\\\\").replace('\'', "\\'")
+        ),
+        Shell::Powershell => format!("$env:{k} = '{}'", v.replace('\'', "''")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_per_shell() {
+        assert_eq!(line(Shell::Sh, "A", "x'y"), "export A='x'\\''y'");
+        assert_eq!(line(Shell::Fish, "A", "x'y"), "set -gx A 'x\\'y';");
+        assert_eq!(line(Shell::Powershell, "A", "x'y"), "$env:A = 'x''y'");
+    }
+}
