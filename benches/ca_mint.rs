@@ -21,6 +21,22 @@ fn mint(c: &mut Criterion) {
     g.bench_function("fresh_leaf", |b| {
         b.iter(|| ca.mint(black_box("api.acme.test")).unwrap())
     });
+    // What a handshake for a new host costs on our side: leaf + rustls config.
+    let authority = authsome::proxy::tls::LeafAuthority::new(std::sync::Arc::new(
+        Ca::generate("bench CA", &["acme.test".into()], RUN_VALIDITY).unwrap(),
+    ))
+    .unwrap();
+    authority.config_for("api.acme.test").unwrap();
+    g.bench_function("server_config_cached", |b| {
+        b.iter(|| authority.config_for(black_box("api.acme.test")).unwrap())
+    });
+    let mut n = 0u64;
+    g.bench_function("server_config_fresh_host", |b| {
+        b.iter(|| {
+            n += 1;
+            authority.config_for(&format!("h{n}.acme.test")).unwrap()
+        })
+    });
     g.bench_function("new_ca", |b| {
         b.iter(|| Ca::generate("bench CA", &["acme.test".into()], RUN_VALIDITY).unwrap())
     });

@@ -28,6 +28,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 
+/// Leaves kept before the cache is emptied.
+const MAX_LEAVES: usize = 4096;
+
 /// How long a run's CA and its leaves are valid.
 pub const RUN_VALIDITY: Duration = Duration::hours(24);
 
@@ -204,10 +207,12 @@ impl Ca {
             return Ok(l.clone());
         }
         let leaf = Arc::new(self.mint(&host)?);
-        self.leaves
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(host, (leaf.clone(), std::time::Instant::now()));
+        let mut map = self.leaves.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_LEAVES {
+            // Wildcard providers let a client ask for any number of names.
+            map.clear();
+        }
+        map.insert(host, (leaf.clone(), std::time::Instant::now()));
         Ok(leaf)
     }
 

@@ -116,9 +116,11 @@ impl Runs {
         }
         if let Ok(mut s) = self.system.try_lock()
             && let Some(mut e) = s.take()
-            && let Some(stop) = e.stop.take()
         {
-            stop.send(()).ok();
+            e.shared.ended.store(true, Ordering::Release);
+            if let Some(stop) = e.stop.take() {
+                stop.send(()).ok();
+            }
         }
     }
 
@@ -163,6 +165,7 @@ impl Runs {
             deny_unknown: req.deny_unknown || self.deny_unknown,
             own: vec![addr, self.daemon_addr],
             stats: Stats::default(),
+            ended: std::sync::atomic::AtomicBool::new(false),
         });
         let mut id_bytes = [0u8; 8];
         crate::secret::fill_random(&mut id_bytes)?;
@@ -200,10 +203,11 @@ impl Runs {
                     }
                     if !pid_alive(pid) {
                         tracing::info!(run = %id, pid, "the run's process is gone; closing its proxy");
-                        if let Some(mut e) = lock(&runs).remove(&id)
-                            && let Some(stop) = e.stop.take()
-                        {
-                            stop.send(()).ok();
+                        if let Some(mut e) = lock(&runs).remove(&id) {
+                            e.shared.ended.store(true, Ordering::Release);
+                            if let Some(stop) = e.stop.take() {
+                                stop.send(()).ok();
+                            }
                         }
                         return;
                     }
@@ -257,11 +261,14 @@ impl Runs {
                 authority,
                 upstream: self.upstream.clone(),
                 token: Some(token.duplicate()),
-                pinned: Arc::new(RouteTable::default()),
+                // Like a run: hosts of providers connected now stay provider
+                // hosts (fail closed after a logout).
+                pinned: self.live.routes(),
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
                 own: vec![addr, self.daemon_addr],
                 stats: Stats::default(),
+                ended: std::sync::atomic::AtomicBool::new(false),
             });
             let serve_shared = shared.clone();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -317,6 +324,7 @@ impl ProxyRuns for Runs {
     fn end(&self, id: &str) -> bool {
         match lock(&self.runs).remove(id) {
             Some(mut e) => {
+                e.shared.ended.store(true, Ordering::Release);
                 if let Some(stop) = e.stop.take() {
                     stop.send(()).ok();
                 }
@@ -395,8 +403,9 @@ fn write_bundle(home: &std::path::Path, ca: &Ca) -> Result<()> {
 /// Replaces `path` with `bytes` (0600, through a temporary file and rename).
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    std::fs::remove_file(&tmp).ok();
+    let mut nonce = [0u8; 8];
+    crate::secret::fill_random(&mut nonce)?;
+    let tmp = path.with_extension(format!("{:016x}.tmp", u64::from_le_bytes(nonce)));
     let mut f = home::create_private(&tmp)?;
     f.write_all(bytes)
         .map_err(|e| Error::io_at("write", &tmp, e))?;
@@ -442,8 +451,14 @@ pub fn system_ca(home: &std::path::Path, svc: &CredentialService) -> Result<Arc<
     }
     let names = all_provider_names(svc);
     let ca = Ca::generate(SYSTEM_CA_NAME, &names, SYSTEM_CA_VALIDITY)?;
-    // The key goes first: a certificate without its key is useless, a key
-    // without its certificate is regenerated.
+    // The key first, created exclusively: whoever wins that race writes the
+    // certificate and names that belong to it; a loser starts over.
+    if !home::write_secret_file_new(&key_path, ca.key_pem().as_bytes())? {
+        return Err(Error::invalid(
+            "another process created the CA at the same time",
+            Some("run the command again".into()),
+        ));
+    }
     let info = serde_json::to_vec_pretty(&SystemCaInfo {
         names: names.clone(),
         created_at: now_unix(),
@@ -451,12 +466,6 @@ pub fn system_ca(home: &std::path::Path, svc: &CredentialService) -> Result<Arc<
     .map_err(|e| Error::invalid(format!("cannot encode the CA info: {e}"), None))?;
     write_private(&info_path, &info)?;
     write_private(&cert_path, ca.cert_pem().as_bytes())?;
-    if !home::write_secret_file_new(&key_path, ca.key_pem().as_bytes())? {
-        return Err(Error::invalid(
-            "another process created the CA at the same time",
-            Some("run the command again".into()),
-        ));
-    }
     tracing::info!(path = %cert_path.display(), hosts = names.len(), "system-wide CA created");
     // Leaves of the persistent CA are short-lived and re-minted in memory.
     Ok(Arc::new(Ca::load(

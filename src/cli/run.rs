@@ -231,8 +231,9 @@ fn child_env(started: &Value, bundle: &Path, ctx: &Ctx) -> Vec<(String, Option<S
     }
     out.push(("NODE_USE_ENV_PROXY".into(), Some("1".into())));
     out.push((ENV_RUN.into(), Some("1".into())));
-    // Never hand the child the vault's key.
+    // Never hand the child the vault's key (or say where it is).
     out.push((ENV_MASTER_KEY.into(), None));
+    out.push((crate::config::ENV_MASTER_KEY_FILE.into(), None));
     if let Some(p) = started["placeholders"].as_object() {
         for (k, v) in p {
             out.push((k.clone(), v.as_str().map(String::from)));
@@ -291,6 +292,15 @@ async fn supervise(
         };
     }
     set_parent_death_signal(&mut cmd);
+    // Handlers first: a signal that arrives while the child starts is
+    // forwarded, not fatal to `run` (which would leave the run open).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut winch = signal(SignalKind::window_change())?;
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -313,13 +323,6 @@ async fn supervise(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
         .unwrap_or(Duration::from_secs(10));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    let mut winch = signal(SignalKind::window_change())?;
     let mut kill_at: Option<tokio::time::Instant> = None;
     use rustix::process::Signal;
     let send = |sig: Signal| {

@@ -73,6 +73,9 @@ pub struct Shared {
     pub own: Vec<SocketAddr>,
     /// Counters.
     pub stats: Stats,
+    /// Set when the run ends: tunnels still open (hudsucker does not track
+    /// them) refuse every further request instead of injecting.
+    pub ended: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -172,6 +175,15 @@ impl HttpHandler for Handler {
 
 impl Handler {
     async fn decide(&mut self, req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+        if self.shared.ended.load(Ordering::Acquire) {
+            return Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_run_ended",
+                Source::Downstream,
+                "this proxy's run has ended",
+            )
+            .hint("start the program again with `authsome run -- …`"));
+        }
         match self.tunnel.clone() {
             None => {
                 self.authenticate(&req)?;
@@ -313,6 +325,9 @@ impl Handler {
         t: &Tunnel,
         mut req: Request<Body>,
     ) -> Result<RequestOrResponse, ProxyError> {
+        if req.method() == Method::CONNECT {
+            return Err(misdirected(&t.host, t.port));
+        }
         let https = req.uri().scheme() == Some(&Scheme::HTTPS);
         let authority = req.uri().authority().and_then(|a| {
             let h = normalize_host(a.host())?;
@@ -357,6 +372,16 @@ impl Handler {
             }));
         }
         let path = req.uri().path();
+        if claimed && ambiguous_path(path) {
+            return Err(ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                "authsome_ambiguous_path",
+                Source::Downstream,
+                format!("the path has dot segments or encoded separators; {host} would read it differently than the route table"),
+            )
+            .host(host)
+            .hint("send the normalised path"));
+        }
         let provider = if claimed {
             self.shared
                 .live
@@ -399,6 +424,19 @@ impl Handler {
                 );
                 err
             })?;
+        if cred.injection.format == crate::providers::KeyFormat::Query
+            && req.headers().contains_key(header::UPGRADE)
+        {
+            // hudsucker's WebSocket path logs the upgraded URI; a key in the
+            // query would end up in a log line.
+            return Err(ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                "authsome_unsupported_upgrade",
+                Source::Internal,
+                format!("{provider} takes its key in the URL, which authsome does not add to WebSocket upgrades"),
+            )
+            .provider(&provider));
+        }
         inject(req, &cred).map_err(|e| {
             ProxyError::new(
                 StatusCode::BAD_GATEWAY,
@@ -421,12 +459,13 @@ impl Handler {
 
     /// Refuses targets that are authsome itself.
     fn check_loop(&self, host: &str, port: u16) -> Result<(), ProxyError> {
+        let ip = literal_ip(host).or_else(|| self.shared.upstream.override_for(host));
         let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+            || host.ends_with(".localhost")
+            || ip.is_some_and(|ip| {
+                let ip = ip.to_canonical();
+                ip.is_loopback() || ip.is_unspecified()
+            });
         if loopback && self.shared.own.iter().any(|a| a.port() == port) {
             return Err(ProxyError::new(
                 StatusCode::FORBIDDEN,
@@ -437,6 +476,43 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// The address a host literal names, including the legacy IPv4 forms the
+/// system resolver accepts (`127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`).
+fn literal_ip(host: &str) -> Option<IpAddr> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts: Vec<&str> = h.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let num = |p: &str| -> Option<u64> {
+        if let Some(x) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            u64::from_str_radix(x, 16).ok()
+        } else if p.len() > 1 && p.starts_with('0') {
+            u64::from_str_radix(&p[1..], 8).ok()
+        } else {
+            p.parse().ok()
+        }
+    };
+    let nums: Vec<u64> = parts.iter().map(|p| num(p)).collect::<Option<_>>()?;
+    let (last, head) = nums.split_last()?;
+    if head.iter().any(|n| *n > 255) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for n in head {
+        v = (v << 8) | n;
+    }
+    let shift = 8 * (4 - head.len() as u32);
+    if *last >= (1u64 << shift) {
+        return None;
+    }
+    v = (v << shift) | last;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(v as u32)))
 }
 
 fn deny_unknown(host: &str) -> ProxyError {
@@ -460,6 +536,21 @@ fn misdirected(host: &str, port: u16) -> ProxyError {
         ),
     )
     .host(host)
+}
+
+/// True for paths a server may normalise into another route than the one
+/// matched here: `.`/`..` segments (literal or percent-encoded), encoded
+/// slashes or backslashes, and backslashes. Why: path-scoped routes
+/// (`/drive/v3` vs `/gmail/v1` on one host) pick the credential by path.
+fn ambiguous_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return true;
+    }
+    lower
+        .replace("%2e", ".")
+        .split('/')
+        .any(|seg| seg == "." || seg == "..")
 }
 
 /// HTTP/1 `Host` (or HTTP/2 `host`), when present, must name the target.
@@ -652,6 +743,46 @@ mod tests {
             "аpi.github.test",
         ] {
             assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_ipv4_forms_are_recognised() {
+        for (h, ip) in [
+            ("127.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("0177.0.0.1", "127.0.0.1"),
+            ("0", "0.0.0.0"),
+            ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+        ] {
+            assert_eq!(literal_ip(h), Some(ip.parse().unwrap()), "{h}");
+        }
+        assert_eq!(literal_ip("api.acme.test"), None);
+        assert_eq!(literal_ip("256.1.1.1"), None);
+        assert!(
+            literal_ip("[::ffff:127.0.0.1]")
+                .unwrap()
+                .to_canonical()
+                .is_loopback()
+        );
+    }
+
+    #[test]
+    fn ambiguous_paths_are_detected() {
+        for p in [
+            "/drive/v3/../../gmail/v1",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/..",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+        ] {
+            assert!(ambiguous_path(p), "{p}");
+        }
+        for p in ["/v1/models", "/a.b/c..d/.well-known", "/"] {
+            assert!(!ambiguous_path(p), "{p}");
         }
     }
 

@@ -35,7 +35,6 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
     "proxy-authenticate",
     "keep-alive",
-    "te",
     "trailer",
 ];
 
@@ -66,6 +65,14 @@ pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
     }
     for name in HOP_BY_HOP {
         h.remove(*name);
+    }
+    // `TE: trailers` is what gRPC needs end to end; any other TE is per hop.
+    let trailers = h
+        .get_all(header::TE)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers {
+        h.remove(header::TE);
     }
     // `Connection` itself describes the client's hop (a client's `close`
     // would end the pooled upstream connection); only an upgrade handshake
@@ -222,6 +229,19 @@ mod tests {
         .unwrap();
         assert_eq!(req.headers().get_all("x-api-key").iter().count(), 1);
         assert_eq!(req.headers()["x-api-key"], "sk-ant-real");
+    }
+
+    #[test]
+    fn te_trailers_survives_for_grpc_other_te_does_not() {
+        let mut req = Request::builder()
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        strip_hop_by_hop(&mut req);
+        assert_eq!(req.headers()["te"], "trailers");
+        let mut req = Request::builder().header("te", "gzip").body(()).unwrap();
+        strip_hop_by_hop(&mut req);
+        assert!(req.headers().get("te").is_none());
     }
 
     #[test]

@@ -547,3 +547,66 @@ fn killing_run_with_sigkill_terminates_the_child_and_closes_the_listener() {
         "the run's listener outlived `authsome run`"
     );
 }
+
+#[test]
+fn a_tunnel_left_open_after_the_run_ends_gets_nothing() {
+    let lab = Lab::new();
+    let dir = lab.home.dir.path();
+    let go = dir.join("go");
+    let log = dir.join("keepalive.log");
+    // A grandchild that outlives `authsome run` (setsid: not our child, no
+    // parent-death signal) and keeps its tunnel open.
+    let script = format!(
+        "setsid python3 \"$CLIENTS/keepalive.py\" api.acme.test $UP {} > {} 2>&1 & \
+         for i in $(seq 100); do grep -q first {} 2>/dev/null && break; sleep 0.05; done",
+        go.display(),
+        log.display(),
+        log.display()
+    );
+    lab.run_sh(&script).success();
+    std::fs::write(&go, "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("second") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(text.contains("first 200"), "{text}");
+    assert!(
+        text.contains("second 403") && text.contains("authsome_run_ended")
+            || text.contains("second failed"),
+        "{text}"
+    );
+    let recs = lab.up.records();
+    assert_eq!(
+        recs.len(),
+        1,
+        "only the request made during the run: {recs:?}"
+    );
+}
+
+#[test]
+fn paths_a_server_would_normalise_differently_are_refused_on_provider_hosts() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} --path-as-is \"$URL/v1/../admin\"; echo; {CURL} \"$URL/a%2Fb\"; echo; {CURL} --path-as-is https://upstream.test:$UP/x/../y --cacert {CA}"
+        ))
+        .success();
+    assert_eq!(
+        out.stdout.matches("authsome_ambiguous_path").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        last_line(&out.stdout),
+        "200",
+        "other hosts are not judged: {}",
+        out.stdout
+    );
+    assert_eq!(lab.up.records().len(), 1);
+}

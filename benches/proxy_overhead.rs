@@ -1,0 +1,406 @@
+//! End to end: what the proxy adds to a request, measured against a direct
+//! request in the same run.
+//!
+//! One process, three runtimes on the same 2 cores: a local HTTPS upstream
+//! (certs/upstream.pem), authsome's proxy engine (the same `proxy::serve` the
+//! daemon runs, with a provider for the upstream and a cached API key) and a
+//! keep-alive client. Prints a Markdown table:
+//! - latency at low load (one request in flight, keep-alive): p50/p99 direct
+//!   vs through the MITM with injection, and the difference;
+//! - a new connection per request (TLS handshakes on both legs);
+//! - throughput with 32 concurrent keep-alive clients, and the ratio;
+//! - `authsome run -- true` against bare `true`, daemon already up.
+//!
+//! Run with `cargo bench --bench proxy_overhead` (about 40 s). Absolute
+//! numbers drift on a shared machine; compare the columns of one run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authsome::ca::{Ca, RUN_VALIDITY};
+use authsome::credentials::ResolvedCredential;
+use authsome::credentials::cache::CredentialSource;
+use authsome::credentials::live::Live;
+use authsome::providers::{ProviderDef, parse_file};
+use authsome::proxy::tls::LeafAuthority;
+use authsome::proxy::upstream::Upstream;
+use authsome::proxy::{Shared, Stats};
+use authsome::routing::RouteTable;
+use authsome::secret::Secret;
+use base64::Engine;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HOST: &str = "api.acme.test";
+const TOKEN: &str = "bench-token";
+const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
+
+struct Source {
+    def: ProviderDef,
+}
+
+impl CredentialSource for Source {
+    fn resolve(
+        &self,
+        provider: &str,
+        _connection: Option<&str>,
+    ) -> authsome::Result<ResolvedCredential> {
+        Ok(ResolvedCredential {
+            provider: provider.into(),
+            connection: "default".into(),
+            injection: self.def.injection().unwrap(),
+            value: Secret::new(format!("Bearer sk-{}", "x".repeat(48))),
+            expires_at: None,
+        })
+    }
+    fn routes(&self) -> authsome::Result<RouteTable> {
+        Ok(RouteTable::build([&self.def]))
+    }
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body.
+fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{CERTS}upstream.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{CERTS}upstream.key")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_nodelay(true).unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        s.listen(1024).unwrap()
+    });
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"message":{"content":"ok"}}]}"#,
+                    ))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    ca_pem: String,
+}
+
+fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr) -> Proxy {
+    let def = parse_file(
+        "bench",
+        &format!(
+            r#"{{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["{HOST}:{}"],"api_key":{{"header_name":"Authorization","header_prefix":"Bearer"}}}}"#,
+            up.port()
+        ),
+    )
+    .unwrap();
+    let live = Arc::new(Live::new(Arc::new(Source { def })).unwrap());
+    let ca = Arc::new(Ca::generate("bench run CA", &[HOST.into()], RUN_VALIDITY).unwrap());
+    let ca_pem = ca.cert_pem().to_string();
+    let authority = Arc::new(LeafAuthority::new(ca).unwrap());
+    authority.premint([HOST]);
+    let upstream = Upstream::new(
+        Some(std::path::Path::new(&format!("{CERTS}test-ca.pem"))),
+        &[(HOST.into(), "127.0.0.1".parse().unwrap())],
+    )
+    .unwrap();
+    let pinned = live.routes();
+    let shared = Arc::new(Shared {
+        live,
+        authority,
+        upstream,
+        token: Some(Secret::new(TOKEN.into())),
+        pinned,
+        connections: Default::default(),
+        deny_unknown: false,
+        own: vec![],
+        stats: Stats::default(),
+        ended: Default::default(),
+    });
+    let listener = rt.block_on(async { authsome::proxy::bind_loopback(0).unwrap() });
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(authsome::proxy::serve(
+        listener,
+        shared,
+        std::future::pending(),
+    ));
+    Proxy { addr, ca_pem }
+}
+
+fn client_tls(root_pem: &str) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A keep-alive HTTP/1.1 connection, direct or through the proxy's CONNECT.
+async fn connect(
+    via: Option<SocketAddr>,
+    up: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+) -> SendRequest<Empty<Bytes>> {
+    let mut tcp = TcpStream::connect(via.unwrap_or(up)).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    if via.is_some() {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("authsome:{TOKEN}"));
+        tcp.write_all(
+            format!(
+                "CONNECT {HOST}:{p} HTTP/1.1\r\nHost: {HOST}:{p}\r\nProxy-Authorization: Basic {auth}\r\n\r\n",
+                p = up.port()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut b = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).await.unwrap();
+            buf.push(b[0]);
+        }
+        assert!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    let stream = tls
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn get(send: &mut SendRequest<Empty<Bytes>>, up: SocketAddr) {
+    send.ready().await.unwrap();
+    let req = hyper::Request::get("/v1/chat/completions")
+        .header("host", format!("{HOST}:{}", up.port()))
+        .header("authorization", "Bearer authsome-managed")
+        .body(Empty::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing
+    // useful. Either way, run the whole measurement (bounded, ~40 s).
+    let up_rt = runtime(1);
+    let proxy_rt = runtime(2);
+    let client_rt = runtime(1);
+    let up = upstream(&up_rt);
+    let px = proxy(&proxy_rt, up);
+    let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
+    let direct_tls = client_tls(&upstream_ca);
+    let proxied_tls = client_tls(&px.ca_pem);
+
+    println!(
+        "# authsome proxy overhead (loopback, 2 cores shared by upstream, proxy and client)\n"
+    );
+
+    // Low load: one request in flight on a warm keep-alive connection.
+    let (mut d, mut p) = client_rt.block_on(async {
+        let mut dc = connect(None, up, &direct_tls).await;
+        let mut pc = connect(Some(px.addr), up, &proxied_tls).await;
+        for _ in 0..2000 {
+            get(&mut dc, up).await;
+            get(&mut pc, up).await;
+        }
+        let (mut d, mut p) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            for _ in 0..1000 {
+                let t = Instant::now();
+                get(&mut dc, up).await;
+                d.push(t.elapsed());
+            }
+            for _ in 0..1000 {
+                let t = Instant::now();
+                get(&mut pc, up).await;
+                p.push(t.elapsed());
+            }
+        }
+        (d, p)
+    });
+    let (d50, d99, p50, p99) = (
+        pct(&mut d, 0.5),
+        pct(&mut d, 0.99),
+        pct(&mut p, 0.5),
+        pct(&mut p, 0.99),
+    );
+    println!("| measure | direct | via authsome | added |");
+    println!("|---|---|---|---|");
+    println!(
+        "| keep-alive request, p50 | {:.1} µs | {:.1} µs | **{:+.1} µs** |",
+        us(d50),
+        us(p50),
+        us(p50) - us(d50)
+    );
+    println!(
+        "| keep-alive request, p99 | {:.1} µs | {:.1} µs | **{:+.1} µs** |",
+        us(d99),
+        us(p99),
+        us(p99) - us(d99)
+    );
+
+    // A new connection (TCP + TLS on each leg) for every request.
+    let (mut d, mut p) = client_rt.block_on(async {
+        let (mut d, mut p) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let t = Instant::now();
+            let mut c = connect(None, up, &direct_tls).await;
+            get(&mut c, up).await;
+            if i >= 50 {
+                d.push(t.elapsed());
+            }
+            let t = Instant::now();
+            let mut c = connect(Some(px.addr), up, &proxied_tls).await;
+            get(&mut c, up).await;
+            if i >= 50 {
+                p.push(t.elapsed());
+            }
+        }
+        (d, p)
+    });
+    let (d50, p50) = (pct(&mut d, 0.5), pct(&mut p, 0.5));
+    println!(
+        "| new connection per request, p50 | {:.0} µs | {:.0} µs | {:.2}× |",
+        us(d50),
+        us(p50),
+        us(p50) / us(d50)
+    );
+
+    // Throughput: 32 concurrent keep-alive clients for 3 s each way.
+    let run = |via: Option<SocketAddr>, tls: tokio_rustls::TlsConnector| {
+        client_rt.block_on(async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let mut tasks = Vec::new();
+            for _ in 0..32 {
+                let tls = tls.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut c = connect(via, up, &tls).await;
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        get(&mut c, up).await;
+                        n += 1;
+                    }
+                    n
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap();
+            }
+            total as f64 / 3.0
+        })
+    };
+    let direct_rps = run(None, direct_tls.clone());
+    let proxied_rps = run(Some(px.addr), proxied_tls.clone());
+    println!(
+        "| throughput, 32 keep-alive clients | {direct_rps:.0} req/s | {proxied_rps:.0} req/s | {:.0}% of direct |",
+        100.0 * proxied_rps / direct_rps
+    );
+
+    // `authsome run -- true` with the daemon up, against bare `true`.
+    let home = std::env::temp_dir().join(format!("authsome-bench-run-{}", std::process::id()));
+    let bin = env!("CARGO_BIN_EXE_authsome");
+    let cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(args[0]);
+        c.args(&args[1..])
+            .env("AUTHSOME_HOME", &home)
+            .env("AUTHSOME_PORT", "0")
+            .env("AUTHSOME_KEYRING", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    assert!(cmd(&[bin, "daemon", "start"]).status().unwrap().success());
+    let time = |args: &[&str]| {
+        let mut v: Vec<Duration> = (0..40)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(cmd(args).status().unwrap().success());
+                t.elapsed()
+            })
+            .collect();
+        pct(&mut v, 0.5)
+    };
+    let _ = time(&[bin, "run", "--", "true"]);
+    let bare = time(&["true"]);
+    let wrapped = time(&[bin, "run", "--", "true"]);
+    cmd(&[bin, "daemon", "stop"]).status().ok();
+    std::fs::remove_dir_all(&home).ok();
+    println!(
+        "| `run -- true`, median wall time | {:.1} ms | {:.1} ms | **{:+.1} ms** |",
+        bare.as_secs_f64() * 1e3,
+        wrapped.as_secs_f64() * 1e3,
+        (wrapped.as_secs_f64() - bare.as_secs_f64()) * 1e3
+    );
+}
