@@ -285,7 +285,9 @@ fn validate_name(host: &str, whole: &str) -> Result<(), RuleError> {
             "credentials are bound to host names; use the provider's DNS name",
         ));
     }
-    if labels.len() < 2 {
+    // `localhost` (RFC 6761: always this machine) is the one single-label
+    // name allowed, for providers served locally.
+    if labels.len() < 2 && whole.split(':').next() != Some("localhost") {
         return Err(RuleError::with_hint(
             format!("host rule `{whole}` is a single-label name"),
             "use the fully qualified host name, like \"api.example.com\"",
@@ -411,7 +413,7 @@ mod tests {
             "https://user@api.x.com",
             "api.x.com?x=1",
             "api x.com",
-            "localhost",
+            "intranet",
             "api.x.com:0",
             "api.x.com:99999",
             "{base_url}/api",
@@ -420,6 +422,13 @@ mod tests {
         ] {
             assert!(HostRule::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn localhost_is_the_one_single_label_host() {
+        let r = ok("localhost:8443");
+        assert!(r.matches("localhost", 8443, "/"));
+        assert!(HostRule::parse("*.localhost").is_err());
     }
 
     #[test]

@@ -610,3 +610,89 @@ fn paths_a_server_would_normalise_differently_are_refused_on_provider_hosts() {
     );
     assert_eq!(lab.up.records().len(), 1);
 }
+
+#[test]
+fn websocket_handshakes_get_the_credential() {
+    // hudsucker dials WebSocket upstreams with system DNS (the resolver
+    // override does not apply), so this provider lives on `localhost`.
+    let lab = Lab::bare();
+    lab.provider(
+        "wsacme",
+        &format!("localhost:{}", lab.up.port),
+        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
+    );
+    lab.cmd(["login", "wsacme", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    let out = lab
+        .run_sh("python3 \"$CLIENTS/ws.py\" localhost $UP")
+        .success();
+    assert!(
+        out.stdout.starts_with("HTTP/1.1 101"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("hello through authsome"),
+        "{}",
+        out.stdout
+    );
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].path, "/ws");
+    assert_eq!(
+        recs[0].all("authorization"),
+        vec![format!("Bearer {}", lab.key)]
+    );
+}
+
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_child_and_run_waits_for_it() {
+    // Under a pty (script(1)), ^C makes the terminal send SIGINT to the
+    // foreground process group: `authsome run` and its child. `run` must not
+    // die of it: it waits for the child (whose trap handles it) and returns
+    // the child's status. (Whether `run` also forwards it cannot be seen
+    // here: two SIGINTs that close together coalesce.)
+    let lab = Lab::bare();
+    let count = lab.home.dir.path().join("ints");
+    let inner = format!(
+        "trap 'echo x >> {c}' INT; echo ready; i=0; while [ ! -s {c} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; sleep 0.5; exit 5",
+        c = count.display()
+    );
+    let cmdline = format!(
+        "AUTHSOME_HOME={} AUTHSOME_PORT=0 AUTHSOME_KEYRING=off {} run -- sh -c \"{}\"; echo \"run-exit=$?\"",
+        lab.home.home.display(),
+        crate::common::bin(),
+        inner.replace('"', "\\\"").replace('$', "\\$")
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no ready line"
+        );
+        if line.contains("ready") {
+            break;
+        }
+    }
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    child.stdin.as_mut().unwrap().flush().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert!(rest.contains("run-exit=5"), "{rest}");
+    let n = std::fs::read_to_string(&count).unwrap().lines().count();
+    assert!(n >= 1, "the child never got SIGINT");
+}

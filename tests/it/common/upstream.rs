@@ -81,6 +81,9 @@ async fn answer(
     };
     records.lock().unwrap().push(rec.clone());
     let path = req.uri().path().to_string();
+    if path == "/ws" {
+        return websocket_echo(req);
+    }
     if path == "/sse" {
         let events = stream::unfold(0u32, |i| async move {
             if i >= 3 {
@@ -131,6 +134,40 @@ async fn answer(
     Response::builder()
         .header("content-type", "application/json")
         .body(full(body.to_string()))
+        .unwrap()
+}
+
+/// Accepts a WebSocket upgrade and echoes text messages.
+fn websocket_echo(req: Request<Incoming>) -> Response<Body> {
+    use hudsucker::futures::{SinkExt, StreamExt};
+    use hudsucker::tokio_tungstenite::{WebSocketStream, tungstenite};
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder().status(400).body(full("")).unwrap();
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        let Ok(up) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(up),
+            tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let (mut tx, mut rx) = ws.split();
+        while let Some(Ok(m)) = rx.next().await {
+            if m.is_text() && tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(full(""))
         .unwrap()
 }
 
@@ -191,7 +228,7 @@ impl Upstream {
                                 }
                             });
                             let _ = Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(tls), svc)
+                                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                                 .await;
                         });
                     }
