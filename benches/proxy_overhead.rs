@@ -13,6 +13,9 @@
 //!
 //! Run with `cargo bench --bench proxy_overhead` (about 40 s). Absolute
 //! numbers drift on a shared machine; compare the columns of one run.
+//! `BENCH_PROXY_THREADS` (default 2, like the daemon), `BENCH_UPSTREAM_THREADS`
+//! (1) and `BENCH_CLIENT_THREADS` (0 = current-thread) set the runtimes; on a
+//! VM, `taskset -c 0` shows the cost without cross-CPU wake-ups.
 
 #![allow(
     clippy::unwrap_used,
@@ -80,6 +83,9 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Connections the upstream accepted (pooling shows here).
+static ACCEPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body.
 fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
     let certs: Vec<CertificateDer<'static>> =
@@ -108,6 +114,7 @@ fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
     rt.spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
+            ACCEPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
@@ -253,9 +260,22 @@ fn us(d: Duration) -> f64 {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful. Either way, run the whole measurement (bounded, ~40 s).
-    let up_rt = runtime(1);
-    let proxy_rt = runtime(2);
-    let client_rt = runtime(1);
+    let threads = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let up_rt = runtime(threads("BENCH_UPSTREAM_THREADS", 1));
+    let proxy_rt = runtime(threads("BENCH_PROXY_THREADS", 2));
+    let client_rt = if threads("BENCH_CLIENT_THREADS", 0) == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        runtime(threads("BENCH_CLIENT_THREADS", 1))
+    };
     let up = upstream(&up_rt);
     let px = proxy(&proxy_rt, up);
     let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
@@ -289,6 +309,12 @@ fn main() {
         }
         (d, p)
     });
+    // One upstream connection each: the client's, and the proxy's pooled one.
+    assert_eq!(
+        ACCEPTS.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "the proxy must reuse its pooled upstream connection"
+    );
     let (d50, d99, p50, p99) = (
         pct(&mut d, 0.5),
         pct(&mut d, 0.99),

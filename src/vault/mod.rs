@@ -28,6 +28,7 @@
 
 pub mod crypto;
 pub mod master_key;
+pub mod oauth;
 mod schema;
 
 use std::path::{Path, PathBuf};
