@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod oauth_http;
 pub mod runs;
 
 use crate::auth_flow::{SESSION_TTL, Sessions};
@@ -154,6 +155,37 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
                 .context("routing table task failed")??,
         )
     };
+    let oauth_http: Arc<dyn crate::auth_flow::oauth::OAuthHttp> =
+        Arc::new(oauth_http::HyperOAuthHttp::new(&upstream));
+    svc.set_token_endpoint(Arc::new(crate::auth_flow::oauth::BlockingEndpoint {
+        http: oauth_http.clone(),
+        rt: tokio::runtime::Handle::current(),
+    }));
+    {
+        // Proactive refresh: tokens are renewed before the proxy meets them
+        // inside the refresh window.
+        // Weak handles: this task never keeps the vault open at shutdown.
+        let (svc, live) = (Arc::downgrade(&svc), Arc::downgrade(&live));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                let (Some(s), Some(l)) = (svc.upgrade(), live.upgrade()) else {
+                    return;
+                };
+                let r = tokio::task::spawn_blocking(move || {
+                    for p in s.refresh_due() {
+                        if let Err(e) = l.changed(Some(&p)) {
+                            tracing::warn!(error = %e, "cannot rebuild the routing table");
+                        }
+                    }
+                })
+                .await;
+                if r.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
         live: live.clone(),
         svc: svc.clone(),
@@ -180,6 +212,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         shutdown: Arc::new(tokio::sync::Notify::new()),
         live,
         runs: runs.clone(),
+        oauth: oauth_http,
     };
     let file = DaemonFile {
         pid: std::process::id(),

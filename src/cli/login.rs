@@ -34,6 +34,21 @@ pub struct Args {
     /// Replace an existing connection of the same name.
     #[arg(long)]
     force: bool,
+    /// OAuth flow: `pkce` (browser), `device` (a code to enter elsewhere) or `client-credentials`.
+    #[arg(long, value_name = "FLOW")]
+    flow: Option<String>,
+    /// OAuth client id of an app you registered with the provider (stored for next time).
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// Read the OAuth client secret from standard input.
+    #[arg(long, requires = "client_id")]
+    client_secret_stdin: bool,
+    /// OAuth scopes, comma-separated (default: the provider's).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// Instance URL of a self-hosted provider (GitLab, Jira…).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
@@ -43,6 +58,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         .as_str()
         .unwrap_or(&args.provider)
         .to_string();
+    if def["auth_type"] == "oauth2" {
+        if args.with_api_key {
+            return Err(Error::invalid(
+                format!("{display} signs in with OAuth, not with an API key"),
+                Some(format!(
+                    "run `authsome login {}` (add `--flow device` on a machine without a browser)",
+                    args.provider
+                )),
+            )
+            .into());
+        }
+        return oauth(ctx, client, &args, &display);
+    }
     let session = client.post(
         "/api/auth/sessions",
         &json!({"provider": args.provider, "connection": args.connection, "force": args.force}),
@@ -118,7 +146,7 @@ fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
             }
             Err(e) => return Err(e),
         };
-        if s["status"] != "waiting_for_input" {
+        if s["status"] != "waiting_for_input" && s["status"] != "waiting_for_user" {
             if tty {
                 eprint!("\r\x1b[2K");
             }
@@ -152,8 +180,8 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Some("expired") => Err(Error::invalid(
-            "the login expired before the key was entered",
-            Some("run the command again and complete the form within 5 minutes".into()),
+            "the login expired before it was completed",
+            Some("run the command again and finish signing in before the countdown ends".into()),
         )
         .into()),
         _ => {
@@ -167,6 +195,119 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
             .into())
         }
     }
+}
+
+/// An OAuth login: start the session, then open the browser (authorization
+/// code), show the device code, or nothing (client credentials), and wait.
+fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Result<ExitStatus> {
+    let mut secret = String::new();
+    if args.client_secret_stdin {
+        std::io::stdin()
+            .read_to_string(&mut secret)
+            .context("cannot read the client secret from standard input")?;
+    }
+    let mut body = json!({
+        "provider": args.provider,
+        "connection": args.connection,
+        "force": args.force,
+    });
+    if let Some(f) = &args.flow {
+        body["flow"] = json!(f.replace('-', "_"));
+    }
+    if let Some(id) = &args.client_id {
+        body["client_id"] = json!(id);
+    }
+    if args.client_secret_stdin {
+        body["client_secret"] = json!(secret.trim());
+    }
+    if let Some(s) = &args.scopes {
+        body["scopes"] = json!(s);
+    }
+    if let Some(b) = &args.base_url {
+        body["base_url"] = json!(b.trim_end_matches('/'));
+    }
+    let r = client.post("/api/auth/sessions", &body);
+    zeroize::Zeroize::zeroize(&mut secret);
+    if let serde_json::Value::Object(m) = &mut body {
+        m.remove("client_secret");
+    }
+    let session = r?;
+    let id = session["id"]
+        .as_str()
+        .context("the daemon answered without a session id")?
+        .to_string();
+    let next = &session["next_action"];
+    match next["type"].as_str() {
+        Some("open_url") => {
+            let url = next["url"].as_str().unwrap_or_default();
+            if ctx.printer.json {
+                ctx.printer
+                    .json_line(&json!({"action": "open_url", "url": url, "session_id": id}));
+            }
+            let opened = !args.no_browser && open_browser(url);
+            if !ctx.printer.json {
+                let verb = if opened { "Opened" } else { "Open" };
+                ctx.printer.status(&format!(
+                    "{verb} this page to sign in to {display}:\n  {url}"
+                ));
+            }
+        }
+        Some("device_code") => {
+            let code = next["user_code"].as_str().unwrap_or_default();
+            let uri = next["verification_uri"].as_str().unwrap_or_default();
+            let complete = next["verification_uri_complete"].as_str();
+            if ctx.printer.json {
+                ctx.printer.json_line(&json!({
+                    "action": "device_code",
+                    "user_code": code,
+                    "verification_uri": uri,
+                    "verification_uri_complete": complete,
+                    "session_id": id,
+                }));
+            } else {
+                ctx.printer.status(&format!(
+                    "To sign in to {display}, open {} and enter the code:\n\n    {}\n",
+                    super::printer::sanitize(uri),
+                    super::printer::sanitize(code)
+                ));
+            }
+            if let Some(c) = complete
+                && !args.no_browser
+            {
+                open_browser(c);
+            }
+        }
+        _ => {}
+    }
+    let done = if session["status"] == "completed" || session["status"] == "failed" {
+        session
+    } else {
+        wait(ctx, client, &id)?
+    };
+    if done["status"] == "completed" {
+        let already = done["message"] == "already connected";
+        if ctx.printer.json {
+            ctx.printer.json_line(&json!({
+                "status": if already { "already_connected" } else { "connected" },
+                "provider": done["provider"],
+                "connection": done["connection"],
+            }));
+        } else if already {
+            ctx.printer.success(&format!(
+                "Already connected to {display} as {}/{} (use --force to sign in again)",
+                done["provider"].as_str().unwrap_or(""),
+                done["connection"].as_str().unwrap_or("")
+            ));
+        } else {
+            ctx.printer.success(&format!(
+                "Connected to {display} as {}/{}",
+                done["provider"].as_str().unwrap_or(""),
+                done["connection"].as_str().unwrap_or("")
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    }
+    finish(ctx, display, &done)
 }
 
 /// Tries the platform's URL opener; false when there is none or no display.

@@ -38,9 +38,20 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.printer.json(&v);
     } else {
         ctx.printer.success(&format!(
-            "Removed the credentials of {}/{}",
-            args.provider, connection
+            "Removed the credentials of {}/{}{}",
+            args.provider,
+            connection,
+            notice_text(&v["provider_notified"])
         ));
     }
     Ok(ExitStatus::Success)
+}
+
+/// How `provider_notified` reads in a sentence.
+pub fn notice_text(v: &serde_json::Value) -> &'static str {
+    match v.as_str() {
+        Some("revoked") => " (revoked at the provider)",
+        Some("failed") => " (the provider could not be told; revoke it there if needed)",
+        _ => " (the provider was not contacted: it has no revocation endpoint)",
+    }
 }

@@ -20,6 +20,7 @@ mod login;
 mod logout;
 mod providers;
 mod proxy;
+mod revoke;
 mod run;
 mod whoami;
 
@@ -62,8 +63,10 @@ pub struct Cli {
 pub enum Command {
     /// Store a credential for a provider.
     Login(login::Args),
-    /// Remove a stored connection.
+    /// Remove a stored connection (revoking its tokens at the provider when it can).
     Logout(logout::Args),
+    /// Revoke every connection of a provider at the provider, and remove them.
+    Revoke(revoke::Args),
     /// List stored connections (never their secrets).
     List,
     /// Print a connection's secrets as environment variables (the one explicit way a secret leaves).
@@ -179,6 +182,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
     match cli.command {
         Command::Login(a) => login::run(&ctx, a),
         Command::Logout(a) => logout::run(&ctx, a),
+        Command::Revoke(a) => revoke::run(&ctx, a),
         Command::List => list::run(&ctx),
         Command::Export(a) => export::run(&ctx, a),
         Command::SetDefault(a) => default::run(&ctx, a),

@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod live;
+pub mod oauth;
 
 use std::sync::{Arc, RwLock};
 
@@ -120,7 +121,18 @@ pub struct CredentialService {
     key_source: KeySource,
     key_generated: bool,
     registry: RwLock<Arc<Registry>>,
+    token_endpoint: std::sync::OnceLock<Arc<dyn oauth::TokenEndpoint>>,
+    refresh_locks: oauth::RefreshLocks,
 }
+
+impl std::fmt::Debug for dyn oauth::TokenEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenEndpoint")
+    }
+}
+
+/// OAuth tokens are refreshed this close to expiry (seconds).
+pub const REFRESH_WINDOW_SECS: i64 = 300;
 
 impl CredentialService {
     /// Resolves the master key, opens the vault and loads the catalogue.
@@ -146,6 +158,8 @@ impl CredentialService {
             key_source: master.source().clone(),
             key_generated: master.was_generated(),
             registry: RwLock::new(Arc::new(registry)),
+            token_endpoint: std::sync::OnceLock::new(),
+            refresh_locks: oauth::RefreshLocks::default(),
         })
     }
 
@@ -186,7 +200,11 @@ impl CredentialService {
         Ok(())
     }
 
-    fn find(&self, provider: &str, connection: Option<&str>) -> Result<ConnectionRecord> {
+    pub(crate) fn find(
+        &self,
+        provider: &str,
+        connection: Option<&str>,
+    ) -> Result<ConnectionRecord> {
         let found = match connection {
             Some(c) => self.vault.find_connection(provider, c)?,
             None => self.vault.default_connection(provider)?,
@@ -410,6 +428,11 @@ impl CredentialService {
         let reg = self.registry();
         let def = reg.require(&provider)?.def.clone();
         let rec = self.find(&provider, connection)?;
+        let rec = if rec.status == ConnectionStatus::Connected {
+            self.refresh_if_due(rec)?
+        } else {
+            rec
+        };
         if rec.status != ConnectionStatus::Connected {
             return Err(Error::invalid(
                 format!(
@@ -514,7 +537,7 @@ fn view(reg: &Registry, record: ConnectionRecord) -> ConnectionView {
     }
 }
 
-fn check_connection_name(name: &str) -> Result<()> {
+pub(crate) fn check_connection_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()

@@ -316,7 +316,7 @@ fn handler(e: &Endpoint) -> MethodRouter<AppState> {
         ("GET", "/auth/sessions/{id}/input") => get(s::auth_sessions_input_page),
         ("POST", "/auth/sessions/{id}/input") => post(s::auth_sessions_input_submit),
         ("GET", "/auth/sessions/{id}/device") => get(s::auth_sessions_device),
-        ("GET", "/auth/callback/oauth") => get(s::oauth_callback),
+        ("GET", "/auth/callback/oauth") => get(routes::oauth::oauth_callback),
         ("GET", "/audit") | ("GET", "/audit/events") => get(audit_list),
         ("POST", "/daemon/shutdown") => post(daemon_shutdown),
         // A table entry without a handler is a programming error caught by
@@ -514,6 +514,19 @@ mod tests {
         }
     }
 
+    /// Router tests never reach an OAuth server.
+    struct NoHttp;
+
+    impl crate::auth_flow::oauth::OAuthHttp for NoHttp {
+        fn send(
+            &self,
+            _req: crate::auth_flow::oauth::HttpRequest,
+        ) -> crate::auth_flow::oauth::BoxFuture<'_, crate::Result<crate::auth_flow::oauth::HttpReply>>
+        {
+            Box::pin(async { Err(crate::Error::invalid("no network in router tests", None)) })
+        }
+    }
+
     fn state() -> (tempfile::TempDir, AppState, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
@@ -527,6 +540,7 @@ mod tests {
         let state = AppState {
             live: Arc::new(crate::credentials::live::Live::new(svc.clone()).unwrap()),
             runs: Arc::new(NoRuns),
+            oauth: Arc::new(NoHttp),
             svc,
             pop: Arc::new(Verifier::new([id.did()])),
             sessions: Arc::new(Sessions::new(300)),

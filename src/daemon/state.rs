@@ -48,6 +48,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// Per-run proxy listeners (the proxy engine, wired in by `app`).
     pub runs: Arc<dyn ProxyRuns>,
+    /// HTTP for OAuth endpoints.
+    pub oauth: Arc<dyn crate::auth_flow::oauth::OAuthHttp>,
 }
 
 /// What `POST /api/proxy/runs` asks for.

@@ -189,8 +189,13 @@ fn oauth_provider_is_not_an_api_key_login() {
     h.cmd(["login", "github", "--with-api-key"])
         .stdin("x")
         .run()
-        .code(7)
+        .code(4)
         .stderr_has("OAuth");
+    // Without a client id (GitHub ships none), the error says how to get one.
+    h.cmd(["login", "github", "--no-browser"])
+        .run()
+        .code(4)
+        .stderr_has("--client-id");
 }
 
 #[test]

@@ -372,8 +372,8 @@ fn error_bodies_have_one_shape_and_no_secrets() {
             "POST",
             "/api/auth/sessions",
             br#"{"provider":"github"}"#,
-            501,
-            "unsupported",
+            400,
+            "invalid_input",
         ),
         (
             "POST",

@@ -11,6 +11,7 @@ mod common;
 mod daemon_lifecycle;
 mod daemon_security;
 mod layering;
+mod oauth;
 mod permissions;
 mod providers_files;
 mod proxy_clients;

@@ -25,12 +25,26 @@ use crate::secret::Secret;
 use crate::vault::now_unix;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     provider: String,
     #[serde(default)]
     connection: Option<String>,
     #[serde(default)]
     force: bool,
+    /// OAuth: `pkce`, `device` or `client_credentials` (default: the provider's).
+    #[serde(default)]
+    flow: Option<String>,
+    /// OAuth: a client to use (and store) for this provider.
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    /// OAuth: the instance URL of a self-hosted provider (`{base_url}`).
+    #[serde(default)]
+    base_url: Option<String>,
 }
 
 /// `POST /api/auth/sessions`
@@ -40,13 +54,39 @@ pub async fn auth_sessions_create(
 ) -> ApiResult<Json<SessionView>> {
     let connection = req.connection.unwrap_or_else(|| DEFAULT_CONNECTION.into());
     let (provider, conn, force) = (req.provider.clone(), connection.clone(), req.force);
+    let p = provider.clone();
+    let def = state
+        .run(move |svc| {
+            crate::credentials::check_connection_name(&conn)?;
+            Ok(svc.get_provider(&p)?.0)
+        })
+        .await?;
+    if def.auth_type == AuthType::Oauth2 {
+        let view = super::oauth::start(
+            &state,
+            (*def).clone(),
+            super::oauth::OAuthStart {
+                provider: provider.clone(),
+                connection: connection.clone(),
+                force,
+                flow: req.flow,
+                client_id: req.client_id,
+                client_secret: req.client_secret.map(Secret::new),
+                scopes: req.scopes,
+                base_url: req.base_url,
+            },
+        )
+        .await?;
+        return Ok(Json(view));
+    }
+    let conn = connection.clone();
     let flow = state
         .run(move |svc| {
             let (def, _) = svc.get_provider(&provider)?;
             if def.auth_type != AuthType::ApiKey {
                 return Err(Error::Unsupported {
-                    message: format!("`{provider}` signs in with OAuth or a browser session, which this daemon does not run yet"),
-                    hint: Some("API-key providers work today: `authsome provider list` shows their AUTH column".into()),
+                    message: format!("`{provider}` signs in with a browser session, which this daemon does not run yet"),
+                    hint: Some("API-key and OAuth providers work: `authsome provider list` shows their AUTH column".into()),
                 });
             }
             if !force && svc.vault().find_connection(&provider, &conn)?.is_some() {
@@ -184,21 +224,25 @@ pub async fn auth_sessions_device(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.sessions.get(&id, now_unix()).ok_or_else(not_found)?;
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "no_device_code",
-        "this session has no device code",
-    ))
-}
-
-/// `GET /auth/callback/oauth`: no OAuth session can be waiting yet.
-pub async fn oauth_callback() -> Response {
-    page(
-        StatusCode::BAD_REQUEST,
-        "No login is waiting",
-        "<p>No OAuth login is waiting for this callback. Start again with <code>authsome login</code>.</p>",
-    )
+    let view = state.sessions.get(&id, now_unix()).ok_or_else(not_found)?;
+    match view.next_action {
+        crate::auth_flow::NextAction::DeviceCode {
+            user_code,
+            verification_uri,
+            verification_uri_complete,
+        } => Ok(Json(json!({
+            "provider": view.provider,
+            "user_code": user_code,
+            "verification_uri": verification_uri,
+            "verification_uri_complete": verification_uri_complete,
+            "expires_at": view.expires_at,
+        }))),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_device_code",
+            "this session has no device code",
+        )),
+    }
 }
 
 /// `GET /api/auth/sessions/{id}/input`: the browser form.
@@ -419,7 +463,7 @@ fn finished_page(view: &SessionView) -> Response {
     }
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>authsome: {t}</title><style>body{{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}

@@ -35,7 +35,9 @@ pub async fn connections_logout(
     Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let rec = state.run(move |svc| svc.logout(&p, Some(&c))).await?;
+    let (rec, notice) = state
+        .run(move |svc| svc.logout_and_revoke(&p, Some(&c)))
+        .await?;
     state.changed(Some(rec.provider.clone())).await;
     state
         .audit(
@@ -44,11 +46,11 @@ pub async fn connections_logout(
             Some(rec.name.clone()),
             Some(caller.0),
             "ok",
-            json!({}),
+            json!({"provider_notified": notice}),
         )
         .await;
     Ok(Json(
-        json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name, "provider_notified": false}),
+        json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name, "provider_notified": notice}),
     ))
 }
 
@@ -64,15 +66,17 @@ pub async fn connections_revoke(
         .run(move |svc| {
             svc.registry().require(&p)?;
             let mut n = 0;
+            let mut notices = Vec::new();
             for c in svc
                 .list_connections()?
                 .into_iter()
                 .filter(|c| c.record.provider == p)
             {
-                svc.logout(&p, Some(&c.record.name))?;
+                let (_, notice) = svc.logout_and_revoke(&p, Some(&c.record.name))?;
+                notices.push(notice);
                 n += 1;
             }
-            Ok(n)
+            Ok((n, notices))
         })
         .await?;
     state.changed(Some(provider.clone())).await;
@@ -83,11 +87,11 @@ pub async fn connections_revoke(
             None,
             Some(caller.0),
             "ok",
-            json!({"removed": removed}),
+            json!({"removed": removed.0, "provider_notified": removed.1}),
         )
         .await;
     Ok(Json(
-        json!({"status": "revoked", "provider": provider, "removed": removed, "provider_notified": false}),
+        json!({"status": "revoked", "provider": provider, "removed": removed.0, "provider_notified": removed.1}),
     ))
 }
 

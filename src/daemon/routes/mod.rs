@@ -3,5 +3,6 @@
 pub mod auth_sessions;
 pub mod connections;
 pub mod health;
+pub mod oauth;
 pub mod providers;
 pub mod proxy;

@@ -42,14 +42,18 @@ impl Lab {
 
     /// Registers a custom provider with one host rule and extra JSON fields.
     pub fn provider(&self, name: &str, rule: &str, extra: &str) {
-        let f = self.home.dir.path().join(format!("{name}.json"));
-        std::fs::write(
-            &f,
-            format!(
+        self.provider_json(
+            name,
+            &format!(
                 r#"{{"name":"{name}","auth_type":"api_key","flow":"api_key","api_url":["{rule}"],{extra}}}"#
             ),
-        )
-        .unwrap();
+        );
+    }
+
+    /// Registers a custom provider from a whole definition.
+    pub fn provider_json(&self, name: &str, json: &str) {
+        let f = self.home.dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, json).unwrap();
         self.cmd(["provider", "register", f.to_str().unwrap()])
             .run()
             .success();
@@ -65,7 +69,7 @@ impl Lab {
             .cmd(args)
             .env(
                 "AUTHSOME_RESOLVE",
-                "api.acme.test=127.0.0.1,upstream.test=127.0.0.1,evil.test=127.0.0.1,x.acme.test=127.0.0.1",
+                "api.acme.test=127.0.0.1,upstream.test=127.0.0.1,evil.test=127.0.0.1,x.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
             )
             .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
             .env("AUTHSOME_PROXY_PORT", "0")

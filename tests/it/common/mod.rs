@@ -6,6 +6,7 @@
 //! ```
 
 pub mod lab;
+pub mod oauth_server;
 pub mod upstream;
 
 use std::collections::BTreeMap;

@@ -171,7 +171,7 @@ fn websocket_echo(req: Request<Incoming>) -> Response<Body> {
         .unwrap()
 }
 
-fn tls_config() -> Arc<rustls::ServerConfig> {
+pub fn tls_config() -> Arc<rustls::ServerConfig> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(format!("{root}upstream.pem"))

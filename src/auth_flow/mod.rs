@@ -9,6 +9,8 @@
 //! never anything stored. Ids and CSRF tokens are 128-bit random values; the
 //! id in the form URL is the capability that reaches the input page.
 
+pub mod oauth;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -27,6 +29,9 @@ pub const SESSION_TTL: i64 = 300;
 pub enum SessionStatus {
     /// Waiting for the user to submit the input form (or the CLI to send the key).
     WaitingForInput,
+    /// Waiting for the user at the provider: browser consent (the callback
+    /// completes it) or device approval (the daemon polls).
+    WaitingForUser,
     /// The credential is stored.
     Completed,
     /// The flow ended with an error; `error` says which.
@@ -38,7 +43,10 @@ pub enum SessionStatus {
 impl SessionStatus {
     /// True when the session will not change any more.
     pub fn is_final(self) -> bool {
-        !matches!(self, SessionStatus::WaitingForInput)
+        !matches!(
+            self,
+            SessionStatus::WaitingForInput | SessionStatus::WaitingForUser
+        )
     }
 }
 
@@ -57,6 +65,13 @@ pub struct SessionError {
 pub enum NextAction {
     /// Open this URL in a browser.
     OpenUrl { url: String },
+    /// Show this code and where to enter it (RFC 8628).
+    DeviceCode {
+        user_code: String,
+        verification_uri: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verification_uri_complete: Option<String>,
+    },
     /// Nothing: the session is final.
     None,
 }
@@ -74,6 +89,23 @@ pub struct SessionView {
     pub created_at: i64,
     pub expires_at: i64,
     pub next_action: NextAction,
+    /// A note for the user ("already connected").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What the OAuth callback needs to finish an authorization-code flow.
+/// Held in memory only; taken (single use) by the callback.
+#[derive(Debug)]
+pub struct PendingOAuth {
+    pub redirect_uri: String,
+    pub verifier: Secret<String>,
+    pub client: crate::credentials::oauth::ClientInfo,
+    pub endpoints: oauth::Endpoints,
+    pub scopes: Vec<String>,
+    /// The `iss` an RFC 9207 response must carry, when it carries one.
+    pub issuer: Option<String>,
+    pub force: bool,
 }
 
 struct Session {
@@ -81,11 +113,14 @@ struct Session {
     force: bool,
     csrf: Secret<String>,
     input_url: String,
+    state: Option<String>,
 }
 
 /// The in-memory session store.
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// OAuth `state` → (session id, what the callback needs).
+    pending: Mutex<HashMap<String, (String, PendingOAuth)>>,
     ttl: i64,
 }
 
@@ -116,6 +151,7 @@ impl Sessions {
     pub fn new(ttl: i64) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             ttl,
         }
     }
@@ -151,6 +187,7 @@ impl Sessions {
             next_action: NextAction::OpenUrl {
                 url: input_url.clone(),
             },
+            message: None,
         };
         let mut map = self.lock();
         // Forget finished sessions an hour after they expired.
@@ -162,9 +199,104 @@ impl Sessions {
                 force,
                 csrf: Secret::new(random_hex()?),
                 input_url,
+                state: None,
             },
         );
         Ok(view)
+    }
+
+    /// Starts a session that waits for the user at the provider. With
+    /// `pending` (authorization code), `state` finds it from the callback.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_waiting(
+        &self,
+        provider: &str,
+        connection: &str,
+        flow: Flow,
+        next_action: NextAction,
+        lifetime: i64,
+        state: Option<(String, PendingOAuth)>,
+        now: i64,
+    ) -> Result<SessionView> {
+        let id = random_hex()?;
+        let view = SessionView {
+            id: id.clone(),
+            provider: provider.into(),
+            connection: connection.into(),
+            flow,
+            status: SessionStatus::WaitingForUser,
+            error: None,
+            created_at: now,
+            expires_at: now + lifetime,
+            next_action,
+            message: None,
+        };
+        let state_key = state.as_ref().map(|(s, _)| s.clone());
+        {
+            let mut map = self.lock();
+            map.retain(|_, s| s.view.expires_at + 3600 > now);
+            map.insert(
+                id.clone(),
+                Session {
+                    view: view.clone(),
+                    force: false,
+                    csrf: Secret::new(random_hex()?),
+                    input_url: String::new(),
+                    state: state_key,
+                },
+            );
+        }
+        if let Some((st, p)) = state {
+            let live: std::collections::HashSet<String> = self.lock().keys().cloned().collect();
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.retain(|_, (sid, _)| live.contains(sid));
+            pending.insert(st, (id, p));
+        }
+        Ok(view)
+    }
+
+    /// A session that is already over (`completed` with a message).
+    pub fn create_completed(
+        &self,
+        provider: &str,
+        connection: &str,
+        flow: Flow,
+        message: &str,
+        now: i64,
+    ) -> Result<SessionView> {
+        let v = self.create_waiting(
+            provider,
+            connection,
+            flow,
+            NextAction::None,
+            self.ttl,
+            None,
+            now,
+        )?;
+        let mut map = self.lock();
+        let s = map
+            .get_mut(&v.id)
+            .ok_or_else(|| crate::error::Error::invalid("session vanished", None))?;
+        s.view.status = SessionStatus::Completed;
+        s.view.message = Some(message.to_string());
+        Ok(s.view.clone())
+    }
+
+    /// The pending authorization-code flow for `state`, removed (a state is
+    /// good for one callback). `None` for unknown, used or expired states.
+    pub fn take_state(&self, state: &str, now: i64) -> Option<(SessionView, PendingOAuth)> {
+        let (id, pending) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(state)?;
+        let mut map = self.lock();
+        let s = map.get_mut(&id)?;
+        expire(s, now);
+        if s.view.status != SessionStatus::WaitingForUser || s.state.as_deref() != Some(state) {
+            return None;
+        }
+        Some((s.view.clone(), pending))
     }
 
     /// The session's current view, `None` for unknown ids.
@@ -191,6 +323,15 @@ impl Sessions {
     /// when it was not waiting (already finished or expired).
     pub fn complete(&self, id: &str, now: i64) -> Option<SessionView> {
         self.finish(id, now, SessionStatus::Completed, None)
+    }
+
+    /// Marks a waiting session completed with a note.
+    pub fn complete_with(&self, id: &str, now: i64, message: &str) -> Option<SessionView> {
+        let v = self.finish(id, now, SessionStatus::Completed, None)?;
+        let mut map = self.lock();
+        let s = map.get_mut(id)?;
+        s.view.message = Some(message.to_string());
+        Some(s.view.clone()).or(Some(v))
     }
 
     /// Marks a waiting session failed.

@@ -1,0 +1,808 @@
+//! OAuth 2.0 as a client: the requests and the answers, nothing stored.
+//!
+//! - Authorization code with PKCE (RFC 7636, S256 only): [`Pkce`],
+//!   [`authorize_url`], [`exchange_code`].
+//! - Device authorization (RFC 8628): [`device_start`], [`device_poll`].
+//! - Client credentials, refresh (RFC 6749 §4.4, §6) and revocation
+//!   (RFC 7009).
+//!
+//! Client authentication at the token endpoint is what the provider
+//! declares: credentials in the form body, or HTTP Basic (RFC 6749 §2.3.1,
+//! id and secret form-encoded first). Answers may be JSON or form-encoded.
+//! Errors carry the server's `error` and `error_description` (control
+//! characters removed, length capped), never a token; a body that does not
+//! parse is reported by its shape, never quoted.
+//!
+//! HTTP goes through [`OAuthHttp`], implemented by `app` over the proxy's
+//! upstream connector (system roots + `AUTHSOME_UPSTREAM_CA_FILE`,
+//! `AUTHSOME_RESOLVE`), so tests reach a local authorization server.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use base64::Engine;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::credentials::oauth::{ClientInfo, GrantError, Tokens};
+use crate::error::{Error, Result};
+use crate::providers::ProviderDef;
+use crate::providers::schema::{DeviceTokenRequest, TokenAuth};
+use crate::secret::Secret;
+
+/// A boxed future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An HTTP request to an OAuth endpoint.
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Its answer.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Sends requests to OAuth endpoints.
+pub trait OAuthHttp: Send + Sync + 'static {
+    fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpReply>>;
+}
+
+impl std::fmt::Debug for dyn OAuthHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OAuthHttp")
+    }
+}
+
+// === PKCE and the authorization URL ===
+
+/// A PKCE verifier and its S256 challenge.
+#[derive(Debug)]
+pub struct Pkce {
+    pub verifier: Secret<String>,
+    pub challenge: String,
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// 32 random bytes → a 43-character verifier; challenge = BASE64URL(SHA256(verifier)).
+pub fn new_pkce() -> Result<Pkce> {
+    let mut b = [0u8; 32];
+    crate::secret::fill_random(&mut b)?;
+    let verifier = b64url(&b);
+    let challenge = b64url(&Sha256::digest(verifier.as_bytes()));
+    Ok(Pkce {
+        verifier: Secret::new(verifier),
+        challenge,
+    })
+}
+
+/// A 128-bit random `state`.
+pub fn new_state() -> Result<String> {
+    let mut b = [0u8; 16];
+    crate::secret::fill_random(&mut b)?;
+    Ok(b64url(&b))
+}
+
+/// Percent-encodes for `application/x-www-form-urlencoded` and queries.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` and `+` (form and query values).
+pub fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// Query pairs of a URL or a form body.
+pub fn parse_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The endpoints of a provider, `{base_url}` filled in.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: Option<String>,
+    pub token: String,
+    pub device: Option<String>,
+    pub revocation: Option<String>,
+    pub token_auth: TokenAuth,
+    pub device_json: bool,
+    pub scopes: Vec<String>,
+    pub authorization_params: Vec<(String, String)>,
+}
+
+impl Endpoints {
+    /// From a provider definition (`None` when it has no `oauth` block).
+    pub fn of(def: &ProviderDef, base_url: Option<&str>) -> Option<Endpoints> {
+        let o = def.oauth.as_ref()?;
+        let ep = |u: &String| def.endpoint(u, base_url);
+        Some(Endpoints {
+            authorization: o.authorization_url.as_ref().map(ep),
+            token: ep(&o.token_url),
+            device: o.device_authorization_url.as_ref().map(ep),
+            revocation: o.revocation_url.as_ref().map(ep),
+            token_auth: o.token_auth,
+            device_json: o.device_token_request == DeviceTokenRequest::Json,
+            scopes: o.scopes.clone(),
+            authorization_params: o
+                .authorization_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// `scheme://host[:port]` of the authorization endpoint: the issuer we
+    /// expect in an RFC 9207 `iss` parameter when no metadata says otherwise.
+    pub fn expected_issuer(&self) -> Option<String> {
+        let url = self.authorization.as_ref().unwrap_or(&self.token);
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        Some(format!("{scheme}://{host}"))
+    }
+}
+
+/// The URL the user's browser opens.
+pub fn authorize_url(
+    ep: &Endpoints,
+    client_id: &str,
+    redirect_uri: &str,
+    state: &str,
+    challenge: &str,
+    scopes: &[String],
+) -> Result<String> {
+    let base = ep.authorization.as_ref().ok_or_else(|| {
+        Error::invalid(
+            "this provider has no authorization endpoint",
+            Some("use `--flow device` if it supports the device flow".into()),
+        )
+    })?;
+    let mut pairs: Vec<(String, String)> = vec![
+        ("response_type".into(), "code".into()),
+        ("client_id".into(), client_id.into()),
+        ("redirect_uri".into(), redirect_uri.into()),
+        ("state".into(), state.into()),
+        ("code_challenge".into(), challenge.into()),
+        ("code_challenge_method".into(), "S256".into()),
+    ];
+    if !scopes.is_empty() {
+        pairs.push(("scope".into(), scopes.join(" ")));
+    }
+    pairs.extend(ep.authorization_params.iter().cloned());
+    let q = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}{q}"))
+}
+
+// === token endpoint ===
+
+/// Removes control characters and caps the length of text from a server.
+pub fn clean(s: &str) -> String {
+    let t: String = s.chars().filter(|c| !c.is_control()).take(300).collect();
+    t
+}
+
+fn parse_body(reply: &HttpReply) -> Option<serde_json::Map<String, Value>> {
+    let text = std::str::from_utf8(&reply.body).ok()?;
+    if reply.content_type.contains("json") || text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+    }
+    Some(
+        parse_pairs(text.trim())
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+fn str_field(m: &serde_json::Map<String, Value>, k: &str) -> Option<String> {
+    match m.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An error answer: (`error`, `error_description`).
+fn server_error(m: &serde_json::Map<String, Value>) -> Option<(String, String)> {
+    let code = str_field(m, "error")?;
+    Some((
+        clean(&code),
+        str_field(m, "error_description")
+            .map(|d| clean(&d))
+            .unwrap_or_default(),
+    ))
+}
+
+fn describe(code: &str, desc: &str) -> String {
+    if desc.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code}: {desc}")
+    }
+}
+
+async fn token_request(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    mut pairs: Vec<(&str, &str)>,
+    what: &str,
+) -> std::result::Result<Tokens, GrantError> {
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    let secret = client.secret.as_ref().map(|s| s.expose().as_str());
+    match (ep.token_auth, secret) {
+        (TokenAuth::Basic, Some(sec)) => {
+            let raw = format!("{}:{}", encode(&client.id), encode(sec));
+            headers.push((
+                "authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ),
+            ));
+        }
+        (_, sec) => {
+            if !client.id.is_empty() {
+                pairs.push(("client_id", &client.id));
+            }
+            if let Some(sec) = sec {
+                pairs.push(("client_secret", sec));
+            }
+        }
+    }
+    let reply = http
+        .send(HttpRequest {
+            method: "POST",
+            url: ep.token.clone(),
+            headers,
+            body: form(&pairs),
+        })
+        .await
+        .map_err(GrantError::Other)?;
+    let Some(m) = parse_body(&reply) else {
+        return Err(GrantError::Other(Error::invalid(
+            format!(
+                "the token endpoint answered HTTP {} with a body that is neither JSON nor a form ({what})",
+                reply.status
+            ),
+            None,
+        )));
+    };
+    if let Some((code, desc)) = server_error(&m) {
+        let msg = describe(&code, &desc);
+        return Err(if code == "invalid_grant" {
+            GrantError::InvalidGrant(msg)
+        } else {
+            GrantError::Other(Error::invalid(
+                format!("the provider refused the {what}: {msg}"),
+                None,
+            ))
+        });
+    }
+    if !(200..300).contains(&reply.status) {
+        return Err(GrantError::Other(Error::invalid(
+            format!("the token endpoint answered HTTP {} ({what})", reply.status),
+            None,
+        )));
+    }
+    let Some(access) = str_field(&m, "access_token").filter(|a| !a.is_empty()) else {
+        return Err(GrantError::Other(Error::invalid(
+            format!("the token endpoint's answer has no access_token ({what})"),
+            None,
+        )));
+    };
+    Ok(Tokens {
+        access_token: Secret::new(access),
+        refresh_token: str_field(&m, "refresh_token")
+            .filter(|r| !r.is_empty())
+            .map(Secret::new),
+        expires_in: str_field(&m, "expires_in").and_then(|e| e.parse().ok()),
+        token_type: str_field(&m, "token_type"),
+        scope: str_field(&m, "scope"),
+    })
+}
+
+fn flat(e: GrantError) -> Error {
+    match e {
+        GrantError::InvalidGrant(m) => {
+            Error::invalid(format!("the provider refused the grant: {m}"), None)
+        }
+        GrantError::Other(e) => e,
+    }
+}
+
+/// Exchanges an authorization code (with the PKCE verifier).
+pub async fn exchange_code(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &Secret<String>,
+) -> Result<Tokens> {
+    token_request(
+        http,
+        ep,
+        client,
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier.expose()),
+        ],
+        "authorization code",
+    )
+    .await
+    .map_err(flat)
+}
+
+/// `grant_type=refresh_token`.
+pub async fn refresh(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    refresh_token: &Secret<String>,
+) -> std::result::Result<Tokens, GrantError> {
+    token_request(
+        http,
+        ep,
+        client,
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ],
+        "refresh token",
+    )
+    .await
+}
+
+/// `grant_type=client_credentials`.
+pub async fn client_credentials(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    scopes: &[String],
+) -> std::result::Result<Tokens, GrantError> {
+    let scope = scopes.join(" ");
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    if !scope.is_empty() {
+        pairs.push(("scope", &scope));
+    }
+    token_request(http, ep, client, pairs, "client credentials").await
+}
+
+// === device flow ===
+
+/// The start of a device flow.
+#[derive(Debug)]
+pub struct DeviceStart {
+    pub device_code: Secret<String>,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub interval: u64,
+    pub expires_in: i64,
+}
+
+/// Asks for a device code (RFC 8628 §3.1).
+pub async fn device_start(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    scopes: &[String],
+) -> Result<DeviceStart> {
+    let url = ep.device.clone().ok_or_else(|| {
+        Error::invalid(
+            "this provider has no device authorization endpoint",
+            Some("log in with the browser flow instead (omit `--flow device`)".into()),
+        )
+    })?;
+    let scope = scopes.join(" ");
+    let mut pairs = vec![("client_id", client.id.as_str())];
+    if !scope.is_empty() {
+        pairs.push(("scope", &scope));
+    }
+    let reply = http
+        .send(HttpRequest {
+            method: "POST",
+            url,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: form(&pairs),
+        })
+        .await?;
+    let m = parse_body(&reply).ok_or_else(|| {
+        Error::invalid(
+            format!(
+                "the device endpoint answered HTTP {} with an unreadable body",
+                reply.status
+            ),
+            None,
+        )
+    })?;
+    if let Some((code, desc)) = server_error(&m) {
+        return Err(Error::invalid(
+            format!(
+                "the provider refused the device request: {}",
+                describe(&code, &desc)
+            ),
+            None,
+        ));
+    }
+    let need = |k: &str| {
+        str_field(&m, k)
+            .ok_or_else(|| Error::invalid(format!("the device endpoint's answer has no {k}"), None))
+    };
+    Ok(DeviceStart {
+        device_code: Secret::new(need("device_code")?),
+        user_code: clean(&need("user_code")?),
+        verification_uri: clean(
+            &str_field(&m, "verification_uri")
+                .or_else(|| str_field(&m, "verification_url"))
+                .ok_or_else(|| {
+                    Error::invalid("the device endpoint's answer has no verification_uri", None)
+                })?,
+        ),
+        verification_uri_complete: str_field(&m, "verification_uri_complete").map(|s| clean(&s)),
+        interval: str_field(&m, "interval")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(5)
+            .clamp(1, 60),
+        expires_in: str_field(&m, "expires_in")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(900)
+            .clamp(10, 3600),
+    })
+}
+
+/// One poll of the token endpoint in a device flow.
+#[derive(Debug)]
+pub enum DevicePoll {
+    /// `authorization_pending`: ask again after the interval.
+    Pending,
+    /// `slow_down`: add 5 s to the interval.
+    SlowDown,
+    /// The user approved.
+    Done(Tokens),
+    /// `access_denied`, `expired_token` or another error: stop.
+    Stop(Error),
+}
+
+/// Polls once (RFC 8628 §3.4).
+pub async fn device_poll(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    device_code: &Secret<String>,
+) -> DevicePoll {
+    let grant = "urn:ietf:params:oauth:grant-type:device_code";
+    let r = if ep.device_json {
+        let body = serde_json::json!({
+            "grant_type": grant,
+            "device_code": device_code.expose(),
+            "client_id": client.id,
+        });
+        match http
+            .send(HttpRequest {
+                method: "POST",
+                url: ep.token.clone(),
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("accept".into(), "application/json".into()),
+                ],
+                body: body.to_string().into_bytes(),
+            })
+            .await
+        {
+            Err(e) => return DevicePoll::Stop(e),
+            Ok(reply) => match parse_body(&reply) {
+                None => {
+                    return DevicePoll::Stop(Error::invalid(
+                        "unreadable answer from the token endpoint",
+                        None,
+                    ));
+                }
+                Some(m) => match server_error(&m) {
+                    Some((code, desc)) => Err(GrantError::Other(Error::invalid(
+                        describe(&code, &desc),
+                        Some(code),
+                    ))),
+                    None => match str_field(&m, "access_token") {
+                        Some(a) => Ok(Tokens {
+                            access_token: Secret::new(a),
+                            refresh_token: str_field(&m, "refresh_token").map(Secret::new),
+                            expires_in: str_field(&m, "expires_in").and_then(|e| e.parse().ok()),
+                            token_type: str_field(&m, "token_type"),
+                            scope: str_field(&m, "scope"),
+                        }),
+                        None => {
+                            return DevicePoll::Stop(Error::invalid(
+                                "the token endpoint's answer has no access_token",
+                                None,
+                            ));
+                        }
+                    },
+                },
+            },
+        }
+    } else {
+        token_request(
+            http,
+            ep,
+            client,
+            vec![("grant_type", grant), ("device_code", device_code.expose())],
+            "device code",
+        )
+        .await
+    };
+    match r {
+        Ok(t) => DevicePoll::Done(t),
+        Err(GrantError::InvalidGrant(m)) => DevicePoll::Stop(Error::invalid(m, None)),
+        Err(GrantError::Other(e)) => {
+            let text = e.to_string();
+            if text.contains("authorization_pending") {
+                DevicePoll::Pending
+            } else if text.contains("slow_down") {
+                DevicePoll::SlowDown
+            } else if text.contains("access_denied") {
+                DevicePoll::Stop(Error::invalid(
+                    "the login was denied at the provider",
+                    Some("run `authsome login` again and approve the request".into()),
+                ))
+            } else if text.contains("expired_token") {
+                DevicePoll::Stop(Error::invalid(
+                    "the device code expired before the login was approved",
+                    Some("run `authsome login` again".into()),
+                ))
+            } else {
+                DevicePoll::Stop(e)
+            }
+        }
+    }
+}
+
+// === revocation ===
+
+/// RFC 7009: revokes one token. 200 (even for an already invalid token) is
+/// success.
+pub async fn revoke(
+    http: &dyn OAuthHttp,
+    ep: &Endpoints,
+    client: &ClientInfo,
+    token: &Secret<String>,
+    hint: &str,
+) -> Result<()> {
+    let Some(url) = ep.revocation.clone() else {
+        return Err(Error::invalid(
+            "this provider has no revocation endpoint",
+            None,
+        ));
+    };
+    let mut pairs = vec![
+        ("token", token.expose().as_str()),
+        ("token_type_hint", hint),
+    ];
+    let mut headers = vec![(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let secret = client.secret.as_ref().map(|s| s.expose().as_str());
+    match (ep.token_auth, secret) {
+        (TokenAuth::Basic, Some(sec)) => headers.push((
+            "authorization".into(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    encode(&client.id),
+                    encode(sec)
+                ))
+            ),
+        )),
+        (_, sec) => {
+            if !client.id.is_empty() {
+                pairs.push(("client_id", &client.id));
+            }
+            if let Some(sec) = sec {
+                pairs.push(("client_secret", sec));
+            }
+        }
+    }
+    let reply = http
+        .send(HttpRequest {
+            method: "POST",
+            url,
+            headers,
+            body: form(&pairs),
+        })
+        .await?;
+    if (200..300).contains(&reply.status) {
+        Ok(())
+    } else {
+        let why = parse_body(&reply)
+            .and_then(|m| server_error(&m))
+            .map(|(c, d)| describe(&c, &d))
+            .unwrap_or_else(|| format!("HTTP {}", reply.status));
+        Err(Error::invalid(format!("revocation refused: {why}"), None))
+    }
+}
+
+/// The daemon's [`TokenEndpoint`](crate::credentials::oauth::TokenEndpoint):
+/// the async calls above, run on the daemon's runtime from the blocking pool.
+pub struct BlockingEndpoint {
+    pub http: std::sync::Arc<dyn OAuthHttp>,
+    pub rt: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for BlockingEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockingEndpoint")
+    }
+}
+
+fn endpoints(def: &ProviderDef, client: &ClientInfo) -> Result<Endpoints> {
+    Endpoints::of(def, client.base_url.as_deref())
+        .ok_or_else(|| Error::invalid(format!("provider `{}` has no oauth block", def.name), None))
+}
+
+impl crate::credentials::oauth::TokenEndpoint for BlockingEndpoint {
+    fn refresh(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        refresh_token: &Secret<String>,
+    ) -> std::result::Result<Tokens, GrantError> {
+        let ep = endpoints(def, client).map_err(GrantError::Other)?;
+        self.rt
+            .block_on(refresh(self.http.as_ref(), &ep, client, refresh_token))
+    }
+
+    fn client_credentials(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        scopes: &[String],
+    ) -> std::result::Result<Tokens, GrantError> {
+        let ep = endpoints(def, client).map_err(GrantError::Other)?;
+        self.rt
+            .block_on(client_credentials(self.http.as_ref(), &ep, client, scopes))
+    }
+
+    fn revoke(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        token: &Secret<String>,
+        hint: &str,
+    ) -> Result<()> {
+        let ep = endpoints(def, client)?;
+        self.rt
+            .block_on(revoke(self.http.as_ref(), &ep, client, token, hint))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_is_s256_of_a_43_char_verifier() {
+        let p = new_pkce().unwrap();
+        assert_eq!(p.verifier.expose().len(), 43);
+        assert_eq!(
+            p.challenge,
+            b64url(&Sha256::digest(p.verifier.expose().as_bytes()))
+        );
+        assert_ne!(new_pkce().unwrap().verifier.expose(), p.verifier.expose());
+        assert_eq!(new_state().unwrap().len(), 22);
+    }
+
+    #[test]
+    fn rfc7636_appendix_b_vector() {
+        let v = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert_eq!(
+            b64url(&Sha256::digest(v.as_bytes())),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn form_encoding_round_trips() {
+        let s = "a b&c=d/é+%";
+        assert_eq!(decode(&encode(s)), s);
+        assert_eq!(
+            parse_pairs("x=1&y=a%20b+c&z"),
+            vec![
+                ("x".into(), "1".into()),
+                ("y".into(), "a b c".into()),
+                ("z".into(), "".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn server_errors_are_cleaned() {
+        let reply = HttpReply {
+            status: 400,
+            content_type: "application/json".into(),
+            body:
+                br#"{"error":"invalid_grant","error_description":"bad\u001b]0;pwned\u0007\nthing"}"#
+                    .to_vec(),
+        };
+        let (c, d) = server_error(&parse_body(&reply).unwrap()).unwrap();
+        assert_eq!(c, "invalid_grant");
+        assert!(!d.chars().any(|c| c.is_control()), "{d:?}");
+    }
+}

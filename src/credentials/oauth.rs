@@ -1,0 +1,411 @@
+//! OAuth connections in the credential service: storing tokens, refreshing
+//! them, revoking them.
+//!
+//! - **One refresher.** Only the daemon's credential service refreshes, and
+//!   only one thread per connection at a time (a lock per connection, then a
+//!   re-read: whoever waited finds the fresh token and does not refresh
+//!   again). With the proxy's single-flight cache in front, 50 requests that
+//!   meet an expiring token cause one refresh.
+//! - **Durable rotation.** The new pair is written (compare-and-swap on the
+//!   refresh token that was used, `synchronous=FULL`) before the new access
+//!   token is returned to anyone.
+//! - **Dead refresh tokens.** `invalid_grant` marks the connection `expired`:
+//!   the proxy then fails closed with a `authsome login … --force` hint.
+//!   Other failures (network, 5xx) keep serving the old token while it is
+//!   still valid.
+//!
+//! The HTTP side is a trait ([`TokenEndpoint`]) implemented by `auth_flow`;
+//! this module decides when to call it and what to store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{CredentialService, REFRESH_WINDOW_SECS};
+use crate::error::{Error, Result};
+use crate::providers::{AuthType, Flow, ProviderDef};
+use crate::secret::Secret;
+use crate::vault::oauth::OAuthClient;
+use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection, now_unix};
+
+/// Tokens from a token endpoint.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: Secret<String>,
+    pub refresh_token: Option<Secret<String>>,
+    /// Seconds from now.
+    pub expires_in: Option<i64>,
+    pub token_type: Option<String>,
+    /// Space-separated scopes the server granted, when it says.
+    pub scope: Option<String>,
+}
+
+/// Why a grant failed.
+#[derive(Debug)]
+pub enum GrantError {
+    /// The server answered `invalid_grant`: the refresh token is dead.
+    InvalidGrant(String),
+    /// Anything else (network, 5xx, malformed answer): may be temporary.
+    Other(Error),
+}
+
+/// The OAuth client a grant uses.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: String,
+    pub secret: Option<Secret<String>>,
+    /// Instance base URL for self-hosted providers (`{base_url}` in endpoints).
+    pub base_url: Option<String>,
+}
+
+/// Calls a provider's token and revocation endpoints. Blocking: called from
+/// the blocking pool.
+pub trait TokenEndpoint: Send + Sync + 'static {
+    /// `grant_type=refresh_token`.
+    fn refresh(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        refresh_token: &Secret<String>,
+    ) -> std::result::Result<Tokens, GrantError>;
+    /// `grant_type=client_credentials`.
+    fn client_credentials(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        scopes: &[String],
+    ) -> std::result::Result<Tokens, GrantError>;
+    /// RFC 7009 revocation of one token (`hint`: `refresh_token` or `access_token`).
+    fn revoke(
+        &self,
+        def: &ProviderDef,
+        client: &ClientInfo,
+        token: &Secret<String>,
+        hint: &str,
+    ) -> Result<()>;
+}
+
+/// Per-connection refresh locks.
+#[derive(Debug, Default)]
+pub struct RefreshLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+impl RefreshLocks {
+    fn get(&self, id: &str) -> Arc<Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// What a logout or revoke told the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderNotice {
+    /// The provider has no revocation endpoint (or the connection no token).
+    NotSupported,
+    /// The tokens were revoked at the provider.
+    Revoked,
+    /// Revocation failed (network, error answer); the connection was removed anyway.
+    Failed,
+}
+
+fn expires_at(t: &Tokens) -> Option<i64> {
+    t.expires_in.filter(|s| *s > 0).map(|s| now_unix() + s)
+}
+
+impl CredentialService {
+    /// Sets the HTTP side of refresh and revocation (the daemon does this at
+    /// start; without it, OAuth tokens are served until they expire).
+    pub fn set_token_endpoint(&self, endpoint: Arc<dyn TokenEndpoint>) {
+        let _ = self.token_endpoint.set(endpoint);
+    }
+
+    /// The OAuth client for `provider`: the stored one (flag, form or
+    /// registration), else the public client id in the provider file.
+    pub fn oauth_client(&self, provider: &str) -> Result<Option<ClientInfo>> {
+        if let Some(c) = self.vault.get_oauth_client(provider)? {
+            return Ok(Some(ClientInfo {
+                id: c.client_id,
+                secret: c.client_secret,
+                base_url: c.base_url,
+            }));
+        }
+        let reg = self.registry();
+        let def = &reg.require(provider)?.def;
+        Ok(def
+            .oauth
+            .as_ref()
+            .and_then(|o| o.client_id.clone())
+            .map(|id| ClientInfo {
+                id,
+                secret: None,
+                base_url: None,
+            }))
+    }
+
+    /// Stores an OAuth client for `provider` (encrypted secret).
+    pub fn put_oauth_client(&self, client: &OAuthClient) -> Result<()> {
+        self.registry().require(&client.provider)?;
+        self.vault.put_oauth_client(client)
+    }
+
+    /// True when `connection` exists, is usable, and was granted `scopes`.
+    pub fn already_connected(
+        &self,
+        provider: &str,
+        connection: &str,
+        scopes: &[String],
+    ) -> Result<bool> {
+        let Some(rec) = self.vault.find_connection(provider, connection)? else {
+            return Ok(false);
+        };
+        let mut want: Vec<&String> = scopes.iter().collect();
+        let mut have: Vec<&String> = rec.scopes.iter().collect();
+        want.sort();
+        have.sort();
+        want.dedup();
+        have.dedup();
+        Ok(rec.status == ConnectionStatus::Connected
+            && rec.expires_at.is_none_or(|e| e > now_unix())
+            && want == have)
+    }
+
+    /// Stores the tokens of a completed OAuth flow as a connection.
+    pub fn store_oauth(
+        &self,
+        provider: &str,
+        connection: &str,
+        tokens: Tokens,
+        requested_scopes: &[String],
+        force: bool,
+    ) -> Result<ConnectionRecord> {
+        super::check_connection_name(connection)?;
+        self.registry().require(provider)?;
+        let scopes = match &tokens.scope {
+            Some(s) if !s.trim().is_empty() => s
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            _ => requested_scopes.to_vec(),
+        };
+        let expires_at = expires_at(&tokens);
+        self.vault.put_connection(
+            NewConnection {
+                provider: provider.into(),
+                name: connection.into(),
+                auth_type: AuthType::Oauth2.as_str().into(),
+                status: ConnectionStatus::Connected,
+                account_label: None,
+                token_type: tokens.token_type.clone().or(Some("Bearer".into())),
+                scopes,
+                expires_at,
+                api_key: None,
+                access_token: Some(tokens.access_token),
+                refresh_token: tokens.refresh_token,
+            },
+            force,
+        )
+    }
+
+    /// For an OAuth connection inside the refresh window: refreshes it (once,
+    /// whoever else asks at the same time) and returns the record to read the
+    /// token from. Outside the window, or without a way to refresh, returns
+    /// `rec` unchanged.
+    pub(super) fn refresh_if_due(&self, rec: ConnectionRecord) -> Result<ConnectionRecord> {
+        let due = rec.auth_type == AuthType::Oauth2.as_str()
+            && rec
+                .expires_at
+                .is_some_and(|e| e - now_unix() <= REFRESH_WINDOW_SECS);
+        if !due {
+            return Ok(rec);
+        }
+        let Some(endpoint) = self.token_endpoint.get().cloned() else {
+            return Ok(rec);
+        };
+        let lock = self.refresh_locks.get(&rec.id);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Someone else may have refreshed while we waited.
+        let Some(rec) = self.vault.find_connection(&rec.provider, &rec.name)? else {
+            return Err(Error::ConnectionNotFound {
+                provider: rec.provider,
+                connection: rec.name,
+            });
+        };
+        if rec.status != ConnectionStatus::Connected
+            || rec
+                .expires_at
+                .is_none_or(|e| e - now_unix() > REFRESH_WINDOW_SECS)
+        {
+            return Ok(rec);
+        }
+        let reg = self.registry();
+        let def = reg.require(&rec.provider)?.def.clone();
+        let secrets = self.vault.read_secrets(&rec)?;
+        let client = self.oauth_client(&rec.provider)?.unwrap_or(ClientInfo {
+            id: String::new(),
+            secret: None,
+            base_url: None,
+        });
+        let outcome = match &secrets.refresh_token {
+            Some(rt) => endpoint.refresh(&def, &client, rt),
+            None if def.flow == Flow::ClientCredentials => {
+                endpoint.client_credentials(&def, &client, &rec.scopes)
+            }
+            None => {
+                // Nothing to refresh with: served until it expires.
+                return Ok(rec);
+            }
+        };
+        match outcome {
+            Ok(tokens) => {
+                let exp = expires_at(&tokens);
+                let stored = self.vault.update_tokens(
+                    &rec,
+                    secrets.refresh_token.as_ref(),
+                    &tokens.access_token,
+                    tokens.refresh_token.as_ref(),
+                    exp,
+                )?;
+                if !stored {
+                    tracing::warn!(provider = %rec.provider, connection = %rec.name, "the connection changed during the refresh; using the stored token");
+                } else {
+                    tracing::info!(provider = %rec.provider, connection = %rec.name, rotated = tokens.refresh_token.is_some(), "token refreshed");
+                }
+                self.vault.find_connection(&rec.provider, &rec.name)?.ok_or(
+                    Error::ConnectionNotFound {
+                        provider: rec.provider.clone(),
+                        connection: rec.name.clone(),
+                    },
+                )
+            }
+            Err(GrantError::InvalidGrant(why)) => {
+                tracing::warn!(provider = %rec.provider, connection = %rec.name, %why, "refresh token refused; connection expired");
+                self.vault.set_status(&rec, ConnectionStatus::Expired)?;
+                Err(Error::invalid(
+                    format!(
+                        "the `{}` login of connection `{}` has expired (the provider refused the refresh token: {why})",
+                        rec.provider, rec.name
+                    ),
+                    Some(format!(
+                        "authsome login {} --connection {} --force",
+                        rec.provider, rec.name
+                    )),
+                ))
+            }
+            Err(GrantError::Other(e)) => {
+                if rec.expires_at.is_some_and(|x| x > now_unix()) {
+                    tracing::warn!(provider = %rec.provider, error = %e, "refresh failed; the current token is still valid");
+                    Ok(rec)
+                } else {
+                    Err(Error::invalid(
+                        format!("cannot refresh the `{}` token: {e}", rec.provider),
+                        Some(format!(
+                            "check the network, or `authsome login {} --force`",
+                            rec.provider
+                        )),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Removes one connection after telling the provider to revoke its
+    /// tokens (when it has a revocation endpoint); the local removal happens
+    /// whatever the provider answers.
+    pub fn logout_and_revoke(
+        &self,
+        provider: &str,
+        connection: Option<&str>,
+    ) -> Result<(ConnectionRecord, ProviderNotice)> {
+        let rec = self.find(provider, connection)?;
+        let notice = self.revoke_at_provider(&rec);
+        self.vault.delete_connection(&rec.provider, &rec.name)?;
+        Ok((rec, notice))
+    }
+
+    /// Refreshes every OAuth connection inside the refresh window (the
+    /// daemon calls this every 30 s, so the proxy rarely meets an expiring
+    /// token). Returns the providers whose tokens changed.
+    pub fn refresh_due(&self) -> Vec<String> {
+        let Ok(list) = self.vault.list_connections() else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for rec in list {
+            let due = rec.auth_type == AuthType::Oauth2.as_str()
+                && rec.status == ConnectionStatus::Connected
+                && rec
+                    .expires_at
+                    .is_some_and(|e| e - now_unix() <= REFRESH_WINDOW_SECS);
+            if !due {
+                continue;
+            }
+            let before = rec.expires_at;
+            match self.refresh_if_due(rec) {
+                Ok(after) if after.expires_at != before => changed.push(after.provider),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "background refresh failed"),
+            }
+        }
+        changed.sort();
+        changed.dedup();
+        changed
+    }
+
+    /// Tells the provider to revoke a connection's tokens (refresh token
+    /// first, then access token). Never fails: says what happened.
+    pub fn revoke_at_provider(&self, rec: &ConnectionRecord) -> ProviderNotice {
+        if rec.auth_type != AuthType::Oauth2.as_str() {
+            return ProviderNotice::NotSupported;
+        }
+        let reg = self.registry();
+        let Some(entry) = reg.get(&rec.provider) else {
+            return ProviderNotice::NotSupported;
+        };
+        let def = entry.def.clone();
+        if def
+            .oauth
+            .as_ref()
+            .and_then(|o| o.revocation_url.as_ref())
+            .is_none()
+        {
+            return ProviderNotice::NotSupported;
+        }
+        let Some(endpoint) = self.token_endpoint.get().cloned() else {
+            return ProviderNotice::NotSupported;
+        };
+        let (Ok(secrets), Ok(client)) = (
+            self.vault.read_secrets(rec),
+            self.oauth_client(&rec.provider),
+        ) else {
+            return ProviderNotice::Failed;
+        };
+        let client = client.unwrap_or(ClientInfo {
+            id: String::new(),
+            secret: None,
+            base_url: None,
+        });
+        let mut notice = ProviderNotice::NotSupported;
+        for (token, hint) in [
+            (secrets.refresh_token.as_ref(), "refresh_token"),
+            (secrets.access_token.as_ref(), "access_token"),
+        ] {
+            let Some(t) = token else { continue };
+            match endpoint.revoke(&def, &client, t, hint) {
+                Ok(()) => {
+                    if notice == ProviderNotice::NotSupported {
+                        notice = ProviderNotice::Revoked;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %rec.provider, error = %e, "revocation failed");
+                    notice = ProviderNotice::Failed;
+                }
+            }
+        }
+        notice
+    }
+}

@@ -1,0 +1,367 @@
+//! OAuth logins end to end: the real binary and daemon against the strict
+//! test authorization server (`common/oauth_server.rs`), a scripted browser
+//! (curl following the authorization redirect back to the daemon), then
+//! `authsome run` through the proxy to the recording upstream.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use crate::common::lab::{CA, Lab};
+use crate::common::oauth_server::{AuthServer, CLIENT_ID};
+
+struct OAuthLab {
+    lab: Lab,
+    auth: AuthServer,
+}
+
+fn oauth_lab(flow: &str) -> OAuthLab {
+    let lab = Lab::bare();
+    let auth = AuthServer::start();
+    let b = auth.base();
+    lab.provider_json(
+        "acmeoauth",
+        &format!(
+            r#"{{"name":"acmeoauth","auth_type":"oauth2","flow":"{flow}","api_url":["api.acme.test:{}"],"oauth":{{"authorization_url":"{b}/authorize","token_url":"{b}/token","device_authorization_url":"{b}/device","revocation_url":"{b}/revoke","scopes":["read","write"]}}}}"#,
+            lab.up.port
+        ),
+    );
+    OAuthLab { lab, auth }
+}
+
+impl OAuthLab {
+    /// `authsome login acmeoauth … --json`, completing the browser step with
+    /// curl. Returns (exit code, stdout, the callback URL the browser hit).
+    fn login_pkce(&self, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec![
+            "login",
+            "acmeoauth",
+            "--client-id",
+            CLIENT_ID,
+            "--no-browser",
+            "--json",
+        ];
+        args.extend(extra);
+        let mut child = self.spawn(&args);
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"));
+        let url = v["url"].as_str().unwrap().to_string();
+        let callback = self.browser(&url);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let code = child.wait().unwrap().code().unwrap_or(-1);
+        (code, first + &rest + &err, callback)
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(crate::common::bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("AUTHSOME_HOME", &self.lab.home.home)
+            .env("AUTHSOME_PORT", "0")
+            .env("AUTHSOME_KEYRING", "off")
+            .env(
+                "AUTHSOME_RESOLVE",
+                "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+            )
+            .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The "browser": GET the authorization URL, then follow its redirect
+    /// to the daemon's callback. Returns the callback URL.
+    fn browser(&self, url: &str) -> String {
+        let resolve = format!("auth.acme.test:{}:127.0.0.1", self.auth.port);
+        let o = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{redirect_url}",
+                "--cacert",
+                CA,
+                "--resolve",
+                &resolve,
+                url,
+            ])
+            .output()
+            .unwrap();
+        let callback = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert!(
+            callback.contains("/auth/callback/oauth?"),
+            "no redirect: {callback}"
+        );
+        let status = self.get(&callback);
+        assert!(status == "200" || status == "400", "{status}");
+        callback
+    }
+
+    fn get(&self, url: &str) -> String {
+        let o = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `authsome run -- curl` to the provider API; returns the status.
+    fn call_api(&self, path: &str) -> String {
+        let out = self
+            .lab
+            .run_sh(&format!(
+                "curl -sS -o /dev/null -w '%{{http_code}}' \"$URL{path}\""
+            ))
+            .success();
+        out.stdout.trim().to_string()
+    }
+
+    fn last_auth(&self) -> Vec<String> {
+        self.lab
+            .up
+            .records()
+            .last()
+            .map(|r| r.all("authorization"))
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn authorization_code_with_pkce_end_to_end() {
+    let t = oauth_lab("pkce");
+    let (code, out, callback) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"status\":\"connected\""), "{out}");
+    assert_eq!(t.auth.calls("token_code"), 1);
+    // The redirect URI was the daemon's, exactly.
+    let daemon = t.lab.home.daemon_url();
+    assert_eq!(
+        t.auth.state.lock().unwrap().redirect_uris,
+        vec![format!("{daemon}/auth/callback/oauth")]
+    );
+    // The proxy injects the access token.
+    assert_eq!(t.call_api("/oauth"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+    // The same callback again (state replay): refused, no token request.
+    assert_eq!(t.get(&callback), "400");
+    assert_eq!(t.auth.calls("token_code"), 1);
+    // A second login with the same scopes: already connected, no browser.
+    let o = t.lab.cmd(["login", "acmeoauth", "--json"]).run().success();
+    assert!(o.stdout.contains("already_connected"), "{}", o.stdout);
+    // Nothing secret reached the CLI's output, the daemon's log or the
+    // vault file in the clear.
+    assert!(!out.contains("ATCANARY") && !out.contains("RTCANARY"));
+    let log = std::fs::read_to_string(t.lab.home.path("logs/authsome.log")).unwrap();
+    assert!(log.contains("OAuth login completed"), "{log}");
+    assert!(
+        !log.contains("ATCANARY") && !log.contains("RTCANARY") && !log.contains("CODE_"),
+        "{log}"
+    );
+    let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("CANARY"));
+}
+
+#[test]
+fn a_callback_from_another_issuer_is_refused() {
+    let t = oauth_lab("pkce");
+    t.auth.state.lock().unwrap().iss = Some("https://evil.test".into());
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("iss mismatch") || out.contains("another authorization server"),
+        "{out}"
+    );
+    assert_eq!(
+        t.auth.calls("token_code"),
+        0,
+        "no code exchange after a wrong iss"
+    );
+    // The right issuer is accepted.
+    let t = oauth_lab("pkce");
+    let iss = t.auth.base();
+    t.auth.state.lock().unwrap().iss = Some(iss);
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn device_flow_waits_through_pending_and_slow_down() {
+    let t = oauth_lab("device_code");
+    t.auth.state.lock().unwrap().device_script = ["pending", "slow_down", "token"].into();
+    let mut child = t.spawn(&["login", "acmeoauth", "--client-id", CLIENT_ID, "--json"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["action"], "device_code");
+    assert_eq!(v["user_code"], "WDJB-MJHT");
+    assert_eq!(v["verification_uri"], "https://auth.acme.test/device");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest}");
+    assert!(rest.contains("connected"), "{rest}");
+    let polls = t.auth.state.lock().unwrap().device_polls.clone();
+    assert_eq!(polls.len(), 3);
+    let gap = |i: usize| polls[i + 1].duration_since(polls[i]).as_secs_f64();
+    assert!(gap(0) >= 0.9, "interval honoured: {}", gap(0));
+    assert!(gap(1) >= 5.9, "slow_down adds 5 s: {}", gap(1));
+    assert_eq!(t.call_api("/device"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+}
+
+#[test]
+fn device_flow_stops_on_access_denied() {
+    let t = oauth_lab("device_code");
+    t.auth.state.lock().unwrap().device_script = ["denied"].into();
+    let out = t
+        .lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "--client-id",
+            CLIENT_ID,
+            "--flow",
+            "device",
+        ])
+        .env(
+            "AUTHSOME_RESOLVE",
+            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+        )
+        .run();
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("denied"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("WDJB-MJHT"),
+        "the code was shown: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn client_credentials_need_no_browser() {
+    let t = oauth_lab("client_credentials");
+    t.auth.state.lock().unwrap().client_secret = Some("CSCANARY_secret".into());
+    t.lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+        ])
+        .stdin("CSCANARY_secret\n")
+        .run()
+        .success()
+        .stderr_has("Connected");
+    assert_eq!(t.auth.calls("token_client_credentials"), 1);
+    assert_eq!(t.call_api("/cc"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+    // The client secret is stored encrypted.
+    let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("CSCANARY"));
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
+    let t = oauth_lab("pkce");
+    // The first token expires in 60 s: inside the 5-minute refresh window.
+    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    let out = t
+        .lab
+        .run_sh("seq 50 | xargs -P 50 -I{} curl -sS -o /dev/null -w '%{http_code}\\n' \"$URL/p{}\"")
+        .success();
+    assert_eq!(
+        out.stdout.lines().filter(|l| *l == "200").count(),
+        50,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(t.auth.calls("token_refresh"), 1, "exactly one refresh");
+    let recs = t.lab.up.records();
+    assert_eq!(recs.len(), 50);
+    for r in recs {
+        assert_eq!(
+            r.all("authorization"),
+            vec!["Bearer ATCANARY_2".to_string()]
+        );
+    }
+    assert_eq!(t.auth.calls("refresh_reuse"), 0);
+}
+
+#[test]
+fn a_rotated_refresh_token_survives_kill_9() {
+    let t = oauth_lab("pkce");
+    // Every token expires in 60 s, so every run refreshes.
+    t.auth.state.lock().unwrap().access_ttl = vec![60, 60, 60];
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.call_api("/one"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
+    let pid = t.lab.home.daemon().unwrap()["pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The restarted daemon refreshes with the rotated token RTCANARY_2; had
+    // it lost it, RTCANARY_1's reuse would revoke the family.
+    assert_eq!(t.call_api("/two"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_3".to_string()]);
+    assert_eq!(t.auth.calls("refresh_reuse"), 0);
+}
+
+#[test]
+fn invalid_grant_fails_closed_with_a_login_hint() {
+    let t = oauth_lab("pkce");
+    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    t.auth.state.lock().unwrap().fail_refresh_with = Some("invalid_grant");
+    let out = t
+        .lab
+        .run_sh("curl -sS -w '\\n%{http_code}' \"$URL/x\"")
+        .success();
+    assert!(out.stdout.trim_end().ends_with("401"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_credential_unavailable"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--force"), "{}", out.stdout);
+    assert!(t.lab.up.records().is_empty(), "nothing went upstream");
+    let list = t.lab.cmd(["list", "--json"]).run().success();
+    assert!(list.stdout.contains("\"expired\""), "{}", list.stdout);
+}
+
+#[test]
+fn revoke_tells_the_provider_and_removes_the_connections() {
+    let t = oauth_lab("pkce");
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    let o = t.lab.cmd(["revoke", "acmeoauth"]).run().success();
+    assert!(o.stderr.contains("revoked at the provider"), "{}", o.stderr);
+    let revoked = t.auth.state.lock().unwrap().revoked.clone();
+    assert_eq!(
+        revoked,
+        vec![
+            ("refresh_token".to_string(), "RTCANARY_1".to_string()),
+            ("access_token".to_string(), "ATCANARY_1".to_string())
+        ]
+    );
+    t.lab
+        .cmd(["list", "--json"])
+        .run()
+        .success()
+        .stdout_has("[]");
+}
