@@ -165,6 +165,25 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// From a provider definition, or (for providers that name only a
+    /// resource) from the endpoints discovered when the client registered.
+    pub fn for_client(def: &ProviderDef, client: &ClientInfo) -> Option<Endpoints> {
+        if def.oauth.is_some() {
+            return Endpoints::of(def, client.base_url.as_deref());
+        }
+        let d = client.endpoints.as_ref()?;
+        Some(Endpoints {
+            authorization: Some(d.authorization_endpoint.clone()),
+            token: d.token_endpoint.clone(),
+            device: None,
+            revocation: d.revocation_endpoint.clone(),
+            token_auth: TokenAuth::Body,
+            device_json: false,
+            scopes: Vec::new(),
+            authorization_params: Vec::new(),
+        })
+    }
+
     /// From a provider definition (`None` when it has no `oauth` block).
     pub fn of(def: &ProviderDef, base_url: Option<&str>) -> Option<Endpoints> {
         let o = def.oauth.as_ref()?;
@@ -631,6 +650,206 @@ pub async fn device_poll(
             }
         }
     }
+}
+
+// === discovery (RFC 9728, RFC 8414) and registration (RFC 7591) ===
+
+/// Authorization-server metadata, checked.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub endpoints: crate::credentials::oauth::DiscoveredEndpoints,
+    pub registration_endpoint: Option<String>,
+}
+
+async fn get_json(
+    http: &dyn OAuthHttp,
+    url: &str,
+) -> Result<Option<serde_json::Map<String, Value>>> {
+    let reply = http
+        .send(HttpRequest {
+            method: "GET",
+            url: url.to_string(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+        })
+        .await?;
+    if reply.status == 404 {
+        return Ok(None);
+    }
+    if !(200..300).contains(&reply.status) {
+        return Err(Error::invalid(
+            format!("{url} answered HTTP {}", reply.status),
+            None,
+        ));
+    }
+    match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        _ => Err(Error::invalid(
+            format!("{url} did not answer with a JSON object"),
+            None,
+        )),
+    }
+}
+
+fn https_field(m: &serde_json::Map<String, Value>, k: &str) -> Result<Option<String>> {
+    match str_field(m, k) {
+        None => Ok(None),
+        Some(u) if u.starts_with("https://") => Ok(Some(u)),
+        Some(_) => Err(Error::invalid(
+            format!("authorization-server metadata: `{k}` is not an https:// URL"),
+            None,
+        )),
+    }
+}
+
+/// Finds the authorization server of `resource` (an `https://host[:port]`
+/// origin): its protected-resource metadata names the issuer (else the
+/// resource is its own issuer), whose RFC 8414 metadata must name itself
+/// (`issuer` equal to the URL it was fetched for) and use https endpoints.
+pub async fn discover(http: &dyn OAuthHttp, resource: &str) -> Result<Metadata> {
+    let resource = resource.trim_end_matches('/');
+    let prm = get_json(
+        http,
+        &format!("{resource}/.well-known/oauth-protected-resource"),
+    )
+    .await?;
+    let issuer = prm
+        .as_ref()
+        .and_then(|m| m.get("authorization_servers"))
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.first())
+        .and_then(|v| v.as_str())
+        .map(|s| s.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| resource.to_string());
+    if !issuer.starts_with("https://") {
+        return Err(Error::invalid(
+            "the resource names a non-https authorization server",
+            None,
+        ));
+    }
+    let (origin, path) = match issuer["https://".len()..].find('/') {
+        Some(i) => issuer.split_at("https://".len() + i),
+        None => (issuer.as_str(), ""),
+    };
+    let mut meta = None;
+    for url in [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{issuer}/.well-known/openid-configuration"),
+    ] {
+        if let Some(m) = get_json(http, &url).await? {
+            meta = Some(m);
+            break;
+        }
+    }
+    let m = meta.ok_or_else(|| {
+        Error::invalid(
+            format!("{issuer} publishes no authorization-server metadata"),
+            Some("add `oauth` and `registration` blocks to the provider file".into()),
+        )
+    })?;
+    let named = str_field(&m, "issuer").unwrap_or_default();
+    if named.trim_end_matches('/') != issuer {
+        return Err(Error::invalid(
+            format!(
+                "authorization-server metadata names issuer `{}` but was fetched for `{issuer}`; refusing it (RFC 8414 §3.3)",
+                clean(&named)
+            ),
+            None,
+        ));
+    }
+    if let Some(methods) = m
+        .get("code_challenge_methods_supported")
+        .and_then(|v| v.as_array())
+        && !methods.iter().any(|v| v.as_str() == Some("S256"))
+    {
+        return Err(Error::invalid(
+            "the authorization server does not support PKCE with S256; refusing to log in without it",
+            None,
+        ));
+    }
+    let need = |k: &str| -> Result<String> {
+        https_field(&m, k)?.ok_or_else(|| {
+            Error::invalid(format!("authorization-server metadata has no `{k}`"), None)
+        })
+    };
+    Ok(Metadata {
+        endpoints: crate::credentials::oauth::DiscoveredEndpoints {
+            issuer: issuer.clone(),
+            authorization_endpoint: need("authorization_endpoint")?,
+            token_endpoint: need("token_endpoint")?,
+            revocation_endpoint: https_field(&m, "revocation_endpoint")?,
+        },
+        registration_endpoint: https_field(&m, "registration_endpoint")?,
+    })
+}
+
+/// A client registered with RFC 7591.
+#[derive(Debug)]
+pub struct Registered {
+    pub client_id: String,
+    pub client_secret: Option<Secret<String>>,
+    pub registration_access_token: Option<Secret<String>>,
+    pub registration_client_uri: Option<String>,
+}
+
+/// Registers this daemon as a client: only the loopback callback as
+/// redirect URI, authorization code + refresh token grants.
+pub async fn register(
+    http: &dyn OAuthHttp,
+    endpoint: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+) -> Result<Registered> {
+    let mut body = serde_json::json!({
+        "client_name": "authsome",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_post",
+    });
+    if !scopes.is_empty() {
+        body["scope"] = Value::String(scopes.join(" "));
+    }
+    let reply = http
+        .send(HttpRequest {
+            method: "POST",
+            url: endpoint.to_string(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: body.to_string().into_bytes(),
+        })
+        .await?;
+    let m = parse_body(&reply).ok_or_else(|| {
+        Error::invalid(
+            format!(
+                "the registration endpoint answered HTTP {} with an unreadable body",
+                reply.status
+            ),
+            None,
+        )
+    })?;
+    if let Some((code, desc)) = server_error(&m) {
+        return Err(Error::invalid(
+            format!(
+                "the provider refused to register authsome: {}",
+                describe(&code, &desc)
+            ),
+            None,
+        ));
+    }
+    let client_id = str_field(&m, "client_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::invalid("the registration answer has no client_id", None))?;
+    Ok(Registered {
+        client_id,
+        client_secret: str_field(&m, "client_secret")
+            .filter(|s| !s.is_empty())
+            .map(Secret::new),
+        registration_access_token: str_field(&m, "registration_access_token").map(Secret::new),
+        registration_client_uri: str_field(&m, "registration_client_uri"),
+    })
 }
 
 // === revocation ===

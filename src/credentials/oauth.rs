@@ -49,12 +49,25 @@ pub enum GrantError {
 }
 
 /// The OAuth client a grant uses.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ClientInfo {
     pub id: String,
     pub secret: Option<Secret<String>>,
     /// Instance base URL for self-hosted providers (`{base_url}` in endpoints).
     pub base_url: Option<String>,
+    /// Endpoints discovered at registration (providers that name only a resource).
+    pub endpoints: Option<DiscoveredEndpoints>,
+}
+
+/// Endpoints from authorization-server metadata (RFC 8414), stored with a
+/// registered client.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DiscoveredEndpoints {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Calls a provider's token and revocation endpoints. Blocking: called from
@@ -130,6 +143,10 @@ impl CredentialService {
                 id: c.client_id,
                 secret: c.client_secret,
                 base_url: c.base_url,
+                endpoints: c
+                    .endpoints
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str(e).ok()),
             }));
         }
         let reg = self.registry();
@@ -140,8 +157,7 @@ impl CredentialService {
             .and_then(|o| o.client_id.clone())
             .map(|id| ClientInfo {
                 id,
-                secret: None,
-                base_url: None,
+                ..ClientInfo::default()
             }))
     }
 
@@ -244,11 +260,7 @@ impl CredentialService {
         let reg = self.registry();
         let def = reg.require(&rec.provider)?.def.clone();
         let secrets = self.vault.read_secrets(&rec)?;
-        let client = self.oauth_client(&rec.provider)?.unwrap_or(ClientInfo {
-            id: String::new(),
-            secret: None,
-            base_url: None,
-        });
+        let client = self.oauth_client(&rec.provider)?.unwrap_or_default();
         let outcome = match &secrets.refresh_token {
             Some(rt) => endpoint.refresh(&def, &client, rt),
             None if def.flow == Flow::ClientCredentials => {
@@ -366,12 +378,17 @@ impl CredentialService {
             return ProviderNotice::NotSupported;
         };
         let def = entry.def.clone();
-        if def
+        let has_endpoint = def
             .oauth
             .as_ref()
             .and_then(|o| o.revocation_url.as_ref())
-            .is_none()
-        {
+            .is_some()
+            || self
+                .oauth_client(&rec.provider)
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.endpoints.is_some_and(|e| e.revocation_endpoint.is_some()));
+        if !has_endpoint {
             return ProviderNotice::NotSupported;
         }
         let Some(endpoint) = self.token_endpoint.get().cloned() else {
@@ -383,11 +400,7 @@ impl CredentialService {
         ) else {
             return ProviderNotice::Failed;
         };
-        let client = client.unwrap_or(ClientInfo {
-            id: String::new(),
-            secret: None,
-            base_url: None,
-        });
+        let client = client.unwrap_or_default();
         let mut notice = ProviderNotice::NotSupported;
         for (token, hint) in [
             (secrets.refresh_token.as_ref(), "refresh_token"),

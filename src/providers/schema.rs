@@ -418,7 +418,9 @@ impl ProviderDef {
                     "auth_type `api_key` needs an `api_key` block",
                 ));
             }
-            AuthType::Oauth2 if self.oauth.is_none() => {
+            // A `dcr_pkce` provider may name only its resource: the
+            // endpoints are then discovered (RFC 9728 + RFC 8414).
+            AuthType::Oauth2 if self.oauth.is_none() && self.flow != Flow::DcrPkce => {
                 return Err(DefError::new("auth_type `oauth2` needs an `oauth` block"));
             }
             _ => {}
@@ -452,10 +454,6 @@ impl ProviderDef {
                 "registration.registration_endpoint",
                 &r.registration_endpoint,
             )?;
-        } else if self.flow == Flow::DcrPkce {
-            return Err(DefError::new(
-                "flow `dcr_pkce` needs a `registration` block",
-            ));
         }
         for (env, role) in &self.export {
             if env.is_empty()

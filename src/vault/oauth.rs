@@ -59,6 +59,8 @@ pub struct OAuthClient {
     /// RFC 7592 management URI and token, from registration.
     pub registration_client_uri: Option<String>,
     pub registration_access_token: Option<Secret<String>>,
+    /// Discovered endpoints (JSON), for providers that name only a resource.
+    pub endpoints: Option<String>,
 }
 
 impl Vault {
@@ -115,11 +117,11 @@ impl Vault {
         let conn = self.conn()?;
         conn.execute(
             "INSERT INTO oauth_clients (provider, client_id, source, base_url, registration_client_uri, \
-             key_version, client_secret, registration_access_token, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+             key_version, client_secret, registration_access_token, created_at, updated_at, endpoints) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) \
              ON CONFLICT (provider) DO UPDATE SET client_id = ?2, source = ?3, base_url = ?4, \
              registration_client_uri = ?5, key_version = ?6, client_secret = ?7, \
-             registration_access_token = ?8, updated_at = ?9",
+             registration_access_token = ?8, updated_at = ?9, endpoints = ?10",
             params![
                 c.provider,
                 c.client_id,
@@ -129,7 +131,8 @@ impl Vault {
                 self.key_version,
                 secret,
                 rat,
-                now
+                now,
+                c.endpoints
             ],
         )
         .map_err(|e| Error::db(format!("cannot store the OAuth client of {}", c.provider), e))?;
@@ -146,12 +149,13 @@ impl Vault {
             u32,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
+            Option<String>,
         );
         let conn = self.conn()?;
         let row: Option<Row> = conn
             .query_row(
                 "SELECT client_id, source, base_url, registration_client_uri, key_version, \
-                 client_secret, registration_access_token FROM oauth_clients WHERE provider = ?1",
+                 client_secret, registration_access_token, endpoints FROM oauth_clients WHERE provider = ?1",
                 [provider],
                 |r| {
                     Ok((
@@ -162,13 +166,14 @@ impl Vault {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| Error::db("cannot read an OAuth client", e))?;
         drop(conn);
-        let Some((client_id, source, base_url, uri, kv, secret, rat)) = row else {
+        let Some((client_id, source, base_url, uri, kv, secret, rat, endpoints)) = row else {
             return Ok(None);
         };
         Ok(Some(OAuthClient {
@@ -183,6 +188,7 @@ impl Vault {
             registration_access_token: rat
                 .map(|b| self.open_client_field(provider, "registration_access_token", kv, &b))
                 .transpose()?,
+            endpoints,
         }))
     }
 
@@ -315,6 +321,7 @@ mod tests {
             base_url: None,
             registration_client_uri: Some("https://as.test/reg/1".into()),
             registration_access_token: Some(s("RATCANARY_1")),
+            endpoints: None,
         })
         .unwrap();
         let c = v.get_oauth_client("github").unwrap().unwrap();

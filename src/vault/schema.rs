@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_audit.sql"),
     include_str!("migrations/0003_oauth.sql"),
+    include_str!("migrations/0004_oauth_endpoints.sql"),
 ];
 
 /// The schema version this build writes.

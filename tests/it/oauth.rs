@@ -365,3 +365,93 @@ fn revoke_tells_the_provider_and_removes_the_connections() {
         .success()
         .stdout_has("[]");
 }
+
+/// An MCP-style provider that names only its resource.
+fn mcp_lab() -> OAuthLab {
+    let lab = Lab::bare();
+    let auth = AuthServer::start();
+    *lab.up.resource_metadata.lock().unwrap() = Some(
+        serde_json::json!({
+            "resource": format!("https://api.acme.test:{}", lab.up.port),
+            "authorization_servers": [auth.base()],
+        })
+        .to_string(),
+    );
+    lab.provider_json(
+        "mcpacme",
+        &format!(
+            r#"{{"name":"mcpacme","type":"mcp","auth_type":"oauth2","flow":"dcr_pkce","api_url":["api.acme.test:{}"]}}"#,
+            lab.up.port
+        ),
+    );
+    OAuthLab { lab, auth }
+}
+
+impl OAuthLab {
+    fn login_dcr(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["login", "mcpacme", "--no-browser", "--json"];
+        args.extend(extra);
+        let mut child = self.spawn(&args);
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&first)
+            && let Some(url) = v["url"].as_str()
+        {
+            self.browser(url);
+        }
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (
+            child.wait().unwrap().code().unwrap_or(-1),
+            first + &rest + &err,
+        )
+    }
+}
+
+#[test]
+fn dynamic_client_registration_discovers_registers_and_reuses() {
+    let t = mcp_lab();
+    let (code, out) = t.login_dcr(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.auth.calls("register"), 1);
+    assert_eq!(t.auth.calls("metadata"), 1);
+    let body = t.auth.state.lock().unwrap().registration_bodies[0].clone();
+    assert_eq!(
+        body["redirect_uris"][0],
+        format!("{}/auth/callback/oauth", t.lab.home.daemon_url())
+    );
+    assert_eq!(
+        body["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    // The registered client authenticates at the token endpoint (its secret
+    // was stored encrypted) and the proxy injects the token.
+    assert_eq!(t.auth.calls("token_code"), 1);
+    assert_eq!(t.auth.calls("token_bad_client"), 0);
+    assert_eq!(t.call_api("/mcp"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+    let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
+    let db = String::from_utf8_lossy(&db);
+    assert!(!db.contains("CSCANARY") && !db.contains("RATCANARY"));
+    // The next login reuses the client.
+    let (code, out) = t.login_dcr(&["--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.auth.calls("register"), 1, "registered once");
+    assert_eq!(t.auth.calls("token_code"), 2);
+}
+
+#[test]
+fn metadata_naming_another_issuer_is_refused() {
+    let t = mcp_lab();
+    t.auth.state.lock().unwrap().wrong_issuer = true;
+    let (code, out) = t.login_dcr(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("RFC 8414") && out.contains("evil.test"),
+        "{out}"
+    );
+    assert_eq!(t.auth.calls("register"), 0);
+}

@@ -93,6 +93,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         base_url: req.base_url.clone(),
         registration_client_uri: None,
         registration_access_token: None,
+        endpoints: None,
     });
     let want = scopes.clone();
     let (client, connected) = state
@@ -121,6 +122,17 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
             now,
         )?);
     }
+    let redirect_uri = format!(
+        "{}/auth/callback/oauth",
+        state.info.base_url.trim_end_matches('/')
+    );
+    let client = match client {
+        Some(c) => Some(c),
+        None if flow == Flow::DcrPkce => {
+            Some(register_client(state, &def, &redirect_uri, &scopes).await?)
+        }
+        None => None,
+    };
     let Some(client) = client else {
         return Err(Error::invalid(
             format!("no OAuth client is configured for `{}`", req.provider),
@@ -131,7 +143,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         )
         .into());
     };
-    let Some(ep) = Endpoints::of(&def, client.base_url.as_deref()) else {
+    let Some(ep) = Endpoints::for_client(&def, &client) else {
         return Err(
             Error::invalid(format!("provider `{}` has no oauth block", def.name), None).into(),
         );
@@ -204,10 +216,6 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         Flow::Pkce | Flow::DcrPkce => {
             let pkce = oauth::new_pkce()?;
             let st = oauth::new_state()?;
-            let redirect_uri = format!(
-                "{}/auth/callback/oauth",
-                state.info.base_url.trim_end_matches('/')
-            );
             let url = oauth::authorize_url(
                 &ep,
                 &client.id,
@@ -216,7 +224,11 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 &pkce.challenge,
                 &scopes,
             )?;
-            let issuer = ep.expected_issuer();
+            let issuer = client
+                .endpoints
+                .as_ref()
+                .map(|d| d.issuer.clone())
+                .or_else(|| ep.expected_issuer());
             let pending = PendingOAuth {
                 redirect_uri,
                 verifier: pkce.verifier,
@@ -244,6 +256,90 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
             "this provider does not sign in with OAuth",
         )),
     }
+}
+
+/// `https://host[:port]` of the provider's first exact host: the resource
+/// whose metadata names its authorization server.
+fn resource_origin(def: &ProviderDef) -> Option<String> {
+    def.rules.iter().find_map(|r| match &r.host {
+        crate::providers::HostPattern::Exact(h) => Some(match r.port {
+            Some(p) if p != 443 => format!("https://{h}:{p}"),
+            _ => format!("https://{h}"),
+        }),
+        crate::providers::HostPattern::Suffix(_) => None,
+    })
+}
+
+/// Dynamic client registration (RFC 7591): discovers the authorization
+/// server when the provider file names only the resource, registers this
+/// daemon with the loopback callback as its one redirect URI, and stores the
+/// client (secret and registration token encrypted) for the next login.
+async fn register_client(
+    state: &AppState,
+    def: &ProviderDef,
+    redirect_uri: &str,
+    scopes: &[String],
+) -> Result<ClientInfo, ApiError> {
+    let http = state.oauth.as_ref();
+    let (endpoint, discovered) = match (&def.registration, &def.oauth) {
+        (Some(r), Some(_)) => (r.registration_endpoint.clone(), None),
+        (file_reg, _) => {
+            let resource = resource_origin(def).ok_or_else(|| {
+                Error::invalid(format!("provider `{}` names no exact host to discover its authorization server from", def.name), None)
+            })?;
+            let md = oauth::discover(http, &resource).await.map_err(reach)?;
+            let endpoint = md
+                .registration_endpoint
+                .clone()
+                .or_else(|| file_reg.as_ref().map(|r| r.registration_endpoint.clone()))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!(
+                            "{} offers no dynamic client registration",
+                            md.endpoints.issuer
+                        ),
+                        Some(format!(
+                            "register an app there and run `authsome login {} --client-id ID`",
+                            def.name
+                        )),
+                    )
+                })?;
+            (endpoint, Some(md.endpoints))
+        }
+    };
+    let reg = oauth::register(http, &endpoint, redirect_uri, scopes)
+        .await
+        .map_err(reach)?;
+    let stored = OAuthClient {
+        provider: def.name.clone(),
+        client_id: reg.client_id.clone(),
+        client_secret: reg.client_secret.as_ref().map(Secret::duplicate),
+        source: ClientSource::Registration,
+        base_url: None,
+        registration_client_uri: reg.registration_client_uri,
+        registration_access_token: reg.registration_access_token,
+        endpoints: discovered
+            .as_ref()
+            .and_then(|d| serde_json::to_string(d).ok()),
+    };
+    state.run(move |svc| svc.put_oauth_client(&stored)).await?;
+    tracing::info!(provider = %def.name, "registered an OAuth client (RFC 7591)");
+    state
+        .audit(
+            "oauth.client.register",
+            Some(def.name.clone()),
+            None,
+            None,
+            "ok",
+            json!({"discovered": discovered.is_some()}),
+        )
+        .await;
+    Ok(ClientInfo {
+        id: reg.client_id,
+        secret: reg.client_secret,
+        base_url: None,
+        endpoints: discovered,
+    })
 }
 
 /// Stores the tokens, makes the proxy see them, records the login.

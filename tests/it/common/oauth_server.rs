@@ -37,6 +37,13 @@ pub struct AsState {
     dead_families: HashSet<u32>,
     next: u32,
     next_code: u32,
+    /// `https://auth.acme.test:PORT`, set at start.
+    pub issuer: String,
+    /// Metadata names another issuer than the one asked for.
+    pub wrong_issuer: bool,
+    /// Registered clients: id → secret.
+    pub registered: HashMap<String, String>,
+    pub registration_bodies: Vec<serde_json::Value>,
 }
 
 pub struct AuthServer {
@@ -103,6 +110,9 @@ impl AsState {
                 form.get("client_secret").cloned(),
             ),
         };
+        if let Some(s) = id.as_ref().and_then(|i| self.registered.get(i)) {
+            return secret.as_deref() == Some(s.as_str());
+        }
         id.as_deref() == Some(CLIENT_ID)
             && (self.client_secret.is_none() || secret == self.client_secret)
     }
@@ -120,7 +130,10 @@ impl AsState {
                 *self.calls.entry("authorize").or_default() += 1;
                 let q = pairs(query);
                 let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
-                if q.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+                let known = q
+                    .get("client_id")
+                    .is_some_and(|c| c == CLIENT_ID || self.registered.contains_key(c));
+                if !known
                     || q.get("response_type").map(String::as_str) != Some("code")
                     || q.get("code_challenge_method").map(String::as_str) != Some("S256")
                     || q.get("code_challenge").is_none_or(|c| c.len() != 43)
@@ -228,6 +241,47 @@ impl AsState {
                     }),
                 )
             }
+            ("GET", "/.well-known/oauth-authorization-server") => {
+                *self.calls.entry("metadata").or_default() += 1;
+                let b = self.issuer.clone();
+                json(
+                    200,
+                    serde_json::json!({
+                        "issuer": if self.wrong_issuer { "https://evil.test".to_string() } else { b.clone() },
+                        "authorization_endpoint": format!("{b}/authorize"),
+                        "token_endpoint": format!("{b}/token"),
+                        "registration_endpoint": format!("{b}/register"),
+                        "revocation_endpoint": format!("{b}/revoke"),
+                        "code_challenge_methods_supported": ["S256"],
+                    }),
+                )
+            }
+            ("POST", "/register") => {
+                *self.calls.entry("register").or_default() += 1;
+                let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                let ok = v["redirect_uris"].as_array().is_some_and(|a| {
+                    a.len() == 1
+                        && a[0]
+                            .as_str()
+                            .is_some_and(|u| u.starts_with("http://127.0.0.1:"))
+                });
+                self.registration_bodies.push(v);
+                if !ok {
+                    return err("invalid_redirect_uri");
+                }
+                let n = self.registered.len() + 1;
+                let (id, secret) = (format!("dcr-client-{n}"), format!("CSCANARY_dcr_{n}"));
+                self.registered.insert(id.clone(), secret.clone());
+                json(
+                    201,
+                    serde_json::json!({
+                        "client_id": id,
+                        "client_secret": secret,
+                        "registration_access_token": format!("RATCANARY_{n}"),
+                        "registration_client_uri": format!("{}/register/{n}", self.issuer),
+                    }),
+                )
+            }
             ("POST", "/revoke") => {
                 *self.calls.entry("revoke").or_default() += 1;
                 let f = pairs(body);
@@ -317,8 +371,10 @@ impl AuthServer {
                 }
             });
         });
+        let port = rx.recv().unwrap();
+        state.lock().unwrap().issuer = format!("https://auth.acme.test:{port}");
         AuthServer {
-            port: rx.recv().unwrap(),
+            port,
             state,
             stop: Some(stop_tx),
             thread: Some(thread),

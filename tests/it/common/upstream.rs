@@ -44,6 +44,8 @@ pub struct Upstream {
     pub port: u16,
     pub http_port: u16,
     records: Arc<Mutex<Vec<Record>>>,
+    /// The body of `/.well-known/oauth-protected-resource` (RFC 9728), if any.
+    pub resource_metadata: Arc<Mutex<Option<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -58,7 +60,17 @@ async fn answer(
     req: Request<Incoming>,
     tls: bool,
     records: Arc<Mutex<Vec<Record>>>,
+    prm: Arc<Mutex<Option<String>>>,
 ) -> Response<Body> {
+    if req.uri().path() == "/.well-known/oauth-protected-resource" {
+        return match prm.lock().unwrap().clone() {
+            Some(b) => Response::builder()
+                .header("content-type", "application/json")
+                .body(full(b))
+                .unwrap(),
+            None => Response::builder().status(404).body(full("")).unwrap(),
+        };
+    }
     let rec = Record {
         tls,
         method: req.method().to_string(),
@@ -193,6 +205,8 @@ pub fn tls_config() -> Arc<rustls::ServerConfig> {
 impl Upstream {
     pub fn start() -> Upstream {
         let records = Arc::new(Mutex::new(Vec::new()));
+        let prm: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let prm_t = prm.clone();
         let (ports_tx, ports_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let recs = records.clone();
@@ -210,6 +224,7 @@ impl Upstream {
                     .unwrap();
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
                 let r1 = recs.clone();
+                let p1 = prm_t.clone();
                 let tls_loop = async move {
                     loop {
                         let Ok((tcp, _)) = tls_l.accept().await else {
@@ -217,14 +232,15 @@ impl Upstream {
                         };
                         let acceptor = acceptor.clone();
                         let r = r1.clone();
+                        let p = p1.clone();
                         tokio::spawn(async move {
                             let Ok(tls) = acceptor.accept(tcp).await else {
                                 return;
                             };
                             let svc = hyper::service::service_fn(move |req| {
-                                let r = r.clone();
+                                let (r, p) = (r.clone(), p.clone());
                                 async move {
-                                    Ok::<_, std::convert::Infallible>(answer(req, true, r).await)
+                                    Ok::<_, std::convert::Infallible>(answer(req, true, r, p).await)
                                 }
                             });
                             let _ = Builder::new(TokioExecutor::new())
@@ -234,17 +250,21 @@ impl Upstream {
                     }
                 };
                 let r2 = recs.clone();
+                let p2 = prm_t.clone();
                 let http_loop = async move {
                     loop {
                         let Ok((tcp, _)) = http_l.accept().await else {
                             continue;
                         };
                         let r = r2.clone();
+                        let p = p2.clone();
                         tokio::spawn(async move {
                             let svc = hyper::service::service_fn(move |req| {
-                                let r = r.clone();
+                                let (r, p) = (r.clone(), p.clone());
                                 async move {
-                                    Ok::<_, std::convert::Infallible>(answer(req, false, r).await)
+                                    Ok::<_, std::convert::Infallible>(
+                                        answer(req, false, r, p).await,
+                                    )
                                 }
                             });
                             let _ = Builder::new(TokioExecutor::new())
@@ -265,6 +285,7 @@ impl Upstream {
             port: a.port(),
             http_port: b.port(),
             records,
+            resource_metadata: prm,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
