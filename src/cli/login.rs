@@ -205,6 +205,16 @@ fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Resul
         std::io::stdin()
             .read_to_string(&mut secret)
             .context("cannot read the client secret from standard input")?;
+        if secret.trim().is_empty() {
+            return Err(Error::invalid(
+                "the client secret is empty",
+                Some(
+                    "pipe it in: `printf %s \"$SECRET\" | authsome login … --client-secret-stdin`"
+                        .into(),
+                ),
+            )
+            .into());
+        }
     }
     let mut body = json!({
         "provider": args.provider,

@@ -455,3 +455,92 @@ fn metadata_naming_another_issuer_is_refused() {
     );
     assert_eq!(t.auth.calls("register"), 0);
 }
+
+#[test]
+fn basic_client_authentication_and_requested_scopes() {
+    let lab = Lab::bare();
+    let auth = AuthServer::start();
+    auth.state.lock().unwrap().client_secret = Some("CSCANARY_basic".into());
+    let b = auth.base();
+    lab.provider_json(
+        "acmebasic",
+        &format!(
+            r#"{{"name":"acmebasic","auth_type":"oauth2","flow":"pkce","api_url":["api.acme.test:{}"],"oauth":{{"authorization_url":"{b}/authorize","token_url":"{b}/token","token_auth":"basic","scopes":["read","write"]}}}}"#,
+            lab.up.port
+        ),
+    );
+    let t = OAuthLab { lab, auth };
+    // An empty secret on stdin is refused before anything is sent.
+    let o = t
+        .lab
+        .cmd([
+            "login",
+            "acmebasic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+        ])
+        .stdin("\n")
+        .run()
+        .code(4);
+    assert!(o.stderr.contains("client secret is empty"), "{}", o.stderr);
+    let mut child = Command::new(crate::common::bin())
+        .args([
+            "login",
+            "acmebasic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+            "--scopes",
+            "read",
+            "--no-browser",
+            "--json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("AUTHSOME_HOME", &t.lab.home.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .env(
+            "AUTHSOME_RESOLVE",
+            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+        )
+        .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"CSCANARY_basic\n")
+            .unwrap();
+    }
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    t.browser(v["url"].as_str().unwrap());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        t.auth.calls("basic_auth") >= 1,
+        "the client authenticated with HTTP Basic"
+    );
+    assert_eq!(t.auth.calls("token_bad_client"), 0);
+    assert_eq!(
+        t.auth
+            .state
+            .lock()
+            .unwrap()
+            .authorize_scopes
+            .last()
+            .unwrap(),
+        "read"
+    );
+    assert_eq!(t.call_api("/basic"), "200");
+}

@@ -44,6 +44,8 @@ pub struct AsState {
     /// Registered clients: id → secret.
     pub registered: HashMap<String, String>,
     pub registration_bodies: Vec<serde_json::Value>,
+    /// `scope` of each authorization request.
+    pub authorize_scopes: Vec<String>,
 }
 
 pub struct AuthServer {
@@ -102,7 +104,17 @@ impl AsState {
         v
     }
 
-    fn client_ok(&self, form: &HashMap<String, String>, basic: Option<(String, String)>) -> bool {
+    fn client_ok(
+        &mut self,
+        form: &HashMap<String, String>,
+        basic: Option<(String, String)>,
+    ) -> bool {
+        if basic.is_some() {
+            *self.calls.entry("basic_auth").or_default() += 1;
+            if form.contains_key("client_secret") {
+                return false;
+            }
+        }
         let (id, secret) = match basic {
             Some((i, s)) => (Some(i), Some(s)),
             None => (
@@ -143,6 +155,8 @@ impl AsState {
                     return err("invalid_request");
                 }
                 self.redirect_uris.push(redirect.clone());
+                self.authorize_scopes
+                    .push(q.get("scope").cloned().unwrap_or_default());
                 self.next_code += 1;
                 let code = format!("CODE_{}", self.next_code);
                 self.codes.insert(
