@@ -105,6 +105,9 @@ pub struct PendingOAuth {
     pub scopes: Vec<String>,
     /// The `iss` an RFC 9207 response must carry, when it carries one.
     pub issuer: Option<String>,
+    /// True when `issuer` came from metadata (compared exactly); otherwise
+    /// it is the authorization endpoint's origin and `iss` must share it.
+    pub issuer_exact: bool,
     pub force: bool,
 }
 

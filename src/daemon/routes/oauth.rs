@@ -224,11 +224,9 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 &pkce.challenge,
                 &scopes,
             )?;
-            let issuer = client
-                .endpoints
-                .as_ref()
-                .map(|d| d.issuer.clone())
-                .or_else(|| ep.expected_issuer());
+            let discovered = client.endpoints.as_ref().map(|d| d.issuer.clone());
+            let issuer_exact = discovered.is_some();
+            let issuer = discovered.or_else(|| ep.expected_issuer());
             let pending = PendingOAuth {
                 redirect_uri,
                 verifier: pkce.verifier,
@@ -236,6 +234,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 endpoints: ep,
                 scopes,
                 issuer,
+                issuer_exact,
                 force: req.force,
             };
             let view = state.sessions.create_waiting(
@@ -256,6 +255,21 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
             "this provider does not sign in with OAuth",
         )),
     }
+}
+
+/// RFC 9207: with metadata, `iss` must be the issuer exactly; without, it
+/// must be on the authorization endpoint's origin (issuers may carry a path,
+/// like a tenant).
+fn issuer_matches(iss: &str, expected: &str, exact: bool) -> bool {
+    let iss = iss.trim_end_matches('/');
+    let expected = expected.trim_end_matches('/');
+    if exact {
+        return iss == expected;
+    }
+    iss == expected
+        || iss
+            .strip_prefix(expected)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `https://host[:port]` of the provider's first exact host: the resource
@@ -478,7 +492,7 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
         ));
     }
     if let (Some(iss), Some(expected)) = (get("iss"), pending.issuer.as_deref())
-        && iss.trim_end_matches('/') != expected.trim_end_matches('/')
+        && !issuer_matches(&iss, expected, pending.issuer_exact)
     {
         tracing::warn!(provider = %view.provider, "OAuth callback from another issuer refused");
         return fail(Error::invalid(
@@ -537,4 +551,39 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
             escape(&view.connection)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuer_matches;
+
+    #[test]
+    fn issuer_comparison() {
+        assert!(issuer_matches("https://as.test", "https://as.test", true));
+        assert!(!issuer_matches(
+            "https://as.test/t1",
+            "https://as.test",
+            true
+        ));
+        assert!(issuer_matches(
+            "https://as.test/t1/v2.0",
+            "https://as.test",
+            false
+        ));
+        assert!(!issuer_matches(
+            "https://as.test.evil.test",
+            "https://as.test",
+            false
+        ));
+        assert!(!issuer_matches(
+            "https://evil.test",
+            "https://as.test",
+            false
+        ));
+        assert!(!issuer_matches(
+            "https://as.testx/",
+            "https://as.test",
+            false
+        ));
+    }
 }
