@@ -108,6 +108,12 @@ pub struct PendingOAuth {
     /// True when `issuer` came from metadata (compared exactly); otherwise
     /// it is the authorization endpoint's origin and `iss` must share it.
     pub issuer_exact: bool,
+    /// The server promised `iss` in its responses (RFC 9207 metadata): a
+    /// response without it is refused.
+    pub iss_required: bool,
+    /// A client given with `--client-id`, stored once the login succeeds
+    /// (so a failed login never replaces the client other connections use).
+    pub new_client: Option<crate::credentials::oauth::OAuthClient>,
     pub force: bool,
 }
 

@@ -359,10 +359,10 @@ async fn token_request(
         return Err(if code == "invalid_grant" {
             GrantError::InvalidGrant(msg)
         } else {
-            GrantError::Other(Error::invalid(
-                format!("the provider refused the {what}: {msg}"),
-                None,
-            ))
+            GrantError::Refused {
+                code,
+                message: format!("the provider refused the {what}: {msg}"),
+            }
         });
     }
     if !(200..300).contains(&reply.status) {
@@ -393,6 +393,7 @@ fn flat(e: GrantError) -> Error {
         GrantError::InvalidGrant(m) => {
             Error::invalid(format!("the provider refused the grant: {m}"), None)
         }
+        GrantError::Refused { message, .. } => Error::invalid(message, None),
         GrantError::Other(e) => e,
     }
 }
@@ -594,10 +595,10 @@ pub async fn device_poll(
                     ));
                 }
                 Some(m) => match server_error(&m) {
-                    Some((code, desc)) => Err(GrantError::Other(Error::invalid(
-                        describe(&code, &desc),
-                        Some(code),
-                    ))),
+                    Some((code, desc)) => Err(GrantError::Refused {
+                        message: describe(&code, &desc),
+                        code,
+                    }),
                     None => match str_field(&m, "access_token") {
                         Some(a) => Ok(Tokens {
                             access_token: Secret::new(a),
@@ -629,26 +630,25 @@ pub async fn device_poll(
     match r {
         Ok(t) => DevicePoll::Done(t),
         Err(GrantError::InvalidGrant(m)) => DevicePoll::Stop(Error::invalid(m, None)),
-        Err(GrantError::Other(e)) => {
-            let text = e.to_string();
-            if text.contains("authorization_pending") {
-                DevicePoll::Pending
-            } else if text.contains("slow_down") {
-                DevicePoll::SlowDown
-            } else if text.contains("access_denied") {
-                DevicePoll::Stop(Error::invalid(
-                    "the login was denied at the provider",
-                    Some("run `authsome login` again and approve the request".into()),
-                ))
-            } else if text.contains("expired_token") {
-                DevicePoll::Stop(Error::invalid(
-                    "the device code expired before the login was approved",
-                    Some("run `authsome login` again".into()),
-                ))
-            } else {
-                DevicePoll::Stop(e)
-            }
+        Err(GrantError::Refused { code, message }) => match code.as_str() {
+            "authorization_pending" => DevicePoll::Pending,
+            "slow_down" => DevicePoll::SlowDown,
+            "access_denied" => DevicePoll::Stop(Error::invalid(
+                "the login was denied at the provider",
+                Some("run `authsome login` again and approve the request".into()),
+            )),
+            "expired_token" => DevicePoll::Stop(Error::invalid(
+                "the device code expired before the login was approved",
+                Some("run `authsome login` again".into()),
+            )),
+            _ => DevicePoll::Stop(Error::invalid(message, None)),
+        },
+        // A network hiccup: ask again at the next interval.
+        Err(GrantError::Other(e)) if e.kind() == crate::error::ErrorKind::Io => {
+            tracing::debug!(error = %e, "device poll failed; retrying");
+            DevicePoll::Pending
         }
+        Err(GrantError::Other(e)) => DevicePoll::Stop(e),
     }
 }
 
@@ -778,6 +778,10 @@ pub async fn discover(http: &dyn OAuthHttp, resource: &str) -> Result<Metadata> 
             authorization_endpoint: need("authorization_endpoint")?,
             token_endpoint: need("token_endpoint")?,
             revocation_endpoint: https_field(&m, "revocation_endpoint")?,
+            iss_parameter: m
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         },
         registration_endpoint: https_field(&m, "registration_endpoint")?,
     })
@@ -932,8 +936,15 @@ impl std::fmt::Debug for BlockingEndpoint {
 }
 
 fn endpoints(def: &ProviderDef, client: &ClientInfo) -> Result<Endpoints> {
-    Endpoints::of(def, client.base_url.as_deref())
-        .ok_or_else(|| Error::invalid(format!("provider `{}` has no oauth block", def.name), None))
+    Endpoints::for_client(def, client).ok_or_else(|| {
+        Error::invalid(
+            format!(
+                "provider `{}` has no oauth block and no discovered endpoints",
+                def.name
+            ),
+            None,
+        )
+    })
 }
 
 impl crate::credentials::oauth::TokenEndpoint for BlockingEndpoint {

@@ -281,8 +281,10 @@ fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Resul
                     super::printer::sanitize(code)
                 ));
             }
+            // Only an https:// page is opened (never file:, smb: or a custom scheme).
             if let Some(c) = complete
                 && !args.no_browser
+                && c.starts_with("https://")
             {
                 open_browser(c);
             }

@@ -24,7 +24,7 @@ use super::{CredentialService, REFRESH_WINDOW_SECS};
 use crate::error::{Error, Result};
 use crate::providers::{AuthType, Flow, ProviderDef};
 use crate::secret::Secret;
-use crate::vault::oauth::OAuthClient;
+pub use crate::vault::oauth::{ClientSource, OAuthClient};
 use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection, now_unix};
 
 /// Tokens from a token endpoint.
@@ -44,6 +44,8 @@ pub struct Tokens {
 pub enum GrantError {
     /// The server answered `invalid_grant`: the refresh token is dead.
     InvalidGrant(String),
+    /// Another OAuth error answer (`code` is the server's `error`).
+    Refused { code: String, message: String },
     /// Anything else (network, 5xx, malformed answer): may be temporary.
     Other(Error),
 }
@@ -68,6 +70,9 @@ pub struct DiscoveredEndpoints {
     pub token_endpoint: String,
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
+    /// The server sends `iss` in authorization responses (RFC 9207 §3).
+    #[serde(default)]
+    pub iss_parameter: bool,
 }
 
 /// Calls a provider's token and revocation endpoints. Blocking: called from
@@ -97,9 +102,16 @@ pub trait TokenEndpoint: Send + Sync + 'static {
     ) -> Result<()>;
 }
 
-/// Per-connection refresh locks.
+/// Per-connection refresh locks, and when a refresh last failed (so a
+/// provider outage is not retried on every request while the token lasts).
 #[derive(Debug, Default)]
-pub struct RefreshLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+pub struct RefreshLocks(
+    Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    Mutex<HashMap<String, std::time::Instant>>,
+);
+
+/// How long a failed refresh is not retried while the token is still valid.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl RefreshLocks {
     fn get(&self, id: &str) -> Arc<Mutex<()>> {
@@ -109,6 +121,25 @@ impl RefreshLocks {
             .entry(id.to_string())
             .or_default()
             .clone()
+    }
+
+    fn failed(&self, key: &str) {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), std::time::Instant::now());
+    }
+
+    fn recently_failed(&self, key: &str) -> bool {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -241,7 +272,14 @@ impl CredentialService {
         let Some(endpoint) = self.token_endpoint.get().cloned() else {
             return Ok(rec);
         };
-        let lock = self.refresh_locks.get(&rec.id);
+        // Keyed by name, not row id: a forced re-login replaces the row.
+        let key = format!("{}\0{}", rec.provider, rec.name);
+        if rec.expires_at.is_some_and(|e| e > now_unix())
+            && self.refresh_locks.recently_failed(&key)
+        {
+            return Ok(rec);
+        }
+        let lock = self.refresh_locks.get(&key);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         // Someone else may have refreshed while we waited.
         let Some(rec) = self.vault.find_connection(&rec.provider, &rec.name)? else {
@@ -273,7 +311,10 @@ impl CredentialService {
         };
         match outcome {
             Ok(tokens) => {
-                let exp = expires_at(&tokens);
+                self.refresh_locks.succeeded(&key);
+                // A refresh answer without expires_in keeps a lifetime (an
+                // hour) rather than making the token look eternal.
+                let exp = expires_at(&tokens).or(Some(now_unix() + 3600));
                 let stored = self.vault.update_tokens(
                     &rec,
                     secrets.refresh_token.as_ref(),
@@ -307,7 +348,23 @@ impl CredentialService {
                     )),
                 ))
             }
+            Err(GrantError::Refused { message, .. }) => {
+                self.refresh_locks.failed(&key);
+                if rec.expires_at.is_some_and(|x| x > now_unix()) {
+                    tracing::warn!(provider = %rec.provider, %message, "refresh refused; the current token is still valid");
+                    Ok(rec)
+                } else {
+                    Err(Error::invalid(
+                        format!("cannot refresh the `{}` token: {message}", rec.provider),
+                        Some(format!(
+                            "authsome login {} --connection {} --force",
+                            rec.provider, rec.name
+                        )),
+                    ))
+                }
+            }
             Err(GrantError::Other(e)) => {
+                self.refresh_locks.failed(&key);
                 if rec.expires_at.is_some_and(|x| x > now_unix()) {
                     tracing::warn!(provider = %rec.provider, error = %e, "refresh failed; the current token is still valid");
                     Ok(rec)

@@ -414,6 +414,9 @@ impl OAuthLab {
 #[test]
 fn dynamic_client_registration_discovers_registers_and_reuses() {
     let t = mcp_lab();
+    // The first token is inside the refresh window: the first proxied
+    // request refreshes it through the discovered token endpoint.
+    t.auth.state.lock().unwrap().access_ttl = vec![60];
     let (code, out) = t.login_dcr(&[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(t.auth.calls("register"), 1);
@@ -432,7 +435,8 @@ fn dynamic_client_registration_discovers_registers_and_reuses() {
     assert_eq!(t.auth.calls("token_code"), 1);
     assert_eq!(t.auth.calls("token_bad_client"), 0);
     assert_eq!(t.call_api("/mcp"), "200");
-    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
+    assert_eq!(t.auth.calls("token_refresh"), 1);
     let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
     let db = String::from_utf8_lossy(&db);
     assert!(!db.contains("CSCANARY") && !db.contains("RATCANARY"));

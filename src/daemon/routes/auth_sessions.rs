@@ -24,7 +24,7 @@ use crate::providers::AuthType;
 use crate::secret::Secret;
 use crate::vault::now_unix;
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     provider: String,
@@ -45,6 +45,21 @@ pub struct CreateRequest {
     /// OAuth: the instance URL of a self-hosted provider (`{base_url}`).
     #[serde(default)]
     base_url: Option<String>,
+}
+
+impl std::fmt::Debug for CreateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateRequest")
+            .field("provider", &self.provider)
+            .field("connection", &self.connection)
+            .field("flow", &self.flow)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "REDACTED"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// `POST /api/auth/sessions`

@@ -96,12 +96,18 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         endpoints: None,
     });
     let want = scopes.clone();
+    let given = new_client.as_ref().map(|nc| ClientInfo {
+        id: nc.client_id.clone(),
+        secret: nc.client_secret.as_ref().map(Secret::duplicate),
+        base_url: nc.base_url.clone(),
+        endpoints: None,
+    });
     let (client, connected) = state
         .run(move |svc| {
-            if let Some(nc) = &new_client {
-                svc.put_oauth_client(nc)?;
-            }
-            let client = svc.oauth_client(&p)?;
+            let client = match given {
+                Some(g) => Some(g),
+                None => svc.oauth_client(&p)?,
+            };
             let connected = !force && svc.already_connected(&p, &c, &want)?;
             if !force && !connected && svc.vault().find_connection(&p, &c)?.is_some() {
                 return Err(Error::ConnectionExists {
@@ -157,6 +163,9 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                         format!("the provider refused the client credentials: {m}"),
                         None,
                     ),
+                    crate::credentials::oauth::GrantError::Refused { message, .. } => {
+                        Error::invalid(message, None)
+                    }
                     crate::credentials::oauth::GrantError::Other(e) => reach(e),
                 })?;
             store(
@@ -166,6 +175,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 tokens,
                 &scopes,
                 "client_credentials",
+                new_client,
             )
             .await?;
             Ok(state.sessions.create_completed(
@@ -208,6 +218,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                     ds.device_code,
                     ds.interval,
                     scopes,
+                    new_client,
                 )
                 .await;
             });
@@ -224,6 +235,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 &pkce.challenge,
                 &scopes,
             )?;
+            let iss_required = client.endpoints.as_ref().is_some_and(|d| d.iss_parameter);
             let discovered = client.endpoints.as_ref().map(|d| d.issuer.clone());
             let issuer_exact = discovered.is_some();
             let issuer = discovered.or_else(|| ep.expected_issuer());
@@ -235,6 +247,8 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
                 scopes,
                 issuer,
                 issuer_exact,
+                iss_required,
+                new_client,
                 force: req.force,
             };
             let view = state.sessions.create_waiting(
@@ -364,6 +378,7 @@ async fn store(
     tokens: Tokens,
     scopes: &[String],
     flow: &'static str,
+    new_client: Option<OAuthClient>,
 ) -> Result<(), ApiError> {
     let (p, c, s) = (
         provider.to_string(),
@@ -371,7 +386,12 @@ async fn store(
         scopes.to_vec(),
     );
     state
-        .run(move |svc| svc.store_oauth(&p, &c, tokens, &s, true))
+        .run(move |svc| {
+            if let Some(nc) = &new_client {
+                svc.put_oauth_client(nc)?;
+            }
+            svc.store_oauth(&p, &c, tokens, &s, true)
+        })
         .await?;
     state.changed(Some(provider.to_string())).await;
     state
@@ -399,7 +419,9 @@ async fn poll_device(
     device_code: Secret<String>,
     interval: u64,
     scopes: Vec<String>,
+    new_client: Option<OAuthClient>,
 ) {
+    let mut new_client = new_client;
     let mut interval = interval;
     loop {
         tokio::time::sleep(Duration::from_secs(interval)).await;
@@ -421,6 +443,7 @@ async fn poll_device(
                     tokens,
                     &scopes,
                     "device_code",
+                    new_client.take(),
                 )
                 .await
                 {
@@ -500,6 +523,12 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
             None,
         ));
     }
+    if pending.iss_required && get("iss").is_none() {
+        return fail(Error::invalid(
+            "the authorization server promised an `iss` parameter and sent none; nothing was stored",
+            None,
+        ));
+    }
     let Some(code) = get("code").filter(|c| !c.is_empty()) else {
         return fail(Error::invalid("the sign-in response has no code", None));
     };
@@ -516,13 +545,17 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
         Ok(t) => t,
         Err(e) => return fail(reach(e)),
     };
+    let PendingOAuth {
+        scopes, new_client, ..
+    } = pending;
     if let Err(e) = store(
         &state,
         &view.provider,
         &view.connection,
         tokens,
-        &pending.scopes,
+        &scopes,
         "pkce",
+        new_client,
     )
     .await
     {
