@@ -264,6 +264,34 @@ impl Sessions {
         Ok(view)
     }
 
+    /// Moves a session that waited for input (the OAuth client form) on to
+    /// waiting for the user at the provider, with `state` for the callback.
+    pub fn continue_at_provider(
+        &self,
+        id: &str,
+        next_action: NextAction,
+        state: (String, PendingOAuth),
+        now: i64,
+    ) -> Option<SessionView> {
+        let view = {
+            let mut map = self.lock();
+            let s = map.get_mut(id)?;
+            expire(s, now);
+            if s.view.status != SessionStatus::WaitingForInput {
+                return None;
+            }
+            s.view.status = SessionStatus::WaitingForUser;
+            s.view.next_action = next_action;
+            s.state = Some(state.0.clone());
+            s.view.clone()
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(state.0, (id.to_string(), state.1));
+        Some(view)
+    }
+
     /// A session that is already over (`completed` with a message).
     pub fn create_completed(
         &self,

@@ -220,6 +220,8 @@ fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Resul
         "provider": args.provider,
         "connection": args.connection,
         "force": args.force,
+        // Without a client id, a browser login asks for one in the daemon's form.
+        "client_form": !args.no_browser,
     });
     if let Some(f) = &args.flow {
         body["flow"] = json!(f.replace('-', "_"));
@@ -257,9 +259,13 @@ fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Resul
             let opened = !args.no_browser && open_browser(url);
             if !ctx.printer.json {
                 let verb = if opened { "Opened" } else { "Open" };
-                ctx.printer.status(&format!(
-                    "{verb} this page to sign in to {display}:\n  {url}"
-                ));
+                let what = if session["status"] == "waiting_for_input" {
+                    format!("enter the OAuth app you registered with {display}, then sign in")
+                } else {
+                    format!("sign in to {display}")
+                };
+                ctx.printer
+                    .status(&format!("{verb} this page to {what}:\n  {url}"));
             }
         }
         Some("device_code") => {

@@ -548,3 +548,91 @@ fn basic_client_authentication_and_requested_scopes() {
     );
     assert_eq!(t.call_api("/basic"), "200");
 }
+
+#[test]
+fn the_browser_form_asks_for_the_oauth_client_then_signs_in() {
+    let t = oauth_lab("pkce");
+    t.auth.state.lock().unwrap().client_secret = Some("CSCANARY_form".into());
+    let mut child = t.spawn(&["login", "acmeoauth", "--json"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let form_url = v["url"].as_str().unwrap().to_string();
+    assert!(form_url.ends_with("/input"), "{form_url}");
+    let html = Command::new("curl")
+        .args(["-sS", &form_url])
+        .output()
+        .unwrap();
+    let html = String::from_utf8_lossy(&html.stdout).into_owned();
+    assert!(
+        html.contains("Client ID") && html.contains(r#"value="read,write""#),
+        "{html}"
+    );
+    let csrf = html
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    // A bad client id is refused on the form, nothing stored.
+    let bad = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-urlencode",
+            &format!("csrf={csrf}"),
+            "--data-urlencode",
+            "client_id=has space",
+            &form_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "400");
+    let ok = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "--data-urlencode",
+            &format!("csrf={csrf}"),
+            "--data-urlencode",
+            &format!("client_id={CLIENT_ID}"),
+            "--data-urlencode",
+            "client_secret=CSCANARY_form",
+            "--data-urlencode",
+            "scopes=read",
+            &form_url,
+        ])
+        .output()
+        .unwrap();
+    let ok = String::from_utf8_lossy(&ok.stdout).into_owned();
+    let (status, next) = ok.split_once(' ').unwrap();
+    assert_eq!(status, "303", "{ok}");
+    assert!(
+        next.starts_with(&format!("{}/authorize?", t.auth.base())),
+        "{next}"
+    );
+    t.browser(next);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest}");
+    assert!(rest.contains("\"status\":\"connected\""), "{rest}");
+    assert_eq!(
+        t.auth.calls("token_bad_client"),
+        0,
+        "the secret from the form was used"
+    );
+    assert_eq!(
+        t.auth.state.lock().unwrap().authorize_scopes,
+        vec!["read".to_string()]
+    );
+    assert_eq!(t.call_api("/form"), "200");
+    let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("CSCANARY"));
+}

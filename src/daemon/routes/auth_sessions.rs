@@ -45,6 +45,9 @@ pub struct CreateRequest {
     /// OAuth: the instance URL of a self-hosted provider (`{base_url}`).
     #[serde(default)]
     base_url: Option<String>,
+    /// OAuth: with no client configured, open a form asking for one.
+    #[serde(default)]
+    client_form: bool,
 }
 
 impl std::fmt::Debug for CreateRequest {
@@ -89,6 +92,7 @@ pub async fn auth_sessions_create(
                 client_secret: req.client_secret.map(Secret::new),
                 scopes: req.scopes,
                 base_url: req.base_url,
+                client_form: req.client_form,
             },
         )
         .await?;
@@ -275,13 +279,69 @@ pub async fn auth_sessions_input_page(
     if ctx.view.status != SessionStatus::WaitingForInput {
         return finished_page(&ctx.view);
     }
-    let display = state
+    let Some(def) = state
         .svc
         .registry()
         .get(&ctx.view.provider)
-        .map(|e| e.def.display_name.clone())
+        .map(|e| e.def.clone())
+    else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Unknown provider",
+            "<p>This provider no longer exists.</p>",
+        );
+    };
+    if ctx.view.flow != crate::providers::Flow::ApiKey {
+        return client_form_page(StatusCode::OK, &def, &ctx.view, ctx.csrf.expose(), None);
+    }
+    form_page(
+        StatusCode::OK,
+        &def.display_name,
+        &ctx.view,
+        ctx.csrf.expose(),
+        None,
+    )
+}
+
+/// The OAuth client form: the app's client id (and secret), scopes, and the
+/// instance URL for self-hosted providers.
+fn client_form_page(
+    status: StatusCode,
+    def: &crate::providers::ProviderDef,
+    view: &SessionView,
+    csrf: &str,
+    error: Option<&str>,
+) -> Response {
+    let err = error
+        .map(|e| format!(r#"<p class="err">{}</p>"#, escape(e)))
         .unwrap_or_default();
-    form_page(StatusCode::OK, &display, &ctx.view, ctx.csrf.expose(), None)
+    let scopes = def
+        .oauth
+        .as_ref()
+        .map(|o| o.scopes.join(","))
+        .unwrap_or_default();
+    let base = if def.oauth.as_ref().is_some_and(|o| o.base_url.is_some()) {
+        r#"<label>Instance URL (self-hosted only) <input name="base_url" spellcheck="false" placeholder="https://gitlab.example.com"></label>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"<p>To sign in to <b>{d}</b>, authsome needs the OAuth app you registered with {d}. The client secret is stored encrypted on this machine; next you are sent to {d} to approve <code>{p}/{c}</code>.</p>
+{err}<form method="post" action="/api/auth/sessions/{id}/input" autocomplete="off">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Client ID <input name="client_id" required autofocus spellcheck="false"></label>
+<label>Client secret (if the app has one) <input type="password" name="client_secret" spellcheck="false"></label>
+<label>Scopes (comma-separated) <input name="scopes" value="{scopes}" spellcheck="false"></label>
+{base}<button type="submit">Continue to {d}</button>
+</form>"#,
+        d = escape(&def.display_name),
+        p = escape(&view.provider),
+        c = escape(&view.connection),
+        id = escape(&view.id),
+        csrf = escape(csrf),
+        scopes = escape(&scopes),
+    );
+    page(status, &format!("Connect {}", def.display_name), &body)
 }
 
 #[derive(Deserialize)]
@@ -290,6 +350,15 @@ pub struct InputForm {
     csrf: String,
     #[serde(default)]
     api_key: String,
+    /// The OAuth client form's fields.
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    base_url: String,
 }
 
 impl std::fmt::Debug for InputForm {
@@ -305,7 +374,8 @@ pub async fn auth_sessions_input_submit(
     headers: HeaderMap,
     axum::Form(form): axum::Form<InputForm>,
 ) -> Response {
-    let key = Secret::new(form.api_key);
+    let mut form = form;
+    let key = Secret::new(std::mem::take(&mut form.api_key));
     if let Err(why) = same_origin(&state, &headers) {
         tracing::warn!(session = %short(&id), %why, "cross-site form post refused");
         return page(
@@ -329,12 +399,25 @@ pub async fn auth_sessions_input_submit(
             "<p>This form has expired or was not opened by authsome. Reload the page from the link in your terminal.</p>",
         );
     }
-    let display = state
+    let def = state
         .svc
         .registry()
         .get(&ctx.view.provider)
-        .map(|e| e.def.display_name.clone())
+        .map(|e| e.def.clone());
+    let display = def
+        .as_ref()
+        .map(|d| d.display_name.clone())
         .unwrap_or_default();
+    if ctx.view.flow != crate::providers::Flow::ApiKey {
+        let Some(def) = def else {
+            return page(
+                StatusCode::NOT_FOUND,
+                "Unknown provider",
+                "<p>This provider no longer exists.</p>",
+            );
+        };
+        return client_form_submit(&state, &id, &def, &ctx, form).await;
+    }
     match complete_with_key(&state, &id, key, "browser".into()).await {
         Ok(view) => finished_page(&view),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
@@ -369,6 +452,71 @@ pub async fn auth_sessions_input_submit(
                 ),
             }
         }
+    }
+}
+
+/// The OAuth client form was posted: check it, then send the browser on to
+/// the provider's authorization page (303).
+async fn client_form_submit(
+    state: &AppState,
+    id: &str,
+    def: &crate::providers::ProviderDef,
+    ctx: &crate::auth_flow::InputContext,
+    form: InputForm,
+) -> Response {
+    let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let client_id = form.client_id.trim().to_string();
+    let secret = form.client_secret.trim().to_string();
+    let base = form.base_url.trim().trim_end_matches('/').to_string();
+    let problem = if !visible(&client_id) {
+        Some("the client id is empty or has spaces or control characters")
+    } else if !secret.is_empty() && !visible(&secret) {
+        Some("the client secret has spaces or control characters")
+    } else if !base.is_empty() && !base.starts_with("https://") {
+        Some("the instance URL must start with https://")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        return client_form_page(
+            StatusCode::BAD_REQUEST,
+            def,
+            &ctx.view,
+            ctx.csrf.expose(),
+            Some(p),
+        );
+    }
+    let scopes: Vec<String> = form
+        .scopes
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let client = crate::credentials::oauth::OAuthClient {
+        provider: def.name.clone(),
+        client_id,
+        client_secret: (!secret.is_empty()).then(|| Secret::new(secret)),
+        source: crate::credentials::oauth::ClientSource::Form,
+        base_url: (!base.is_empty()).then_some(base),
+        registration_client_uri: None,
+        registration_access_token: None,
+        endpoints: None,
+    };
+    match super::oauth::pkce_from_form(state, id, def, ctx.force, client, scopes).await {
+        Ok(url) => Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(axum::body::Body::empty())
+            .unwrap_or_else(|_e| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Err(e) => client_form_page(
+            StatusCode::BAD_REQUEST,
+            def,
+            &ctx.view,
+            ctx.csrf.expose(),
+            Some(&e.to_string()),
+        ),
     }
 }
 

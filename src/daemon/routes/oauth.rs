@@ -41,6 +41,9 @@ pub struct OAuthStart {
     pub client_secret: Option<Secret<String>>,
     pub scopes: Option<Vec<String>>,
     pub base_url: Option<String>,
+    /// With no client configured, open the daemon's form for one (browser
+    /// logins) instead of failing.
+    pub client_form: bool,
 }
 
 fn session_error(e: &Error) -> SessionError {
@@ -139,6 +142,19 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         }
         None => None,
     };
+    if client.is_none() && flow == Flow::Pkce && req.client_form {
+        // Ask for the client in the browser: the form's submission goes on
+        // to the authorization step (see `pkce_from_form`).
+        let view = state.sessions.create(
+            &req.provider,
+            &req.connection,
+            flow,
+            req.force,
+            &state.info.base_url,
+            now,
+        )?;
+        return Ok(view);
+    }
     let Some(client) = client else {
         return Err(Error::invalid(
             format!("no OAuth client is configured for `{}`", req.provider),
@@ -269,6 +285,65 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
             "this provider does not sign in with OAuth",
         )),
     }
+}
+
+/// The OAuth client form was submitted: store nothing yet, start the
+/// authorization-code flow for the same session, and return the URL the
+/// browser goes to next.
+pub async fn pkce_from_form(
+    state: &AppState,
+    id: &str,
+    def: &ProviderDef,
+    connection_force: bool,
+    new_client: OAuthClient,
+    scopes: Vec<String>,
+) -> Result<String, Error> {
+    let client = ClientInfo {
+        id: new_client.client_id.clone(),
+        secret: new_client.client_secret.as_ref().map(Secret::duplicate),
+        base_url: new_client.base_url.clone(),
+        endpoints: None,
+    };
+    let ep = Endpoints::for_client(def, &client).ok_or_else(|| {
+        Error::invalid(format!("provider `{}` has no oauth block", def.name), None)
+    })?;
+    let redirect_uri = format!(
+        "{}/auth/callback/oauth",
+        state.info.base_url.trim_end_matches('/')
+    );
+    let pkce = oauth::new_pkce()?;
+    let st = oauth::new_state()?;
+    let url = oauth::authorize_url(
+        &ep,
+        &client.id,
+        &redirect_uri,
+        &st,
+        &pkce.challenge,
+        &scopes,
+    )?;
+    let issuer = ep.expected_issuer();
+    let pending = PendingOAuth {
+        redirect_uri,
+        verifier: pkce.verifier,
+        client,
+        endpoints: ep,
+        scopes,
+        issuer,
+        issuer_exact: false,
+        iss_required: false,
+        new_client: Some(new_client),
+        force: connection_force,
+    };
+    state
+        .sessions
+        .continue_at_provider(
+            id,
+            NextAction::OpenUrl { url: url.clone() },
+            (st, pending),
+            now_unix(),
+        )
+        .ok_or_else(|| Error::invalid("this login is no longer waiting for input", None))?;
+    Ok(url)
 }
 
 /// RFC 9207: with metadata, `iss` must be the issuer exactly; without, it
