@@ -33,6 +33,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod percent;
 pub mod pop;
 pub mod providers;
 pub mod proxy;

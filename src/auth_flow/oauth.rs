@@ -93,43 +93,7 @@ pub fn new_state() -> Result<String> {
     Ok(b64url(&b))
 }
 
-/// Percent-encodes for `application/x-www-form-urlencoded` and queries.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` and `+` (form and query values).
-pub fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::percent::{decode, encode};
 
 fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     pairs
@@ -301,6 +265,62 @@ fn describe(code: &str, desc: &str) -> String {
     }
 }
 
+/// Client authentication as the provider declares it (RFC 6749 §2.3.1):
+/// HTTP Basic with the id and secret form-encoded first, or both in the
+/// body. A public client (no secret) always sends its id in the body.
+fn client_auth<'a>(
+    ep: &Endpoints,
+    client: &'a ClientInfo,
+    pairs: &mut Vec<(&'a str, &'a str)>,
+    headers: &mut Vec<(String, String)>,
+) {
+    let secret = client.secret.as_ref().map(|s| s.expose().as_str());
+    match (ep.token_auth, secret) {
+        (TokenAuth::Basic, Some(sec)) => headers.push((
+            "authorization".into(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    encode(&client.id),
+                    encode(sec)
+                ))
+            ),
+        )),
+        (_, sec) => {
+            if !client.id.is_empty() {
+                pairs.push(("client_id", &client.id));
+            }
+            if let Some(sec) = sec {
+                pairs.push(("client_secret", sec));
+            }
+        }
+    }
+}
+
+/// The fields of an answer that must be readable and not an OAuth error.
+fn answer(reply: &HttpReply, what: &str) -> Result<serde_json::Map<String, Value>> {
+    let m = parse_body(reply).ok_or_else(|| {
+        Error::invalid(
+            format!(
+                "the {what} endpoint answered HTTP {} with an unreadable body",
+                reply.status
+            ),
+            None,
+        )
+    })?;
+    if let Some((code, desc)) = server_error(&m) {
+        return Err(Error::invalid(
+            format!(
+                "the provider refused the {what} request: {}",
+                describe(&code, &desc)
+            ),
+            None,
+        ));
+    }
+    Ok(m)
+}
+
 async fn token_request(
     http: &dyn OAuthHttp,
     ep: &Endpoints,
@@ -315,27 +335,7 @@ async fn token_request(
         ),
         ("accept".to_string(), "application/json".to_string()),
     ];
-    let secret = client.secret.as_ref().map(|s| s.expose().as_str());
-    match (ep.token_auth, secret) {
-        (TokenAuth::Basic, Some(sec)) => {
-            let raw = format!("{}:{}", encode(&client.id), encode(sec));
-            headers.push((
-                "authorization".into(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ),
-            ));
-        }
-        (_, sec) => {
-            if !client.id.is_empty() {
-                pairs.push(("client_id", &client.id));
-            }
-            if let Some(sec) = sec {
-                pairs.push(("client_secret", sec));
-            }
-        }
-    }
+    client_auth(ep, client, &mut pairs, &mut headers);
     let reply = http
         .send(HttpRequest {
             method: "POST",
@@ -503,24 +503,7 @@ pub async fn device_start(
             body: form(&pairs),
         })
         .await?;
-    let m = parse_body(&reply).ok_or_else(|| {
-        Error::invalid(
-            format!(
-                "the device endpoint answered HTTP {} with an unreadable body",
-                reply.status
-            ),
-            None,
-        )
-    })?;
-    if let Some((code, desc)) = server_error(&m) {
-        return Err(Error::invalid(
-            format!(
-                "the provider refused the device request: {}",
-                describe(&code, &desc)
-            ),
-            None,
-        ));
-    }
+    let m = answer(&reply, "device authorization")?;
     let need = |k: &str| {
         str_field(&m, k)
             .ok_or_else(|| Error::invalid(format!("the device endpoint's answer has no {k}"), None))
@@ -825,24 +808,7 @@ pub async fn register(
             body: body.to_string().into_bytes(),
         })
         .await?;
-    let m = parse_body(&reply).ok_or_else(|| {
-        Error::invalid(
-            format!(
-                "the registration endpoint answered HTTP {} with an unreadable body",
-                reply.status
-            ),
-            None,
-        )
-    })?;
-    if let Some((code, desc)) = server_error(&m) {
-        return Err(Error::invalid(
-            format!(
-                "the provider refused to register authsome: {}",
-                describe(&code, &desc)
-            ),
-            None,
-        ));
-    }
+    let m = answer(&reply, "registration")?;
     let client_id = str_field(&m, "client_id")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Error::invalid("the registration answer has no client_id", None))?;
@@ -881,28 +847,7 @@ pub async fn revoke(
         "content-type".to_string(),
         "application/x-www-form-urlencoded".to_string(),
     )];
-    let secret = client.secret.as_ref().map(|s| s.expose().as_str());
-    match (ep.token_auth, secret) {
-        (TokenAuth::Basic, Some(sec)) => headers.push((
-            "authorization".into(),
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    encode(&client.id),
-                    encode(sec)
-                ))
-            ),
-        )),
-        (_, sec) => {
-            if !client.id.is_empty() {
-                pairs.push(("client_id", &client.id));
-            }
-            if let Some(sec) = sec {
-                pairs.push(("client_secret", sec));
-            }
-        }
-    }
+    client_auth(ep, client, &mut pairs, &mut headers);
     let reply = http
         .send(HttpRequest {
             method: "POST",

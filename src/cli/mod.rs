@@ -110,15 +110,7 @@ impl Ctx {
 
 /// Percent-encodes one URL path segment.
 pub fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    crate::percent::encode(s)
 }
 
 /// The name of a provider's default connection, asked of the daemon.

@@ -623,28 +623,9 @@ fn basic_matches(value: &str, token: &str) -> bool {
         None => (&raw[..], &[][..]),
     };
     // Percent-decoding: userinfo in a proxy URL may be percent-encoded.
-    let pass = percent_decode(pass);
-    let user = percent_decode(user);
+    let pass = crate::percent::decode_bytes(pass, false);
+    let user = crate::percent::decode_bytes(user, false);
     ct_eq(&pass, token.as_bytes()) | ct_eq(&user, token.as_bytes())
-}
-
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Constant-time equality (length is not secret: tokens have a fixed size).

@@ -128,48 +128,19 @@ fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, InjectErr
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let key = p.split('=').next().unwrap_or("");
-            !percent_decode(key).eq_ignore_ascii_case(name)
+            !crate::percent::decode(key).eq_ignore_ascii_case(name)
         })
         .collect();
-    let ours = format!("{}={}", encode(name), encode(value));
+    let ours = format!(
+        "{}={}",
+        crate::percent::encode(name),
+        crate::percent::encode(value)
+    );
     pairs.push(&ours);
     let pq = format!("{path}?{}", pairs.join("&"));
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(pq.parse().map_err(|_e| InjectError::InvalidUri)?);
     Uri::from_parts(parts).map_err(|_e| InjectError::InvalidUri)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -314,7 +285,7 @@ mod tests {
                 .unwrap();
             let _ = with_query_param(&uri, "key", "v");
         }
-        assert_eq!(percent_decode("%61pi%5Fkey%"), "api_key%");
+        assert_eq!(crate::percent::decode("%61pi%5Fkey%"), "api_key%");
     }
 
     fn encode_loose(q: &str) -> String {
@@ -323,7 +294,7 @@ mod tests {
                 if c.is_ascii() {
                     c.to_string()
                 } else {
-                    encode(&c.to_string())
+                    crate::percent::encode(&c.to_string())
                 }
             })
             .collect()

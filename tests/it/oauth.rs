@@ -58,6 +58,10 @@ impl OAuthLab {
     }
 
     fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_with_stdin(args, Stdio::null())
+    }
+
+    fn spawn_with_stdin(&self, args: &[&str], stdin: Stdio) -> std::process::Child {
         Command::new(crate::common::bin())
             .args(args)
             .env_clear()
@@ -70,7 +74,7 @@ impl OAuthLab {
                 "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
             )
             .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -488,8 +492,8 @@ fn basic_client_authentication_and_requested_scopes() {
         .run()
         .code(4);
     assert!(o.stderr.contains("client secret is empty"), "{}", o.stderr);
-    let mut child = Command::new(crate::common::bin())
-        .args([
+    let mut child = t.spawn_with_stdin(
+        &[
             "login",
             "acmebasic",
             "--client-id",
@@ -499,22 +503,9 @@ fn basic_client_authentication_and_requested_scopes() {
             "read",
             "--no-browser",
             "--json",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("AUTHSOME_HOME", &t.lab.home.home)
-        .env("AUTHSOME_PORT", "0")
-        .env("AUTHSOME_KEYRING", "off")
-        .env(
-            "AUTHSOME_RESOLVE",
-            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
-        )
-        .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::piped(),
+    );
     {
         use std::io::Write;
         child

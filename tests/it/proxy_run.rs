@@ -452,14 +452,7 @@ fn sigterm_is_forwarded_and_the_childs_status_returned() {
         "trap 'echo got > {}; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
         marker.display()
     );
-    let mut child = std::process::Command::new(crate::common::bin())
-        .args(["run", "--", "sh", "-c", &script])
-        .env("AUTHSOME_HOME", &lab.home.home)
-        .env("AUTHSOME_PORT", "0")
-        .env("AUTHSOME_KEYRING", "off")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&lab, &["run", "--", "sh", "-c", &script], &[]);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
@@ -476,21 +469,17 @@ fn sigterm_is_forwarded_and_the_childs_status_returned() {
 #[test]
 fn a_child_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let lab = Lab::bare();
-    let mut child = std::process::Command::new(crate::common::bin())
-        .args([
+    let mut child = spawn(
+        &lab,
+        &[
             "run",
             "--",
             "sh",
             "-c",
             "trap '' TERM; echo ready; while :; do sleep 0.05; done",
-        ])
-        .env("AUTHSOME_HOME", &lab.home.home)
-        .env("AUTHSOME_PORT", "0")
-        .env("AUTHSOME_KEYRING", "off")
-        .env("AUTHSOME_RUN_GRACE", "0.5")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        &[("AUTHSOME_RUN_GRACE", "0.5")],
+    );
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
@@ -512,14 +501,7 @@ fn killing_run_with_sigkill_terminates_the_child_and_closes_the_listener() {
         "echo $$ > {}; echo \"$HTTPS_PROXY\"; while :; do sleep 0.05; done",
         pidfile.display()
     );
-    let mut child = std::process::Command::new(crate::common::bin())
-        .args(["run", "--", "sh", "-c", &script])
-        .env("AUTHSOME_HOME", &lab.home.home)
-        .env("AUTHSOME_PORT", "0")
-        .env("AUTHSOME_KEYRING", "off")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&lab, &["run", "--", "sh", "-c", &script], &[]);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
@@ -695,4 +677,18 @@ fn ctrl_c_in_a_terminal_reaches_the_child_and_run_waits_for_it() {
     assert!(rest.contains("run-exit=5"), "{rest}");
     let n = std::fs::read_to_string(&count).unwrap().lines().count();
     assert!(n >= 1, "the child never got SIGINT");
+}
+
+/// `authsome` with `args` against the lab's home, stdout piped (for tests
+/// that signal the running process).
+fn spawn(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(crate::common::bin())
+        .args(args)
+        .env("AUTHSOME_HOME", &lab.home.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }

@@ -241,32 +241,8 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
             Ok(view)
         }
         Flow::Pkce | Flow::DcrPkce => {
-            let pkce = oauth::new_pkce()?;
-            let st = oauth::new_state()?;
-            let url = oauth::authorize_url(
-                &ep,
-                &client.id,
-                &redirect_uri,
-                &st,
-                &pkce.challenge,
-                &scopes,
-            )?;
-            let iss_required = client.endpoints.as_ref().is_some_and(|d| d.iss_parameter);
-            let discovered = client.endpoints.as_ref().map(|d| d.issuer.clone());
-            let issuer_exact = discovered.is_some();
-            let issuer = discovered.or_else(|| ep.expected_issuer());
-            let pending = PendingOAuth {
-                redirect_uri,
-                verifier: pkce.verifier,
-                client,
-                endpoints: ep,
-                scopes,
-                issuer,
-                issuer_exact,
-                iss_required,
-                new_client,
-                force: req.force,
-            };
+            let (url, st, pending) =
+                authorization_step(client, ep, &redirect_uri, scopes, req.force, new_client)?;
             let view = state.sessions.create_waiting(
                 &req.provider,
                 &req.connection,
@@ -311,29 +287,14 @@ pub async fn pkce_from_form(
         "{}/auth/callback/oauth",
         state.info.base_url.trim_end_matches('/')
     );
-    let pkce = oauth::new_pkce()?;
-    let st = oauth::new_state()?;
-    let url = oauth::authorize_url(
-        &ep,
-        &client.id,
-        &redirect_uri,
-        &st,
-        &pkce.challenge,
-        &scopes,
-    )?;
-    let issuer = ep.expected_issuer();
-    let pending = PendingOAuth {
-        redirect_uri,
-        verifier: pkce.verifier,
+    let (url, st, pending) = authorization_step(
         client,
-        endpoints: ep,
+        ep,
+        &redirect_uri,
         scopes,
-        issuer,
-        issuer_exact: false,
-        iss_required: false,
-        new_client: Some(new_client),
-        force: connection_force,
-    };
+        connection_force,
+        Some(new_client),
+    )?;
     state
         .sessions
         .continue_at_provider(
@@ -344,6 +305,39 @@ pub async fn pkce_from_form(
         )
         .ok_or_else(|| Error::invalid("this login is no longer waiting for input", None))?;
     Ok(url)
+}
+
+/// The authorization URL, its `state`, and what the callback will need:
+/// a fresh PKCE pair, and the issuer an `iss` must name (exactly, when it
+/// was discovered).
+fn authorization_step(
+    client: ClientInfo,
+    ep: Endpoints,
+    redirect_uri: &str,
+    scopes: Vec<String>,
+    force: bool,
+    new_client: Option<OAuthClient>,
+) -> Result<(String, String, PendingOAuth), Error> {
+    let pkce = oauth::new_pkce()?;
+    let st = oauth::new_state()?;
+    let url = oauth::authorize_url(&ep, &client.id, redirect_uri, &st, &pkce.challenge, &scopes)?;
+    let iss_required = client.endpoints.as_ref().is_some_and(|d| d.iss_parameter);
+    let discovered = client.endpoints.as_ref().map(|d| d.issuer.clone());
+    let issuer_exact = discovered.is_some();
+    let issuer = discovered.or_else(|| ep.expected_issuer());
+    let pending = PendingOAuth {
+        redirect_uri: redirect_uri.to_string(),
+        verifier: pkce.verifier,
+        client,
+        endpoints: ep,
+        scopes,
+        issuer,
+        issuer_exact,
+        iss_required,
+        new_client,
+        force,
+    };
+    Ok((url, st, pending))
 }
 
 /// RFC 9207: with metadata, `iss` must be the issuer exactly; without, it
