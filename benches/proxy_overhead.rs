@@ -13,9 +13,10 @@
 //!
 //! Run with `cargo bench --bench proxy_overhead` (about 40 s). Absolute
 //! numbers drift on a shared machine; compare the columns of one run.
-//! `BENCH_PROXY_THREADS` (default 2, like the daemon), `BENCH_UPSTREAM_THREADS`
-//! (1) and `BENCH_CLIENT_THREADS` (0 = current-thread) set the runtimes; on a
-//! VM, `taskset -c 0` shows the cost without cross-CPU wake-ups.
+//! `BENCH_PROXY_THREADS` (default 1, like `AUTHSOME_PROXY_THREADS`),
+//! `BENCH_UPSTREAM_THREADS` (1) and `BENCH_CLIENT_THREADS` (0 = current-thread)
+//! set the threads; on a VM, `taskset -c 0` shows the cost without
+//! cross-CPU wake-ups.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,7 +36,7 @@ use authsome::credentials::live::Live;
 use authsome::providers::{ProviderDef, parse_file};
 use authsome::proxy::tls::LeafAuthority;
 use authsome::proxy::upstream::Upstream;
-use authsome::proxy::{Shared, Stats};
+use authsome::proxy::{Shared, Stats, Workers};
 use authsome::routing::RouteTable;
 use authsome::secret::Secret;
 use base64::Engine;
@@ -102,7 +103,11 @@ fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
@@ -137,7 +142,9 @@ struct Proxy {
     ca_pem: String,
 }
 
-fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr) -> Proxy {
+/// The proxy engine on its own worker threads, as the daemon runs it
+/// (`BENCH_PROXY_THREADS`, default 1 like `AUTHSOME_PROXY_THREADS`).
+fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Workers) -> Proxy {
     let def = parse_file(
         "bench",
         &format!(
@@ -169,13 +176,13 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr) -> Proxy {
         stats: Stats::default(),
         ended: Default::default(),
     });
-    let listener = rt.block_on(async { authsome::proxy::bind_loopback(0).unwrap() });
+    let listener = authsome::proxy::bind_loopback(0).unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(authsome::proxy::serve(
-        listener,
-        shared,
-        std::future::pending(),
-    ));
+    rt.spawn(async move {
+        workers
+            .serve(listener, shared, std::future::pending())
+            .await
+    });
     Proxy { addr, ca_pem }
 }
 
@@ -267,7 +274,9 @@ fn main() {
             .unwrap_or(d)
     };
     let up_rt = runtime(threads("BENCH_UPSTREAM_THREADS", 1));
-    let proxy_rt = runtime(threads("BENCH_PROXY_THREADS", 2));
+    let workers = Workers::start(threads("BENCH_PROXY_THREADS", 1)).unwrap();
+    // Only awaits the workers' serve future; the proxy runs on their threads.
+    let control_rt = runtime(1);
     let client_rt = if threads("BENCH_CLIENT_THREADS", 0) == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -277,7 +286,7 @@ fn main() {
         runtime(threads("BENCH_CLIENT_THREADS", 1))
     };
     let up = upstream(&up_rt);
-    let px = proxy(&proxy_rt, up);
+    let px = proxy(&control_rt, up, workers);
     let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
     let direct_tls = client_tls(&upstream_ca);
     let proxied_tls = client_tls(&px.ca_pem);

@@ -45,6 +45,11 @@ pub const ENV_UPSTREAM_CA_FILE: &str = "AUTHSOME_UPSTREAM_CA_FILE";
 pub const ENV_PROXY_PORT: &str = "AUTHSOME_PROXY_PORT";
 /// The system-wide proxy listener's default port.
 pub const DEFAULT_PROXY_PORT: u16 = 7999;
+/// How many threads the proxy serves its listeners on (default 1, at most
+/// 64). One is the default because agents make tens of requests per second
+/// and one thread serves tens of thousands, with the lowest latency (no
+/// thread waits for another); raise it for heavy system-wide use.
+pub const ENV_PROXY_THREADS: &str = "AUTHSOME_PROXY_THREADS";
 /// Set to `1` in the environment of a child of `authsome run`.
 pub const ENV_RUN: &str = "AUTHSOME_RUN";
 /// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
@@ -121,6 +126,8 @@ pub struct Config {
     pub proxy_port: u16,
     /// `AUTHSOME_DENY_UNKNOWN`: refuse hosts no provider claims.
     pub deny_unknown: bool,
+    /// `AUTHSOME_PROXY_THREADS`: the proxy's worker threads.
+    pub proxy_threads: usize,
 }
 
 impl Config {
@@ -185,6 +192,18 @@ impl Config {
                 })?,
             },
             deny_unknown: is_true(non_empty(env, ENV_DENY_UNKNOWN).as_deref()),
+            proxy_threads: match non_empty(env, ENV_PROXY_THREADS) {
+                None => 1,
+                Some(n) => match n.trim().parse::<usize>() {
+                    Ok(n @ 1..=64) => n,
+                    _ => {
+                        return Err(Error::invalid(
+                            format!("AUTHSOME_PROXY_THREADS=`{n}` is not a thread count"),
+                            Some("use a number from 1 to 64 (default 1)".into()),
+                        ));
+                    }
+                },
+            },
         })
     }
 }

@@ -194,6 +194,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         home: home.root().to_path_buf(),
         proxy_port: config.proxy_port,
         deny_unknown: config.deny_unknown,
+        workers: crate::proxy::Workers::start(config.proxy_threads)?,
     }));
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -266,6 +267,7 @@ impl Config {
             upstream_ca_file: self.upstream_ca_file.clone(),
             proxy_port: self.proxy_port,
             deny_unknown: self.deny_unknown,
+            proxy_threads: self.proxy_threads,
         }
     }
 }

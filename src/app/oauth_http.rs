@@ -29,7 +29,7 @@ impl std::fmt::Debug for HyperOAuthHttp {
 impl HyperOAuthHttp {
     pub fn new(upstream: &Upstream) -> HyperOAuthHttp {
         HyperOAuthHttp {
-            client: Client::builder(TokioExecutor::new()).build(upstream.connector()),
+            client: Client::builder(TokioExecutor::new()).build(upstream.connector(true)),
         }
     }
 }

@@ -66,6 +66,7 @@ pub struct Runs {
     deny_unknown: bool,
     runs: Arc<Mutex<HashMap<String, RunEntry>>>,
     system: tokio::sync::Mutex<Option<SystemEntry>>,
+    workers: Arc<proxy::Workers>,
 }
 
 impl std::fmt::Debug for Runs {
@@ -90,6 +91,8 @@ pub struct RunsOptions {
     pub home: PathBuf,
     pub proxy_port: u16,
     pub deny_unknown: bool,
+    /// The proxy's threads, which serve every listener.
+    pub workers: proxy::Workers,
 }
 
 impl Runs {
@@ -105,6 +108,7 @@ impl Runs {
             deny_unknown: o.deny_unknown,
             runs: Arc::new(Mutex::new(HashMap::new())),
             system: tokio::sync::Mutex::new(None),
+            workers: Arc::new(o.workers),
         }
     }
 
@@ -176,8 +180,9 @@ impl Runs {
         };
         let serve_shared = shared.clone();
         let run_id = id.clone();
+        let workers = self.workers.clone();
         tokio::spawn(async move {
-            if let Err(e) = proxy::serve(listener, serve_shared, shutdown).await {
+            if let Err(e) = workers.serve(listener, serve_shared, shutdown).await {
                 tracing::error!(run = %run_id, error = %e, "run proxy failed");
             }
         });
@@ -272,11 +277,12 @@ impl Runs {
             });
             let serve_shared = shared.clone();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let workers = self.workers.clone();
             tokio::spawn(async move {
                 let stopped = async move {
                     stop_rx.await.ok();
                 };
-                if let Err(e) = proxy::serve(listener, serve_shared, stopped).await {
+                if let Err(e) = workers.serve(listener, serve_shared, stopped).await {
                     tracing::error!(error = %e, "system-wide proxy failed");
                 }
             });

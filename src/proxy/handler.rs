@@ -34,7 +34,7 @@ use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use super::error::{ProxyError, Source};
 use super::inject::{inject, strip_hop_by_hop};
 use super::tls::LeafAuthority;
-use super::upstream::Upstream;
+use super::upstream::{Clients, Upstream};
 use crate::credentials::live::Live;
 use crate::secret::Secret;
 
@@ -101,20 +101,66 @@ struct Tunnel {
 #[derive(Debug, Clone)]
 pub struct Handler {
     shared: Arc<Shared>,
+    /// This thread's upstream pools.
+    clients: Arc<Clients>,
     tunnel: Option<Arc<Tunnel>>,
     /// The host the current request goes to, for error messages.
     target: Option<String>,
 }
 
 impl Handler {
-    /// A handler over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Handler {
+    /// A handler over `shared`, sending through `clients`.
+    pub fn new(shared: Arc<Shared>, clients: Clients) -> Handler {
         Handler {
             shared,
+            clients: Arc::new(clients),
             tunnel: None,
             target: None,
         }
     }
+
+    /// Sends a decided request upstream in the protocol the child used.
+    /// (hudsucker would send every request through one client, which
+    /// offers HTTP/2 to every upstream.)
+    async fn send(&self, mut req: Request<Body>) -> Response<Body> {
+        let client = self.clients.for_version(req.version());
+        // What hudsucker does before sending: hyper writes Host from the
+        // URI, HTTP/1.1 has one Cookie line, and the pooled connection's
+        // protocol (ALPN) decides the wire version.
+        req.headers_mut().remove(header::HOST);
+        let cookies: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if cookies.len() > 1 {
+            let joined = cookies.join(&b"; "[..]);
+            if let Ok(v) = header::HeaderValue::from_bytes(&joined) {
+                req.headers_mut().insert(header::COOKIE, v);
+            }
+        }
+        *req.version_mut() = http::Version::HTTP_11;
+        match client.request(req).await {
+            Ok(res) => res.map(Body::from),
+            Err(e) => {
+                upstream_error(&e, self.target.as_deref().unwrap_or("the upstream")).into_response()
+            }
+        }
+    }
+}
+
+/// hyper-tungstenite's test, which hudsucker uses to take a request down
+/// its WebSocket path instead of its client.
+fn is_websocket_upgrade(req: &Request<Body>) -> bool {
+    let has = |name: header::HeaderName, value: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&c| c == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
+        })
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 
 fn refuse(e: ProxyError, stats: &Stats) -> RequestOrResponse {
@@ -130,6 +176,12 @@ impl HttpHandler for Handler {
     ) -> RequestOrResponse {
         let shared = self.shared.clone();
         match self.decide(req).await {
+            // CONNECTs and WebSocket upgrades go on through hudsucker.
+            Ok(RequestOrResponse::Request(req))
+                if req.method() != Method::CONNECT && !is_websocket_upgrade(&req) =>
+            {
+                RequestOrResponse::Response(self.send(req).await)
+            }
             Ok(r) => r,
             Err(e) => refuse(e, &shared.stats),
         }

@@ -3,39 +3,31 @@
 //! decisions ([`handler`]) and the one pure function that writes
 //! credentials ([`inject`]).
 //!
-//! `serve(listener, shared, shutdown)` runs one listener until `shutdown`
-//! resolves. The daemon process runs one per `authsome run` (and one for
-//! system-wide mode); `app` wires them to the credential cache.
+//! `serve(listener, shared, shutdown)` runs one listener on the current
+//! runtime until `shutdown` resolves; [`Workers::serve`] runs it on the
+//! proxy's own threads. The daemon process serves one listener per
+//! `authsome run` (and one for system-wide mode); `app` wires them to the
+//! credential cache.
 
 pub mod error;
 pub mod handler;
 pub mod inject;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hudsucker::Proxy;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ServerBuilder;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 
 pub use handler::{Handler, Shared, Stats};
+pub use workers::{Workers, bind_loopback};
 
 use crate::error::{Error, Result};
-
-/// A loopback listener with TCP_NODELAY (accepted sockets inherit it; without
-/// it HTTP/2 clients stall ~40 ms on Nagle + delayed ACK).
-pub fn bind_loopback(port: u16) -> std::io::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_nodelay(true)?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    socket.listen(1024)
-}
 
 /// Serves the proxy on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -43,12 +35,11 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let connector = shared.upstream.connector();
+    // This thread's pools; the handler sends requests itself, in the
+    // child's protocol. hudsucker's own client is left with nothing to do
+    // (WebSocket upgrades go through its tungstenite connector).
+    let clients = shared.upstream.clients();
     let ws = hudsucker::tokio_tungstenite::Connector::Rustls(shared.upstream.tls.clone());
-    let mut client = Client::builder(TokioExecutor::new());
-    client
-        .pool_idle_timeout(upstream::POOL_IDLE)
-        .pool_max_idle_per_host(64);
     let mut server = ServerBuilder::new(TokioExecutor::new());
     server
         .http1()
@@ -61,10 +52,9 @@ pub async fn serve(
     let proxy = Proxy::builder()
         .with_listener(listener)
         .with_ca(LeafAuthorityHandle(shared.authority.clone()))
-        .with_http_connector(connector)
-        .with_http_handler(Handler::new(shared))
+        .with_http_connector(shared.upstream.connector(false))
+        .with_http_handler(Handler::new(shared, clients))
         .with_websocket_connector(ws)
-        .with_client(client)
         .with_server(server)
         .with_graceful_shutdown(shutdown)
         .build()

@@ -47,7 +47,7 @@ fn curl_gets_exactly_one_credential_and_the_clients_own_is_replaced() {
 }
 
 #[test]
-fn http2_and_http1_both_get_the_credential() {
+fn http2_and_http1_both_get_the_credential_in_the_childs_protocol() {
     let lab = Lab::new();
     let out = lab
         .run_sh(
@@ -55,6 +55,20 @@ fn http2_and_http1_both_get_the_credential() {
         )
         .success();
     assert_eq!(out.stdout.trim(), "2\n1.1");
+    // The upstream leg uses the child's protocol (the upstream offers both).
+    let versions: Vec<(String, String)> = lab
+        .up
+        .records()
+        .into_iter()
+        .map(|r| (r.path, r.version))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            ("/a".to_string(), "HTTP/2.0".to_string()),
+            ("/b".to_string(), "HTTP/1.1".to_string())
+        ]
+    );
     let auths = lab.auths();
     assert_eq!(auths.len(), 2);
     for a in auths {
