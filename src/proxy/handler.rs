@@ -595,6 +595,9 @@ fn misdirected(host: &str, port: u16) -> ProxyError {
 /// slashes or backslashes, and backslashes. Why: path-scoped routes
 /// (`/drive/v3` vs `/gmail/v1` on one host) pick the credential by path.
 fn ambiguous_path(path: &str) -> bool {
+    if !path.bytes().any(|b| matches!(b, b'%' | b'.' | b'\\')) {
+        return false;
+    }
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
         return true;
@@ -655,7 +658,11 @@ pub fn normalize_host(host: &str) -> Option<String> {
     {
         return None;
     }
-    Some(h.to_ascii_lowercase())
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(h.to_ascii_lowercase())
+    } else {
+        Some(h.to_string())
+    }
 }
 
 /// True when a `Proxy-Authorization` value carries `token` (as the Basic

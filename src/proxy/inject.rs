@@ -30,18 +30,37 @@ pub enum InjectError {
 }
 
 /// Headers that describe one hop, not the request; never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "proxy-authorization",
-    "proxy-connection",
-    "proxy-authenticate",
-    "keep-alive",
-    "trailer",
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("keep-alive"),
+    header::TRAILER,
 ];
 
 /// Removes `Proxy-Authorization`, hop-by-hop headers, and every header the
 /// request's `Connection` header lists (except `Upgrade`, which WebSocket
 /// handshakes need).
 pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
+    let h = req.headers_mut();
+    for name in HOP_BY_HOP {
+        h.remove(name);
+    }
+    if h.contains_key(header::TE)
+        && !h
+            .get_all(header::TE)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        // `TE: trailers` is what gRPC needs end to end; any other TE is per hop.
+        h.remove(header::TE);
+    }
+    if !h.contains_key(header::CONNECTION) {
+        // The common case (HTTP/2 has no Connection; most HTTP/1.1
+        // clients send none): no listed headers, no upgrade.
+        h.remove(header::UPGRADE);
+        return;
+    }
     let listed: Vec<HeaderName> = req
         .headers()
         .get_all(header::CONNECTION)
@@ -62,17 +81,6 @@ pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
     let h = req.headers_mut();
     for name in listed {
         h.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        h.remove(*name);
-    }
-    // `TE: trailers` is what gRPC needs end to end; any other TE is per hop.
-    let trailers = h
-        .get_all(header::TE)
-        .iter()
-        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !trailers {
-        h.remove(header::TE);
     }
     // `Connection` itself describes the client's hop (a client's `close`
     // would end the pooled upstream connection); only an upgrade handshake
