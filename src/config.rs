@@ -289,6 +289,19 @@ mod tests {
     }
 
     #[test]
+    fn proxy_threads_default_to_one_and_reject_nonsense() {
+        let env = MapEnv::from_pairs([("HOME", "/h")]);
+        assert_eq!(Config::resolve(&env, None).unwrap().proxy_threads, 1);
+        let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_PROXY_THREADS, " 4 ")]);
+        assert_eq!(Config::resolve(&env, None).unwrap().proxy_threads, 4);
+        for bad in ["0", "65", "two", "-1"] {
+            let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_PROXY_THREADS, bad)]);
+            let e = Config::resolve(&env, None).unwrap_err().to_string();
+            assert!(e.contains("AUTHSOME_PROXY_THREADS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn keyring_can_be_switched_off() {
         for v in ["off", "0", "false", "NO"] {
             let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_KEYRING, v)]);

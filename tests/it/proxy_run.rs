@@ -77,6 +77,50 @@ fn http2_and_http1_both_get_the_credential_in_the_childs_protocol() {
 }
 
 #[test]
+fn several_proxy_threads_serve_one_run() {
+    let lab = Lab::bare();
+    lab.cmd(["daemon", "start"])
+        .env("AUTHSOME_PROXY_THREADS", "3")
+        .run()
+        .success();
+    let pid = lab.home.daemon().unwrap()["pid"].as_u64().unwrap();
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with("authsome-proxy-") && !c.ends_with("-blocking"))
+        .collect();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    lab.provider(
+        "acme",
+        &format!("api.acme.test:{}", lab.up.port),
+        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
+    );
+    lab.cmd(["login", "acme", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    // Twelve connections at once: whichever thread accepts each, every
+    // request gets exactly the one credential.
+    let out = lab
+        .run_sh(
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do curl -sS -o /dev/null -w '%{http_code}\\n' \"$URL/t$i\" & done; wait",
+        )
+        .success();
+    assert_eq!(
+        out.stdout.lines().filter(|l| *l == "200").count(),
+        12,
+        "{}",
+        out.stdout
+    );
+    let auths = lab.auths();
+    assert_eq!(auths.len(), 12);
+    for a in auths {
+        assert_eq!(a, vec![format!("Bearer {}", lab.key)]);
+    }
+}
+
+#[test]
 fn the_child_environment_has_placeholders_and_no_secret() {
     let lab = Lab::new();
     let out = lab
