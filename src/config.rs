@@ -50,6 +50,9 @@ pub const DEFAULT_PROXY_PORT: u16 = 7999;
 /// and one thread serves tens of thousands, with the lowest latency (no
 /// thread waits for another); raise it for heavy system-wide use.
 pub const ENV_PROXY_THREADS: &str = "AUTHSOME_PROXY_THREADS";
+/// Seconds between the daemon's checks for OAuth tokens to renew before
+/// they expire (default 30, 1-3600).
+pub const ENV_REFRESH_INTERVAL: &str = "AUTHSOME_REFRESH_INTERVAL";
 /// Set to `1` in the environment of a child of `authsome run`.
 pub const ENV_RUN: &str = "AUTHSOME_RUN";
 /// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
@@ -128,6 +131,8 @@ pub struct Config {
     pub deny_unknown: bool,
     /// `AUTHSOME_PROXY_THREADS`: the proxy's worker threads.
     pub proxy_threads: usize,
+    /// `AUTHSOME_REFRESH_INTERVAL`: seconds between proactive refresh checks.
+    pub refresh_interval_secs: u64,
 }
 
 impl Config {
@@ -200,6 +205,18 @@ impl Config {
                         return Err(Error::invalid(
                             format!("AUTHSOME_PROXY_THREADS=`{n}` is not a thread count"),
                             Some("use a number from 1 to 64 (default 1)".into()),
+                        ));
+                    }
+                },
+            },
+            refresh_interval_secs: match non_empty(env, ENV_REFRESH_INTERVAL) {
+                None => 30,
+                Some(n) => match n.trim().parse::<u64>() {
+                    Ok(n @ 1..=3600) => n,
+                    _ => {
+                        return Err(Error::invalid(
+                            format!("AUTHSOME_REFRESH_INTERVAL=`{n}` is not a number of seconds"),
+                            Some("use 1 to 3600 (default 30)".into()),
                         ));
                     }
                 },
@@ -289,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn proxy_threads_default_to_one_and_reject_nonsense() {
+    fn proxy_threads_and_refresh_interval_have_defaults_and_reject_nonsense() {
         let env = MapEnv::from_pairs([("HOME", "/h")]);
         assert_eq!(Config::resolve(&env, None).unwrap().proxy_threads, 1);
         let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_PROXY_THREADS, " 4 ")]);
@@ -299,6 +316,16 @@ mod tests {
             let e = Config::resolve(&env, None).unwrap_err().to_string();
             assert!(e.contains("AUTHSOME_PROXY_THREADS"), "{bad}: {e}");
         }
+        for bad in ["0", "3601", "soon"] {
+            let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_REFRESH_INTERVAL, bad)]);
+            let e = Config::resolve(&env, None).unwrap_err().to_string();
+            assert!(e.contains("AUTHSOME_REFRESH_INTERVAL"), "{bad}: {e}");
+        }
+        let env = MapEnv::from_pairs([("HOME", "/h")]);
+        assert_eq!(
+            Config::resolve(&env, None).unwrap().refresh_interval_secs,
+            30
+        );
     }
 
     #[test]

@@ -166,9 +166,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         // inside the refresh window.
         // Weak handles: this task never keeps the vault open at shutdown.
         let (svc, live) = (Arc::downgrade(&svc), Arc::downgrade(&live));
+        let every = std::time::Duration::from_secs(config.refresh_interval_secs);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                tokio::time::sleep(every).await;
                 let (Some(s), Some(l)) = (svc.upgrade(), live.upgrade()) else {
                     return;
                 };
@@ -268,6 +269,7 @@ impl Config {
             proxy_port: self.proxy_port,
             deny_unknown: self.deny_unknown,
             proxy_threads: self.proxy_threads,
+            refresh_interval_secs: self.refresh_interval_secs,
         }
     }
 }

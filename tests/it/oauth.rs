@@ -304,6 +304,39 @@ fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
 }
 
 #[test]
+fn tokens_are_renewed_in_the_background_before_any_request_needs_them() {
+    let t = oauth_lab("pkce");
+    // The first token expires in 60 s: inside the 5-minute refresh window.
+    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.auth.calls("token_refresh"), 0);
+    // A daemon that checks every second (the default is 30 s).
+    t.lab.home.stop_daemon();
+    t.lab
+        .cmd(["daemon", "start"])
+        .env("AUTHSOME_REFRESH_INTERVAL", "1")
+        .run()
+        .success();
+    let mut refreshed = false;
+    for _ in 0..100 {
+        if t.auth.calls("token_refresh") > 0 {
+            refreshed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(refreshed, "no background refresh within 10 s");
+    assert!(t.lab.up.records().is_empty(), "nothing was proxied yet");
+    // The proxy finds the renewed token ready: no refresh on its path.
+    assert_eq!(t.call_api("/after"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
+    assert_eq!(t.auth.calls("token_refresh"), 1);
+    let status = t.lab.cmd(["list", "--json"]).run().success();
+    assert!(status.stdout.contains("connected"), "{}", status.stdout);
+}
+
+#[test]
 fn a_rotated_refresh_token_survives_kill_9() {
     let t = oauth_lab("pkce");
     // Every token expires in 60 s, so every run refreshes.
