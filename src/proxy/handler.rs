@@ -141,26 +141,38 @@ impl Handler {
             }
         }
         *req.version_mut() = http::Version::HTTP_11;
+        // An upgrade handshake (WebSocket): once the upstream answers 101,
+        // both connections are handed over and relayed byte for byte.
+        // (strip_hop_by_hop leaves `Connection` only on upgrade handshakes.)
+        let downstream = req
+            .headers()
+            .contains_key(header::CONNECTION)
+            .then(|| hyper::upgrade::on(&mut req));
         match client.request(req).await {
-            Ok(res) => res.map(Body::from),
+            Ok(mut res) => {
+                if res.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(downstream) = downstream
+                {
+                    let upstream = hyper::upgrade::on(&mut res);
+                    let host = self.target.clone().unwrap_or_default();
+                    tokio::spawn(async move {
+                        match tokio::try_join!(downstream, upstream) {
+                            Ok((down, up)) => {
+                                let mut down = hyper_util::rt::TokioIo::new(down);
+                                let mut up = hyper_util::rt::TokioIo::new(up);
+                                tokio::io::copy_bidirectional(&mut down, &mut up).await.ok();
+                            }
+                            Err(e) => tracing::debug!(%host, error = %e, "upgrade not completed"),
+                        }
+                    });
+                }
+                res.map(Body::from)
+            }
             Err(e) => {
                 upstream_error(&e, self.target.as_deref().unwrap_or("the upstream")).into_response()
             }
         }
     }
-}
-
-/// hyper-tungstenite's test, which hudsucker uses to take a request down
-/// its WebSocket path instead of its client.
-fn is_websocket_upgrade(req: &Request<Body>) -> bool {
-    let has = |name: header::HeaderName, value: &str| {
-        req.headers().get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|&c| c == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
-        })
-    };
-    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 
 fn refuse(e: ProxyError, stats: &Stats) -> RequestOrResponse {
@@ -176,10 +188,9 @@ impl HttpHandler for Handler {
     ) -> RequestOrResponse {
         let shared = self.shared.clone();
         match self.decide(req).await {
-            // CONNECTs and WebSocket upgrades go on through hudsucker.
-            Ok(RequestOrResponse::Request(req))
-                if req.method() != Method::CONNECT && !is_websocket_upgrade(&req) =>
-            {
+            // CONNECTs go on through hudsucker (it opens the tunnel);
+            // everything else is sent from here.
+            Ok(RequestOrResponse::Request(req)) if req.method() != Method::CONNECT => {
                 RequestOrResponse::Response(self.send(req).await)
             }
             Ok(r) => r,
@@ -476,19 +487,6 @@ impl Handler {
                 );
                 err
             })?;
-        if cred.injection.format == crate::providers::KeyFormat::Query
-            && req.headers().contains_key(header::UPGRADE)
-        {
-            // hudsucker's WebSocket path logs the upgraded URI; a key in the
-            // query would end up in a log line.
-            return Err(ProxyError::new(
-                StatusCode::BAD_REQUEST,
-                "authsome_unsupported_upgrade",
-                Source::Internal,
-                format!("{provider} takes its key in the URL, which authsome does not add to WebSocket upgrades"),
-            )
-            .provider(&provider));
-        }
         inject(req, &cred).map_err(|e| {
             ProxyError::new(
                 StatusCode::BAD_GATEWAY,

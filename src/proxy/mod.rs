@@ -35,11 +35,11 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    // This thread's pools; the handler sends requests itself, in the
-    // child's protocol. hudsucker's own client is left with nothing to do
-    // (WebSocket upgrades go through its tungstenite connector).
+    // This thread's pools; the handler sends every request itself (in the
+    // child's protocol, upgrades included), so hudsucker's own client and
+    // WebSocket path are left with nothing to do: it accepts, answers
+    // CONNECT, terminates TLS and tunnels blind.
     let clients = shared.upstream.clients();
-    let ws = hudsucker::tokio_tungstenite::Connector::Rustls(shared.upstream.tls.clone());
     let mut server = ServerBuilder::new(TokioExecutor::new());
     server
         .http1()
@@ -54,7 +54,6 @@ pub async fn serve(
         .with_ca(LeafAuthorityHandle(shared.authority.clone()))
         .with_http_connector(shared.upstream.connector(false))
         .with_http_handler(Handler::new(shared, clients))
-        .with_websocket_connector(ws)
         .with_server(server)
         .with_graceful_shutdown(shutdown)
         .build()

@@ -48,14 +48,15 @@ impl Workers {
         for i in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .thread_name(format!("authsome-proxy-{i}-blocking"))
+                // Linux shows 15 bytes of a thread name.
+                .thread_name("authsome-pblock")
                 .build()
                 .map_err(|e| Error::io("cannot start the proxy's runtime", e))?;
             handles.push(rt.handle().clone());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             stops.push(tx);
             std::thread::Builder::new()
-                .name(format!("authsome-proxy-{i}"))
+                .name(format!("authsome-proxy{i}"))
                 .spawn(move || {
                     rt.block_on(async move {
                         rx.await.ok();

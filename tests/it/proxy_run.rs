@@ -88,7 +88,7 @@ fn several_proxy_threads_serve_one_run() {
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .map(|c| c.trim().to_string())
-        .filter(|c| c.starts_with("authsome-proxy-") && !c.ends_with("-blocking"))
+        .filter(|c| c.starts_with("authsome-proxy"))
         .collect();
     assert_eq!(threads.len(), 3, "{threads:?}");
     lab.provider(
@@ -653,20 +653,11 @@ fn paths_a_server_would_normalise_differently_are_refused_on_provider_hosts() {
 
 #[test]
 fn websocket_handshakes_get_the_credential() {
-    // hudsucker dials WebSocket upstreams with system DNS (the resolver
-    // override does not apply), so this provider lives on `localhost`.
-    let lab = Lab::bare();
-    lab.provider(
-        "wsacme",
-        &format!("localhost:{}", lab.up.port),
-        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
-    );
-    lab.cmd(["login", "wsacme", "--with-api-key"])
-        .stdin(&lab.key)
-        .run()
-        .success();
+    // The upgrade goes through the proxy's own client: the resolver
+    // override and the upstream CA apply, as for any request.
+    let lab = Lab::new();
     let out = lab
-        .run_sh("python3 \"$CLIENTS/ws.py\" localhost $UP")
+        .run_sh("python3 \"$CLIENTS/ws.py\" api.acme.test $UP")
         .success();
     assert!(
         out.stdout.starts_with("HTTP/1.1 101"),
