@@ -59,6 +59,19 @@ pub struct ClientInfo {
     pub base_url: Option<String>,
     /// Endpoints discovered at registration (providers that name only a resource).
     pub endpoints: Option<DiscoveredEndpoints>,
+    /// For a client from dynamic registration: the redirect URI it was
+    /// registered with (`Some(None)`: registered before that was stored).
+    pub registered_for: Option<Option<String>>,
+}
+
+impl ClientInfo {
+    /// True for a registered client that does not know `redirect_uri`
+    /// (the daemon's callback moved), which must be registered again.
+    pub fn registered_elsewhere(&self, redirect_uri: &str) -> bool {
+        self.registered_for
+            .as_ref()
+            .is_some_and(|r| r.as_deref() != Some(redirect_uri))
+    }
 }
 
 /// Endpoints from authorization-server metadata (RFC 8414), stored with a
@@ -178,6 +191,7 @@ impl CredentialService {
                     .endpoints
                     .as_deref()
                     .and_then(|e| serde_json::from_str(e).ok()),
+                registered_for: (c.source == ClientSource::Registration).then_some(c.redirect_uri),
             }));
         }
         let reg = self.registry();

@@ -61,6 +61,8 @@ pub struct OAuthClient {
     pub registration_access_token: Option<Secret<String>>,
     /// Discovered endpoints (JSON), for providers that name only a resource.
     pub endpoints: Option<String>,
+    /// The redirect URI a registered client was registered with.
+    pub redirect_uri: Option<String>,
 }
 
 impl Vault {
@@ -117,11 +119,12 @@ impl Vault {
         let conn = self.conn()?;
         conn.execute(
             "INSERT INTO oauth_clients (provider, client_id, source, base_url, registration_client_uri, \
-             key_version, client_secret, registration_access_token, created_at, updated_at, endpoints) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) \
+             key_version, client_secret, registration_access_token, created_at, updated_at, endpoints, \
+             redirect_uri) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) \
              ON CONFLICT (provider) DO UPDATE SET client_id = ?2, source = ?3, base_url = ?4, \
              registration_client_uri = ?5, key_version = ?6, client_secret = ?7, \
-             registration_access_token = ?8, updated_at = ?9, endpoints = ?10",
+             registration_access_token = ?8, updated_at = ?9, endpoints = ?10, redirect_uri = ?11",
             params![
                 c.provider,
                 c.client_id,
@@ -132,7 +135,8 @@ impl Vault {
                 secret,
                 rat,
                 now,
-                c.endpoints
+                c.endpoints,
+                c.redirect_uri
             ],
         )
         .map_err(|e| Error::db(format!("cannot store the OAuth client of {}", c.provider), e))?;
@@ -150,12 +154,14 @@ impl Vault {
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<String>,
+            Option<String>,
         );
         let conn = self.conn()?;
         let row: Option<Row> = conn
             .query_row(
                 "SELECT client_id, source, base_url, registration_client_uri, key_version, \
-                 client_secret, registration_access_token, endpoints FROM oauth_clients WHERE provider = ?1",
+                 client_secret, registration_access_token, endpoints, redirect_uri FROM oauth_clients \
+                 WHERE provider = ?1",
                 [provider],
                 |r| {
                     Ok((
@@ -167,13 +173,16 @@ impl Vault {
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| Error::db("cannot read an OAuth client", e))?;
         drop(conn);
-        let Some((client_id, source, base_url, uri, kv, secret, rat, endpoints)) = row else {
+        let Some((client_id, source, base_url, uri, kv, secret, rat, endpoints, redirect_uri)) =
+            row
+        else {
             return Ok(None);
         };
         Ok(Some(OAuthClient {
@@ -189,6 +198,7 @@ impl Vault {
                 .map(|b| self.open_client_field(provider, "registration_access_token", kv, &b))
                 .transpose()?,
             endpoints,
+            redirect_uri,
         }))
     }
 
@@ -322,9 +332,14 @@ mod tests {
             registration_client_uri: Some("https://as.test/reg/1".into()),
             registration_access_token: Some(s("RATCANARY_1")),
             endpoints: None,
+            redirect_uri: Some("http://127.0.0.1:7998/auth/callback/oauth".into()),
         })
         .unwrap();
         let c = v.get_oauth_client("github").unwrap().unwrap();
+        assert_eq!(
+            c.redirect_uri.as_deref(),
+            Some("http://127.0.0.1:7998/auth/callback/oauth")
+        );
         assert_eq!(c.client_secret.unwrap().expose(), "CSCANARY_1");
         assert_eq!(c.registration_access_token.unwrap().expose(), "RATCANARY_1");
         assert_eq!(c.source, ClientSource::Registration);

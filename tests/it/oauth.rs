@@ -449,7 +449,7 @@ impl OAuthLab {
 }
 
 #[test]
-fn dynamic_client_registration_discovers_registers_and_reuses() {
+fn dynamic_client_registration_discovers_registers_reuses_and_follows_the_callback() {
     let t = mcp_lab();
     // The first token is inside the refresh window: the first proxied
     // request refreshes it through the discovered token endpoint.
@@ -482,6 +482,35 @@ fn dynamic_client_registration_discovers_registers_and_reuses() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(t.auth.calls("register"), 1, "registered once");
     assert_eq!(t.auth.calls("token_code"), 2);
+    // A daemon on another port has another callback, which the registered
+    // client does not know (the server compares redirect URIs exactly):
+    // the login registers again, and the new client is reused after that.
+    let old_url = t.lab.home.daemon_url();
+    for _ in 0..5 {
+        t.lab.home.stop_daemon();
+        t.lab.cmd(["daemon", "start"]).run().success();
+        if t.lab.home.daemon_url() != old_url {
+            break;
+        }
+    }
+    let new_url = t.lab.home.daemon_url();
+    assert_ne!(new_url, old_url, "the daemon kept its port");
+    let (code, out) = t.login_dcr(&["--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        t.auth.calls("register"),
+        2,
+        "registered for the new callback"
+    );
+    let body = t.auth.state.lock().unwrap().registration_bodies[1].clone();
+    assert_eq!(
+        body["redirect_uris"][0],
+        format!("{new_url}/auth/callback/oauth")
+    );
+    let (code, out) = t.login_dcr(&["--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.auth.calls("register"), 2, "the new client is reused");
+    assert_eq!(t.auth.calls("token_code"), 4);
 }
 
 #[test]

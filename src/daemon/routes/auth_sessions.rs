@@ -502,6 +502,7 @@ async fn client_form_submit(
         registration_client_uri: None,
         registration_access_token: None,
         endpoints: None,
+        redirect_uri: None,
     };
     match super::oauth::pkce_from_form(state, id, def, ctx.force, client, scopes).await {
         Ok(url) => Response::builder()

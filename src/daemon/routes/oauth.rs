@@ -97,6 +97,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         registration_client_uri: None,
         registration_access_token: None,
         endpoints: None,
+        redirect_uri: None,
     });
     let want = scopes.clone();
     let given = new_client.as_ref().map(|nc| ClientInfo {
@@ -104,6 +105,7 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         secret: nc.client_secret.as_ref().map(Secret::duplicate),
         base_url: nc.base_url.clone(),
         endpoints: None,
+        registered_for: None,
     });
     let (client, connected) = state
         .run(move |svc| {
@@ -136,6 +138,13 @@ pub async fn start(state: &AppState, def: ProviderDef, req: OAuthStart) -> ApiRe
         state.info.base_url.trim_end_matches('/')
     );
     let client = match client {
+        // A client registered for another callback (the daemon moved to
+        // another port or base URL) would send a redirect URI the server
+        // does not know: register again.
+        Some(c) if flow == Flow::DcrPkce && c.registered_elsewhere(&redirect_uri) => {
+            tracing::info!(provider = %def.name, "the daemon's callback moved; registering a new OAuth client");
+            Some(register_client(state, &def, &redirect_uri, &scopes).await?)
+        }
         Some(c) => Some(c),
         None if flow == Flow::DcrPkce => {
             Some(register_client(state, &def, &redirect_uri, &scopes).await?)
@@ -279,6 +288,7 @@ pub async fn pkce_from_form(
         secret: new_client.client_secret.as_ref().map(Secret::duplicate),
         base_url: new_client.base_url.clone(),
         endpoints: None,
+        registered_for: None,
     };
     let ep = Endpoints::for_client(def, &client).ok_or_else(|| {
         Error::invalid(format!("provider `{}` has no oauth block", def.name), None)
@@ -418,6 +428,7 @@ async fn register_client(
         endpoints: discovered
             .as_ref()
             .and_then(|d| serde_json::to_string(d).ok()),
+        redirect_uri: Some(redirect_uri.to_string()),
     };
     state.run(move |svc| svc.put_oauth_client(&stored)).await?;
     tracing::info!(provider = %def.name, "registered an OAuth client (RFC 7591)");
@@ -436,6 +447,7 @@ async fn register_client(
         secret: reg.client_secret,
         base_url: None,
         endpoints: discovered,
+        registered_for: Some(Some(redirect_uri.to_string())),
     })
 }
 
