@@ -6,9 +6,10 @@
 //!    `Proxy-Authorization`, compared in constant time; otherwise 407.
 //! 2. **CONNECT** decides the tunnel once: a host some connected provider
 //!    claims (and the CA may sign for) is intercepted; any other host is
-//!    tunnelled blind (no TLS termination: the client sees the server's own
-//!    certificate), or refused with 403 under `--deny-unknown`. Targets that
-//!    loop back into authsome (the proxy itself, the daemon) are refused.
+//!    dialled and tunnelled blind (no TLS termination: the client sees the
+//!    server's own certificate; an unreachable one gets 502/504), or refused
+//!    with 403 under `--deny-unknown`. Targets that loop back into authsome
+//!    (the proxy itself, the daemon) are refused.
 //! 3. **Inside an intercepted tunnel**, every request must name the tunnel's
 //!    authority (HTTP/1 `Host`, HTTP/2 `:authority` and `host`); anything
 //!    else is answered 421 and never forwarded. Why: hudsucker routes h2
@@ -20,6 +21,9 @@
 //!    credential cannot be resolved gets a JSON error: nothing goes upstream.
 //! 5. Plain `http://` to a provider host is refused: credentials only travel
 //!    over TLS.
+//! 6. **Sending**: every request that is not a CONNECT is sent from here
+//!    (`Handler::send`) through this thread's pools, in the child's
+//!    protocol; upgrades (WebSocket) are relayed after the upstream's 101.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use http::uri::Scheme;
-use http::{Method, Request, Response, StatusCode, Uri, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
 use super::error::{ProxyError, Source};
@@ -88,13 +92,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The tunnel a request arrived in (set while handling the CONNECT; the
-/// handler clone that saw the CONNECT is cloned for every request inside).
+/// The intercepted tunnel a request arrived in (set while handling the
+/// CONNECT; the handler clone that saw the CONNECT is cloned for every
+/// request inside). Blind tunnels never reach hudsucker's request path.
 #[derive(Debug, Clone)]
 struct Tunnel {
     host: String,
     port: u16,
-    intercept: bool,
 }
 
 /// The hudsucker handler.
@@ -199,7 +203,7 @@ impl HttpHandler for Handler {
     }
 
     async fn should_intercept_connect(&mut self, _ctx: &HttpContext, _req: &Request<Body>) -> bool {
-        self.tunnel.as_ref().is_some_and(|t| t.intercept)
+        self.tunnel.is_some()
     }
 
     async fn should_intercept_tls(
@@ -251,7 +255,7 @@ impl Handler {
             None => {
                 self.authenticate(&req)?;
                 if req.method() == Method::CONNECT {
-                    self.connect(req)
+                    self.connect(req).await
                 } else {
                     self.absolute(req).await
                 }
@@ -287,7 +291,7 @@ impl Handler {
     }
 
     /// A CONNECT: decide intercept, blind tunnel or refusal.
-    fn connect(&mut self, mut req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+    async fn connect(&mut self, req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
         let (host, port) = req
             .uri()
             .authority()
@@ -312,31 +316,71 @@ impl Handler {
                 .host(&host)
                 .hint("under `authsome run`, start the program again; in system-wide mode, `authsome doctor` says how to renew the CA"));
             }
-            self.tunnel = Some(Arc::new(Tunnel {
-                host,
-                port,
-                intercept: true,
-            }));
+            self.tunnel = Some(Arc::new(Tunnel { host, port }));
             return Ok(req.into());
         }
         if self.shared.deny_unknown {
             return Err(deny_unknown(&host));
         }
-        self.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
-        // hudsucker dials blind tunnels itself with system DNS; point it at
-        // the resolver override's address when there is one.
-        if let Some(ip) = self.shared.upstream.override_for(&host) {
-            let authority = SocketAddr::new(ip, port).to_string();
-            if let Ok(uri) = Uri::builder().authority(authority).build() {
-                *req.uri_mut() = uri;
+        self.blind_tunnel(req, host, port).await
+    }
+
+    /// A tunnel that is not intercepted: the target is dialled first (so an
+    /// unreachable one gets a 502/504 the client can read, not a 200 and a
+    /// closed connection), then the CONNECT is answered and the bytes are
+    /// copied both ways. Nothing is read or decrypted, and nothing waits
+    /// for the client to speak first (SMTP-style servers work).
+    async fn blind_tunnel(
+        &mut self,
+        mut req: Request<Body>,
+        host: String,
+        port: u16,
+    ) -> Result<RequestOrResponse, ProxyError> {
+        let ip = literal_ip(&host).or_else(|| self.shared.upstream.override_for(&host));
+        let dial = async {
+            match ip {
+                Some(ip) => tokio::net::TcpStream::connect(SocketAddr::new(ip, port)).await,
+                None => tokio::net::TcpStream::connect((host.as_str(), port)).await,
             }
-        }
-        self.tunnel = Some(Arc::new(Tunnel {
-            host,
-            port,
-            intercept: false,
-        }));
-        Ok(req.into())
+        };
+        let mut upstream = match tokio::time::timeout(super::upstream::CONNECT_TIMEOUT, dial).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(ProxyError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "authsome_upstream_unreachable",
+                    Source::Upstream,
+                    format!("cannot connect to {host}:{port}: {e}"),
+                )
+                .host(&host));
+            }
+            Err(_elapsed) => {
+                return Err(ProxyError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "authsome_upstream_timeout",
+                    Source::Upstream,
+                    format!("{host}:{port} did not accept a connection in time"),
+                )
+                .host(&host));
+            }
+        };
+        upstream.set_nodelay(true).ok();
+        self.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+        // hyper hands the client's connection over once the 200 is written.
+        let client = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            match client.await {
+                Ok(client) => {
+                    let mut client = hyper_util::rt::TokioIo::new(client);
+                    tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                        .await
+                        .ok();
+                }
+                Err(e) => tracing::debug!(%host, error = %e, "tunnel not established"),
+            }
+        });
+        Ok(RequestOrResponse::Response(Response::new(Body::empty())))
     }
 
     /// An absolute-form request on the proxy connection itself: plain

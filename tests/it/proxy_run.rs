@@ -455,6 +455,62 @@ fn upstream_failures_say_whose_fault() {
     );
     assert!(out.stdout.contains("\"fault\":\"upstream\""));
     assert!(!out.stdout.contains(&lab.key));
+    // A blind tunnel is dialled before the CONNECT is answered: a dead
+    // target gets a 502 the client can read, not a 200 and a hang-up.
+    let out = lab
+        .run_sh(&format!(
+            "python3 \"$CLIENTS/connect.py\" upstream.test {port}"
+        ))
+        .success();
+    assert!(out.stdout.starts_with("HTTP/1.1 502"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_upstream_unreachable"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn servers_that_speak_first_work_through_a_blind_tunnel() {
+    // SMTP-style: the server sends its banner before the client says
+    // anything. The tunnel must not wait for the client's first bytes.
+    let lab = Lab::new();
+    let banner = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = banner.local_addr().unwrap().port();
+    banner.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        // Bounded: 10 s for the proxy to dial in.
+        let mut conn = None;
+        for _ in 0..1000 {
+            match banner.accept() {
+                Ok((c, _)) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        let Some(mut c) = conn else { return };
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        std::io::Write::write_all(&mut c, b"220 banner.test ESMTP ready\r\n").unwrap();
+        // Hold the connection until the client is done.
+        let mut b = [0u8; 1];
+        let _ = std::io::Read::read(&mut c, &mut b);
+    });
+    let out = lab
+        .run_sh(&format!(
+            "python3 \"$CLIENTS/connect.py\" upstream.test {port} --banner"
+        ))
+        .success();
+    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("banner: 220 banner.test ESMTP ready"),
+        "{}",
+        out.stdout
+    );
+    server.join().unwrap();
 }
 
 #[test]
