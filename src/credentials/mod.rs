@@ -326,6 +326,7 @@ impl CredentialService {
                 api_key: Some(value),
                 access_token: None,
                 refresh_token: None,
+                flow: None,
             },
             force,
         )

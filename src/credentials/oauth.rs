@@ -240,6 +240,7 @@ impl CredentialService {
         connection: &str,
         tokens: Tokens,
         requested_scopes: &[String],
+        flow: &str,
         force: bool,
     ) -> Result<ConnectionRecord> {
         super::check_connection_name(connection)?;
@@ -266,6 +267,7 @@ impl CredentialService {
                 api_key: None,
                 access_token: Some(tokens.access_token),
                 refresh_token: tokens.refresh_token,
+                flow: Some(flow.into()),
             },
             force,
         )
@@ -315,7 +317,11 @@ impl CredentialService {
         let client = self.oauth_client(&rec.provider)?.unwrap_or_default();
         let outcome = match &secrets.refresh_token {
             Some(rt) => endpoint.refresh(&def, &client, rt),
-            None if def.flow == Flow::ClientCredentials => {
+            // A machine token is granted again; the connection's own flow
+            // decides (it may differ from the provider's default).
+            None if rec.flow.as_deref() == Some("client_credentials")
+                || (rec.flow.is_none() && def.flow == Flow::ClientCredentials) =>
+            {
                 endpoint.client_credentials(&def, &client, &rec.scopes)
             }
             None => {

@@ -103,6 +103,9 @@ pub struct ConnectionRecord {
     pub has_api_key: bool,
     pub has_access_token: bool,
     pub has_refresh_token: bool,
+    /// The login flow that made an OAuth connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
 }
 
 /// A connection to store.
@@ -119,6 +122,8 @@ pub struct NewConnection {
     pub api_key: Option<Secret<String>>,
     pub access_token: Option<Secret<String>>,
     pub refresh_token: Option<Secret<String>>,
+    /// The login flow (OAuth connections).
+    pub flow: Option<String>,
 }
 
 /// The decrypted secret fields of one connection.
@@ -351,7 +356,7 @@ fn crypto_to_io(e: CryptoError) -> Error {
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_default, account_label, token_type, \
      scopes, expires_at, created_at, updated_at, api_key IS NOT NULL, access_token IS NOT NULL, \
-     refresh_token IS NOT NULL";
+     refresh_token IS NOT NULL, flow";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
     let scopes: String = r.get(8)?;
@@ -371,6 +376,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
         has_api_key: r.get(12)?,
         has_access_token: r.get(13)?,
         has_refresh_token: r.get(14)?,
+        flow: r.get(15)?,
     })
 }
 
@@ -528,8 +534,8 @@ impl Vault {
         .map_err(ctx)?;
         tx.execute(
             "INSERT INTO connections (id, provider, name, auth_type, status, is_default, account_label, token_type, \
-             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 id,
                 new.provider,
@@ -546,7 +552,8 @@ impl Vault {
                 sealed[1],
                 sealed[2],
                 created_at,
-                now
+                now,
+                new.flow
             ],
         )
         .map_err(ctx)?;
@@ -795,6 +802,7 @@ mod tests {
             api_key: Some(Secret::new(key.into())),
             access_token: None,
             refresh_token: None,
+            flow: None,
         }
     }
 

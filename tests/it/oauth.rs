@@ -275,6 +275,43 @@ fn client_credentials_need_no_browser() {
 }
 
 #[test]
+fn a_connection_made_with_another_flow_is_renewed_by_that_flow() {
+    // The provider's default is the browser flow; this connection was made
+    // with client credentials, so near expiry (no refresh token) it is
+    // granted again the same way.
+    let t = oauth_lab("pkce");
+    {
+        let mut st = t.auth.state.lock().unwrap();
+        st.client_secret = Some("CSCANARY_secret".into());
+        st.access_ttl = vec![60];
+    }
+    t.lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "--flow",
+            "client-credentials",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+        ])
+        .stdin("CSCANARY_secret\n")
+        .run()
+        .success();
+    assert_eq!(t.auth.calls("token_client_credentials"), 1);
+    let list = t.lab.cmd(["list", "--json"]).run().success();
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list[0]["flow"], "client_credentials", "{list}");
+    assert_eq!(t.call_api("/cc"), "200");
+    assert_eq!(
+        t.auth.calls("token_client_credentials"),
+        2,
+        "granted again near expiry"
+    );
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
+}
+
+#[test]
 fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
     let t = oauth_lab("pkce");
     // The first token expires in 60 s: inside the 5-minute refresh window.

@@ -471,7 +471,7 @@ async fn store(
             if let Some(nc) = &new_client {
                 svc.put_oauth_client(nc)?;
             }
-            svc.store_oauth(&p, &c, tokens, &s, true)
+            svc.store_oauth(&p, &c, tokens, &s, flow, true)
         })
         .await?;
     state.changed(Some(provider.to_string())).await;
