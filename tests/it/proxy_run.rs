@@ -84,12 +84,23 @@ fn several_proxy_threads_serve_one_run() {
         .run()
         .success();
     let pid = lab.home.daemon().unwrap()["pid"].as_u64().unwrap();
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
-        .filter(|c| c.starts_with("authsome-proxy"))
-        .collect();
+    let proxy_threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .filter(|c| c.starts_with("authsome-proxy"))
+            .collect()
+    };
+    // A new thread names itself as it starts: allow it a moment (bounded).
+    let mut threads = proxy_threads();
+    for _ in 0..50 {
+        if threads.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        threads = proxy_threads();
+    }
     assert_eq!(threads.len(), 3, "{threads:?}");
     lab.provider(
         "acme",
