@@ -19,7 +19,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,35 +31,18 @@ use hudsucker::futures::stream;
 use hyper::body::{Bytes, Frame};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-const HOST: &str = "api.acme.test";
-const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
+mod support;
+
+use support::{CERTS, HOST};
+
 const TUNNELS: usize = 1000;
 const DOWNLOAD: usize = 1 << 30;
 
 /// An HTTPS (HTTP/1.1) upstream: `/bytes/N` streams N bytes in 64 KiB
 /// chunks; anything else answers a small JSON body.
 fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(format!("{CERTS}upstream.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(format!("{CERTS}upstream.key")).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = support::upstream_tls(&[b"http/1.1"]);
     let listener =
         rt.block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
     let addr = listener.local_addr().unwrap();
@@ -166,34 +149,13 @@ async fn connect(
     port: u16,
     tls: &tokio_rustls::TlsConnector,
 ) -> SendRequest<Empty<Bytes>> {
-    let mut tcp = TcpStream::connect(proxy).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    tcp.write_all(
-        format!("CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\nProxy-Authorization: Basic {auth}\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    let stream = tls
-        .connect(ServerName::try_from(HOST).unwrap(), tcp)
-        .await
-        .unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    send
+    let target = format!("{HOST}:{port}");
+    let via = support::Connect {
+        proxy,
+        target: &target,
+        auth,
+    };
+    support::connect(proxy, Some(via), tls).await
 }
 
 /// GET `path`; returns the body's length.
@@ -271,7 +233,7 @@ fn main() {
     let daemon: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
     let pid = daemon["pid"].as_u64().unwrap() as u32;
-    let tls = client_tls(&bundle);
+    let tls = support::client_tls(&std::fs::read(&bundle).unwrap());
     let port = up.port();
 
     println!("# authsome proxy memory (the daemon's RSS, real binary, loopback)\n");
@@ -365,18 +327,4 @@ fn url_parts(url: &str) -> ProxyUrl {
         addr: hostport.trim_end_matches('/').parse().unwrap(),
         auth: base64::engine::general_purpose::STANDARD.encode(userinfo),
     }
-}
-
-fn client_tls(bundle: &Path) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(bundle).unwrap();
-    roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }

@@ -44,14 +44,14 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HOST: &str = "api.acme.test";
+mod support;
+
+use support::{CERTS, HOST};
+
 const TOKEN: &str = "bench-token";
-const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/");
 
 struct Source {
     def: ProviderDef,
@@ -89,26 +89,11 @@ static ACCEPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 /// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body.
 fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(format!("{CERTS}upstream.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(format!("{CERTS}upstream.key")).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    cfg.alpn_protocols = if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
-        vec![b"http/1.1".to_vec()]
+    let acceptor = support::upstream_tls(if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
+        &[b"http/1.1"]
     } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        &[b"h2", b"http/1.1"]
+    });
     let listener = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.set_nodelay(true).unwrap();
@@ -186,21 +171,6 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Workers) -> Prox
     Proxy { addr, ca_pem }
 }
 
-fn client_tls(root_pem: &str) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
 /// How the client reaches the upstream.
 #[derive(Clone, Copy, PartialEq)]
 enum Via {
@@ -220,44 +190,18 @@ async fn connect(
     up: SocketAddr,
     tls: &tokio_rustls::TlsConnector,
 ) -> SendRequest<Empty<Bytes>> {
-    let (addr, target) = match via {
-        Via::Direct => (up, None),
-        Via::Tunnel(px) => (px, Some(up.to_string())),
-        Via::Mitm(px) => (px, Some(format!("{HOST}:{}", up.port()))),
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("authsome:{TOKEN}"));
+    let (proxy, target) = match via {
+        Via::Direct => return support::connect(up, None, tls).await,
+        Via::Tunnel(px) => (px, up.to_string()),
+        Via::Mitm(px) => (px, format!("{HOST}:{}", up.port())),
     };
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    if let Some(target) = target {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("authsome:{TOKEN}"));
-        tcp.write_all(
-            format!(
-                "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut buf = Vec::new();
-        let mut b = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut b).await.unwrap();
-            buf.push(b[0]);
-        }
-        assert!(
-            buf.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&buf)
-        );
-    }
-    let stream = tls
-        .connect(ServerName::try_from(HOST).unwrap(), tcp)
-        .await
-        .unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    send
+    let via = support::Connect {
+        proxy,
+        target: &target,
+        auth: &auth,
+    };
+    support::connect(up, Some(via), tls).await
 }
 
 /// A TCP echo server: one byte back for each byte, for the round-trip
@@ -324,8 +268,8 @@ fn main() {
     let up = upstream(&up_rt);
     let px = proxy(&control_rt, up, workers);
     let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
-    let direct_tls = client_tls(&upstream_ca);
-    let proxied_tls = client_tls(&px.ca_pem);
+    let direct_tls = support::client_tls(upstream_ca.as_bytes());
+    let proxied_tls = support::client_tls(px.ca_pem.as_bytes());
 
     println!(
         "# authsome proxy overhead (loopback, 2 cores shared by upstream, proxy and client)\n"

@@ -197,31 +197,38 @@ impl Config {
                 })?,
             },
             deny_unknown: is_true(non_empty(env, ENV_DENY_UNKNOWN).as_deref()),
-            proxy_threads: match non_empty(env, ENV_PROXY_THREADS) {
-                None => 1,
-                Some(n) => match n.trim().parse::<usize>() {
-                    Ok(n @ 1..=64) => n,
-                    _ => {
-                        return Err(Error::invalid(
-                            format!("AUTHSOME_PROXY_THREADS=`{n}` is not a thread count"),
-                            Some("use a number from 1 to 64 (default 1)".into()),
-                        ));
-                    }
-                },
-            },
-            refresh_interval_secs: match non_empty(env, ENV_REFRESH_INTERVAL) {
-                None => 30,
-                Some(n) => match n.trim().parse::<u64>() {
-                    Ok(n @ 1..=3600) => n,
-                    _ => {
-                        return Err(Error::invalid(
-                            format!("AUTHSOME_REFRESH_INTERVAL=`{n}` is not a number of seconds"),
-                            Some("use 1 to 3600 (default 30)".into()),
-                        ));
-                    }
-                },
-            },
+            proxy_threads: number_in(env, ENV_PROXY_THREADS, 1, 64, 1, "a thread count")? as usize,
+            refresh_interval_secs: number_in(
+                env,
+                ENV_REFRESH_INTERVAL,
+                1,
+                3600,
+                30,
+                "a number of seconds",
+            )?,
         })
+    }
+}
+
+/// The whole number in `name`, `default` when unset; anything outside
+/// `min..=max` is an error naming the variable and the range.
+fn number_in(
+    env: &dyn Env,
+    name: &str,
+    min: u64,
+    max: u64,
+    default: u64,
+    what: &str,
+) -> Result<u64> {
+    let Some(v) = non_empty(env, name) else {
+        return Ok(default);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::invalid(
+            format!("{name}=`{v}` is not {what}"),
+            Some(format!("use {min} to {max} (default {default})")),
+        )),
     }
 }
 
