@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth_flow::{SessionError, SessionStatus, SessionView};
+use crate::auth_flow::{SessionStatus, SessionView};
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
@@ -434,15 +434,7 @@ pub async fn auth_sessions_input_submit(
             )
         }
         Err(e) => {
-            let view = state.sessions.fail(
-                &id,
-                now_unix(),
-                SessionError {
-                    code: e.code.into(),
-                    message: e.message.clone(),
-                    hint: e.hint.clone(),
-                },
-            );
+            let view = state.sessions.fail(&id, now_unix(), e.to_session_error());
             match view {
                 Some(v) => finished_page(&v),
                 None => page(

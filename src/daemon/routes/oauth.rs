@@ -532,15 +532,7 @@ async fn poll_device(
                         state.sessions.complete(&id, now_unix());
                     }
                     Err(e) => {
-                        state.sessions.fail(
-                            &id,
-                            now_unix(),
-                            SessionError {
-                                code: e.code.into(),
-                                message: e.message.clone(),
-                                hint: e.hint.clone(),
-                            },
-                        );
+                        state.sessions.fail(&id, now_unix(), e.to_session_error());
                     }
                 }
                 return;
@@ -640,15 +632,7 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
     )
     .await
     {
-        state.sessions.fail(
-            &view.id,
-            now,
-            SessionError {
-                code: e.code.into(),
-                message: e.message.clone(),
-                hint: e.hint.clone(),
-            },
-        );
+        state.sessions.fail(&view.id, now, e.to_session_error());
         return page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Login failed",
