@@ -58,6 +58,8 @@ pub const ENV_RUN: &str = "AUTHSOME_RUN";
 /// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
 /// kills the child (default 10).
 pub const ENV_RUN_GRACE: &str = "AUTHSOME_RUN_GRACE";
+/// `auto` (default), `require` or `off`: how `authsome run` confines its child.
+pub const ENV_SANDBOX: &str = "AUTHSOME_SANDBOX";
 /// `1`/`true`: refuse hosts no provider claims (same as `--deny-unknown`).
 pub const ENV_DENY_UNKNOWN: &str = "AUTHSOME_DENY_UNKNOWN";
 

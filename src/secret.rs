@@ -57,6 +57,15 @@ impl Secret<String> {
 }
 
 /// Fills `buf` from the OS random number generator.
+/// Constant-time equality for tokens and secrets (the length is not secret:
+/// tokens have a fixed size).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn fill_random(buf: &mut [u8]) -> crate::error::Result<()> {
     getrandom::fill(buf).map_err(|e| {
         crate::error::Error::io(

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod handoff;
 pub mod oauth_http;
 pub mod runs;
 
@@ -80,6 +81,18 @@ pub struct DaemonOptions {
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    // Before any thread exists: the daemon's memory and environment are
+    // closed to other processes of this user (no ptrace, no
+    // /proc/<pid>/environ or mem, no core file), and the master key, now in
+    // `config`, leaves the environment so nothing the daemon starts inherits it.
+    for problem in crate::sandbox::harden_process() {
+        tracing::warn!(%problem, "cannot fully harden the daemon process");
+    }
+    // SAFETY: no other thread exists yet (the runtime is built below).
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sandbox::forget_env(crate::config::ENV_MASTER_KEY);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -196,6 +209,19 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         proxy_port: config.proxy_port,
         deny_unknown: config.deny_unknown,
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
+        protect: std::iter::once(home.root().to_path_buf())
+            .chain(config.master_key_file.clone())
+            .collect(),
+    }));
+    let handoff = handoff::bind(home.root()).with_context(|| {
+        format!(
+            "cannot open {}",
+            handoff::socket_path(home.root()).display()
+        )
+    })?;
+    let (handoff_stop, handoff_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(handoff::serve(handoff, runs.clone(), async move {
+        handoff_stopped.await.ok();
     }));
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -228,6 +254,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;
+    handoff_stop.send(()).ok();
+    std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
     drop(runs);
     // Close the vault (SQLite checkpoints its WAL on close) before daemon.json
