@@ -209,9 +209,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         proxy_port: config.proxy_port,
         deny_unknown: config.deny_unknown,
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
-        protect: std::iter::once(home.root().to_path_buf())
-            .chain(config.master_key_file.clone())
-            .collect(),
+        protect: protected_paths(config, home.root(), svc.key_source().id()),
     }));
     let handoff = handoff::bind(home.root()).with_context(|| {
         format!(
@@ -300,6 +298,39 @@ impl Config {
             refresh_interval_secs: self.refresh_interval_secs,
         }
     }
+}
+
+/// What a sandboxed child must not reach: the home, a master-key file kept
+/// elsewhere, and, when the master key is in the Secret Service keyring, the
+/// D-Bus session bus it is read through (`secret-tool lookup` would print it).
+fn protected_paths(config: &Config, home: &Path, key_source: &str) -> Vec<PathBuf> {
+    use crate::config::{ENV_DBUS_SESSION_BUS, ENV_XDG_RUNTIME_DIR, Env, ProcessEnv};
+    let mut out = vec![home.to_path_buf()];
+    out.extend(config.master_key_file.clone());
+    if key_source == "keyring" {
+        let env = ProcessEnv;
+        out.extend(
+            env.var(ENV_DBUS_SESSION_BUS)
+                .as_deref()
+                .and_then(session_bus_path),
+        );
+        out.extend(
+            env.var(ENV_XDG_RUNTIME_DIR)
+                .filter(|d| !d.is_empty())
+                .map(|d| PathBuf::from(d).join("bus")),
+        );
+    }
+    out
+}
+
+/// The socket path of a D-Bus address (`unix:path=/run/user/1000/bus,guid=…`).
+fn session_bus_path(address: &str) -> Option<PathBuf> {
+    address.split(';').find_map(|a| {
+        let rest = a.strip_prefix("unix:")?;
+        rest.split(',')
+            .find_map(|kv| kv.strip_prefix("path="))
+            .map(PathBuf::from)
+    })
 }
 
 async fn shutdown_signal() {
@@ -399,4 +430,22 @@ fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
     f.sync_all().ok();
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_bus_path_is_read_from_its_address() {
+        assert_eq!(
+            session_bus_path("unix:path=/run/user/1000/bus,guid=abc"),
+            Some(PathBuf::from("/run/user/1000/bus"))
+        );
+        assert_eq!(
+            session_bus_path("unix:abstract=/tmp/dbus-x;unix:path=/b"),
+            Some(PathBuf::from("/b"))
+        );
+        assert_eq!(session_bus_path("tcp:host=localhost,port=1"), None);
+    }
 }

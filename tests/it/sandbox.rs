@@ -325,7 +325,7 @@ fn require_fails_clearly_when_the_kernel_cannot_confine() {
     // auto: runs, unconfined, and says so once.
     let out = without_user_namespaces(
         &a,
-        "run -- sh -c 'test -r \"$AUTHSOME_HOME/daemon.json\" && echo unconfined'",
+        "run --sandbox auto -- sh -c 'test -r \"$AUTHSOME_HOME/daemon.json\" && echo unconfined'",
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "unconfined");
@@ -421,4 +421,27 @@ fn exit_codes_and_signals_still_pass_through_a_confined_run() {
         .run();
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("inside"), "{}", out.stderr);
+}
+
+#[test]
+fn git_gets_the_credential_through_a_confined_run() {
+    let a = Agent::new(None);
+    let out = a.run_sh(
+        &["--sandbox", "require"],
+        "git ls-remote \"$URL/repo.git\" >/dev/null 2>&1; echo done",
+    );
+    assert_eq!(out.stdout.trim(), "done", "{out:?}");
+    let recs = a.lab.up.records();
+    assert!(!recs.is_empty(), "git reached the upstream: {out:?}");
+    assert!(
+        recs[0].path.starts_with("/repo.git/info/refs"),
+        "{:?}",
+        recs[0].path
+    );
+    for r in &recs {
+        assert_eq!(
+            r.all("authorization"),
+            vec![format!("Bearer {}", a.lab.key)]
+        );
+    }
 }
