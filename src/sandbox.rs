@@ -35,6 +35,10 @@
 //!    `/proc/<pid>/root` of any of the user's other processes would show the
 //!    filesystem as it is outside, home included.
 //!    `PR_SET_NO_NEW_PRIVS` is set first (Landlock requires it).
+//! 6. **No typing into the user's terminal.** A seccomp filter makes
+//!    `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` fail with EPERM: characters
+//!    pushed into the terminal's input would run in the user's shell,
+//!    unconfined, once the child exits. Everything else is allowed.
 //!
 //! Why namespaces and not Landlock alone: Landlock is allow-list based, so
 //! "everything but `$AUTHSOME_HOME`" would need a rule per sibling of every
@@ -214,6 +218,7 @@ const STEPS: &[&str] = &[
     "returning to the working directory",
     "locking the mounts",
     "entering the Landlock domain",
+    "filtering terminal ioctls (seccomp)",
 ];
 const STEP_UNSHARE: u8 = 1;
 const STEP_MAPS: u8 = 2;
@@ -224,6 +229,7 @@ const STEP_MOUNT: u8 = 6;
 const STEP_CWD: u8 = 7;
 const STEP_LOCK: u8 = 8;
 const STEP_LANDLOCK: u8 = 9;
+const STEP_SECCOMP: u8 = 10;
 
 /// The listeners the child's setup opened inside its network namespace.
 #[derive(Debug)]
@@ -498,6 +504,7 @@ impl ChildSetup {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err((STEP_LANDLOCK, errno()));
             }
+            deny_terminal_injection().map_err(|e| (STEP_SECCOMP, e))?;
             if self.landlock_abi > 0 {
                 enter_landlock(self.landlock_abi).map_err(|e| (STEP_LANDLOCK, e))?;
             }
@@ -748,6 +755,92 @@ pub fn recv_listener(sock: &impl AsRawFd) -> std::io::Result<(Vec<u8>, Option<Ow
         ));
     }
     Ok((text, owned.pop()))
+}
+
+// === seccomp: no typing into the user's terminal ===
+
+/// Denies `ioctl(TIOCSTI)` (push characters into the terminal's input, which
+/// the user's shell would run after the child exits, unconfined) and
+/// `ioctl(TIOCLINUX)` (the console's paste buffer) with EPERM; every other
+/// system call is allowed. The command is compared on its low 32 bits, as
+/// the kernel reads it. On x86-64, i386 and x32 processes are matched by
+/// their own `ioctl` numbers.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn deny_terminal_injection() -> Result<(), i32> {
+    #[cfg(target_arch = "x86_64")]
+    const NATIVE: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "x86_64")]
+    const OTHER: u32 = 0x4000_0003; // AUDIT_ARCH_I386
+    #[cfg(target_arch = "aarch64")]
+    const NATIVE: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    #[cfg(target_arch = "aarch64")]
+    const OTHER: u32 = u32::MAX; // (no compat ABI filtered)
+    const X32_IOCTL: u32 = 0x4000_0000 | 514;
+    const I386_IOCTL: u32 = 54;
+    // seccomp_data: nr @0, arch @4, instruction pointer @8, args[6] @16.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    #[cfg(target_endian = "little")]
+    const ARG1_LO: u32 = 24;
+    #[cfg(target_endian = "big")]
+    const ARG1_LO: u32 = 28;
+    let ld = |off: u32| libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: off,
+    };
+    // Jumps are relative: the next instruction is `here + 1 + offset`.
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k: u32| libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let prog = [
+        /* 0 */ ld(ARCH),
+        /* 1 */ jeq(NATIVE, 2, 0), // → 4
+        /* 2 */ jeq(OTHER, 4, 0), // → 7
+        /* 3 */ ret(libc::SECCOMP_RET_ALLOW),
+        /* 4 */ ld(NR),
+        /* 5 */ jeq(libc::SYS_ioctl as u32, 3, 0), // → 9
+        /* 6 */ jeq(X32_IOCTL, 2, 5), // → 9 | → 12
+        /* 7 */ ld(NR),
+        /* 8 */ jeq(I386_IOCTL, 0, 3), // → 9 | → 12
+        /* 9 */ ld(ARG1_LO),
+        /* 10 */ jeq(libc::TIOCSTI as u32, 2, 0), // → 13
+        /* 11 */ jeq(libc::TIOCLINUX as u32, 1, 0), // → 13
+        /* 12 */ ret(libc::SECCOMP_RET_ALLOW),
+        /* 13 */ ret(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: fprog points at `prog`, which outlives the call; the kernel
+    // copies the program.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+            0,
+            0,
+        )
+    };
+    if r != 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Other architectures: namespaces and Landlock only.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn deny_terminal_injection() -> Result<(), i32> {
+    Ok(())
 }
 
 // === Landlock ===

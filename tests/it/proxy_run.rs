@@ -768,7 +768,7 @@ fn ctrl_c_in_a_terminal_reaches_the_child_and_run_waits_for_it() {
     // does); script's `-e` returns `run`'s status. SHELL is pinned so the
     // test is the same wherever it runs.
     let cmdline = format!(
-        "exec env AUTHSOME_HOME={} AUTHSOME_PORT=0 AUTHSOME_KEYRING=off {} run -- sh -c \"{}\"",
+        "exec env AUTHSOME_HOME={} AUTHSOME_PORT=0 AUTHSOME_KEYRING=off AUTHSOME_SANDBOX=require {} run -- sh -c \"{}\"",
         lab.home.home.display(),
         crate::common::bin(),
         inner.replace('"', "\\\"").replace('$', "\\$")
