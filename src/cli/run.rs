@@ -35,15 +35,23 @@ use super::exit::ExitStatus;
 use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, ENV_SANDBOX, Env, ProcessEnv};
 use crate::sandbox::{Mode, Policy, Sandbox};
 
+fn parse_connection(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(p, n)| !p.is_empty() && !n.is_empty())
+        .map(|(p, n)| (p.to_string(), n.to_string()))
+        .ok_or_else(|| format!("`{s}` is not PROVIDER=NAME (example: --connection github=work)"))
+}
+
 fn parse_mode(s: &str) -> Result<Mode, String> {
     Mode::parse(s).ok_or_else(|| format!("`{s}` is not auto, require or off"))
 }
 
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "authsome run [OPTIONS] -- <CMD>...")]
 pub struct Args {
     /// Use this connection for a provider instead of its default (repeatable).
-    #[arg(long = "connection", value_name = "PROVIDER=NAME")]
-    connections: Vec<String>,
+    #[arg(long = "connection", value_name = "PROVIDER=NAME", value_parser = parse_connection)]
+    connections: Vec<(String, String)>,
     /// Refuse (403) hosts no connected provider claims, instead of tunnelling them untouched.
     #[arg(long)]
     deny_unknown: bool,
@@ -59,13 +67,9 @@ pub struct Args {
     /// (a local database, an MCP server); repeatable.
     #[arg(long = "allow-localhost", value_name = "PORT")]
     allow_localhost: Vec<u16>,
-    /// The program and its arguments (after `--`).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The program and its arguments (after `--`; an option before the
+    /// program is `run`'s, and an unknown one is a usage error).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -126,19 +130,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         )
         .into());
     }
-    let mut connections = BTreeMap::new();
-    for c in &args.connections {
-        let (p, n) = c
-            .split_once('=')
-            .filter(|(p, n)| !p.is_empty() && !n.is_empty())
-            .ok_or_else(|| {
-                crate::Error::invalid(
-                    format!("--connection `{c}` is not PROVIDER=NAME"),
-                    Some("example: --connection github=work".into()),
-                )
-            })?;
-        connections.insert(p.to_string(), n.to_string());
-    }
+    let connections: BTreeMap<String, String> = args.connections.iter().cloned().collect();
     let client = ctx.client()?;
     let started = client.post(
         "/api/proxy/runs",

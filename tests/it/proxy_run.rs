@@ -404,10 +404,24 @@ fn connection_flag_picks_another_account() {
         .run()
         .code(3)
         .stderr_has("nope");
+    // Usage errors (exit 2), not a command to run (issue #12).
     lab.cmd(["run", "--connection", "acme", "--", "true"])
         .run()
-        .code(4)
+        .code(2)
         .stderr_has("PROVIDER=NAME");
+    let out = lab
+        .cmd(["run", "--frobnicate", "--", "sh", "-c", "echo ran"])
+        .run()
+        .code(2)
+        .stderr_has("--frobnicate")
+        .stderr_has("-- <CMD>");
+    assert!(!out.stdout.contains("ran"));
+    // After the program, options are its own.
+    let out = lab
+        .cmd(["run", "--", "sh", "-c", "echo \"$@\"", "x", "--a", "-b"])
+        .run()
+        .success();
+    assert_eq!(out.stdout.trim(), "--a -b");
 }
 
 #[test]
