@@ -76,6 +76,12 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// It exists already (a provider of that name): `--force` replaces it.
+    #[error("{message}")]
+    Exists {
+        message: String,
+        hint: Option<String>,
+    },
     #[error("{message}")]
     Unsupported {
         message: String,
@@ -129,7 +135,7 @@ impl Error {
             Error::ProviderNotFound { .. } | Error::ConnectionNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            Error::ConnectionExists { .. } => ErrorKind::Conflict,
+            Error::ConnectionExists { .. } | Error::Exists { .. } => ErrorKind::Conflict,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
@@ -170,7 +176,9 @@ impl Error {
                 format!("run `authsome login {provider} --connection {connection}`")
             }),
             Error::ConnectionExists { .. } => Some("add --force to replace it".into()),
-            Error::Invalid { hint, .. } | Error::Unsupported { hint, .. } => hint.clone(),
+            Error::Invalid { hint, .. }
+            | Error::Exists { hint, .. }
+            | Error::Unsupported { hint, .. } => hint.clone(),
         }
     }
 }

@@ -595,19 +595,19 @@ impl CredentialService {
                 RegisterOutcome::Replaced
             }
             Some(ProviderSource::Bundled) => {
-                return Err(Error::invalid(
-                    format!("`{}` is a bundled provider", def.name),
-                    Some(format!(
+                return Err(Error::Exists {
+                    message: format!("`{}` is a bundled provider", def.name),
+                    hint: Some(format!(
                         "add --force to override it; `authsome provider remove {}` restores the bundled form",
                         def.name
                     )),
-                ));
+                });
             }
             Some(_) => {
-                return Err(Error::invalid(
-                    format!("a custom provider `{}` is already registered", def.name),
-                    Some("add --force to replace it".into()),
-                ));
+                return Err(Error::Exists {
+                    message: format!("a custom provider `{}` is already registered", def.name),
+                    hint: Some("add --force to replace it".into()),
+                });
             }
         };
         reg.check_conflicts(&def)?;
