@@ -63,8 +63,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         }
     }
     ctx.printer.status(&format!(
-        "Exported {} variable(s) for {}/{}",
+        "Exported {} variable{} for {}/{}",
         vars.len(),
+        if vars.len() == 1 { "" } else { "s" },
         v["provider"].as_str().unwrap_or(""),
         v["connection"].as_str().unwrap_or("")
     ));

@@ -105,7 +105,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             // No browser here (an SSH session, a container): ask in the terminal instead.
             ctx.printer
                 .status(&format!("Open {url} in a browser, or paste the key here."));
-            let prompt = format!("{display} API key (input is hidden): ");
+            let prompt = format!("{} (input is hidden): ", api_key_noun(&display));
             let mut key = rpassword::prompt_password(prompt)
                 .context("cannot read the API key from the terminal")?;
             let r = client.post(
@@ -118,7 +118,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             if !ctx.printer.json {
                 let verb = if opened { "Opened" } else { "Open" };
                 ctx.printer.status(&format!(
-                    "{verb} this page to paste your {display} API key:\n  {url}"
+                    "{verb} this page to paste your {}:\n  {url}",
+                    api_key_noun(&display)
                 ));
             }
             wait(ctx, client, &id)?
@@ -172,7 +173,8 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
                 ctx.printer.json_line(&json!({"status": "connected", "provider": s["provider"], "connection": s["connection"]}));
             } else {
                 ctx.printer.success(&format!(
-                    "Stored the {display} API key as {}/{}",
+                    "Stored the {} as {}/{}",
+                    api_key_noun(&display),
                     s["provider"].as_str().unwrap_or(""),
                     s["connection"].as_str().unwrap_or("")
                 ));
@@ -347,4 +349,26 @@ fn open_browser(url: &str) -> bool {
             .status()
             .is_ok_and(|s| s.success())
     })
+}
+
+/// "OpenAI API key", "Example API key" (not "Example API API key"), "Foo key".
+fn api_key_noun(display: &str) -> String {
+    let lower = display.to_ascii_lowercase();
+    if lower.ends_with(" key") || lower == "key" {
+        display.to_string()
+    } else if lower.ends_with("api") {
+        format!("{display} key")
+    } else {
+        format!("{display} API key")
+    }
+}
+
+#[cfg(test)]
+mod noun_tests {
+    #[test]
+    fn a_display_name_is_not_doubled() {
+        assert_eq!(super::api_key_noun("OpenAI"), "OpenAI API key");
+        assert_eq!(super::api_key_noun("Example Test API"), "Example Test API key");
+        assert_eq!(super::api_key_noun("Acme access key"), "Acme access key");
+    }
 }
