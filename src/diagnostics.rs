@@ -71,10 +71,13 @@ pub fn run(config: &Config) -> Vec<Check> {
                 Check::pass("keyring", "available; holds this home's master key")
             }
             KeyringLookup::Empty => Check::pass("keyring", "available; holds no key for this home"),
-            KeyringLookup::Unavailable(why) => Check::pass(
-                "keyring",
-                format!("unavailable ({why}); the key file is used instead"),
-            ),
+            KeyringLookup::Unavailable(why) => {
+                tracing::debug!(error = %why, "the OS keyring is unavailable");
+                Check::pass(
+                    "keyring",
+                    format!("{}: the key file is used instead", keyring_words(&why)),
+                )
+            }
         },
     });
     let vault_exists = Vault::exists(&home);
@@ -166,6 +169,23 @@ pub fn check_sandbox(support: &crate::sandbox::Support, mode: crate::sandbox::Mo
             Some("without Landlock a confined child can still read the home through /proc/<pid>/root of your other processes; enable Landlock (Linux ≥ 5.13, `lsm=…,landlock`)".into()),
         ),
         Ok(()) => Check::pass("sandbox", detail),
+    }
+}
+
+/// The keyring's failure in words (the raw error is logged at `-v`).
+fn keyring_words(raw: &str) -> &'static str {
+    let r = raw.to_ascii_lowercase();
+    if r.contains("dbus") || r.contains("d-bus") || r.contains("failed to connect to address") {
+        "no desktop keyring (no D-Bus session)"
+    } else if r.contains("locked") {
+        "the desktop keyring is locked"
+    } else if r.contains("no such interface")
+        || r.contains("secret service")
+        || r.contains("org.freedesktop.secrets")
+    {
+        "no Secret Service on the session bus"
+    } else {
+        "the OS keyring is unavailable (`authsome doctor -v` shows why)"
     }
 }
 

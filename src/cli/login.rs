@@ -174,7 +174,7 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
             } else {
                 ctx.printer.success(&format!(
                     "Stored the {} as {}/{}",
-                    api_key_noun(&display),
+                    api_key_noun(display),
                     s["provider"].as_str().unwrap_or(""),
                     s["connection"].as_str().unwrap_or("")
                 ));
@@ -368,7 +368,10 @@ mod noun_tests {
     #[test]
     fn a_display_name_is_not_doubled() {
         assert_eq!(super::api_key_noun("OpenAI"), "OpenAI API key");
-        assert_eq!(super::api_key_noun("Example Test API"), "Example Test API key");
+        assert_eq!(
+            super::api_key_noun("Example Test API"),
+            "Example Test API key"
+        );
         assert_eq!(super::api_key_noun("Acme access key"), "Acme access key");
     }
 }

@@ -314,3 +314,28 @@ fn terminal_prompt_hides_the_key() {
         format!("OPENAI_API_KEY={OPENAI_KEY}\n")
     );
 }
+
+#[test]
+fn doctor_says_in_words_why_the_keyring_is_not_used() {
+    // No D-Bus session here: the line names that, not zbus's error text.
+    let h = crate::common::TestHome::new();
+    let out = h
+        .cmd(["doctor"])
+        .env_remove("AUTHSOME_KEYRING")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/authsome-test-bus",
+        )
+        .run();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("keyring"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("no desktop keyring (no D-Bus session)"),
+        "{line}"
+    );
+    assert!(!line.contains("zbus"), "{line}");
+}
