@@ -60,7 +60,11 @@ pub enum Error {
         hint: Option<String>,
     },
     #[error("unknown provider `{name}`")]
-    ProviderNotFound { name: String },
+    ProviderNotFound {
+        name: String,
+        /// The closest known name, when one is close ("did you mean").
+        suggestion: Option<String>,
+    },
     #[error("no connection `{connection}` for provider `{provider}`")]
     ConnectionNotFound {
         provider: String,
@@ -167,6 +171,12 @@ impl Error {
                     .into(),
             ),
             Error::ProviderFile { hint, .. } => hint.clone(),
+            Error::ProviderNotFound {
+                suggestion: Some(s),
+                ..
+            } => Some(format!(
+                "did you mean `{s}`? (`authsome provider list` shows every provider)"
+            )),
             Error::ProviderNotFound { .. } => {
                 Some("run `authsome provider list` to see the known providers".into())
             }

@@ -19,12 +19,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     let client = ctx.client()?;
     let connection = match args.connection {
         Some(c) => c,
-        None => super::default_connection(&client, &args.provider)?.ok_or_else(|| {
-            Error::ConnectionNotFound {
-                provider: args.provider.clone(),
-                connection: "default".into(),
+        None => match super::default_connection(&client, &args.provider)? {
+            Some(c) => c,
+            None => {
+                // An unknown provider (a typo) is named as such, with the
+                // closest known name.
+                client.get(&format!("/api/providers/{}", super::seg(&args.provider)))?;
+                return Err(Error::ConnectionNotFound {
+                    provider: args.provider.clone(),
+                    connection: "default".into(),
+                }
+                .into());
             }
-        })?,
+        },
     };
     let v = client.post(
         &format!(

@@ -210,10 +210,9 @@ impl CredentialService {
             None => self.vault.default_connection(provider)?,
         };
         found.ok_or_else(|| {
-            if self.registry().get(provider).is_none() {
-                Error::ProviderNotFound {
-                    name: provider.into(),
-                }
+            let registry = self.registry();
+            if registry.get(provider).is_none() {
+                registry.not_found(provider)
             } else {
                 Error::ConnectionNotFound {
                     provider: provider.into(),

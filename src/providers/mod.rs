@@ -118,8 +118,28 @@ impl Registry {
 
     /// Looks a provider up, or fails with a hint.
     pub fn require(&self, name: &str) -> Result<&ProviderEntry> {
-        self.get(name)
-            .ok_or_else(|| Error::ProviderNotFound { name: name.into() })
+        self.get(name).ok_or_else(|| self.not_found(name))
+    }
+
+    /// "No such provider", with the closest name when one is close.
+    pub fn not_found(&self, name: &str) -> Error {
+        Error::ProviderNotFound {
+            name: name.into(),
+            suggestion: self.suggest(name),
+        }
+    }
+
+    /// The known name closest to `name` (edit distance at most 1 for short
+    /// names, 2 from six characters), as clap does for subcommands.
+    pub fn suggest(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        let limit = if name.chars().count() >= 6 { 2 } else { 1 };
+        self.entries
+            .keys()
+            .map(|k| (edit_distance(&name, k), k))
+            .filter(|(d, _)| *d <= limit)
+            .min()
+            .map(|(_, k)| k.clone())
     }
 
     /// Every provider, by name.
@@ -179,5 +199,42 @@ mod tests {
         .unwrap();
         assert_eq!(r.get("openai").unwrap().source, ProviderSource::Override);
         assert_eq!(r.problems.len(), 1);
+    }
+}
+
+/// Levenshtein distance, with adjacent transpositions counted as one edit
+/// (`openia` → `openai`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod suggest_tests {
+    #[test]
+    fn close_names_are_suggested_and_far_ones_are_not() {
+        assert_eq!(super::edit_distance("openia", "openai"), 1);
+        assert_eq!(super::edit_distance("github", "github"), 0);
+        assert_eq!(super::edit_distance("gitlab", "github"), 2);
+        assert_eq!(super::edit_distance("slack", "stripe"), 5);
     }
 }

@@ -339,3 +339,24 @@ fn doctor_says_in_words_why_the_keyring_is_not_used() {
     );
     assert!(!line.contains("zbus"), "{line}");
 }
+
+#[test]
+fn a_misspelt_provider_gets_did_you_mean() {
+    let h = crate::common::TestHome::new();
+    for args in [
+        vec!["login", "openia", "--with-api-key"],
+        vec!["provider", "show", "openia"],
+        vec!["export", "openia"],
+        vec!["logout", "openia"],
+    ] {
+        h.cmd(&args)
+            .stdin("sk-aaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+            .run()
+            .code(3)
+            .stderr_has("unknown provider `openia`")
+            .stderr_has("did you mean `openai`?");
+    }
+    // Nothing close: no guess.
+    let out = h.cmd(["provider", "show", "qqqqqqqq"]).run().code(3);
+    assert!(!out.stderr.contains("did you mean"), "{}", out.stderr);
+}
