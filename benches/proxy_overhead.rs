@@ -157,7 +157,6 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Workers) -> Prox
         pinned,
         connections: Default::default(),
         deny_unknown: false,
-        own: vec![],
         stats: Stats::default(),
         ended: Default::default(),
     });

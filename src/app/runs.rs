@@ -46,6 +46,8 @@ struct RunEntry {
     client_pid: Option<u32>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// In the loop guard's set while the run exists.
+    _own: proxy::upstream::OwnRegistration,
 }
 
 struct SystemEntry {
@@ -53,6 +55,7 @@ struct SystemEntry {
     url: String,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _own: proxy::upstream::OwnRegistration,
 }
 
 /// The daemon's proxy listeners.
@@ -60,7 +63,6 @@ pub struct Runs {
     live: Arc<Live>,
     svc: Arc<CredentialService>,
     upstream: Upstream,
-    daemon_addr: SocketAddr,
     home: PathBuf,
     proxy_port: u16,
     deny_unknown: bool,
@@ -98,11 +100,13 @@ pub struct RunsOptions {
 impl Runs {
     /// No listeners yet.
     pub fn new(o: RunsOptions) -> Runs {
+        // Every listener refuses to proxy to any of them (the set is shared
+        // through `upstream`; listeners add themselves while they are open).
+        o.upstream.own.add(o.daemon_addr);
         Runs {
             live: o.live,
             svc: o.svc,
             upstream: o.upstream,
-            daemon_addr: o.daemon_addr,
             home: o.home,
             proxy_port: o.proxy_port,
             deny_unknown: o.deny_unknown,
@@ -167,7 +171,6 @@ impl Runs {
             pinned: routes.clone(),
             connections: req.connections.into_iter().collect(),
             deny_unknown: req.deny_unknown || self.deny_unknown,
-            own: vec![addr, self.daemon_addr],
             stats: Stats::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
         });
@@ -195,6 +198,7 @@ impl Runs {
                 client_pid: req.client_pid,
                 shared,
                 stop: Some(stop_tx),
+                _own: self.upstream.own.register(addr),
             },
         );
         if let Some(pid) = req.client_pid {
@@ -271,7 +275,6 @@ impl Runs {
                 pinned: self.live.routes(),
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
-                own: vec![addr, self.daemon_addr],
                 stats: Stats::default(),
                 ended: std::sync::atomic::AtomicBool::new(false),
             });
@@ -296,6 +299,7 @@ impl Runs {
                 ),
                 shared,
                 stop: Some(stop_tx),
+                _own: self.upstream.own.register(addr),
             });
         }
         let Some(s) = guard.as_ref() else {
