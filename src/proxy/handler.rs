@@ -291,7 +291,7 @@ impl Handler {
         let Some(config) = self.shared.authority.config_for(&t.host) else {
             return;
         };
-        match tokio_rustls::StartHandshake::from_parts(accepted, io)
+        match tokio_rustls::StartHandshake::from_parts(*accepted, io)
             .into_stream(config)
             .await
         {
@@ -653,13 +653,20 @@ impl Handler {
                 format!("use https:// (the provider is served on {host}:{port} over TLS)")
             }));
         }
+        if claimed && req.uri().path().contains('%') {
+            // `/v1.0/me/driv%65` is `/v1.0/me/drive` to the server: route
+            // and forward the path as the server will read it.
+            normalise_path(req);
+        }
         let path = req.uri().path();
-        if claimed && ambiguous_path(path) {
+        if claimed
+            && (ambiguous_path(path) || (path.contains("//") && self.path_scoped(host, port)))
+        {
             return Err(ProxyError::new(
                 StatusCode::BAD_REQUEST,
                 "authsome_ambiguous_path",
                 Source::Downstream,
-                format!("the path has dot segments or encoded separators; {host} would read it differently than the route table"),
+                format!("the path has dot segments, empty segments or encoded separators; {host} would read it differently than the route table"),
             )
             .host(host)
             .hint("send the normalised path"));
@@ -721,6 +728,13 @@ impl Handler {
         Ok(())
     }
 
+    /// True when some rule for `host:port` is scoped to a path (the key
+    /// depends on the path there).
+    fn path_scoped(&self, host: &str, port: u16) -> bool {
+        self.shared.live.routes().path_scoped(host, port)
+            || self.shared.pinned.path_scoped(host, port)
+    }
+
     /// True when a provider claims `host:port`, now or when the run started.
     fn claims(&self, host: &str, port: u16) -> bool {
         self.shared.live.routes().claims(host, port) || self.shared.pinned.claims(host, port)
@@ -764,7 +778,7 @@ fn misdirected_connect() -> ProxyError {
 /// The first bytes of a tunnel: a complete TLS client hello (and the bytes
 /// it took), or the start of something else.
 enum Hello<I> {
-    Tls(rustls::server::Accepted, Vec<u8>, I),
+    Tls(Box<rustls::server::Accepted>, Vec<u8>, I),
     Plain(Vec<u8>, I),
 }
 
@@ -796,7 +810,7 @@ async fn read_client_hello<I: tokio::io::AsyncRead + Unpin>(
             }
         }
         match acceptor.accept() {
-            Ok(Some(accepted)) => return Ok(Hello::Tls(accepted, seen, io)),
+            Ok(Some(accepted)) => return Ok(Hello::Tls(Box::new(accepted), seen, io)),
             Ok(None) => {}
             Err((e, _alert)) => return Err(std::io::Error::other(e)),
         }
@@ -879,6 +893,50 @@ fn ambiguous_path(path: &str) -> bool {
         .replace("%2e", ".")
         .split('/')
         .any(|seg| seg == "." || seg == "..")
+}
+
+/// Decodes percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// in the request's path, which RFC 3986 makes equivalent to the character
+/// itself; the query is left as sent.
+fn normalise_path<B>(req: &mut Request<B>) {
+    let path = req.uri().path();
+    let b = path.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                out.push(c);
+                changed = true;
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    if !changed {
+        return;
+    }
+    if let Some(q) = req.uri().query() {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(out) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// HTTP/1 `Host` (or HTTP/2 `host`), when present, must name the target.
@@ -1105,6 +1163,24 @@ mod tests {
         }
         for p in ["/v1/models", "/a.b/c..d/.well-known", "/"] {
             assert!(!ambiguous_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_in_paths_are_decoded() {
+        for (from, to) in [
+            ("/v1.0/me/driv%65/x?k=%65", "/v1.0/me/drive/x?k=%65"),
+            ("/a%2Db%7e%7E%5F%2e", "/a-b~~_."),
+            ("/keep%2F%20%C3%A9%zz%4", "/keep%2F%20%C3%A9%zz%4"),
+            ("/plain", "/plain"),
+        ] {
+            let mut req = Request::builder()
+                .uri(format!("https://h.test{from}"))
+                .body(())
+                .unwrap();
+            normalise_path(&mut req);
+            assert_eq!(req.uri().path_and_query().unwrap().as_str(), to);
+            assert_eq!(req.uri().host(), Some("h.test"));
         }
     }
 
