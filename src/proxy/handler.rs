@@ -5,16 +5,19 @@
 //!    CONNECT, or an absolute-form request): the per-run token in
 //!    `Proxy-Authorization`, compared in constant time; otherwise 407.
 //! 2. **CONNECT** decides the tunnel once: a host some connected provider
-//!    claims (and the CA may sign for) is intercepted; any other host is
+//!    claims (and the CA may sign for) is intercepted (`serve_tunnel`: TLS
+//!    terminated here with a leaf for that host); any other host is
 //!    dialled and tunnelled blind (no TLS termination: the client sees the
 //!    server's own certificate; an unreachable one gets 502/504), or refused
 //!    with 403 under `--deny-unknown`. Targets that loop back into authsome
-//!    (the proxy itself, the daemon) are refused.
+//!    (the daemon, the system-wide proxy, any run's listener) are refused:
+//!    names are resolved and every address checked (`Handler::dial`, and
+//!    the upstream connector's guard for requests).
 //! 3. **Inside an intercepted tunnel**, every request must name the tunnel's
-//!    authority (HTTP/1 `Host`, HTTP/2 `:authority` and `host`); anything
-//!    else is answered 421 and never forwarded. Why: hudsucker routes h2
-//!    requests by `:authority`, so without this check a tunnel opened to one
-//!    host could carry a request, with credentials, to another.
+//!    authority (HTTP/1 `Host` and absolute-form target, HTTP/2 `:authority`
+//!    and `host`); anything else is answered 421 and never forwarded. Why:
+//!    the request would otherwise be sent, with credentials, to the
+//!    tunnel's host while naming another (or, over HTTP/2, to the other).
 //! 4. **Route + credential + inject**: the routing table picks the provider
 //!    by host, port and path; the credential cache gives the header value;
 //!    [`inject`] replaces whatever the client sent. A provider host whose
@@ -89,9 +92,9 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The intercepted tunnel a request arrived in (set while handling the
-/// CONNECT; the handler clone that saw the CONNECT is cloned for every
-/// request inside). Blind tunnels never reach hudsucker's request path.
+/// The intercepted tunnel a request arrived in (set on the handler clone
+/// that serves the tunnel, which is cloned for every request inside).
+/// Blind tunnels never reach the request path.
 #[derive(Debug, Clone)]
 struct Tunnel {
     host: String,
@@ -359,6 +362,10 @@ impl Handler {
             }
         } else if req.version() == http::Version::HTTP_2 {
             return Err(misdirected(&t.host, t.port));
+        }
+        if req.uri().authority() == Some(&t.authority) && req.uri().path_and_query().is_some() {
+            // HTTP/2 naming the tunnel as the CONNECT did: nothing to rewrite.
+            return Ok(req);
         }
         let (mut parts, body) = req.into_parts();
         let mut uri = parts.uri.into_parts();

@@ -36,10 +36,11 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    // This thread's pools; the handler sends every request itself (in the
-    // child's protocol, upgrades included), so hudsucker's own client and
-    // WebSocket path are left with nothing to do: it accepts, answers
-    // CONNECT, terminates TLS and tunnels blind.
+    // This thread's pools; the handler answers every CONNECT and sends
+    // every request itself (in the child's protocol, upgrades included), and
+    // serves intercepted tunnels itself, so hudsucker's own client,
+    // WebSocket path and CONNECT handling are left with nothing to do: it
+    // accepts connections and hands their requests to the handler.
     let clients = shared.upstream.clients();
     let server = server_builder();
     let proxy = Proxy::builder()
