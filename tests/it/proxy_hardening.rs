@@ -251,3 +251,37 @@ fn ambiguous_paths_on_a_path_scoped_host_never_pick_the_wrong_key() {
         "{recs:?}"
     );
 }
+
+#[test]
+fn a_client_hello_for_another_name_in_an_intercepted_tunnel_is_passed_through_blind() {
+    let lab = Lab::new();
+    // CONNECT api.acme.test (intercepted), then ask TLS for evil.test: the
+    // bytes go, untouched, to api.acme.test's address; no credential.
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} --cacert {} --connect-to evil.test:$UP:api.acme.test:$UP \"https://evil.test:$UP/blind\"",
+            crate::common::lab::CA
+        ))
+        .success();
+    assert_eq!(codes(&out.stdout), vec!["200"], "{}", out.stdout);
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].path, "/blind");
+    assert!(recs[0].all("authorization").is_empty(), "{recs:?}");
+    assert!(!out.stdout.contains(&lab.key));
+}
+
+#[test]
+fn plain_http_inside_an_intercepted_tunnel_gets_no_credential() {
+    let lab = Lab::new();
+    // `-p`: CONNECT api.acme.test:$UP, then plain HTTP inside the tunnel.
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} -p \"http://api.acme.test:$UP/plain\"; echo; \
+             {CURL} -p --request-target \"http://evil.test:$UP/x\" \"http://api.acme.test:$UP/\""
+        ))
+        .success();
+    assert_eq!(codes(&out.stdout), vec!["403", "421"], "{}", out.stdout);
+    assert!(out.stdout.contains("authsome_plaintext_refused"));
+    assert!(lab.up.records().is_empty(), "{:?}", lab.up.records());
+}
