@@ -159,7 +159,6 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         pinned,
         connections: Default::default(),
         deny_unknown: false,
-        own: vec![],
         stats: Stats::default(),
         ended: Default::default(),
     });

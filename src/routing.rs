@@ -87,6 +87,15 @@ impl RouteTable {
         self.find(host, port, |routes| routes.first()).is_some()
     }
 
+    /// True when some rule for `host:port` has a path prefix (which
+    /// provider, and so which key, depends on the path there).
+    pub fn path_scoped(&self, host: &str, port: u16) -> bool {
+        self.find(host, port, |routes| {
+            routes.iter().find(|r| r.rule.path_prefix.is_some())
+        })
+        .is_some()
+    }
+
     /// The DNS names a CA must cover to intercept every route: exact hosts,
     /// and the suffix of each wildcard (a name constraint on `acme.com`
     /// covers `*.acme.com`). Sorted, unique.
@@ -237,6 +246,15 @@ mod tests {
             who(&t, "api.linear.app", "/graphql").as_deref(),
             Some("linear")
         );
+    }
+
+    #[test]
+    fn path_scoped_hosts_are_known() {
+        let t = table();
+        assert!(t.path_scoped("graph.microsoft.com", 443));
+        assert!(t.path_scoped("www.googleapis.com", 443));
+        assert!(!t.path_scoped("api.openai.com", 443));
+        assert!(!t.path_scoped("example.com", 443));
     }
 
     #[test]

@@ -47,7 +47,11 @@ struct RunEntry {
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
+    /// (They live in the child's network namespace: no host address of
+    /// them can be dialled, so the loop guard needs no entry for them.)
     more: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// In the loop guard's set while the run exists.
+    _own: proxy::upstream::OwnRegistration,
 }
 
 impl RunEntry {
@@ -65,6 +69,7 @@ struct SystemEntry {
     url: String,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _own: proxy::upstream::OwnRegistration,
 }
 
 /// The daemon's proxy listeners.
@@ -72,7 +77,6 @@ pub struct Runs {
     live: Arc<Live>,
     svc: Arc<CredentialService>,
     upstream: Upstream,
-    daemon_addr: SocketAddr,
     home: PathBuf,
     proxy_port: u16,
     deny_unknown: bool,
@@ -113,11 +117,13 @@ pub struct RunsOptions {
 impl Runs {
     /// No listeners yet.
     pub fn new(o: RunsOptions) -> Runs {
+        // Every listener refuses to proxy to any of them (the set is shared
+        // through `upstream`; listeners add themselves while they are open).
+        o.upstream.own.add(o.daemon_addr);
         Runs {
             live: o.live,
             svc: o.svc,
             upstream: o.upstream,
-            daemon_addr: o.daemon_addr,
             home: o.home,
             proxy_port: o.proxy_port,
             deny_unknown: o.deny_unknown,
@@ -183,7 +189,6 @@ impl Runs {
             pinned: routes.clone(),
             connections: req.connections.into_iter().collect(),
             deny_unknown: req.deny_unknown || self.deny_unknown,
-            own: vec![addr, self.daemon_addr],
             stats: Stats::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
         });
@@ -212,6 +217,7 @@ impl Runs {
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
+                _own: self.upstream.own.register(addr),
             },
         );
         if let Some(pid) = req.client_pid {
@@ -319,7 +325,6 @@ impl Runs {
                 pinned: self.live.routes(),
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
-                own: vec![addr, self.daemon_addr],
                 stats: Stats::default(),
                 ended: std::sync::atomic::AtomicBool::new(false),
             });
@@ -344,6 +349,7 @@ impl Runs {
                 ),
                 shared,
                 stop: Some(stop_tx),
+                _own: self.upstream.own.register(addr),
             });
         }
         let Some(s) = guard.as_ref() else {

@@ -5,16 +5,19 @@
 //!    CONNECT, or an absolute-form request): the per-run token in
 //!    `Proxy-Authorization`, compared in constant time; otherwise 407.
 //! 2. **CONNECT** decides the tunnel once: a host some connected provider
-//!    claims (and the CA may sign for) is intercepted; any other host is
+//!    claims (and the CA may sign for) is intercepted (`serve_tunnel`: TLS
+//!    terminated here with a leaf for that host); any other host is
 //!    dialled and tunnelled blind (no TLS termination: the client sees the
 //!    server's own certificate; an unreachable one gets 502/504), or refused
 //!    with 403 under `--deny-unknown`. Targets that loop back into authsome
-//!    (the proxy itself, the daemon) are refused.
+//!    (the daemon, the system-wide proxy, any run's listener) are refused:
+//!    names are resolved and every address checked (`Handler::dial`, and
+//!    the upstream connector's guard for requests).
 //! 3. **Inside an intercepted tunnel**, every request must name the tunnel's
-//!    authority (HTTP/1 `Host`, HTTP/2 `:authority` and `host`); anything
-//!    else is answered 421 and never forwarded. Why: hudsucker routes h2
-//!    requests by `:authority`, so without this check a tunnel opened to one
-//!    host could carry a request, with credentials, to another.
+//!    authority (HTTP/1 `Host` and absolute-form target, HTTP/2 `:authority`
+//!    and `host`); anything else is answered 421 and never forwarded. Why:
+//!    the request would otherwise be sent, with credentials, to the
+//!    tunnel's host while naming another (or, over HTTP/2, to the other).
 //! 4. **Route + credential + inject**: the routing table picks the provider
 //!    by host, port and path; the credential cache gives the header value;
 //!    [`inject`] replaces whatever the client sent. A provider host whose
@@ -73,8 +76,6 @@ pub struct Shared {
     pub connections: HashMap<String, String>,
     /// Refuse hosts no provider claims.
     pub deny_unknown: bool,
-    /// Addresses that must never be proxied to (this listener, the daemon).
-    pub own: Vec<SocketAddr>,
     /// Counters.
     pub stats: Stats,
     /// Set when the run ends: tunnels still open (hudsucker does not track
@@ -86,19 +87,21 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("deny_unknown", &self.deny_unknown)
-            .field("own", &self.own)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-/// The intercepted tunnel a request arrived in (set while handling the
-/// CONNECT; the handler clone that saw the CONNECT is cloned for every
-/// request inside). Blind tunnels never reach hudsucker's request path.
+/// The intercepted tunnel a request arrived in (set on the handler clone
+/// that serves the tunnel, which is cloned for every request inside).
+/// Blind tunnels never reach the request path.
 #[derive(Debug, Clone)]
 struct Tunnel {
     host: String,
     port: u16,
+    /// The CONNECT target as the client wrote it (what requests inside are
+    /// sent to).
+    authority: http::uri::Authority,
 }
 
 /// The hudsucker handler.
@@ -179,9 +182,9 @@ impl Handler {
     }
 }
 
-fn refuse(e: ProxyError, stats: &Stats) -> RequestOrResponse {
+fn refuse(e: ProxyError, stats: &Stats) -> Response<Body> {
     stats.refused.fetch_add(1, Ordering::Relaxed);
-    RequestOrResponse::Response(e.into_response())
+    e.into_response()
 }
 
 impl HttpHandler for Handler {
@@ -190,43 +193,13 @@ impl HttpHandler for Handler {
         _ctx: &HttpContext,
         req: Request<Body>,
     ) -> RequestOrResponse {
-        let shared = self.shared.clone();
-        match self.decide(req).await {
-            // CONNECTs go on through hudsucker (it opens the tunnel);
-            // everything else is sent from here.
-            Ok(RequestOrResponse::Request(req)) if req.method() != Method::CONNECT => {
-                RequestOrResponse::Response(self.send(req).await)
-            }
-            Ok(r) => r,
-            Err(e) => refuse(e, &shared.stats),
-        }
+        RequestOrResponse::Response(self.answer(req).await)
     }
 
     async fn should_intercept_connect(&mut self, _ctx: &HttpContext, _req: &Request<Body>) -> bool {
-        self.tunnel.is_some()
-    }
-
-    async fn should_intercept_tls(
-        &mut self,
-        _ctx: &HttpContext,
-        hello: rustls::server::ClientHello<'_>,
-    ) -> bool {
-        // The leaf is minted for the name the client asks for (SNI). A
-        // client that asks for another name than the CONNECT target is
-        // passed through blind to the CONNECT target: no certificate of ours
-        // for that name, no decryption, no credential.
-        let Some(t) = &self.tunnel else { return false };
-        match hello.server_name() {
-            None => true,
-            Some(sni) => {
-                let same = normalize_host(sni).is_some_and(|h| h == t.host);
-                if !same {
-                    tracing::info!(sni, tunnel = %t.host, "SNI differs from the CONNECT target; not intercepting");
-                    self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                }
-                same
-            }
-        }
+        // Every CONNECT is answered by `decide` (intercepted tunnels are
+        // served by `serve_tunnel`); hudsucker never opens one itself.
+        false
     }
 
     async fn handle_error(
@@ -235,6 +208,174 @@ impl HttpHandler for Handler {
         err: hyper_util::client::legacy::Error,
     ) -> Response<Body> {
         upstream_error(&err, self.target.as_deref().unwrap_or("the upstream")).into_response()
+    }
+}
+
+impl Handler {
+    /// Decides and, for anything but a refusal or a CONNECT (answered by
+    /// `decide`), sends. hudsucker's own client and CONNECT handling are
+    /// never used: it would dial names itself, past the loop guard.
+    ///
+    /// Boxed: a request inside an intercepted tunnel is answered here too,
+    /// from the task the CONNECT spawned (a cycle of futures otherwise).
+    fn answer(
+        &mut self,
+        req: Request<Body>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
+        Box::pin(async move {
+            match self.decide(req).await {
+                Ok(RequestOrResponse::Request(req)) if req.method() == Method::CONNECT => {
+                    refuse(misdirected_connect(), &self.shared.stats)
+                }
+                Ok(RequestOrResponse::Request(req)) => self.send(req).await,
+                Ok(RequestOrResponse::Response(res)) => res,
+                Err(e) => refuse(e, &self.shared.stats),
+            }
+        })
+    }
+
+    /// Serves an intercepted tunnel once the CONNECT was answered: reads the
+    /// TLS client hello, terminates TLS with a leaf for the tunnel's host
+    /// and serves the requests inside (HTTP/1.1 or HTTP/2, upgrades
+    /// included). Not TLS: served as plain HTTP (where a provider host gets
+    /// 403 `authsome_plaintext_refused`). A client hello for another name
+    /// (SNI) is passed through blind to the CONNECT target: no certificate
+    /// of ours for that name, no decryption, no credential.
+    async fn serve_tunnel(self, client: hyper::upgrade::OnUpgrade) {
+        let Some(t) = self.tunnel.clone() else { return };
+        let io = match client.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!(host = %t.host, error = %e, "tunnel not established");
+                return;
+            }
+        };
+        let hello =
+            tokio::time::timeout(super::upstream::CONNECT_TIMEOUT * 3, read_client_hello(io)).await;
+        let (accepted, seen, io) = match hello {
+            Ok(Ok(Hello::Tls(accepted, seen, io))) => (accepted, seen, io),
+            Ok(Ok(Hello::Plain(seen, io))) => {
+                let io = super::prefixed::Prefixed::new(seen, io);
+                self.serve_requests(hyper_util::rt::TokioIo::new(io), Scheme::HTTP)
+                    .await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(host = %t.host, error = %e, "no TLS client hello in the tunnel");
+                return;
+            }
+            Err(_elapsed) => return,
+        };
+        let sni_ok = match accepted.client_hello().server_name() {
+            None => true,
+            Some(sni) => normalize_host(sni).is_some_and(|h| h == t.host),
+        };
+        if !sni_ok {
+            tracing::info!(tunnel = %t.host, "SNI differs from the CONNECT target; not intercepting");
+            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let mut upstream = match self.dial(&t.host, t.port).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(host = %t.host, error = %e.message, "blind pass-through not opened");
+                    return;
+                }
+            };
+            let mut io = io;
+            if tokio::io::AsyncWriteExt::write_all(&mut upstream, &seen)
+                .await
+                .is_ok()
+            {
+                tokio::io::copy_bidirectional(&mut io, &mut upstream)
+                    .await
+                    .ok();
+            }
+            return;
+        }
+        let Some(config) = self.shared.authority.config_for(&t.host) else {
+            return;
+        };
+        match tokio_rustls::StartHandshake::from_parts(*accepted, io)
+            .into_stream(config)
+            .await
+        {
+            Ok(tls) => {
+                self.serve_requests(hyper_util::rt::TokioIo::new(tls), Scheme::HTTPS)
+                    .await;
+            }
+            Err(e) => {
+                tracing::debug!(host = %t.host, error = %e, "TLS handshake in the tunnel failed")
+            }
+        }
+    }
+
+    /// Serves the requests of one intercepted tunnel's connection.
+    async fn serve_requests<I>(self, io: I, scheme: Scheme)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let handler = self;
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let mut h = handler.clone();
+            let scheme = scheme.clone();
+            async move {
+                let res = match h.bind_to_tunnel(req.map(Body::from), scheme) {
+                    Ok(req) => h.answer(req).await,
+                    Err(e) => refuse(e, &h.shared.stats),
+                };
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        });
+        if let Err(e) = super::server_builder()
+            .serve_connection_with_upgrades(io, service)
+            .await
+        {
+            tracing::debug!(error = %e, "tunnel connection ended");
+        }
+    }
+
+    /// Gives a request inside an intercepted tunnel the tunnel's scheme and
+    /// authority. A request that names an authority itself (HTTP/1
+    /// absolute-form, HTTP/2 `:authority`) must name the tunnel's: host
+    /// compared after normalisation, userinfo ignored, port defaulted by
+    /// the scheme; anything else is 421 and never forwarded.
+    fn bind_to_tunnel(
+        &self,
+        req: Request<Body>,
+        scheme: Scheme,
+    ) -> Result<Request<Body>, ProxyError> {
+        let Some(t) = self.tunnel.as_ref() else {
+            return Err(misdirected_connect());
+        };
+        if let Some(a) = req.uri().authority() {
+            let port = a
+                .port_u16()
+                .unwrap_or(if req.uri().scheme() == Some(&Scheme::HTTP) {
+                    80
+                } else {
+                    443
+                });
+            let same = req.uri().scheme() == Some(&scheme)
+                && normalize_host(a.host()).is_some_and(|h| h == t.host)
+                && port == t.port;
+            if !same {
+                return Err(misdirected(&t.host, t.port));
+            }
+        } else if req.version() == http::Version::HTTP_2 {
+            return Err(misdirected(&t.host, t.port));
+        }
+        if req.uri().authority() == Some(&t.authority) && req.uri().path_and_query().is_some() {
+            // HTTP/2 naming the tunnel as the CONNECT did: nothing to rewrite.
+            return Ok(req);
+        }
+        let (mut parts, body) = req.into_parts();
+        let mut uri = parts.uri.into_parts();
+        uri.scheme = Some(scheme);
+        uri.authority = Some(t.authority.clone());
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = http::Uri::from_parts(uri).map_err(|_e| misdirected(&t.host, t.port))?;
+        Ok(Request::from_parts(parts, body))
     }
 }
 
@@ -291,7 +432,7 @@ impl Handler {
     }
 
     /// A CONNECT: decide intercept, blind tunnel or refusal.
-    async fn connect(&mut self, req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
+    async fn connect(&mut self, mut req: Request<Body>) -> Result<RequestOrResponse, ProxyError> {
         let (host, port) = req
             .uri()
             .authority()
@@ -316,13 +457,82 @@ impl Handler {
                 .host(&host)
                 .hint("under `authsome run`, start the program again; in system-wide mode, `authsome doctor` says how to renew the CA"));
             }
-            self.tunnel = Some(Arc::new(Tunnel { host, port }));
-            return Ok(req.into());
+            let authority = req
+                .uri()
+                .authority()
+                .cloned()
+                .ok_or_else(misdirected_connect)?;
+            let mut tunnel = self.clone();
+            tunnel.tunnel = Some(Arc::new(Tunnel {
+                host,
+                port,
+                authority,
+            }));
+            // hyper hands the client's connection over once the 200 is written.
+            let client = hyper::upgrade::on(&mut req);
+            tokio::spawn(tunnel.serve_tunnel(client));
+            return Ok(RequestOrResponse::Response(Response::new(Body::empty())));
         }
         if self.shared.deny_unknown {
             return Err(deny_unknown(&host));
         }
         self.blind_tunnel(req, host, port).await
+    }
+
+    /// Connects to `host:port` for a blind tunnel: resolves the name (the
+    /// `AUTHSOME_RESOLVE` override, else the system resolver), refuses when
+    /// any address is one of authsome's own listeners, and dials exactly
+    /// the addresses that were checked (the connected socket is checked
+    /// again, for listeners on this host's other addresses).
+    async fn dial(&self, host: &str, port: u16) -> Result<tokio::net::TcpStream, ProxyError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                "authsome_upstream_unreachable",
+                Source::Upstream,
+                format!("cannot connect to {host}:{port}: {e}"),
+            )
+            .host(host)
+        };
+        let own = &self.shared.upstream.own;
+        let attempt = async {
+            let addrs: Vec<SocketAddr> =
+                match literal_ip(host).or_else(|| self.shared.upstream.override_for(host)) {
+                    Some(ip) => vec![SocketAddr::new(ip, port)],
+                    None => tokio::net::lookup_host((host, port))
+                        .await
+                        .map_err(|e| unreachable(&e))?
+                        .collect(),
+                };
+            if addrs.iter().any(|a| own.is_own(*a)) {
+                return Err(loop_refused(host, port));
+            }
+            let mut last: Option<std::io::Error> = None;
+            for a in &addrs {
+                match tokio::net::TcpStream::connect(a).await {
+                    Ok(s) => {
+                        super::upstream::check_connected(own, &s)
+                            .map_err(|_e| loop_refused(host, port))?;
+                        return Ok(s);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(match last {
+                Some(e) => unreachable(&e),
+                None => unreachable(&"the name has no address"),
+            })
+        };
+        match tokio::time::timeout(super::upstream::CONNECT_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_elapsed) => Err(ProxyError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "authsome_upstream_timeout",
+                Source::Upstream,
+                format!("{host}:{port} did not accept a connection in time"),
+            )
+            .host(host)),
+        }
     }
 
     /// A tunnel that is not intercepted: the target is dialled first (so an
@@ -336,35 +546,7 @@ impl Handler {
         host: String,
         port: u16,
     ) -> Result<RequestOrResponse, ProxyError> {
-        let ip = literal_ip(&host).or_else(|| self.shared.upstream.override_for(&host));
-        let dial = async {
-            match ip {
-                Some(ip) => tokio::net::TcpStream::connect(SocketAddr::new(ip, port)).await,
-                None => tokio::net::TcpStream::connect((host.as_str(), port)).await,
-            }
-        };
-        let mut upstream = match tokio::time::timeout(super::upstream::CONNECT_TIMEOUT, dial).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(ProxyError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "authsome_upstream_unreachable",
-                    Source::Upstream,
-                    format!("cannot connect to {host}:{port}: {e}"),
-                )
-                .host(&host));
-            }
-            Err(_elapsed) => {
-                return Err(ProxyError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "authsome_upstream_timeout",
-                    Source::Upstream,
-                    format!("{host}:{port} did not accept a connection in time"),
-                )
-                .host(&host));
-            }
-        };
+        let mut upstream = self.dial(&host, port).await?;
         upstream.set_nodelay(true).ok();
         self.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
         // hyper hands the client's connection over once the 200 is written.
@@ -478,13 +660,20 @@ impl Handler {
                 format!("use https:// (the provider is served on {host}:{port} over TLS)")
             }));
         }
+        if claimed && req.uri().path().contains('%') {
+            // `/v1.0/me/driv%65` is `/v1.0/me/drive` to the server: route
+            // and forward the path as the server will read it.
+            normalise_path(req);
+        }
         let path = req.uri().path();
-        if claimed && ambiguous_path(path) {
+        if claimed
+            && (ambiguous_path(path) || (path.contains("//") && self.path_scoped(host, port)))
+        {
             return Err(ProxyError::new(
                 StatusCode::BAD_REQUEST,
                 "authsome_ambiguous_path",
                 Source::Downstream,
-                format!("the path has dot segments or encoded separators; {host} would read it differently than the route table"),
+                format!("the path has dot segments, empty segments or encoded separators; {host} would read it differently than the route table"),
             )
             .host(host)
             .hint("send the normalised path"));
@@ -546,29 +735,92 @@ impl Handler {
         Ok(())
     }
 
+    /// True when some rule for `host:port` is scoped to a path (the key
+    /// depends on the path there).
+    fn path_scoped(&self, host: &str, port: u16) -> bool {
+        self.shared.live.routes().path_scoped(host, port)
+            || self.shared.pinned.path_scoped(host, port)
+    }
+
     /// True when a provider claims `host:port`, now or when the run started.
     fn claims(&self, host: &str, port: u16) -> bool {
         self.shared.live.routes().claims(host, port) || self.shared.pinned.claims(host, port)
     }
 
-    /// Refuses targets that are authsome itself.
+    /// Refuses targets that are authsome itself, as far as the name alone
+    /// tells (literals, `AUTHSOME_RESOLVE`, `localhost`): a clear 403 before
+    /// anything is dialled. Names are resolved and checked where they are
+    /// dialled ([`Handler::dial`], the upstream connector's guard).
     fn check_loop(&self, host: &str, port: u16) -> Result<(), ProxyError> {
-        let ip = literal_ip(host).or_else(|| self.shared.upstream.override_for(host));
-        let loopback = host == "localhost"
-            || host.ends_with(".localhost")
-            || ip.is_some_and(|ip| {
-                let ip = ip.to_canonical();
-                ip.is_loopback() || ip.is_unspecified()
-            });
-        if loopback && self.shared.own.iter().any(|a| a.port() == port) {
-            return Err(ProxyError::new(
-                StatusCode::FORBIDDEN,
-                "authsome_loop_refused",
-                Source::Downstream,
-                format!("{host}:{port} is authsome itself; the proxy does not forward there"),
-            ));
+        let own = &self.shared.upstream.own;
+        let refused = match literal_ip(host).or_else(|| self.shared.upstream.override_for(host)) {
+            Some(ip) => own.is_own(SocketAddr::new(ip, port)),
+            None => (host == "localhost" || host.ends_with(".localhost")) && own.has_port(port),
+        };
+        if refused {
+            return Err(loop_refused(host, port));
         }
         Ok(())
+    }
+}
+
+fn loop_refused(host: &str, port: u16) -> ProxyError {
+    ProxyError::new(
+        StatusCode::FORBIDDEN,
+        "authsome_loop_refused",
+        Source::Downstream,
+        format!("{host}:{port} is authsome itself; the proxy does not forward there"),
+    )
+}
+
+fn misdirected_connect() -> ProxyError {
+    ProxyError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "authsome_misdirected_request",
+        Source::Downstream,
+        "a CONNECT is only answered on the proxy connection itself",
+    )
+}
+
+/// The first bytes of a tunnel: a complete TLS client hello (and the bytes
+/// it took), or the start of something else.
+enum Hello<I> {
+    Tls(Box<rustls::server::Accepted>, Vec<u8>, I),
+    Plain(Vec<u8>, I),
+}
+
+/// Reads until a whole TLS client hello is in (at most 64 KiB), or until
+/// the first bytes show that the client does not speak TLS.
+async fn read_client_hello<I: tokio::io::AsyncRead + Unpin>(
+    mut io: I,
+) -> std::io::Result<Hello<I>> {
+    use tokio::io::AsyncReadExt;
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if seen.first() != Some(&0x16) {
+            return Ok(Hello::Plain(seen, io));
+        }
+        if seen.len() > 64 * 1024 {
+            return Err(std::io::Error::other("the TLS client hello is too large"));
+        }
+        let mut rd = &buf[..n];
+        while !rd.is_empty() {
+            if acceptor.read_tls(&mut rd)? == 0 {
+                return Err(std::io::Error::other("the TLS client hello is too large"));
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return Ok(Hello::Tls(Box::new(accepted), seen, io)),
+            Ok(None) => {}
+            Err((e, _alert)) => return Err(std::io::Error::other(e)),
+        }
     }
 }
 
@@ -648,6 +900,50 @@ fn ambiguous_path(path: &str) -> bool {
         .replace("%2e", ".")
         .split('/')
         .any(|seg| seg == "." || seg == "..")
+}
+
+/// Decodes percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// in the request's path, which RFC 3986 makes equivalent to the character
+/// itself; the query is left as sent.
+fn normalise_path<B>(req: &mut Request<B>) {
+    let path = req.uri().path();
+    let b = path.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                out.push(c);
+                changed = true;
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    if !changed {
+        return;
+    }
+    if let Some(q) = req.uri().query() {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(out) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// HTTP/1 `Host` (or HTTP/2 `host`), when present, must name the target.
@@ -745,6 +1041,15 @@ fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyE
     let mut cause = String::new();
     let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = src {
+        if e.downcast_ref::<super::upstream::LoopRefused>().is_some() {
+            return ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_loop_refused",
+                Source::Downstream,
+                format!("{host} is authsome itself; the proxy does not forward there"),
+            )
+            .host(host);
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 timed_out = true;
@@ -865,6 +1170,24 @@ mod tests {
         }
         for p in ["/v1/models", "/a.b/c..d/.well-known", "/"] {
             assert!(!ambiguous_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_in_paths_are_decoded() {
+        for (from, to) in [
+            ("/v1.0/me/driv%65/x?k=%65", "/v1.0/me/drive/x?k=%65"),
+            ("/a%2Db%7e%7E%5F%2e", "/a-b~~_."),
+            ("/keep%2F%20%C3%A9%zz%4", "/keep%2F%20%C3%A9%zz%4"),
+            ("/plain", "/plain"),
+        ] {
+            let mut req = Request::builder()
+                .uri(format!("https://h.test{from}"))
+                .body(())
+                .unwrap();
+            normalise_path(&mut req);
+            assert_eq!(req.uri().path_and_query().unwrap().as_str(), to);
+            assert_eq!(req.uri().host(), Some("h.test"));
         }
     }
 

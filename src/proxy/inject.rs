@@ -38,13 +38,21 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     header::TRAILER,
 ];
 
-/// Removes `Proxy-Authorization`, hop-by-hop headers, and every header the
+/// Removes `Proxy-Authorization`, hop-by-hop headers, the client's
+/// `Transfer-Encoding` (and a `Content-Length` beside it), and every header the
 /// request's `Connection` header lists (except `Upgrade`, which WebSocket
 /// handshakes need).
 pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
     let h = req.headers_mut();
     for name in HOP_BY_HOP {
         h.remove(name);
+    }
+    // The client's framing describes its own hop (already decoded by the
+    // server side); hyper frames the upstream request from the body. A
+    // `Content-Length` is kept only when it was the framing (no
+    // `Transfer-Encoding`), so it matches the body hyper sends.
+    if h.remove(header::TRANSFER_ENCODING).is_some() {
+        h.remove(header::CONTENT_LENGTH);
     }
     if h.contains_key(header::TE)
         && !h
@@ -123,32 +131,65 @@ pub fn inject<B>(req: &mut Request<B>, cred: &ResolvedCredential) -> Result<(), 
     Ok(())
 }
 
-/// `uri` with every `name=…` pair removed and one `name=value` appended.
+/// `uri` with every pair a server may read as the parameter `name`
+/// removed (see [`names_param`]) and one `name=value` appended. Pairs are
+/// split on `&` and on `;` (which some servers also treat as a separator);
+/// every other pair is kept as written, with the separator it had.
 fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, InjectError> {
     if value.bytes().any(|b| b.is_ascii_control()) {
         return Err(InjectError::InvalidValue);
     }
     let path = uri.path();
-    let mut pairs: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| {
-            let key = p.split('=').next().unwrap_or("");
-            !crate::percent::decode(key).eq_ignore_ascii_case(name)
-        })
-        .collect();
-    let ours = format!(
-        "{}={}",
-        crate::percent::encode(name),
-        crate::percent::encode(value)
-    );
-    pairs.push(&ours);
-    let pq = format!("{path}?{}", pairs.join("&"));
+    let query = uri.query().unwrap_or("");
+    let mut kept = String::with_capacity(query.len());
+    let mut sep = '&';
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        let key = pair.split('=').next().unwrap_or("");
+        if !pair.is_empty() && !names_param(key, name) {
+            if !kept.is_empty() {
+                kept.push(sep);
+            }
+            kept.push_str(pair);
+        }
+        let Some(next) = rest[end..].chars().next() else {
+            break;
+        };
+        sep = next;
+        rest = &rest[end + 1..];
+    }
+    if !kept.is_empty() {
+        kept.push('&');
+    }
+    kept.push_str(&crate::percent::encode(name));
+    kept.push('=');
+    kept.push_str(&crate::percent::encode(value));
+    let pq = format!("{path}?{kept}");
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(pq.parse().map_err(|_e| InjectError::InvalidUri)?);
     Uri::from_parts(parts).map_err(|_e| InjectError::InvalidUri)
+}
+
+/// True when a server may read a query pair named `raw` (as written) as
+/// the parameter `name`: after percent-decoding (`+` is a space), in any
+/// ASCII case, with surrounding whitespace or NULs, as an array (`key[]`,
+/// `key[0]`), or with `.`/space where the name has `_` (PHP's mangling).
+fn names_param(raw: &str, name: &str) -> bool {
+    let decoded = crate::percent::decode(raw);
+    let trimmed = decoded.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0');
+    let base = trimmed.split('[').next().unwrap_or("");
+    let base = base.trim_end_matches(|c: char| c.is_ascii_whitespace() || c == '\0');
+    let canon = |b: u8| match b {
+        b'.' | b' ' => b'_',
+        b => b.to_ascii_lowercase(),
+    };
+    base.len() == name.len()
+        && base
+            .bytes()
+            .zip(name.bytes())
+            .all(|(a, b)| canon(a) == canon(b))
 }
 
 #[cfg(test)]
@@ -221,6 +262,24 @@ mod tests {
         let mut req = Request::builder().header("te", "gzip").body(()).unwrap();
         strip_hop_by_hop(&mut req);
         assert!(req.headers().get("te").is_none());
+    }
+
+    #[test]
+    fn the_clients_framing_is_not_forwarded() {
+        let mut req = Request::builder()
+            .header("Transfer-Encoding", "identity, chunked")
+            .header("Content-Length", "5")
+            .body(())
+            .unwrap();
+        strip_hop_by_hop(&mut req);
+        assert!(req.headers().get("transfer-encoding").is_none());
+        assert!(req.headers().get("content-length").is_none());
+        let mut req = Request::builder()
+            .header("Content-Length", "5")
+            .body(())
+            .unwrap();
+        strip_hop_by_hop(&mut req);
+        assert_eq!(req.headers()["content-length"], "5");
     }
 
     #[test]
@@ -315,5 +374,26 @@ mod tests {
         assert_eq!(req.uri().query(), Some("q=rust&api_key=real%20key%2F1"));
         assert_eq!(req.uri().host(), Some("api.x.test"));
         assert_eq!(req.uri().path(), "/v1/search");
+    }
+
+    #[test]
+    fn every_form_a_server_may_read_as_the_parameter_is_removed() {
+        for (q, want) in [
+            ("q=1;api_key=b&api_key=a", "q=1&api_key=K"),
+            ("a=1;b=2", "a=1;b=2&api_key=K"),
+            ("%61pi%5Fkey=a&API_KEY=b&Api_Key=c", "api_key=K"),
+            ("api_key[]=a&api_key%5B0%5D=b&api_key", "api_key=K"),
+            ("api.key=a&api+key=b&%20api_key%00=c", "api_key=K"),
+            ("x=1;;&&y=2", "x=1&y=2&api_key=K"),
+            (
+                "api_keys=1&my_api_key=2&api_key2=3",
+                "api_keys=1&my_api_key=2&api_key2=3&api_key=K",
+            ),
+            ("", "api_key=K"),
+        ] {
+            let uri: Uri = format!("https://h.test/p?{q}").parse().unwrap();
+            let out = with_query_param(&uri, "api_key", "K").unwrap();
+            assert_eq!(out.query(), Some(want), "{q}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod handler;
 pub mod inject;
+pub mod prefixed;
 pub mod tls;
 pub mod upstream;
 pub mod workers;
@@ -35,20 +36,13 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    // This thread's pools; the handler sends every request itself (in the
-    // child's protocol, upgrades included), so hudsucker's own client and
-    // WebSocket path are left with nothing to do: it accepts, answers
-    // CONNECT, terminates TLS and tunnels blind.
+    // This thread's pools; the handler answers every CONNECT and sends
+    // every request itself (in the child's protocol, upgrades included), and
+    // serves intercepted tunnels itself, so hudsucker's own client,
+    // WebSocket path and CONNECT handling are left with nothing to do: it
+    // accepts connections and hands their requests to the handler.
     let clients = shared.upstream.clients();
-    let mut server = ServerBuilder::new(TokioExecutor::new());
-    server
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30));
-    server
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(256);
+    let server = server_builder();
     let proxy = Proxy::builder()
         .with_listener(listener)
         .with_ca(LeafAuthorityHandle(shared.authority.clone()))
@@ -62,6 +56,21 @@ pub async fn serve(
         .start()
         .await
         .map_err(|e| Error::io("the proxy stopped", std::io::Error::other(e.to_string())))
+}
+
+/// The HTTP server settings of the proxy connection and of every
+/// intercepted tunnel.
+pub(crate) fn server_builder() -> ServerBuilder<TokioExecutor> {
+    let mut server = ServerBuilder::new(TokioExecutor::new());
+    server
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
+    server
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(256);
+    server
 }
 
 /// hudsucker takes its CA by value; ours is shared with whoever pre-mints.

@@ -8,6 +8,11 @@
 //! - **Names**: `AUTHSOME_RESOLVE=host=ip,…` decides where a host name
 //!   connects; SNI and certificate checks still use the name, so the override
 //!   cannot weaken verification.
+//! - **Never authsome itself**: every connection the proxy opens is checked,
+//!   once connected, against [`OwnListeners`] (the daemon's API, the
+//!   system-wide proxy, every run's listener); one that reached authsome is
+//!   dropped before a byte is written ([`Guarded`]). Names are not trusted:
+//!   what counts is the address the name resolved to and was dialled.
 //! - **Sockets**: TCP_NODELAY, a connect timeout, pooled keep-alive
 //!   connections; HTTP/2 when the child speaks it and the upstream offers
 //!   it (ALPN), HTTP/1.1 otherwise ([`Clients`]).
@@ -38,7 +43,145 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The connector type the proxy forwards through.
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector<OverrideResolver>>;
+pub type Connector = hyper_rustls::HttpsConnector<Guarded<HttpConnector<OverrideResolver>>>;
+
+/// The addresses authsome itself listens on (the daemon's API, the
+/// system-wide proxy, every run's listener), shared by every listener of the
+/// daemon and updated as runs start and end.
+#[derive(Debug, Default)]
+pub struct OwnListeners(std::sync::RwLock<Vec<SocketAddr>>);
+
+impl OwnListeners {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<SocketAddr>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a listener.
+    pub fn add(&self, addr: SocketAddr) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).push(addr);
+    }
+
+    /// Removes one registration of `addr` (a listener that closed).
+    pub fn remove(&self, addr: SocketAddr) {
+        let mut v = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = v.iter().position(|a| *a == addr) {
+            v.swap_remove(i);
+        }
+    }
+
+    /// Adds `addr` until the returned guard is dropped.
+    pub fn register(self: &Arc<Self>, addr: SocketAddr) -> OwnRegistration {
+        self.add(addr);
+        OwnRegistration {
+            set: self.clone(),
+            addr,
+        }
+    }
+
+    /// True when a connection to `peer` would reach one of authsome's
+    /// listeners.
+    ///
+    /// The listeners bind 127.0.0.1 (the daemon may bind another configured
+    /// address). A socket bound to 127.0.0.1:P is only reachable at exactly
+    /// 127.0.0.1:P on Linux, yet any loopback or unspecified address
+    /// (127.0.0.0/8, ::1, 0.0.0.0, ::, IPv4-mapped forms) with an own port
+    /// counts as own: the check stays right if a listener ever binds
+    /// 0.0.0.0 (then all of them reach it), and a refusal there can only
+    /// cost another local service that happens to share the port (fail
+    /// closed). Other addresses count when they are a listener's exact address.
+    pub fn is_own(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        let local = ip.is_loopback() || ip.is_unspecified();
+        self.read()
+            .iter()
+            .any(|l| l.port() == peer.port() && (local || l.ip().to_canonical() == ip))
+    }
+
+    /// True when an established connection (`local` → `peer`) reached
+    /// authsome: [`OwnListeners::is_own`], or a connection to this host's own
+    /// address (peer = local address) on an own port.
+    pub fn is_own_connection(&self, peer: SocketAddr, local: SocketAddr) -> bool {
+        self.is_own(peer)
+            || (peer.ip().to_canonical() == local.ip().to_canonical()
+                && self.read().iter().any(|l| l.port() == peer.port()))
+    }
+
+    /// True when some listener uses `port` (for the name-based pre-check).
+    pub fn has_port(&self, port: u16) -> bool {
+        self.read().iter().any(|l| l.port() == port)
+    }
+}
+
+/// A listener's place in [`OwnListeners`], removed on drop.
+#[derive(Debug)]
+pub struct OwnRegistration {
+    set: Arc<OwnListeners>,
+    addr: SocketAddr,
+}
+
+impl Drop for OwnRegistration {
+    fn drop(&mut self) {
+        self.set.remove(self.addr);
+    }
+}
+
+/// A connection that would reach authsome itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is authsome itself; the proxy does not connect there")]
+pub struct LoopRefused(pub SocketAddr);
+
+/// A connector that drops every connection which reached one of authsome's
+/// own listeners, before anything is written to it. The check is on the
+/// connected socket, so it covers exactly the address that was dialled,
+/// whatever name resolved to it (system DNS, `/etc/hosts`, rebinding).
+#[derive(Clone, Debug)]
+pub struct Guarded<C> {
+    inner: C,
+    own: Arc<OwnListeners>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<http::Uri> for Guarded<C>
+where
+    C: tower_service::Service<http::Uri, Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let fut = self.inner.call(uri);
+        let own = self.own.clone();
+        Box::pin(async move {
+            let io = fut.await.map_err(Into::into)?;
+            check_connected(&own, io.inner())?;
+            Ok(io)
+        })
+    }
+}
+
+/// Fails when `stream` is connected to authsome itself (or its addresses
+/// cannot be read: fail closed).
+pub fn check_connected(
+    own: &OwnListeners,
+    stream: &tokio::net::TcpStream,
+) -> std::result::Result<(), LoopRefused> {
+    let peer = stream
+        .peer_addr()
+        .map_err(|_e| LoopRefused(SocketAddr::from(([0, 0, 0, 0], 0))))?;
+    let local = stream.local_addr().map_err(|_e| LoopRefused(peer))?;
+    if own.is_own_connection(peer, local) {
+        return Err(LoopRefused(peer));
+    }
+    Ok(())
+}
 
 /// The pooled upstream clients of one proxy thread. A request goes out in
 /// the protocol the child used: HTTP/1.1 over the HTTP/1.1 keep-alive pool
@@ -112,6 +255,8 @@ pub struct Upstream {
     pub resolve: Arc<HashMap<String, IpAddr>>,
     /// How many roots came from the system, and from the extra file.
     pub roots: (usize, usize),
+    /// authsome's own listeners, never connected to (shared by every clone).
+    pub own: Arc<OwnListeners>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -158,6 +303,7 @@ impl Upstream {
             tls: Arc::new(tls),
             resolve: Arc::new(resolve.iter().cloned().collect()),
             roots: (system, extra),
+            own: Arc::new(OwnListeners::default()),
         })
     }
 
@@ -169,6 +315,10 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = Guarded {
+            inner: http,
+            own: self.own.clone(),
+        };
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*self.tls).clone())
             .https_or_http();

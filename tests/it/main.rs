@@ -16,6 +16,7 @@ mod oauth;
 mod permissions;
 mod providers_files;
 mod proxy_clients;
+mod proxy_hardening;
 mod proxy_run;
 mod proxy_system;
 mod sandbox;
