@@ -361,14 +361,10 @@ pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Va
 }
 
 fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
-    let path = daemon_file_path(home);
-    let tmp = home.join(format!(".daemon.json.{}.tmp", std::process::id()));
-    std::fs::remove_file(&tmp).ok();
-    let mut f = home::create_private(&tmp)?;
-    use std::io::Write;
-    f.write_all(serde_json::to_string_pretty(file)?.as_bytes())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all().ok();
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    home::write_private_file(
+        &daemon_file_path(home),
+        serde_json::to_string_pretty(file)?.as_bytes(),
+        home::Place::Replace,
+    )?;
     Ok(())
 }

@@ -408,15 +408,7 @@ fn write_bundle(home: &std::path::Path, ca: &Ca) -> Result<()> {
 
 /// Replaces `path` with `bytes` (0600, through a temporary file and rename).
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut nonce = [0u8; 8];
-    crate::secret::fill_random(&mut nonce)?;
-    let tmp = path.with_extension(format!("{:016x}.tmp", u64::from_le_bytes(nonce)));
-    let mut f = home::create_private(&tmp)?;
-    f.write_all(bytes)
-        .map_err(|e| Error::io_at("write", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io_at("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io_at("write", path, e))
+    home::write_private_file(path, bytes, home::Place::Replace).map(|_| ())
 }
 
 /// What is stored beside the CA: the names it was made for.
