@@ -131,8 +131,22 @@ impl std::fmt::Debug for dyn oauth::TokenEndpoint {
     }
 }
 
-/// OAuth tokens are refreshed this close to expiry (seconds).
+/// The longest refresh window (seconds): no token is refreshed earlier than this before it expires.
 pub const REFRESH_WINDOW_SECS: i64 = 300;
+
+/// How close to expiry a token of `lifetime` seconds is refreshed: the
+/// lesser of [`REFRESH_WINDOW_SECS`] and half its lifetime. A 20 s token is
+/// due after 10 s, so a freshly refreshed token is never due at once (one
+/// expiry, one refresh, however many requests meet it). The one place the
+/// window is decided: the proxy's cache, on-demand and background refresh use it.
+pub fn refresh_window(lifetime: i64) -> i64 {
+    (lifetime.max(0) / 2).min(REFRESH_WINDOW_SECS)
+}
+
+/// True when a token issued at `issued_at` that expires at `expires_at` is due for refresh at `now`.
+pub fn refresh_due(issued_at: i64, expires_at: i64, now: i64) -> bool {
+    expires_at - now <= refresh_window(expires_at - issued_at)
+}
 
 impl CredentialService {
     /// Resolves the master key, opens the vault and loads the catalogue.
@@ -669,6 +683,21 @@ mod tests {
         )
         .unwrap();
         (dir, svc)
+    }
+
+    #[test]
+    fn the_refresh_window_scales_with_short_lifetimes() {
+        assert_eq!(refresh_window(3600), 300);
+        assert_eq!(refresh_window(600), 300);
+        assert_eq!(refresh_window(300), 150);
+        assert_eq!(refresh_window(20), 10);
+        assert_eq!(refresh_window(-5), 0);
+        // A fresh 20 s token is not due; it is after 10 s; a 1 h one 5 min before expiry.
+        assert!(!refresh_due(1000, 1020, 1000));
+        assert!(!refresh_due(1000, 1020, 1009));
+        assert!(refresh_due(1000, 1020, 1010));
+        assert!(!refresh_due(0, 3600, 3299));
+        assert!(refresh_due(0, 3600, 3300));
     }
 
     fn key(s: &str) -> Secret<String> {
