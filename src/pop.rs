@@ -6,6 +6,11 @@
 //! (`htu`) and the SHA-256 of its body (`body_sha256`), and usable once
 //! (`jti`). A stolen token is worth one identical request within a minute.
 //!
+//! Used `jti`s live in memory, so a restarted daemon would not know them: the
+//! daemon therefore refuses every token issued before it started
+//! ([`Verifier::not_before`]); it starts serving only once a new second has
+//! begun, so no token minted before the restart can carry an accepted `iat`.
+//!
 //! Why not a bearer token in a file: any process of the same user could read
 //! and replay it forever. A PoP token proves possession of the key at the
 //! time of the request and cannot be replayed for another request.
@@ -83,6 +88,8 @@ pub enum PopError {
     Body,
     #[error("the PoP token was already used")]
     Replay,
+    #[error("the PoP token was made before this daemon started")]
+    BeforeStart,
 }
 
 /// Hex SHA-256 of `body`.
@@ -136,6 +143,8 @@ pub fn encode(identity: &Identity, claims: &Claims) -> String {
 pub struct Verifier {
     trusted: HashMap<String, VerifyingKey>,
     seen: Mutex<HashMap<String, i64>>,
+    /// Tokens with an earlier `iat` are refused (the daemon's start second).
+    not_before: i64,
 }
 
 impl Verifier {
@@ -148,7 +157,15 @@ impl Verifier {
         Verifier {
             trusted,
             seen: Mutex::new(HashMap::new()),
+            not_before: i64::MIN,
         }
+    }
+
+    /// Refuses tokens issued before `start` (unix seconds): the replay set
+    /// of an earlier daemon process is gone, so its tokens must be too.
+    pub fn not_before(mut self, start: i64) -> Verifier {
+        self.not_before = start;
+        self
     }
 
     /// Verifies the `Authorization` header of a request.
@@ -204,6 +221,9 @@ impl Verifier {
         }
         if claims.exp + CLOCK_SKEW < now {
             return Err(PopError::Expired);
+        }
+        if claims.iat < self.not_before {
+            return Err(PopError::BeforeStart);
         }
         if !claims.htm.eq_ignore_ascii_case(method) {
             return Err(PopError::Method);
@@ -267,6 +287,16 @@ mod tests {
         let t = encode(&id, &claims(&id));
         assert!(check(&v, &t).is_ok());
         assert_eq!(check(&v, &t).unwrap_err(), PopError::Replay);
+    }
+
+    #[test]
+    fn tokens_from_before_the_start_are_refused() {
+        let (_d, id) = identity();
+        let v = Verifier::new([id.did()]).not_before(NOW + 1);
+        let t = encode(&id, &claims(&id));
+        assert_eq!(check(&v, &t).unwrap_err(), PopError::BeforeStart);
+        let v = Verifier::new([id.did()]).not_before(NOW);
+        assert!(check(&v, &t).is_ok());
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
 }
 
 async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    // PoP tokens issued before this second are refused (the replay set of an
+    // earlier daemon is gone); serving starts once this second has begun.
+    let not_before = crate::vault::now_unix() + 1;
     let home = Home::new(&config.home);
     home.ensure()?;
     let svc = {
@@ -208,7 +211,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     };
     let state = AppState {
         svc: svc.clone(),
-        pop: Arc::new(Verifier::new([identity.did()])),
+        pop: Arc::new(Verifier::new([identity.did()]).not_before(not_before)),
         sessions: Arc::new(Sessions::new(SESSION_TTL)),
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
@@ -225,6 +228,9 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         home_id: id,
         started_at: crate::vault::now_unix(),
     };
+    while crate::vault::now_unix() < not_before {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;

@@ -464,3 +464,36 @@ fn server_base_url_is_advertised_and_its_host_accepted() {
     let _ = login.kill();
     let _ = login.wait();
 }
+
+#[test]
+fn a_pop_token_cannot_be_replayed_after_a_daemon_restart() {
+    let (h, url) = started();
+    let key = canary("AKCANARY_");
+    h.login("ahrefs", &key);
+    let id = identity(&h);
+    let body = br#"{"provider":"ahrefs"}"#;
+    let auth = pop::authorization(&id, "POST", "/api/credentials/export", body, now_unix());
+    let send = |url: &str| {
+        http(
+            "POST",
+            &format!("{url}/api/credentials/export"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    let (st, _, first) = send(&url);
+    assert_eq!(st, 200, "{first}");
+    assert!(first.contains(&key), "the export answers the key");
+    h.cmd(["daemon", "restart"]).run().success();
+    let url = h.daemon_url();
+    // Captured a moment ago, well within its 60 s: the new daemon refuses it.
+    let (st, _, again) = send(&url);
+    assert_eq!(st, 401, "{again}");
+    assert!(!again.contains(&key), "{again}");
+    assert!(again.contains("before this daemon started"), "{again}");
+    // Fresh tokens work.
+    h.cmd(["whoami"]).run().success();
+}
