@@ -1,8 +1,10 @@
 //! The CLI's connection to its daemon: discovery, auto-start, PoP signing.
 //!
 //! Discovery: `AUTHSOME_BASE_URL` when set; otherwise `$AUTHSOME_HOME/daemon.json`
-//! and a `GET /api/health` that must answer with this home's id and this
-//! version. Otherwise a daemon is started in the background (its output goes
+//! and a `GET /api/health`, then a proof that the server on that port wrote
+//! this `daemon.json` (an HMAC of a fresh challenge under the key in the
+//! 0600 file, `/api/health/proof`). A server that cannot prove it gets
+//! nothing: no PoP token, no API key; the CLI says what it found there. Otherwise a daemon is started in the background (its output goes
 //! to the log file) and the CLI waits for it, with a spinner past 300 ms. A
 //! daemon of another version is asked to stop and replaced.
 
@@ -196,24 +198,49 @@ pub fn rt_http(timeout: Duration) -> anyhow::Result<(tokio::runtime::Runtime, re
 }
 
 /// This home's running daemon, if `daemon.json` names one that answers.
+///
+/// An error when something answers on that port like an authsome daemon but
+/// cannot prove it is this home's (a stale `daemon.json` whose port another
+/// program, maybe another user's, now holds): nothing is sent to it.
 pub fn running(
     home: &Home,
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
-) -> Option<(DaemonFile, Value)> {
-    let file = app::read_daemon_file(home.root())?;
-    let h = rt.block_on(health(http, &file.url))?;
-    (h["home_id"] == file.home_id.as_str() && file.home_id == app::home_id(home.root()))
-        .then_some((file, h))
+) -> anyhow::Result<Option<(DaemonFile, Value)>> {
+    let Some(file) = app::read_daemon_file(home.root()) else {
+        return Ok(None);
+    };
+    if file.home_id != app::home_id(home.root()) {
+        return Ok(None);
+    }
+    match rt.block_on(app::identify(http, &file)) {
+        app::Found::Nothing => Ok(None),
+        app::Found::Ours(h) => Ok(Some((file, h))),
+        app::Found::Other(what) => {
+            let path = app::daemon_file_path(home.root());
+            Err(crate::Error::invalid(
+                format!(
+                    "{} says this home's daemon listens on port {}, but {what} answers there and cannot prove it is this home's daemon; nothing was sent to it",
+                    path.display(),
+                    file.port
+                ),
+                Some(format!(
+                    "the daemon that wrote daemon.json is gone (killed, or the machine rebooted) and another program holds its port: find it with `lsof -i :{}`; remove {} to start a new daemon on another port",
+                    file.port,
+                    path.display()
+                )),
+            )
+            .into())
+        }
+    }
 }
-
 fn find_or_start(
     ctx: &Ctx,
     home: &Home,
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
 ) -> anyhow::Result<String> {
-    if let Some((file, h)) = running(home, rt, http) {
+    if let Some((file, h)) = running(home, rt, http)? {
         if h["version"] == env!("CARGO_PKG_VERSION") {
             return Ok(file.url);
         }
@@ -302,7 +329,7 @@ pub fn start_and_wait_on(
     _lock
         .lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    if let Some((file, h)) = running(home, rt, http)
+    if let Some((file, h)) = running(home, rt, http)?
         && h["version"] == env!("CARGO_PKG_VERSION")
     {
         return Ok(file.url);

@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         }
         Command::Start => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            if let Some((file, _)) = client::running(&home, &rt, &http) {
+            if let Some((file, _)) = client::running(&home, &rt, &http)? {
                 report(ctx, "already_running", &file.url, file.pid);
                 return Ok(ExitStatus::Success);
             }
@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         }
         Command::Stop => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            match client::running(&home, &rt, &http) {
+            match client::running(&home, &rt, &http)? {
                 Some((file, _)) => {
                     client::stop(&home, &rt, &http, &file)?;
                     report(ctx, "stopped", &file.url, file.pid);
@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         }
         Command::Restart => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            if let Some((file, _)) = client::running(&home, &rt, &http) {
+            if let Some((file, _)) = client::running(&home, &rt, &http)? {
                 client::stop(&home, &rt, &http, &file)?;
             }
             let url = client::start_and_wait(ctx, &home, &rt, &http)?;
@@ -89,7 +89,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         Command::Status => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             let log = app::log_file_path(home.root());
-            match client::running(&home, &rt, &http) {
+            match client::running(&home, &rt, &http)? {
                 Some((file, health)) => {
                     if ctx.printer.json {
                         ctx.printer.json(&json!({"running": true, "pid": file.pid, "url": file.url, "port": file.port, "version": health["version"], "health": health, "log_file": log}));
