@@ -346,13 +346,33 @@ pub fn start_and_wait_on(
         if let Some(p) = port {
             cmd.arg("--port").arg(p.to_string());
         }
-        cmd.env("AUTHSOME_HOME", home.root())
-            .stdin(Stdio::null())
+        // The master key goes through a pipe on the daemon's stdin, never its
+        // environment or arguments (both readable in /proc for its lifetime).
+        let key = ctx.config.master_key.as_ref();
+        cmd.env_remove(crate::config::ENV_MASTER_KEY);
+        if key.is_some() {
+            cmd.arg("--master-key-stdin");
+        }
+        let mut child = cmd
+            .env("AUTHSOME_HOME", home.root())
+            .stdin(if key.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .process_group(0)
             .spawn()
-            .with_context(|| format!("cannot start {} daemon serve", exe.display()))?
+            .with_context(|| format!("cannot start {} daemon serve", exe.display()))?;
+        if let (Some(k), Some(mut pipe)) = (key, child.stdin.take()) {
+            // A short write into an empty pipe: never blocks. Dropping the
+            // pipe closes it, so the daemon reads to the end.
+            pipe.write_all(k.expose().as_bytes())
+                .and_then(|()| pipe.write_all(b"\n"))
+                .context("cannot hand the master key to the daemon")?;
+        }
+        child
     };
     let start = Instant::now();
     let deadline = start + Duration::from_secs(15);
