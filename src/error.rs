@@ -66,6 +66,13 @@ pub enum Error {
         provider: String,
         connection: String,
     },
+    #[error(
+        "the `{provider}` connection `{connection}` is suspended: the provider's definition changed where or how its credential is sent"
+    )]
+    ConnectionSuspended {
+        provider: String,
+        connection: String,
+    },
     #[error("`{provider}` already has a connection named `{connection}`")]
     ConnectionExists {
         provider: String,
@@ -129,7 +136,9 @@ impl Error {
             Error::ProviderNotFound { .. } | Error::ConnectionNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            Error::ConnectionExists { .. } => ErrorKind::Conflict,
+            Error::ConnectionExists { .. } | Error::ConnectionSuspended { .. } => {
+                ErrorKind::Conflict
+            }
             Error::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
@@ -170,6 +179,11 @@ impl Error {
                 format!("run `authsome login {provider} --connection {connection}`")
             }),
             Error::ConnectionExists { .. } => Some("add --force to replace it".into()),
+            Error::ConnectionSuspended { provider, connection } => Some(if connection == "default" {
+                format!("check `authsome provider show {provider}`, then confirm with `authsome login {provider} --force`")
+            } else {
+                format!("check `authsome provider show {provider}`, then confirm with `authsome login {provider} --connection {connection} --force`")
+            }),
             Error::Invalid { hint, .. } | Error::Unsupported { hint, .. } => hint.clone(),
         }
     }

@@ -44,7 +44,7 @@ impl DaemonError {
             | "not_found" => ExitStatus::NotFound,
             "invalid_input" | "invalid_provider" => ExitStatus::InvalidInput,
             "wrong_master_key" | "vault_integrity" => ExitStatus::Vault,
-            "connection_exists" | "conflict" => ExitStatus::Conflict,
+            "connection_exists" | "connection_suspended" | "conflict" => ExitStatus::Conflict,
             "unsupported" => ExitStatus::Unsupported,
             _ => ExitStatus::Failure,
         }

@@ -165,7 +165,8 @@ impl CredentialService {
     /// Opens with an already resolved master key.
     pub fn open_with(home: Home, master: &MasterKey) -> Result<CredentialService> {
         let vault = Vault::open(&home, master)?;
-        let registry = Registry::with_custom(&vault.list_custom_providers()?)?;
+        let (custom, tampered) = vault.custom_providers_checked()?;
+        let registry = Registry::with_custom_checked(&custom, &tampered)?;
         Ok(CredentialService {
             home,
             vault,
@@ -206,7 +207,8 @@ impl CredentialService {
     }
 
     fn reload_registry(&self) -> Result<()> {
-        let fresh = Arc::new(Registry::with_custom(&self.vault.list_custom_providers()?)?);
+        let (custom, tampered) = self.vault.custom_providers_checked()?;
+        let fresh = Arc::new(Registry::with_custom_checked(&custom, &tampered)?);
         match self.registry.write() {
             Ok(mut r) => *r = fresh,
             Err(p) => *p.into_inner() = fresh,
@@ -448,6 +450,12 @@ impl CredentialService {
         } else {
             rec
         };
+        if rec.status == ConnectionStatus::Suspended {
+            return Err(Error::ConnectionSuspended {
+                provider,
+                connection: rec.name,
+            });
+        }
         if rec.status != ConnectionStatus::Connected {
             return Err(Error::invalid(
                 format!(
@@ -601,7 +609,21 @@ impl CredentialService {
     /// Registers a custom provider. A bundled name needs `force` (and then
     /// overrides the bundled definition); so does replacing a custom one.
     pub fn register_provider(&self, def: ProviderDef, force: bool) -> Result<RegisterOutcome> {
+        self.register_provider_suspending(def, force)
+            .map(|(o, _)| o)
+    }
+
+    /// Registers a provider; when the new definition sends credentials
+    /// elsewhere or in another form than the one it replaces
+    /// ([`ProviderDef::binding`]), the provider's connections are suspended
+    /// until the user logs in again. Returns their names.
+    pub fn register_provider_suspending(
+        &self,
+        def: ProviderDef,
+        force: bool,
+    ) -> Result<(RegisterOutcome, Vec<String>)> {
         let reg = self.registry();
+        let before = reg.get(&def.name).map(|e| e.def.binding());
         let outcome = match reg.get(&def.name).map(|e| e.source) {
             None => RegisterOutcome::Added,
             Some(ProviderSource::Bundled) if force => RegisterOutcome::OverrodeBundled,
@@ -625,9 +647,14 @@ impl CredentialService {
             }
         };
         reg.check_conflicts(&def)?;
+        let suspended = if before.is_some_and(|b| b != def.binding()) {
+            self.vault.suspend_connections(&def.name)?
+        } else {
+            Vec::new()
+        };
         self.vault.put_custom_provider(&def.name, &def.to_json())?;
         self.reload_registry()?;
-        Ok(outcome)
+        Ok((outcome, suspended))
     }
 
     /// Removes a custom provider; a bundled one of the same name comes back.
@@ -660,8 +687,18 @@ impl CredentialService {
             ProviderSource::Override => {}
         }
         let restored = entry.source == ProviderSource::Override;
+        let before = entry.def.binding();
         self.vault.delete_custom_provider(name)?;
         self.reload_registry()?;
+        if restored
+            && self
+                .registry()
+                .get(name)
+                .is_some_and(|e| e.def.binding() != before)
+        {
+            // The bundled definition sends the credential elsewhere.
+            self.vault.suspend_connections(name)?;
+        }
         Ok(if restored {
             RemoveOutcome::RestoredBundled
         } else {

@@ -519,7 +519,11 @@ impl Handler {
             .map_err(|e| {
                 let mut err = ProxyError::new(
                     StatusCode::UNAUTHORIZED,
-                    "authsome_credential_unavailable",
+                    if matches!(*e, crate::Error::ConnectionSuspended { .. }) {
+                        "authsome_connection_suspended"
+                    } else {
+                        "authsome_credential_unavailable"
+                    },
                     Source::Internal,
                     format!("no usable credential for {provider}: {e}"),
                 )
