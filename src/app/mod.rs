@@ -85,33 +85,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&outer.finalize());
-    k.zeroize();
-    out
-}
-
 /// The answer to `challenge` under `key`: what `/api/health/proof` returns.
 pub fn proof(key: &str, challenge: &str) -> String {
-    hex(&hmac_sha256(
-        key.as_bytes(),
-        format!("authsome-daemon-proof-v1\0{challenge}").as_bytes(),
-    ))
+    crate::pop::daemon_proof(key, challenge)
 }
 
 /// What answers at the port `daemon.json` names.
@@ -220,9 +196,9 @@ pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
 }
 
 async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
-    // PoP tokens issued before this second are refused (the replay set of an
-    // earlier daemon is gone); serving starts once this second has begun.
-    let not_before = crate::vault::now_unix() + 1;
+    // PoP tokens issued before this instant are refused (the replay set of
+    // an earlier daemon is gone).
+    let not_before = i64::try_from(crate::pop::now_millis()).unwrap_or(i64::MAX);
     let home = Home::new(&config.home);
     home.ensure()?;
     let svc = {
@@ -368,9 +344,6 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         started_at: crate::vault::now_unix(),
         proof_key: ProofKey(proof_key.duplicate()),
     };
-    while crate::vault::now_unix() < not_before {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;
@@ -533,23 +506,6 @@ fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        // RFC 4231, test case 2.
-        assert_eq!(
-            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        // Test case 6: a key longer than the block.
-        assert_eq!(
-            hex(&hmac_sha256(
-                &[0xaa; 131],
-                b"Test Using Larger Than Block-Size Key - Hash Key First"
-            )),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-    }
 
     #[test]
     fn the_proof_key_never_shows_in_debug() {

@@ -39,7 +39,7 @@ pub async fn health_proof(
             )
         })?;
     Ok(Json(json!({
-        "proof": crate::app::proof(state.info.proof_key.expose(), challenge),
+        "proof": crate::pop::daemon_proof(state.info.proof_key.expose(), challenge),
     })))
 }
 
