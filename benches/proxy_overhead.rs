@@ -125,11 +125,13 @@ fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
 struct Proxy {
     addr: SocketAddr,
     ca_pem: String,
+    shared: Arc<Shared>,
+    workers: Arc<Workers>,
 }
 
 /// The proxy engine on its own worker threads, as the daemon runs it
 /// (`BENCH_PROXY_THREADS`, default 1 like `AUTHSOME_PROXY_THREADS`).
-fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Workers) -> Proxy {
+fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) -> Proxy {
     let def = parse_file(
         "bench",
         &format!(
@@ -163,12 +165,88 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Workers) -> Prox
     });
     let listener = authsome::proxy::bind_loopback(0).unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        workers
-            .serve(listener, shared, std::future::pending())
-            .await
+    let (w, sh) = (workers.clone(), shared.clone());
+    rt.spawn(async move { w.serve(listener, sh, std::future::pending()).await });
+    Proxy {
+        addr,
+        ca_pem,
+        shared,
+        workers,
+    }
+}
+
+/// The keep-alive MITM leg measured from a child process, confined by
+/// `authsome run`'s sandbox (its listener opened inside the child's network
+/// namespace and served by the same workers) or not. Returns (p50, p99) µs.
+fn child_leg(
+    rt: &tokio::runtime::Runtime,
+    px: &Proxy,
+    up: SocketAddr,
+    confined: bool,
+) -> (f64, f64) {
+    use authsome::sandbox::{Policy, Sandbox};
+    let ca = std::env::temp_dir().join(format!("authsome-bench-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, &px.ca_pem).unwrap();
+    let port = px.addr.port();
+    let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
+    cmd.env(
+        "BENCH_CHILD_CLIENT",
+        format!("{port} {} {}", up.port(), ca.display()),
+    )
+    .stdout(std::process::Stdio::piped());
+    let out = rt.block_on(async {
+        if confined {
+            let mut sb = Sandbox::new(&Policy {
+                hide: vec![],
+                proxy_port: port,
+                allow_localhost: vec![],
+            })
+            .unwrap();
+            sb.install(&mut cmd);
+            let child = cmd.spawn().unwrap();
+            let h = sb.handoff().expect("the sandbox (run `authsome doctor`)");
+            h.proxy.set_nonblocking(true).unwrap();
+            let (w, sh) = (px.workers.clone(), px.shared.clone());
+            tokio::spawn(async move { w.serve(h.proxy, sh, std::future::pending()).await });
+            child.wait_with_output().await.unwrap()
+        } else {
+            cmd.output().await.unwrap()
+        }
     });
-    Proxy { addr, ca_pem }
+    std::fs::remove_file(&ca).ok();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// The child of [`child_leg`]: keep-alive requests through the proxy at
+/// 127.0.0.1:<port> (inside or outside a sandbox), p50 and p99 in µs on stdout.
+fn child_client(spec: &str) {
+    let mut it = spec.split_whitespace();
+    let port: u16 = it.next().unwrap().parse().unwrap();
+    let up_port: u16 = it.next().unwrap().parse().unwrap();
+    let ca = std::fs::read_to_string(it.next().unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up: SocketAddr = ([127, 0, 0, 1], up_port).into();
+    let px: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut v = rt.block_on(async {
+        let mut c = connect(Via::Mitm(px), up, &support::client_tls(ca.as_bytes())).await;
+        for _ in 0..2000 {
+            get(&mut c, up).await;
+        }
+        let mut v = Vec::new();
+        for _ in 0..10_000 {
+            let t = Instant::now();
+            get(&mut c, up).await;
+            v.push(t.elapsed());
+        }
+        v
+    });
+    println!("{:.1} {:.1}", us(pct(&mut v, 0.5)), us(pct(&mut v, 0.99)));
 }
 
 /// How the client reaches the upstream.
@@ -245,6 +323,9 @@ fn us(d: Duration) -> f64 {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("BENCH_CHILD_CLIENT") {
+        return child_client(&spec);
+    }
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful. Either way, run the whole measurement (bounded, ~40 s).
     let threads = |k: &str, d: usize| {
@@ -254,7 +335,7 @@ fn main() {
             .unwrap_or(d)
     };
     let up_rt = runtime(threads("BENCH_UPSTREAM_THREADS", 1));
-    let workers = Workers::start(threads("BENCH_PROXY_THREADS", 1)).unwrap();
+    let workers = Arc::new(Workers::start(threads("BENCH_PROXY_THREADS", 1)).unwrap());
     // Only awaits the workers' serve future; the proxy runs on their threads.
     let control_rt = runtime(1);
     let client_rt = if threads("BENCH_CLIENT_THREADS", 0) == 0 {
@@ -415,6 +496,26 @@ fn main() {
         100.0 * mitm_rps / direct_rps
     );
 
+    // A confined child against an unconfined one, same client code: what
+    // the sandbox's network namespace costs per request (none expected: the
+    // proxy accepts on the socket opened inside it, no extra hop).
+    let mut rounds: Vec<((f64, f64), (f64, f64))> = (0..3)
+        .map(|_| {
+            (
+                child_leg(&client_rt, &px, up, false),
+                child_leg(&client_rt, &px, up, true),
+            )
+        })
+        .collect();
+    rounds.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
+    let ((u50, u99), (c50, c99)) = rounds[1];
+    for (name, u, c) in [("p50", u50, c50), ("p99", u99, c99)] {
+        println!(
+            "| keep-alive MITM request from a child process, {name}: unconfined → **sandboxed** | {u:.1} µs | {c:.1} µs | **{:+.1}%** |",
+            100.0 * (c - u) / u
+        );
+    }
+
     // `authsome run -- true` with the daemon up, against bare `true`.
     let home = std::env::temp_dir().join(format!("authsome-bench-run-{}", std::process::id()));
     let bin = env!("CARGO_BIN_EXE_authsome");
@@ -441,13 +542,21 @@ fn main() {
     };
     let _ = time(&[bin, "run", "--", "true"]);
     let bare = time(&["true"]);
-    let wrapped = time(&[bin, "run", "--", "true"]);
+    let unconfined = time(&[bin, "run", "--no-sandbox", "--", "true"]);
+    let confined = time(&[bin, "run", "--sandbox", "require", "--", "true"]);
     cmd(&[bin, "daemon", "stop"]).status().ok();
     std::fs::remove_dir_all(&home).ok();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "| `run -- true`, median wall time | {:.1} ms | {:.1} ms | **{:+.1} ms** |",
-        bare.as_secs_f64() * 1e3,
-        wrapped.as_secs_f64() * 1e3,
-        (wrapped.as_secs_f64() - bare.as_secs_f64()) * 1e3
+        "| `run --no-sandbox -- true`, median wall time | {:.1} ms | {:.1} ms | **{:+.1} ms** |",
+        ms(bare),
+        ms(unconfined),
+        ms(unconfined) - ms(bare)
+    );
+    println!(
+        "| `run -- true` (sandboxed) over `run --no-sandbox -- true`, median | {:.1} ms | {:.1} ms | **{:+.1} ms** |",
+        ms(unconfined),
+        ms(confined),
+        ms(confined) - ms(unconfined)
     );
 }

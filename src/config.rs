@@ -58,6 +58,13 @@ pub const ENV_RUN: &str = "AUTHSOME_RUN";
 /// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
 /// kills the child (default 10).
 pub const ENV_RUN_GRACE: &str = "AUTHSOME_RUN_GRACE";
+/// The D-Bus session bus (`unix:path=…`): hidden from a sandboxed child when
+/// the master key is in the Secret Service keyring.
+pub const ENV_DBUS_SESSION_BUS: &str = "DBUS_SESSION_BUS_ADDRESS";
+/// Where the session bus lives when [`ENV_DBUS_SESSION_BUS`] is unset (`$XDG_RUNTIME_DIR/bus`).
+pub const ENV_XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// `auto` (default), `require` or `off`: how `authsome run` confines its child.
+pub const ENV_SANDBOX: &str = "AUTHSOME_SANDBOX";
 /// `1`/`true`: refuse hosts no provider claims (same as `--deny-unknown`).
 pub const ENV_DENY_UNKNOWN: &str = "AUTHSOME_DENY_UNKNOWN";
 

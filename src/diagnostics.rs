@@ -132,6 +132,43 @@ pub fn run(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// What `authsome run` can confine on this kernel (see [`crate::sandbox`]).
+pub fn check_sandbox(support: &crate::sandbox::Support, mode: crate::sandbox::Mode) -> Check {
+    use crate::sandbox::Mode;
+    let parts: Vec<String> = support
+        .confinements()
+        .into_iter()
+        .map(|(what, r)| match r {
+            Ok(v) => format!("{what}: {v}"),
+            Err(why) => format!("{what}: MISSING ({why})"),
+        })
+        .collect();
+    let detail = format!("mode {}; {}", mode.as_str(), parts.join("; "));
+    if mode == Mode::Off {
+        return Check::warn(
+            "sandbox",
+            detail,
+            Some("AUTHSOME_SANDBOX=off: `authsome run` children can read the vault's files and call the daemon".into()),
+        );
+    }
+    match &support.namespaces {
+        Err(why) => Check {
+            name: "sandbox",
+            status: if mode == Mode::Require { Status::Fail } else { Status::Warn },
+            detail,
+            hint: Some(format!(
+                "`authsome run` cannot confine its child here ({why}); it runs unconfined with a warning, or refuses with --sandbox require"
+            )),
+        },
+        Ok(()) if support.landlock_abi == 0 => Check::warn(
+            "sandbox",
+            detail,
+            Some("without Landlock a confined child can still read the home through /proc/<pid>/root of your other processes; enable Landlock (Linux ≥ 5.13, `lsm=…,landlock`)".into()),
+        ),
+        Ok(()) => Check::pass("sandbox", detail),
+    }
+}
+
 fn kind(m: &MasterKey) -> &'static str {
     if m.is_passphrase() {
         "passphrase, Argon2id"

@@ -38,6 +38,8 @@ pub mod pop;
 pub mod providers;
 pub mod proxy;
 pub mod routing;
+#[allow(unsafe_code)] // system calls for `run`'s sandbox, behind a small safe interface
+pub mod sandbox;
 pub mod secret;
 pub mod vault;
 

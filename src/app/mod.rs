@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod handoff;
 pub mod oauth_http;
 pub mod runs;
 
@@ -187,6 +188,18 @@ pub struct DaemonOptions {
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    // Before any thread exists: the daemon's memory and environment are
+    // closed to other processes of this user (no ptrace, no
+    // /proc/<pid>/environ or mem, no core file), and the master key, now in
+    // `config`, leaves the environment so nothing the daemon starts inherits it.
+    for problem in crate::sandbox::harden_process() {
+        tracing::warn!(%problem, "cannot fully harden the daemon process");
+    }
+    // SAFETY: no other thread exists yet (the runtime is built below).
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sandbox::forget_env(crate::config::ENV_MASTER_KEY);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -313,6 +326,17 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         proxy_port: config.proxy_port,
         deny_unknown: config.deny_unknown,
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
+        protect: protected_paths(config, home.root(), svc.key_source().id()),
+    }));
+    let handoff = handoff::bind(home.root()).with_context(|| {
+        format!(
+            "cannot open {}",
+            handoff::socket_path(home.root()).display()
+        )
+    })?;
+    let (handoff_stop, handoff_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(handoff::serve(handoff, runs.clone(), async move {
+        handoff_stopped.await.ok();
     }));
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -347,6 +371,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
     let result = daemon::serve(listener, state, shutdown_signal()).await;
+    handoff_stop.send(()).ok();
+    std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
     drop(runs);
     // Close the vault (SQLite checkpoints its WAL on close) before daemon.json
@@ -391,6 +417,39 @@ impl Config {
             refresh_interval_secs: self.refresh_interval_secs,
         }
     }
+}
+
+/// What a sandboxed child must not reach: the home, a master-key file kept
+/// elsewhere, and, when the master key is in the Secret Service keyring, the
+/// D-Bus session bus it is read through (`secret-tool lookup` would print it).
+fn protected_paths(config: &Config, home: &Path, key_source: &str) -> Vec<PathBuf> {
+    use crate::config::{ENV_DBUS_SESSION_BUS, ENV_XDG_RUNTIME_DIR, Env, ProcessEnv};
+    let mut out = vec![home.to_path_buf()];
+    out.extend(config.master_key_file.clone());
+    if key_source == "keyring" {
+        let env = ProcessEnv;
+        out.extend(
+            env.var(ENV_DBUS_SESSION_BUS)
+                .as_deref()
+                .and_then(session_bus_path),
+        );
+        out.extend(
+            env.var(ENV_XDG_RUNTIME_DIR)
+                .filter(|d| !d.is_empty())
+                .map(|d| PathBuf::from(d).join("bus")),
+        );
+    }
+    out
+}
+
+/// The socket path of a D-Bus address (`unix:path=/run/user/1000/bus,guid=…`).
+fn session_bus_path(address: &str) -> Option<PathBuf> {
+    address.split(';').find_map(|a| {
+        let rest = a.strip_prefix("unix:")?;
+        rest.split(',')
+            .find_map(|kv| kv.strip_prefix("path="))
+            .map(PathBuf::from)
+    })
 }
 
 async fn shutdown_signal() {
@@ -513,5 +572,18 @@ mod tests {
         assert!(!format!("{k:?}").contains("PKCANARY"));
         assert_ne!(proof("a", "00"), proof("b", "00"));
         assert_ne!(proof("a", "00"), proof("a", "01"));
+    }
+
+    #[test]
+    fn the_session_bus_path_is_read_from_its_address() {
+        assert_eq!(
+            session_bus_path("unix:path=/run/user/1000/bus,guid=abc"),
+            Some(PathBuf::from("/run/user/1000/bus"))
+        );
+        assert_eq!(
+            session_bus_path("unix:abstract=/tmp/dbus-x;unix:path=/b"),
+            Some(PathBuf::from("/b"))
+        );
+        assert_eq!(session_bus_path("tcp:host=localhost,port=1"), None);
     }
 }

@@ -46,6 +46,18 @@ struct RunEntry {
     client_pid: Option<u32>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
+    more: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunEntry {
+    /// Marks the run ended and closes every listener it has.
+    fn close(&mut self) {
+        self.shared.ended.store(true, Ordering::Release);
+        for stop in self.stop.take().into_iter().chain(self.more.drain(..)) {
+            stop.send(()).ok();
+        }
+    }
 }
 
 struct SystemEntry {
@@ -67,6 +79,7 @@ pub struct Runs {
     runs: Arc<Mutex<HashMap<String, RunEntry>>>,
     system: tokio::sync::Mutex<Option<SystemEntry>>,
     workers: Arc<proxy::Workers>,
+    protect: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Runs {
@@ -93,6 +106,8 @@ pub struct RunsOptions {
     pub deny_unknown: bool,
     /// The proxy's threads, which serve every listener.
     pub workers: proxy::Workers,
+    /// Paths a sandboxed child must not reach (the home, a master-key file).
+    pub protect: Vec<PathBuf>,
 }
 
 impl Runs {
@@ -109,6 +124,7 @@ impl Runs {
             runs: Arc::new(Mutex::new(HashMap::new())),
             system: tokio::sync::Mutex::new(None),
             workers: Arc::new(o.workers),
+            protect: o.protect,
         }
     }
 
@@ -195,6 +211,7 @@ impl Runs {
                 client_pid: req.client_pid,
                 shared,
                 stop: Some(stop_tx),
+                more: Vec::new(),
             },
         );
         if let Some(pid) = req.client_pid {
@@ -209,10 +226,7 @@ impl Runs {
                     if !pid_alive(pid) {
                         tracing::info!(run = %id, pid, "the run's process is gone; closing its proxy");
                         if let Some(mut e) = lock(&runs).remove(&id) {
-                            e.shared.ended.store(true, Ordering::Release);
-                            if let Some(stop) = e.stop.take() {
-                                stop.send(()).ok();
-                            }
+                            e.close();
                         }
                         return;
                     }
@@ -226,7 +240,41 @@ impl Runs {
             ca_pem,
             hosts: names,
             providers,
+            protect: self.protect.clone(),
         })
+    }
+
+    /// Serves run `id` on one more listener: the one a sandboxed child
+    /// opened inside its network namespace, handed over by `authsome run`
+    /// (which proves it started the run with the run's proxy token).
+    pub fn attach(&self, id: &str, token: &str, listener: std::net::TcpListener) -> Result<()> {
+        let mut runs = lock(&self.runs);
+        let entry =
+            runs.get_mut(id)
+                .filter(|e| {
+                    e.shared.token.as_ref().is_some_and(|t| {
+                        crate::secret::ct_eq(t.expose().as_bytes(), token.as_bytes())
+                    })
+                })
+                .ok_or_else(|| Error::invalid("no such run (or a wrong token)", None))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("cannot use the sandbox's listener", e))?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        entry.more.push(stop_tx);
+        let shared = entry.shared.clone();
+        let workers = self.workers.clone();
+        let run_id = id.to_string();
+        tokio::spawn(async move {
+            let stopped = async move {
+                stop_rx.await.ok();
+            };
+            if let Err(e) = workers.serve(listener, shared, stopped).await {
+                tracing::error!(run = %run_id, error = %e, "sandboxed run's proxy failed");
+            }
+        });
+        tracing::info!(run = %id, "run serves its sandbox's listener");
+        Ok(())
     }
 
     async fn start_system(&self, listen: bool) -> Result<Value> {
@@ -330,10 +378,7 @@ impl ProxyRuns for Runs {
     fn end(&self, id: &str) -> bool {
         match lock(&self.runs).remove(id) {
             Some(mut e) => {
-                e.shared.ended.store(true, Ordering::Release);
-                if let Some(stop) = e.stop.take() {
-                    stop.send(()).ok();
-                }
+                e.close();
                 tracing::info!(run = %id, "run ended");
                 true
             }

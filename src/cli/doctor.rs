@@ -9,9 +9,32 @@ use crate::diagnostics::{self, Status};
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     let mut checks = diagnostics::run(&ctx.config);
     checks.push(daemon_check(ctx));
+    let env = crate::config::ProcessEnv;
+    let mode = crate::config::Env::var(&env, crate::config::ENV_SANDBOX)
+        .and_then(|v| crate::sandbox::Mode::parse(&v))
+        .unwrap_or_default();
+    let pretend = crate::config::Env::var(&env, crate::sandbox::ENV_PRETEND_UNAVAILABLE)
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    let support = crate::sandbox::probe(pretend);
+    checks.push(diagnostics::check_sandbox(&support, mode));
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     if ctx.printer.json {
-        ctx.printer.json(&json!({"ok": ok, "checks": checks}));
+        let applies: Vec<&str> = support
+            .confinements()
+            .into_iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(what, _)| what)
+            .collect();
+        let sandbox = json!({
+            "mode": mode.as_str(),
+            "user_namespaces": support.namespaces.is_ok(),
+            "user_namespaces_error": support.namespaces.as_ref().err(),
+            "landlock_abi": support.landlock_abi,
+            "landlock_error": support.landlock_missing,
+            "applies": if mode == crate::sandbox::Mode::Off || support.namespaces.is_err() { Vec::new() } else { applies },
+        });
+        ctx.printer
+            .json(&json!({"ok": ok, "checks": checks, "sandbox": sandbox}));
     } else {
         let p = &ctx.printer;
         for c in &checks {

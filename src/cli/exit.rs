@@ -23,6 +23,8 @@ pub enum ExitStatus {
     Conflict,
     /// 7: not available in this build.
     Unsupported,
+    /// 8: `run --sandbox require` could not confine the program.
+    Sandbox,
     /// 130: interrupted.
     Interrupted,
     /// Passed through from a child process (the daemon that failed to start).
@@ -53,6 +55,7 @@ impl ExitStatus {
             ExitStatus::Vault => 5,
             ExitStatus::Conflict => 6,
             ExitStatus::Unsupported => 7,
+            ExitStatus::Sandbox => 8,
             ExitStatus::Interrupted => 130,
             ExitStatus::Code(c) => c,
         }

@@ -199,6 +199,10 @@ fn report(printer: &Printer, err: &anyhow::Error) -> ExitStatus {
         printer.error(&e.message, e.hint.as_deref());
         return e.exit_status();
     }
+    if let Some((status, hint)) = run::sandbox_required(err) {
+        printer.error(&format!("{err:#}"), Some(hint));
+        return status;
+    }
     if let Some(e) = err.downcast_ref::<crate::Error>() {
         printer.error(&format!("{err:#}"), e.hint().as_deref());
         return ExitStatus::from_kind(e.kind());

@@ -32,23 +32,44 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Ctx;
 use super::client::Client;
 use super::exit::ExitStatus;
-use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, Env, ProcessEnv};
+use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, ENV_SANDBOX, Env, ProcessEnv};
+use crate::sandbox::{Mode, Policy, Sandbox};
+
+fn parse_connection(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(p, n)| !p.is_empty() && !n.is_empty())
+        .map(|(p, n)| (p.to_string(), n.to_string()))
+        .ok_or_else(|| format!("`{s}` is not PROVIDER=NAME (example: --connection github=work)"))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("`{s}` is not auto, require or off"))
+}
 
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "authsome run [OPTIONS] -- <CMD>...")]
 pub struct Args {
     /// Use this connection for a provider instead of its default (repeatable).
-    #[arg(long = "connection", value_name = "PROVIDER=NAME")]
-    connections: Vec<String>,
+    #[arg(long = "connection", value_name = "PROVIDER=NAME", value_parser = parse_connection)]
+    connections: Vec<(String, String)>,
     /// Refuse (403) hosts no connected provider claims, instead of tunnelling them untouched.
     #[arg(long)]
     deny_unknown: bool,
-    /// The program and its arguments (after `--`).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// Confine the program: `auto` (default; unconfined with a warning where
+    /// the kernel cannot), `require` (refuse to run unconfined), `off`.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    sandbox: Option<Mode>,
+    /// Same as `--sandbox off`: the program can read the vault's files,
+    /// call the daemon and connect anywhere.
+    #[arg(long, conflicts_with = "sandbox")]
+    no_sandbox: bool,
+    /// Let the confined program reach this port of the host's loopback
+    /// (a local database, an MCP server); repeatable.
+    #[arg(long = "allow-localhost", value_name = "PORT")]
+    allow_localhost: Vec<u16>,
+    /// The program and its arguments (after `--`; an option before the
+    /// program is `run`'s, and an unknown one is a usage error).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -109,19 +130,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         )
         .into());
     }
-    let mut connections = BTreeMap::new();
-    for c in &args.connections {
-        let (p, n) = c
-            .split_once('=')
-            .filter(|(p, n)| !p.is_empty() && !n.is_empty())
-            .ok_or_else(|| {
-                crate::Error::invalid(
-                    format!("--connection `{c}` is not PROVIDER=NAME"),
-                    Some("example: --connection github=work".into()),
-                )
-            })?;
-        connections.insert(p.to_string(), n.to_string());
-    }
+    let connections: BTreeMap<String, String> = args.connections.iter().cloned().collect();
     let client = ctx.client()?;
     let started = client.post(
         "/api/proxy/runs",
@@ -146,9 +155,181 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.config.upstream_ca_file.as_deref(),
     )?;
     let child_env = child_env(&started, &bundle, ctx);
-    let status = client.block_on(supervise(&args.command, child_env))?;
+    let mode = if args.no_sandbox {
+        Mode::Off
+    } else if let Some(m) = args.sandbox {
+        m
+    } else {
+        match env.var(ENV_SANDBOX) {
+            Some(v) => Mode::parse(&v).ok_or_else(|| {
+                crate::Error::invalid(
+                    format!("{ENV_SANDBOX}=`{v}` is not auto, require or off"),
+                    None,
+                )
+            })?,
+            None => Mode::Auto,
+        }
+    };
+    let confine = Confinement::plan(ctx, &client, &started, &id, mode, &args.allow_localhost)?;
+    let status = client.block_on(supervise(&args.command, child_env, confine, ctx))?;
     drop(guard);
     Ok(status)
+}
+
+/// What `authsome run` tells the user the child can reach when unconfined.
+const UNCONFINED: &str = "it can read AUTHSOME_HOME (the vault and its keys), call the daemon (`authsome export`), and connect anywhere without the proxy";
+
+/// How the child will be started.
+struct Confinement {
+    mode: Mode,
+    /// `None`: unconfined (already warned about).
+    sandbox: Option<(Policy, Handover)>,
+}
+
+/// Where the sandbox's listener goes: run `id` at the daemon of `home`.
+struct Handover {
+    home: PathBuf,
+    id: String,
+    token: String,
+}
+
+impl Confinement {
+    fn plan(
+        ctx: &Ctx,
+        client: &Client,
+        started: &Value,
+        id: &str,
+        mode: Mode,
+        allow_localhost: &[u16],
+    ) -> anyhow::Result<Confinement> {
+        if mode == Mode::Off {
+            if !allow_localhost.is_empty() {
+                return Err(crate::Error::invalid(
+                    "--allow-localhost needs the sandbox",
+                    Some("unconfined, the program reaches every local port already".into()),
+                )
+                .into());
+            }
+            ctx.printer
+                .warn(&format!("the sandbox is off: {UNCONFINED}"));
+            return Ok(Confinement {
+                mode,
+                sandbox: None,
+            });
+        }
+        let daemon_port = client
+            .base_url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+        for p in allow_localhost {
+            if Some(*p) == daemon_port {
+                return Err(crate::Error::invalid(
+                    format!("--allow-localhost {p}: that is the authsome daemon's port"),
+                    Some(
+                        "the daemon holds every credential; a confined program may never call it"
+                            .into(),
+                    ),
+                )
+                .into());
+            }
+            if *p == ctx.config.proxy_port {
+                return Err(crate::Error::invalid(
+                    format!("--allow-localhost {p}: that is authsome's system-wide proxy"),
+                    Some("the program already reaches the proxy of its own run".into()),
+                )
+                .into());
+            }
+        }
+        let mut hide: Vec<PathBuf> = started["protect"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        hide.push(ctx.config.home.clone());
+        hide.extend(ctx.config.master_key_file.clone());
+        let token = started["token"].as_str().unwrap_or_default().to_string();
+        let policy = Policy {
+            hide,
+            proxy_port: started["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(0),
+            allow_localhost: allow_localhost.to_vec(),
+        };
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        if let Err(why) = policy.check(&cwd) {
+            return Err(
+                crate::Error::invalid(why, Some("run it from another directory".into())).into(),
+            );
+        }
+        let unavailable = if cfg!(not(target_os = "linux")) {
+            Some("confinement is implemented on Linux only".to_string())
+        } else if ProcessEnv
+            .var(crate::sandbox::ENV_PRETEND_UNAVAILABLE)
+            .is_some_and(|v| !v.is_empty() && v != "0")
+        {
+            Some(format!(
+                "user namespaces are unavailable ({} is set)",
+                crate::sandbox::ENV_PRETEND_UNAVAILABLE
+            ))
+        } else {
+            None
+        };
+        let mut c = Confinement {
+            mode,
+            sandbox: Some((
+                policy,
+                Handover {
+                    home: ctx.config.home.clone(),
+                    id: id.to_string(),
+                    token,
+                },
+            )),
+        };
+        if let Some(why) = unavailable {
+            c.unavailable(ctx, &why)?;
+        }
+        Ok(c)
+    }
+
+    /// The sandbox cannot be had: refuse (`require`) or warn and go on.
+    fn unavailable(&mut self, ctx: &Ctx, why: &str) -> anyhow::Result<()> {
+        self.sandbox = None;
+        if self.mode == Mode::Require {
+            return Err(SandboxRequired(why.to_string()).into());
+        }
+        ctx.printer.warn(&format!(
+            "cannot confine the program ({why}): it runs unconfined, and {}",
+            UNCONFINED.trim_start_matches("it ")
+        ));
+        Ok(())
+    }
+}
+
+/// `--sandbox require` and the kernel said no (exit code 8).
+#[derive(Debug)]
+struct SandboxRequired(String);
+
+impl std::fmt::Display for SandboxRequired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot confine the program: {}", self.0)
+    }
+}
+
+impl std::error::Error for SandboxRequired {}
+
+/// Exit code and hint for [`SandboxRequired`] (used by the CLI's error path).
+pub fn sandbox_required(e: &anyhow::Error) -> Option<(ExitStatus, &'static str)> {
+    e.downcast_ref::<SandboxRequired>().map(|_| {
+        (
+            ExitStatus::Sandbox,
+            "`authsome doctor` says what this kernel lacks; `--sandbox auto` runs unconfined with a warning",
+        )
+    })
 }
 
 /// `$TMPDIR/authsome-run-<id>`, mode 0700, created fresh.
@@ -279,19 +460,24 @@ fn no_proxy(user: &str, provider_hosts: &[String], mut removed: impl FnMut(&str)
 async fn supervise(
     command: &[OsString],
     env: Vec<(String, Option<String>)>,
+    mut confine: Confinement,
+    ctx: &Ctx,
 ) -> anyhow::Result<ExitStatus> {
     let (prog, rest) = command.split_first().ok_or_else(|| {
         crate::Error::invalid("no command given", Some("authsome run -- CMD".into()))
     })?;
-    let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(rest);
-    for (k, v) in &env {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    set_parent_death_signal(&mut cmd);
+    let build = || {
+        let mut cmd = tokio::process::Command::new(prog);
+        cmd.args(rest);
+        for (k, v) in &env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        set_parent_death_signal(&mut cmd);
+        cmd
+    };
     // Handlers first: a signal that arrives while the child starts is
     // forwarded, not fatal to `run` (which would leave the run open).
     let mut term = signal(SignalKind::terminate())?;
@@ -301,7 +487,17 @@ async fn supervise(
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut winch = signal(SignalKind::window_change())?;
-    let mut child = match cmd.spawn() {
+    let spawned = match confine.sandbox.take() {
+        Some((policy, handover)) => match spawn_confined(build(), &policy, &handover).await? {
+            Confined::Started(r) => r,
+            Confined::Unavailable(why) => {
+                confine.unavailable(ctx, &why)?;
+                build().spawn()
+            }
+        },
+        None => build().spawn(),
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let name = prog.to_string_lossy();
@@ -371,6 +567,99 @@ async fn supervise(
         (None, Some(sig)) => ExitStatus::Code((128 + sig).clamp(0, 255) as u8),
         (None, None) => ExitStatus::Failure,
     })
+}
+
+/// The outcome of a confined start.
+enum Confined {
+    /// The program was started confined (or could not be started at all).
+    Started(std::io::Result<tokio::process::Child>),
+    /// The kernel refused a namespace: nothing was started.
+    Unavailable(String),
+}
+
+/// Starts `cmd` in the sandbox and hands the proxy socket opened inside it
+/// to the daemon. Forwarders for `--allow-localhost` run on this runtime.
+async fn spawn_confined(
+    mut cmd: tokio::process::Command,
+    policy: &Policy,
+    to: &Handover,
+) -> anyhow::Result<Confined> {
+    let mut sandbox = Sandbox::new(policy).context("cannot prepare the sandbox")?;
+    sandbox.install(&mut cmd);
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let handoff = match sandbox.handoff() {
+        Ok(h) => h,
+        Err(e) => {
+            if let Ok(mut child) = spawned {
+                // Cannot happen (a failed setup fails the spawn); never
+                // leave a half-confined program running.
+                child.start_kill().ok();
+                child.wait().await.ok();
+            }
+            // Namespaces the kernel refuses: the sandbox is unavailable.
+            // Anything later (a mount, the hand-over) is an error to report.
+            let unavailable = matches!(
+                e.errno,
+                libc::EPERM
+                    | libc::EACCES
+                    | libc::ENOSPC
+                    | libc::EINVAL
+                    | libc::ENOSYS
+                    | libc::EUSERS
+            ) && (e.step.starts_with("creating")
+                || e.step.starts_with("mapping")
+                || e.step.starts_with("bringing"));
+            if unavailable {
+                return Ok(Confined::Unavailable(e.to_string()));
+            }
+            return Err(anyhow::anyhow!("cannot set up the sandbox: {e}"));
+        }
+    };
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Ok(Confined::Started(Err(e))),
+    };
+    if let Err(e) = crate::app::handoff::hand_over(&to.home, &to.id, &to.token, &handoff.proxy) {
+        child.start_kill().ok();
+        child.wait().await.ok();
+        return Err(e);
+    }
+    drop(handoff.proxy);
+    for (port, inside) in handoff.forwards {
+        tokio::spawn(forward_localhost(inside, port));
+    }
+    Ok(Confined::Started(Ok(child)))
+}
+
+/// `--allow-localhost PORT`: connections to 127.0.0.1:PORT inside the
+/// sandbox are relayed to the host's 127.0.0.1:PORT.
+async fn forward_localhost(inside: std::net::TcpListener, port: u16) {
+    let listener = match inside
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(inside))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(port, error = %e, "cannot serve --allow-localhost");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(mut host) => {
+                    tokio::io::copy_bidirectional(&mut conn, &mut host)
+                        .await
+                        .ok();
+                }
+                Err(e) => tracing::debug!(port, error = %e, "--allow-localhost: host port refused"),
+            }
+        });
+    }
 }
 
 /// True when a Ctrl-C on the terminal reached the child already: we are in

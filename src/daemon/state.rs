@@ -77,6 +77,8 @@ pub struct RunStarted {
     pub hosts: Vec<String>,
     /// The providers whose hosts this run intercepts.
     pub providers: Vec<String>,
+    /// Paths the run's child must not reach when sandboxed.
+    pub protect: Vec<std::path::PathBuf>,
 }
 
 /// A boxed future (the trait is object-safe).

@@ -17,4 +17,5 @@ mod providers_files;
 mod proxy_clients;
 mod proxy_run;
 mod proxy_system;
+mod sandbox;
 mod vault_tamper;

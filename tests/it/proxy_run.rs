@@ -353,10 +353,14 @@ fn the_proxy_refuses_to_loop_into_authsome() {
 #[test]
 fn a_missing_credential_fails_closed_and_logout_takes_effect_at_once() {
     let lab = Lab::new();
+    // The child logs out itself, which only an unconfined child can do.
     let out = lab
-        .run_sh(&format!(
-            "{CURL} \"$URL/before\"; echo; \"$BIN\" logout acme >/dev/null 2>&1; {CURL} \"$URL/after\""
-        ))
+        .run_sh_with(
+            &["--no-sandbox"],
+            &format!(
+                "{CURL} \"$URL/before\"; echo; \"$BIN\" logout acme >/dev/null 2>&1; {CURL} \"$URL/after\""
+            ),
+        )
         .success();
     assert_eq!(last_line(&out.stdout), "401", "{}", out.stdout);
     assert!(
@@ -400,10 +404,24 @@ fn connection_flag_picks_another_account() {
         .run()
         .code(3)
         .stderr_has("nope");
+    // Usage errors (exit 2), not a command to run (issue #12).
     lab.cmd(["run", "--connection", "acme", "--", "true"])
         .run()
-        .code(4)
+        .code(2)
         .stderr_has("PROVIDER=NAME");
+    let out = lab
+        .cmd(["run", "--frobnicate", "--", "sh", "-c", "echo ran"])
+        .run()
+        .code(2)
+        .stderr_has("--frobnicate")
+        .stderr_has("-- <CMD>");
+    assert!(!out.stdout.contains("ran"));
+    // After the program, options are its own.
+    let out = lab
+        .cmd(["run", "--", "sh", "-c", "echo \"$@\"", "x", "--a", "-b"])
+        .run()
+        .success();
+    assert_eq!(out.stdout.trim(), "--a -b");
 }
 
 #[test]
@@ -764,7 +782,7 @@ fn ctrl_c_in_a_terminal_reaches_the_child_and_run_waits_for_it() {
     // does); script's `-e` returns `run`'s status. SHELL is pinned so the
     // test is the same wherever it runs.
     let cmdline = format!(
-        "exec env AUTHSOME_HOME={} AUTHSOME_PORT=0 AUTHSOME_KEYRING=off {} run -- sh -c \"{}\"",
+        "exec env AUTHSOME_HOME={} AUTHSOME_PORT=0 AUTHSOME_KEYRING=off AUTHSOME_SANDBOX=require {} run -- sh -c \"{}\"",
         lab.home.home.display(),
         crate::common::bin(),
         inner.replace('"', "\\\"").replace('$', "\\$")

@@ -155,6 +155,7 @@ pub async fn proxy_runs_create(
         "hosts": started.hosts,
         "providers": started.providers,
         "placeholders": placeholders,
+        "protect": started.protect,
     })))
 }
 

@@ -73,6 +73,9 @@ impl Lab {
             )
             .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
             .env("AUTHSOME_PROXY_PORT", "0")
+            // Every `run` in the suite is confined, or fails loudly (exit 8)
+            // on a kernel that cannot: the client matrix proves the sandbox.
+            .env("AUTHSOME_SANDBOX", "require")
     }
 
     /// `authsome run -- sh -c SCRIPT` (the script sees `$URL`, `$UP`, `$BIN`).
