@@ -70,6 +70,13 @@ pub enum Error {
         provider: String,
         connection: String,
     },
+    #[error(
+        "the `{provider}` connection `{connection}` is suspended: the provider's definition changed where or how its credential is sent"
+    )]
+    ConnectionSuspended {
+        provider: String,
+        connection: String,
+    },
     #[error("`{provider}` already has a connection named `{connection}`")]
     ConnectionExists {
         provider: String,
@@ -139,7 +146,9 @@ impl Error {
             Error::ProviderNotFound { .. } | Error::ConnectionNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            Error::ConnectionExists { .. } | Error::Exists { .. } => ErrorKind::Conflict,
+            Error::ConnectionExists { .. }
+            | Error::Exists { .. }
+            | Error::ConnectionSuspended { .. } => ErrorKind::Conflict,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
@@ -186,6 +195,11 @@ impl Error {
                 format!("run `authsome login {provider} --connection {connection}`")
             }),
             Error::ConnectionExists { .. } => Some("add --force to replace it".into()),
+            Error::ConnectionSuspended { provider, connection } => Some(if connection == "default" {
+                format!("check `authsome provider show {provider}`, then confirm with `authsome login {provider} --force`")
+            } else {
+                format!("check `authsome provider show {provider}`, then confirm with `authsome login {provider} --connection {connection} --force`")
+            }),
             Error::Invalid { hint, .. }
             | Error::Exists { hint, .. }
             | Error::Unsupported { hint, .. } => hint.clone(),

@@ -105,30 +105,52 @@ pub fn create_private(path: &Path) -> Result<File> {
         .map_err(|e| Error::io_at("create", path, e))
 }
 
-/// Writes a secret file atomically and without clobbering: temp file (0600),
-/// fsync, hard link to `path` (fails if it exists), fsync the directory.
-///
-/// Returns `Ok(false)` when `path` already exists (another process won the race).
-pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<bool> {
+/// A fresh temporary path beside `path` (random suffix, so concurrent writers never share one).
+fn temp_beside(path: &Path) -> Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut nonce = [0u8; 8];
     crate::secret::fill_random(&mut nonce)?;
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.{:016x}.tmp",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("secret"),
         u64::from_le_bytes(nonce)
-    ));
+    )))
+}
+
+/// How [`write_private_file`] puts the finished file in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Replace whatever is at the path (rename).
+    Replace,
+    /// Only when nothing is there yet (hard link; never clobbers).
+    New,
+}
+
+/// The one atomic private-file writer: a temporary file (0600, `O_EXCL`,
+/// no symlinks), fsync, then rename or hard link to `path`, then fsync the
+/// directory. Readers see the old file or the whole new one, never a part.
+///
+/// Returns `Ok(false)` when `place` is [`Place::New`] and `path` already
+/// exists (another process won the race).
+pub fn write_private_file(path: &Path, contents: &[u8], place: Place) -> Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_beside(path)?;
     let result = (|| {
         let mut f = create_private(&tmp)?;
         f.write_all(contents)
             .map_err(|e| Error::io_at("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io_at("sync", &tmp, e))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(Error::io_at("create", path, e)),
+        match place {
+            Place::Replace => {
+                fs::rename(&tmp, path).map_err(|e| Error::io_at("write", path, e))?;
+            }
+            Place::New => match fs::hard_link(&tmp, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(Error::io_at("create", path, e)),
+            },
         }
         if let Ok(d) = File::open(dir) {
             // Best effort: makes the new directory entry durable.
@@ -136,8 +158,16 @@ pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<bool> {
         }
         Ok(true)
     })();
+    // After a rename there is nothing left to remove; after a link or a failure there is.
     fs::remove_file(&tmp).ok();
     result
+}
+
+/// Writes a secret file atomically and without clobbering.
+///
+/// Returns `Ok(false)` when `path` already exists (another process won the race).
+pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<bool> {
+    write_private_file(path, contents, Place::New)
 }
 
 /// Reads a file that must be private: not a symlink, a regular file, owned by
@@ -227,6 +257,21 @@ mod tests {
         assert!(!write_secret_file_new(&p, b"two").unwrap());
         assert_eq!(&read_private(&p).unwrap().unwrap()[..], b"one");
         // no temp files left behind
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replacing_a_private_file_keeps_it_0600_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("daemon.json");
+        // A world-readable file from elsewhere is replaced by a private one.
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o644)).unwrap();
+        assert!(write_private_file(&p, b"new", Place::Replace).unwrap());
+        assert_eq!(mode_of(&p), Some(0o600));
+        assert_eq!(&read_private(&p).unwrap().unwrap()[..], b"new");
+        assert!(write_private_file(&p, b"newer", Place::Replace).unwrap());
+        assert_eq!(&read_private(&p).unwrap().unwrap()[..], b"newer");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

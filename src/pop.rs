@@ -6,6 +6,11 @@
 //! (`htu`) and the SHA-256 of its body (`body_sha256`), and usable once
 //! (`jti`). A stolen token is worth one identical request within a minute.
 //!
+//! Used `jti`s live in memory, so a restarted daemon would not know them: the
+//! daemon therefore refuses every token issued before it started
+//! ([`Verifier::not_before`]). Tokens carry their issue time in milliseconds
+//! too (`iat_ms`), so a token from the second of the restart is told apart.
+//!
 //! Why not a bearer token in a file: any process of the same user could read
 //! and replay it forever. A PoP token proves possession of the key at the
 //! time of the request and cannot be replayed for another request.
@@ -40,6 +45,9 @@ pub struct Claims {
     pub sub: String,
     pub aud: String,
     pub iat: i64,
+    /// The issue time in milliseconds (`iat` is whole seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     pub exp: i64,
     pub jti: String,
     pub htm: String,
@@ -83,6 +91,8 @@ pub enum PopError {
     Body,
     #[error("the PoP token was already used")]
     Replay,
+    #[error("the PoP token was made before this daemon started")]
+    BeforeStart,
 }
 
 /// Hex SHA-256 of `body`.
@@ -112,6 +122,7 @@ pub fn authorization(
         sub: identity.did().to_string(),
         aud: AUDIENCE.into(),
         iat: now,
+        iat_ms: Some(iat_ms(now)),
         exp: now + MAX_LIFETIME,
         jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
         htm: method.to_ascii_uppercase(),
@@ -119,6 +130,59 @@ pub fn authorization(
         body_sha256: body_hash(body),
     };
     format!("PoP {}", encode(identity, &claims))
+}
+
+/// The issue time in milliseconds for a token whose `iat` is `now`: the clock
+/// when it is in that second, its last millisecond when the clock has just
+/// moved on, its first otherwise (a `now` chosen by the caller).
+fn iat_ms(now: i64) -> i64 {
+    let ms = i64::try_from(now_millis()).unwrap_or(i64::MAX);
+    match ms.div_euclid(1000) - now {
+        0 => ms,
+        1 => now * 1000 + 999,
+        _ => now.saturating_mul(1000),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&outer.finalize());
+    zeroize::Zeroize::zeroize(&mut k);
+    out
+}
+
+/// The daemon's answer to a CLI's `challenge` under the proof key of its
+/// `daemon.json` (what `/api/health/proof` returns; the CLI checks it).
+pub fn daemon_proof(key: &str, challenge: &str) -> String {
+    hmac_sha256(
+        key.as_bytes(),
+        format!("authsome-daemon-proof-v1\0{challenge}").as_bytes(),
+    )
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect()
 }
 
 /// Signs `claims` into a compact JWT.
@@ -136,6 +200,8 @@ pub fn encode(identity: &Identity, claims: &Claims) -> String {
 pub struct Verifier {
     trusted: HashMap<String, VerifyingKey>,
     seen: Mutex<HashMap<String, i64>>,
+    /// Tokens issued earlier (milliseconds) are refused: the daemon's start.
+    not_before_ms: i64,
 }
 
 impl Verifier {
@@ -148,7 +214,16 @@ impl Verifier {
         Verifier {
             trusted,
             seen: Mutex::new(HashMap::new()),
+            not_before_ms: i64::MIN,
         }
+    }
+
+    /// Refuses tokens issued before `start_ms` (unix milliseconds): the
+    /// replay set of an earlier daemon process is gone, so its tokens must be
+    /// too. A token without `iat_ms` counts from the start of its second.
+    pub fn not_before(mut self, start_ms: i64) -> Verifier {
+        self.not_before_ms = start_ms;
+        self
     }
 
     /// Verifies the `Authorization` header of a request.
@@ -205,6 +280,15 @@ impl Verifier {
         if claims.exp + CLOCK_SKEW < now {
             return Err(PopError::Expired);
         }
+        let issued_ms = match claims.iat_ms {
+            // Both are signed; they must agree.
+            Some(ms) if ms.div_euclid(1000) == claims.iat => ms,
+            Some(_) => return Err(PopError::Malformed),
+            None => claims.iat.saturating_mul(1000),
+        };
+        if issued_ms < self.not_before_ms {
+            return Err(PopError::BeforeStart);
+        }
         if !claims.htm.eq_ignore_ascii_case(method) {
             return Err(PopError::Method);
         }
@@ -242,6 +326,7 @@ mod tests {
             sub: id.did().into(),
             aud: AUDIENCE.into(),
             iat: NOW,
+            iat_ms: None,
             exp: NOW + 60,
             jti: "j1".into(),
             htm: "POST".into(),
@@ -267,6 +352,52 @@ mod tests {
         let t = encode(&id, &claims(&id));
         assert!(check(&v, &t).is_ok());
         assert_eq!(check(&v, &t).unwrap_err(), PopError::Replay);
+    }
+
+    #[test]
+    fn tokens_from_before_the_start_are_refused() {
+        let (_d, id) = identity();
+        let start = NOW * 1000 + 400;
+        let v = Verifier::new([id.did()]).not_before(start);
+        // Without milliseconds: counts from the start of its second.
+        let t = encode(&id, &claims(&id));
+        assert_eq!(check(&v, &t).unwrap_err(), PopError::BeforeStart);
+        // In the same second, before the start, then after it.
+        let mut c = claims(&id);
+        c.iat_ms = Some(start - 1);
+        assert_eq!(
+            check(&v, &encode(&id, &c)).unwrap_err(),
+            PopError::BeforeStart
+        );
+        c.iat_ms = Some(start + 1);
+        assert!(check(&v, &encode(&id, &c)).is_ok());
+        // Milliseconds that disagree with `iat` are malformed.
+        c.iat_ms = Some((NOW + 1) * 1000 + 500);
+        c.jti = "j2".into();
+        assert_eq!(
+            check(&v, &encode(&id, &c)).unwrap_err(),
+            PopError::Malformed
+        );
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        let hex = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hex(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block.
+        assert_eq!(
+            hex(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert_ne!(daemon_proof("a", "00"), daemon_proof("b", "00"));
+        assert_ne!(daemon_proof("a", "00"), daemon_proof("a", "01"));
     }
 
     #[test]

@@ -56,9 +56,10 @@ impl Secret<String> {
     }
 }
 
-/// Fills `buf` from the OS random number generator.
-/// Constant-time equality for tokens and secrets (the length is not secret:
-/// tokens have a fixed size).
+/// Constant-time equality of two byte strings: the time taken does not
+/// depend on where they differ (only on their lengths, which are not secret:
+/// tokens have fixed sizes). The one comparison for tokens, CSRF values and
+/// proofs.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -66,6 +67,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Fills `buf` from the OS random number generator.
 pub fn fill_random(buf: &mut [u8]) -> crate::error::Result<()> {
     getrandom::fill(buf).map_err(|e| {
         crate::error::Error::io(
@@ -100,6 +102,15 @@ mod tests {
             key: Secret::new("sk-CANARY".into()),
         };
         assert!(!format!("{h:?}").contains("CANARY"));
+    }
+
+    #[test]
+    fn ct_eq_compares_whole_strings() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(!ct_eq(b"", b"a"));
+        assert!(ct_eq(b"", b""));
     }
 
     #[test]

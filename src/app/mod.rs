@@ -33,8 +33,10 @@ use crate::error::Error;
 use crate::home::{self, Home};
 use crate::identity::Identity;
 use crate::pop::Verifier;
+use crate::secret::Secret;
+use zeroize::Zeroize;
 
-/// What a running daemon writes to `$AUTHSOME_HOME/daemon.json`.
+/// What a running daemon writes to `$AUTHSOME_HOME/daemon.json` (0600).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonFile {
     pub pid: u32,
@@ -44,6 +46,111 @@ pub struct DaemonFile {
     pub home: PathBuf,
     pub home_id: String,
     pub started_at: i64,
+    /// The daemon's proof key: only this home's user can read it, and the
+    /// daemon proves it holds it (see [`identify`]) before the CLI sends
+    /// anything secret to the port this file names.
+    #[serde(default)]
+    pub proof_key: ProofKey,
+}
+
+/// The secret in `daemon.json` a daemon proves it holds. `Debug` never shows it.
+#[derive(Debug)]
+pub struct ProofKey(pub Secret<String>);
+
+impl Default for ProofKey {
+    fn default() -> Self {
+        ProofKey(Secret::new(String::new()))
+    }
+}
+
+impl Clone for ProofKey {
+    fn clone(&self) -> Self {
+        ProofKey(self.0.duplicate())
+    }
+}
+
+impl Serialize for ProofKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // Written only to the 0600 daemon.json.
+        s.serialize_str(self.0.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProofKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(ProofKey(Secret::new(String::deserialize(d)?)))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The answer to `challenge` under `key`: what `/api/health/proof` returns.
+pub fn proof(key: &str, challenge: &str) -> String {
+    crate::pop::daemon_proof(key, challenge)
+}
+
+/// What answers at the port `daemon.json` names.
+#[derive(Debug)]
+pub enum Found {
+    /// Nothing, or nothing that calls itself authsome.
+    Nothing,
+    /// This home's daemon (it proved it holds the key in `daemon.json`); its health JSON.
+    Ours(serde_json::Value),
+    /// Something that answers like authsome but cannot prove it: described.
+    Other(String),
+}
+
+/// Asks the server `file` names to prove it wrote `file`: a fresh random
+/// challenge, answered with an HMAC under the file's proof key. Sends nothing
+/// secret; a squatter on a stale port learns only a random challenge.
+pub async fn identify(http: &reqwest::Client, file: &DaemonFile) -> Found {
+    let Some(h) = health(http, &file.url).await else {
+        return Found::Nothing;
+    };
+    if proves(http, file).await {
+        return Found::Ours(h);
+    }
+    let version: String = h["version"]
+        .as_str()
+        .unwrap_or("?")
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect();
+    Found::Other(format!(
+        "a server that answers /api/health as authsome {version}"
+    ))
+}
+
+async fn proves(http: &reqwest::Client, file: &DaemonFile) -> bool {
+    let key = file.proof_key.0.expose();
+    if key.is_empty() {
+        return false;
+    }
+    let mut c = [0u8; 32];
+    if crate::secret::fill_random(&mut c).is_err() {
+        return false;
+    }
+    let challenge = hex(&c);
+    let Ok(resp) = http
+        .get(format!(
+            "{}/api/health/proof?challenge={challenge}",
+            file.url
+        ))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let Ok(v) = resp.json::<serde_json::Value>().await else {
+        return false;
+    };
+    v["proof"]
+        .as_str()
+        .is_some_and(|p| crate::secret::ct_eq(p.as_bytes(), proof(key, &challenge).as_bytes()))
 }
 
 /// Path of `daemon.json`.
@@ -102,6 +209,9 @@ pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
 }
 
 async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
+    // PoP tokens issued before this instant are refused (the replay set of
+    // an earlier daemon is gone).
+    let not_before = i64::try_from(crate::pop::now_millis()).unwrap_or(i64::MAX);
     let home = Home::new(&config.home);
     home.ensure()?;
     let svc = {
@@ -116,7 +226,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     let id = home_id(home.root());
     if let Some(other) = read_daemon_file(home.root())
         && other.pid != std::process::id()
-        && probe(other.port).await.as_deref() == Some(id.as_str())
+        && is_ours(&other).await
     {
         return Err(Error::invalid(
             format!(
@@ -130,9 +240,16 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     let listener = bind(
         config,
         opts.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        &id,
+        home.root(),
     )
     .await?;
+    let proof_key = {
+        let mut b = [0u8; 32];
+        crate::secret::fill_random(&mut b)?;
+        let k = Secret::new(hex(&b));
+        b.zeroize();
+        k
+    };
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -229,10 +346,11 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         allowed_hosts,
         key_source_id: svc.key_source().id(),
         key_source: svc.key_source().describe(),
+        proof_key: Arc::new(proof_key.duplicate()),
     };
     let state = AppState {
         svc: svc.clone(),
-        pop: Arc::new(Verifier::new([identity.did()])),
+        pop: Arc::new(Verifier::new([identity.did()]).not_before(not_before)),
         sessions: Arc::new(Sessions::new(SESSION_TTL)),
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
@@ -248,6 +366,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         home: home.root().to_path_buf(),
         home_id: id,
         started_at: crate::vault::now_unix(),
+        proof_key: ProofKey(proof_key.duplicate()),
     };
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
@@ -350,7 +469,7 @@ async fn shutdown_signal() {
 }
 
 /// Binds by the port rules in the module docs.
-async fn bind(config: &Config, ip: IpAddr, my_home_id: &str) -> anyhow::Result<TcpListener> {
+async fn bind(config: &Config, ip: IpAddr, home: &Path) -> anyhow::Result<TcpListener> {
     if let Some(port) = config.port {
         return TcpListener::bind(SocketAddr::new(ip, port))
             .await
@@ -359,16 +478,16 @@ async fn bind(config: &Config, ip: IpAddr, my_home_id: &str) -> anyhow::Result<T
     let preferred = config.preferred_port;
     match TcpListener::bind(SocketAddr::new(ip, preferred)).await {
         Ok(l) => Ok(l),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match probe(preferred).await {
-            Some(other) if other == my_home_id => Err(Error::invalid(
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match probe(preferred, home).await {
+            Some(true) => Err(Error::invalid(
                 format!("a daemon for this home is already running on port {preferred}"),
                 Some("`authsome daemon status` shows it; `authsome daemon stop` stops it".into()),
             )
             .into()),
-            Some(_) => {
+            Some(false) => {
                 tracing::info!(
                     port = preferred,
-                    "port held by another home's daemon; taking a free port"
+                    "port held by another authsome daemon (not this home's); taking a free port"
                 );
                 TcpListener::bind(SocketAddr::new(ip, 0))
                     .await
@@ -398,14 +517,29 @@ fn port_error(port: u16, e: std::io::Error, forced: bool) -> Error {
     }
 }
 
-/// Asks whatever listens on `port` whether it is an authsome daemon; returns its home id.
-async fn probe(port: u16) -> Option<String> {
+/// Asks whatever listens on `port` whether it is an authsome daemon
+/// (`None`: it is not) and whether it is this home's (it proves it holds
+/// the key in this home's `daemon.json`).
+async fn probe(port: u16, home: &Path) -> Option<bool> {
     let client = reqwest::Client::builder().no_proxy().build().ok()?;
-    let v = health(&client, &format!("http://127.0.0.1:{port}")).await?;
-    v["home_id"].as_str().map(String::from)
+    health(&client, &format!("http://127.0.0.1:{port}")).await?;
+    Some(match read_daemon_file(home).filter(|f| f.port == port) {
+        Some(f) => matches!(identify(&client, &f).await, Found::Ours(_)),
+        None => false,
+    })
 }
 
-/// `GET {base}/api/health` with a 2 s timeout; the JSON when an authsome daemon answers.
+/// True when the daemon `file` names answers and proves it wrote `file`.
+async fn is_ours(file: &DaemonFile) -> bool {
+    let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+        return false;
+    };
+    matches!(identify(&client, file).await, Found::Ours(_))
+}
+
+/// `GET {base}/api/health` with a 2 s timeout; the JSON when something that
+/// calls itself an authsome daemon answers (anyone can say so: [`identify`]
+/// checks it is this home's).
 pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
     let v: serde_json::Value = http
         .get(format!("{base}/api/health"))
@@ -420,21 +554,25 @@ pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Va
 }
 
 fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
-    let path = daemon_file_path(home);
-    let tmp = home.join(format!(".daemon.json.{}.tmp", std::process::id()));
-    std::fs::remove_file(&tmp).ok();
-    let mut f = home::create_private(&tmp)?;
-    use std::io::Write;
-    f.write_all(serde_json::to_string_pretty(file)?.as_bytes())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all().ok();
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    home::write_private_file(
+        &daemon_file_path(home),
+        serde_json::to_string_pretty(file)?.as_bytes(),
+        home::Place::Replace,
+    )?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proof_key_never_shows_in_debug() {
+        let k = ProofKey(Secret::new("PKCANARY".into()));
+        assert!(!format!("{k:?}").contains("PKCANARY"));
+        assert_ne!(proof("a", "00"), proof("b", "00"));
+        assert_ne!(proof("a", "00"), proof("a", "01"));
+    }
 
     #[test]
     fn the_session_bus_path_is_read_from_its_address() {

@@ -50,6 +50,8 @@ struct RunEntry {
     /// (They live in the child's network namespace: no host address of
     /// them can be dialled, so the loop guard needs no entry for them.)
     more: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// One per listener, answered once it is closed.
+    closed: Vec<tokio::sync::oneshot::Receiver<()>>,
     /// In the loop guard's set while the run exists.
     _own: proxy::upstream::OwnRegistration,
 }
@@ -134,11 +136,20 @@ impl Runs {
         }
     }
 
+    /// Ends run `id` (its listeners are told to close); what to wait on for
+    /// them to be closed, or `None` when there is no such run.
+    fn end_now(&self, id: &str) -> Option<Vec<tokio::sync::oneshot::Receiver<()>>> {
+        let mut e = lock(&self.runs).remove(id)?;
+        e.close();
+        tracing::info!(run = %id, "run ended");
+        Some(std::mem::take(&mut e.closed))
+    }
+
     /// Closes every listener (daemon shutdown).
     pub fn end_all(&self) {
         let ids: Vec<String> = lock(&self.runs).keys().cloned().collect();
         for id in ids {
-            self.end(&id);
+            self.end_now(&id);
         }
         if let Ok(mut s) = self.system.try_lock()
             && let Some(mut e) = s.take()
@@ -202,10 +213,12 @@ impl Runs {
         let serve_shared = shared.clone();
         let run_id = id.clone();
         let workers = self.workers.clone();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(e) = workers.serve(listener, serve_shared, shutdown).await {
                 tracing::error!(run = %run_id, error = %e, "run proxy failed");
             }
+            closed_tx.send(()).ok();
         });
         lock(&self.runs).insert(
             id.clone(),
@@ -217,6 +230,7 @@ impl Runs {
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
+                closed: vec![closed_rx],
                 _own: self.upstream.own.register(addr),
             },
         );
@@ -267,7 +281,9 @@ impl Runs {
             .set_nonblocking(true)
             .map_err(|e| Error::io("cannot use the sandbox's listener", e))?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         entry.more.push(stop_tx);
+        entry.closed.push(closed_rx);
         let shared = entry.shared.clone();
         let workers = self.workers.clone();
         let run_id = id.to_string();
@@ -278,6 +294,7 @@ impl Runs {
             if let Err(e) = workers.serve(listener, shared, stopped).await {
                 tracing::error!(run = %run_id, error = %e, "sandboxed run's proxy failed");
             }
+            closed_tx.send(()).ok();
         });
         tracing::info!(run = %id, "run serves its sandbox's listener");
         Ok(())
@@ -381,15 +398,23 @@ impl ProxyRuns for Runs {
         Box::pin(self.start_run(req))
     }
 
-    fn end(&self, id: &str) -> bool {
-        match lock(&self.runs).remove(id) {
-            Some(mut e) => {
-                e.close();
-                tracing::info!(run = %id, "run ended");
-                true
-            }
-            None => false,
-        }
+    fn end(&self, id: &str) -> BoxFuture<'_, bool> {
+        let closed = self.end_now(id);
+        Box::pin(async move {
+            let Some(closed) = closed else {
+                return false;
+            };
+            // Answer once the listeners are really closed, so whoever ended
+            // the run (`authsome run` as its child exits) finds the port
+            // free. Bounded: a stuck worker does not hold the answer.
+            let all = async {
+                for c in closed {
+                    c.await.ok();
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(2), all).await.ok();
+            true
+        })
     }
 
     fn list(&self) -> Vec<Value> {
@@ -459,15 +484,7 @@ fn write_bundle(home: &std::path::Path, ca: &Ca) -> Result<()> {
 
 /// Replaces `path` with `bytes` (0600, through a temporary file and rename).
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut nonce = [0u8; 8];
-    crate::secret::fill_random(&mut nonce)?;
-    let tmp = path.with_extension(format!("{:016x}.tmp", u64::from_le_bytes(nonce)));
-    let mut f = home::create_private(&tmp)?;
-    f.write_all(bytes)
-        .map_err(|e| Error::io_at("write", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io_at("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io_at("write", path, e))
+    home::write_private_file(path, bytes, home::Place::Replace).map(|_| ())
 }
 
 /// What is stored beside the CA: the names it was made for.

@@ -1,8 +1,10 @@
 //! The CLI's connection to its daemon: discovery, auto-start, PoP signing.
 //!
 //! Discovery: `AUTHSOME_BASE_URL` when set; otherwise `$AUTHSOME_HOME/daemon.json`
-//! and a `GET /api/health` that must answer with this home's id and this
-//! version. Otherwise a daemon is started in the background (its output goes
+//! and a `GET /api/health`, then a proof that the server on that port wrote
+//! this `daemon.json` (an HMAC of a fresh challenge under the key in the
+//! 0600 file, `/api/health/proof`). A server that cannot prove it gets
+//! nothing: no PoP token, no API key; the CLI says what it found there. Otherwise a daemon is started in the background (its output goes
 //! to the log file) and the CLI waits for it, with a spinner past 300 ms. A
 //! daemon of another version is asked to stop and replaced.
 
@@ -42,7 +44,7 @@ impl DaemonError {
             | "not_found" => ExitStatus::NotFound,
             "invalid_input" | "invalid_provider" => ExitStatus::InvalidInput,
             "wrong_master_key" | "vault_integrity" => ExitStatus::Vault,
-            "connection_exists" | "conflict" => ExitStatus::Conflict,
+            "connection_exists" | "connection_suspended" | "conflict" => ExitStatus::Conflict,
             "unsupported" => ExitStatus::Unsupported,
             _ => ExitStatus::Failure,
         }
@@ -196,24 +198,49 @@ pub fn rt_http(timeout: Duration) -> anyhow::Result<(tokio::runtime::Runtime, re
 }
 
 /// This home's running daemon, if `daemon.json` names one that answers.
+///
+/// An error when something answers on that port like an authsome daemon but
+/// cannot prove it is this home's (a stale `daemon.json` whose port another
+/// program, maybe another user's, now holds): nothing is sent to it.
 pub fn running(
     home: &Home,
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
-) -> Option<(DaemonFile, Value)> {
-    let file = app::read_daemon_file(home.root())?;
-    let h = rt.block_on(health(http, &file.url))?;
-    (h["home_id"] == file.home_id.as_str() && file.home_id == app::home_id(home.root()))
-        .then_some((file, h))
+) -> anyhow::Result<Option<(DaemonFile, Value)>> {
+    let Some(file) = app::read_daemon_file(home.root()) else {
+        return Ok(None);
+    };
+    if file.home_id != app::home_id(home.root()) {
+        return Ok(None);
+    }
+    match rt.block_on(app::identify(http, &file)) {
+        app::Found::Nothing => Ok(None),
+        app::Found::Ours(h) => Ok(Some((file, h))),
+        app::Found::Other(what) => {
+            let path = app::daemon_file_path(home.root());
+            Err(crate::Error::invalid(
+                format!(
+                    "{} says this home's daemon listens on port {}, but {what} answers there and cannot prove it is this home's daemon; nothing was sent to it",
+                    path.display(),
+                    file.port
+                ),
+                Some(format!(
+                    "the daemon that wrote daemon.json is gone (killed, or the machine rebooted) and another program holds its port: find it with `lsof -i :{}`; remove {} to start a new daemon on another port",
+                    file.port,
+                    path.display()
+                )),
+            )
+            .into())
+        }
+    }
 }
-
 fn find_or_start(
     ctx: &Ctx,
     home: &Home,
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
 ) -> anyhow::Result<String> {
-    if let Some((file, h)) = running(home, rt, http) {
+    if let Some((file, h)) = running(home, rt, http)? {
         if h["version"] == env!("CARGO_PKG_VERSION") {
             return Ok(file.url);
         }
@@ -302,7 +329,7 @@ pub fn start_and_wait_on(
     _lock
         .lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    if let Some((file, h)) = running(home, rt, http)
+    if let Some((file, h)) = running(home, rt, http)?
         && h["version"] == env!("CARGO_PKG_VERSION")
     {
         return Ok(file.url);
@@ -319,13 +346,33 @@ pub fn start_and_wait_on(
         if let Some(p) = port {
             cmd.arg("--port").arg(p.to_string());
         }
-        cmd.env("AUTHSOME_HOME", home.root())
-            .stdin(Stdio::null())
+        // The master key goes through a pipe on the daemon's stdin, never its
+        // environment or arguments (both readable in /proc for its lifetime).
+        let key = ctx.config.master_key.as_ref();
+        cmd.env_remove(crate::config::ENV_MASTER_KEY);
+        if key.is_some() {
+            cmd.arg("--master-key-stdin");
+        }
+        let mut child = cmd
+            .env("AUTHSOME_HOME", home.root())
+            .stdin(if key.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .process_group(0)
             .spawn()
-            .with_context(|| format!("cannot start {} daemon serve", exe.display()))?
+            .with_context(|| format!("cannot start {} daemon serve", exe.display()))?;
+        if let (Some(k), Some(mut pipe)) = (key, child.stdin.take()) {
+            // A short write into an empty pipe: never blocks. Dropping the
+            // pipe closes it, so the daemon reads to the end.
+            pipe.write_all(k.expose().as_bytes())
+                .and_then(|()| pipe.write_all(b"\n"))
+                .context("cannot hand the master key to the daemon")?;
+        }
+        child
     };
     let start = Instant::now();
     let deadline = start + Duration::from_secs(15);

@@ -22,6 +22,10 @@ pub enum Command {
         /// Port (default: 7998, or AUTHSOME_PORT; 0 picks a free port).
         #[arg(long)]
         port: Option<u16>,
+        /// Read the master key from standard input (one line), as the CLI
+        /// hands it to a daemon it starts: never through the environment.
+        #[arg(long, hide = true)]
+        master_key_stdin: bool,
     },
     /// Start the daemon in the background if it is not running.
     Start,
@@ -39,20 +43,50 @@ pub enum Command {
     },
 }
 
+/// The master key a starting CLI writes to the daemon's stdin (then closes it).
+fn read_master_key_stdin() -> anyhow::Result<crate::secret::Secret<String>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| crate::Error::io("cannot read the master key from standard input", e))?;
+    let key = crate::secret::Secret::new(text.trim().to_string());
+    zeroize::Zeroize::zeroize(&mut text);
+    if key.expose().is_empty() {
+        return Err(crate::Error::invalid(
+            "--master-key-stdin was given but standard input held no key",
+            Some(
+                "the CLI passes it when it starts the daemon; run `authsome daemon start` instead"
+                    .into(),
+            ),
+        )
+        .into());
+    }
+    Ok(key)
+}
+
 pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     let home = Home::new(&ctx.config.home);
     match cmd {
-        Command::Serve { host, port } => {
+        Command::Serve {
+            host,
+            port,
+            master_key_stdin,
+        } => {
             let mut config = ctx.config.clone_for_daemon();
             if port.is_some() {
                 config.port = port;
+            }
+            if master_key_stdin {
+                config.master_key = Some(read_master_key_stdin()?);
             }
             app::run_daemon(&config, DaemonOptions { host })?;
             Ok(ExitStatus::Success)
         }
         Command::Start => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            if let Some((file, _)) = client::running(&home, &rt, &http) {
+            if let Some((file, _)) = client::running(&home, &rt, &http)? {
                 report(ctx, "already_running", &file.url, file.pid);
                 return Ok(ExitStatus::Success);
             }
@@ -65,7 +99,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         }
         Command::Stop => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            match client::running(&home, &rt, &http) {
+            match client::running(&home, &rt, &http)? {
                 Some((file, _)) => {
                     client::stop(&home, &rt, &http, &file)?;
                     report(ctx, "stopped", &file.url, file.pid);
@@ -76,7 +110,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         }
         Command::Restart => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
-            if let Some((file, _)) = client::running(&home, &rt, &http) {
+            if let Some((file, _)) = client::running(&home, &rt, &http)? {
                 client::stop(&home, &rt, &http, &file)?;
             }
             let url = client::start_and_wait(ctx, &home, &rt, &http)?;
@@ -89,7 +123,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         Command::Status => {
             let (rt, http) = client::rt_http(Duration::from_secs(5))?;
             let log = app::log_file_path(home.root());
-            match client::running(&home, &rt, &http) {
+            match client::running(&home, &rt, &http)? {
                 Some((file, health)) => {
                     if ctx.printer.json {
                         ctx.printer.json(&json!({"running": true, "pid": file.pid, "url": file.url, "port": file.port, "version": health["version"], "health": health, "log_file": log}));

@@ -67,9 +67,23 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
 /// Whether this home's daemon answers (doctor never starts it).
 fn daemon_check(ctx: &Ctx) -> diagnostics::Check {
     let home = crate::home::Home::new(&ctx.config.home);
-    let running = super::client::rt_http(std::time::Duration::from_secs(3))
-        .ok()
-        .and_then(|(rt, http)| super::client::running(&home, &rt, &http));
+    let running = match super::client::rt_http(std::time::Duration::from_secs(3)) {
+        Ok((rt, http)) => super::client::running(&home, &rt, &http),
+        Err(_) => Ok(None),
+    };
+    let running = match running {
+        Ok(r) => r,
+        Err(e) => {
+            // Something holds the daemon's port and cannot prove it is ours.
+            let hint = e.downcast_ref::<crate::Error>().and_then(|e| e.hint());
+            return diagnostics::Check {
+                name: "daemon",
+                status: Status::Fail,
+                detail: e.to_string(),
+                hint,
+            };
+        }
+    };
     match running {
         Some((file, h)) => diagnostics::Check {
             name: "daemon",

@@ -40,8 +40,9 @@ pub struct Args {
     /// OAuth client id of an app you registered with the provider (stored for next time).
     #[arg(long, value_name = "ID")]
     client_id: Option<String>,
-    /// Read the OAuth client secret from standard input.
-    #[arg(long, requires = "client_id")]
+    /// Read the OAuth client secret from standard input (for the client id
+    /// given with --client-id, else the one the provider file names).
+    #[arg(long)]
     client_secret_stdin: bool,
     /// OAuth scopes, comma-separated (default: the provider's).
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
@@ -69,7 +70,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             )
             .into());
         }
-        return oauth(ctx, client, &args, &display);
+        return oauth(ctx, client, &args, &def, &display);
     }
     let session = client.post(
         "/api/auth/sessions",
@@ -201,7 +202,31 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
 
 /// An OAuth login: start the session, then open the browser (authorization
 /// code), show the device code, or nothing (client credentials), and wait.
-fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Result<ExitStatus> {
+fn oauth(
+    ctx: &Ctx,
+    client: Client,
+    args: &Args,
+    def: &Value,
+    display: &str,
+) -> anyhow::Result<ExitStatus> {
+    // A client secret belongs to a client id: the flag's, else the provider file's.
+    let client_id = args.client_id.clone().or_else(|| {
+        args.client_secret_stdin
+            .then(|| def["oauth"]["client_id"].as_str().map(String::from))
+            .flatten()
+    });
+    if args.client_secret_stdin && client_id.is_none() {
+        return Err(Error::invalid(
+            format!(
+                "--client-secret-stdin needs a client id, and the `{}` provider file names none",
+                args.provider
+            ),
+            Some(format!(
+                "add `--client-id ID` (the id of the app you registered with {display})"
+            )),
+        )
+        .into());
+    }
     let mut secret = String::new();
     if args.client_secret_stdin {
         std::io::stdin()
@@ -228,7 +253,7 @@ fn oauth(ctx: &Ctx, client: Client, args: &Args, display: &str) -> anyhow::Resul
     if let Some(f) = &args.flow {
         body["flow"] = json!(f.replace('-', "_"));
     }
-    if let Some(id) = &args.client_id {
+    if let Some(id) = &client_id {
         body["client_id"] = json!(id);
     }
     if args.client_secret_stdin {

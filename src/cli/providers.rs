@@ -168,6 +168,23 @@ fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus>
             def.api_url.join(", ")
         ));
     }
+    let suspended: Vec<&str> = v["suspended"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !suspended.is_empty() {
+        // The stored credentials were given for the old hosts/header: they are
+        // not sent anywhere until the user confirms by logging in again.
+        ctx.printer.warn(&format!(
+            "the new definition changes where or how `{name}` credentials are sent: suspended connection(s) {}; confirm with `authsome login {name} --force`{}",
+            suspended.join(", "),
+            if suspended.iter().any(|c| *c != "default") {
+                " (add `--connection NAME` for the others)"
+            } else {
+                ""
+            }
+        ));
+    }
     Ok(ExitStatus::Success)
 }
 

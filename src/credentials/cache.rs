@@ -7,9 +7,10 @@
 //! - **Single flight.** Concurrent misses for one key wait for one
 //!   resolution (moka's `try_get_with`): 50 requests that meet an empty
 //!   cache cause one vault read (and, with OAuth, one refresh).
-//! - **Lifetimes.** An OAuth token is kept until [`REFRESH_WINDOW`] before it
+//! - **Lifetimes.** An OAuth token is kept until its refresh window
+//!   ([`super::refresh_window`] of the lifetime it has left) before it
 //!   expires, so a token inside the window is resolved again (and refreshed
-//!   by the source) instead of being served until it dies. API keys are kept
+//!   by the source when it is due) instead of being served until it dies. API keys are kept
 //!   [`API_KEY_TTL`] so changes made by another process show up even without
 //!   an invalidation. Errors are never cached: the next request tries again.
 //! - **Invalidation.** Login, logout, revoke, refresh and provider changes
@@ -23,8 +24,6 @@ use crate::error::{Error, Result};
 use crate::routing::RouteTable;
 use crate::vault::now_unix;
 
-/// How long before expiry an OAuth token stops being served from the cache.
-pub const REFRESH_WINDOW: Duration = Duration::from_secs(300);
 /// How long an API key stays cached without an invalidation.
 pub const API_KEY_TTL: Duration = Duration::from_secs(600);
 
@@ -66,7 +65,7 @@ fn ttl(expires_at: Option<i64>, now: i64) -> Duration {
     match expires_at {
         None => API_KEY_TTL,
         Some(exp) => {
-            let usable = exp - now - REFRESH_WINDOW.as_secs() as i64;
+            let usable = exp - now - super::refresh_window(exp - now);
             Duration::from_secs(usable.clamp(0, API_KEY_TTL.as_secs() as i64) as u64)
         }
     }
@@ -226,8 +225,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_token_inside_the_refresh_window_is_not_served_from_cache() {
-        let src = source(Some(120), false); // expires in 2 min < 5 min window
+    async fn an_expired_token_is_not_served_from_cache() {
+        let src = source(Some(0), false);
         let cache = CredentialCache::new(src.clone(), 100);
         cache.get("github", None).await.unwrap();
         cache.get("github", None).await.unwrap();
@@ -247,8 +246,12 @@ mod tests {
     fn ttl_rules() {
         assert_eq!(ttl(None, 0), API_KEY_TTL);
         assert_eq!(ttl(Some(1000), 0), Duration::from_secs(600));
-        assert_eq!(ttl(Some(400), 0), Duration::from_secs(100));
-        assert_eq!(ttl(Some(100), 0), Duration::ZERO);
+        assert_eq!(ttl(Some(900), 0), Duration::from_secs(600));
+        // Inside the 300 s window: kept for half of what is left, never to expiry.
+        assert_eq!(ttl(Some(400), 0), Duration::from_secs(200));
+        assert_eq!(ttl(Some(100), 0), Duration::from_secs(50));
+        assert_eq!(ttl(Some(20), 0), Duration::from_secs(10));
+        assert_eq!(ttl(Some(0), 0), Duration::ZERO);
         assert_eq!(ttl(Some(-5), 0), Duration::ZERO);
     }
 

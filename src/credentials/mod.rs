@@ -131,8 +131,22 @@ impl std::fmt::Debug for dyn oauth::TokenEndpoint {
     }
 }
 
-/// OAuth tokens are refreshed this close to expiry (seconds).
+/// The longest refresh window (seconds): no token is refreshed earlier than this before it expires.
 pub const REFRESH_WINDOW_SECS: i64 = 300;
+
+/// How close to expiry a token of `lifetime` seconds is refreshed: the
+/// lesser of [`REFRESH_WINDOW_SECS`] and half its lifetime. A 20 s token is
+/// due after 10 s, so a freshly refreshed token is never due at once (one
+/// expiry, one refresh, however many requests meet it). The one place the
+/// window is decided: the proxy's cache, on-demand and background refresh use it.
+pub fn refresh_window(lifetime: i64) -> i64 {
+    (lifetime.max(0) / 2).min(REFRESH_WINDOW_SECS)
+}
+
+/// True when a token issued at `issued_at` that expires at `expires_at` is due for refresh at `now`.
+pub fn refresh_due(issued_at: i64, expires_at: i64, now: i64) -> bool {
+    expires_at - now <= refresh_window(expires_at - issued_at)
+}
 
 impl CredentialService {
     /// Resolves the master key, opens the vault and loads the catalogue.
@@ -151,7 +165,8 @@ impl CredentialService {
     /// Opens with an already resolved master key.
     pub fn open_with(home: Home, master: &MasterKey) -> Result<CredentialService> {
         let vault = Vault::open(&home, master)?;
-        let registry = Registry::with_custom(&vault.list_custom_providers()?)?;
+        let (custom, tampered) = vault.custom_providers_checked()?;
+        let registry = Registry::with_custom_checked(&custom, &tampered)?;
         Ok(CredentialService {
             home,
             vault,
@@ -192,7 +207,8 @@ impl CredentialService {
     }
 
     fn reload_registry(&self) -> Result<()> {
-        let fresh = Arc::new(Registry::with_custom(&self.vault.list_custom_providers()?)?);
+        let (custom, tampered) = self.vault.custom_providers_checked()?;
+        let fresh = Arc::new(Registry::with_custom_checked(&custom, &tampered)?);
         match self.registry.write() {
             Ok(mut r) => *r = fresh,
             Err(p) => *p.into_inner() = fresh,
@@ -433,6 +449,12 @@ impl CredentialService {
         } else {
             rec
         };
+        if rec.status == ConnectionStatus::Suspended {
+            return Err(Error::ConnectionSuspended {
+                provider,
+                connection: rec.name,
+            });
+        }
         if rec.status != ConnectionStatus::Connected {
             return Err(Error::invalid(
                 format!(
@@ -586,7 +608,21 @@ impl CredentialService {
     /// Registers a custom provider. A bundled name needs `force` (and then
     /// overrides the bundled definition); so does replacing a custom one.
     pub fn register_provider(&self, def: ProviderDef, force: bool) -> Result<RegisterOutcome> {
+        self.register_provider_suspending(def, force)
+            .map(|(o, _)| o)
+    }
+
+    /// Registers a provider; when the new definition sends credentials
+    /// elsewhere or in another form than the one it replaces
+    /// ([`ProviderDef::binding`]), the provider's connections are suspended
+    /// until the user logs in again. Returns their names.
+    pub fn register_provider_suspending(
+        &self,
+        def: ProviderDef,
+        force: bool,
+    ) -> Result<(RegisterOutcome, Vec<String>)> {
         let reg = self.registry();
+        let before = reg.get(&def.name).map(|e| e.def.binding());
         let outcome = match reg.get(&def.name).map(|e| e.source) {
             None => RegisterOutcome::Added,
             Some(ProviderSource::Bundled) if force => RegisterOutcome::OverrodeBundled,
@@ -610,9 +646,14 @@ impl CredentialService {
             }
         };
         reg.check_conflicts(&def)?;
+        let suspended = if before.is_some_and(|b| b != def.binding()) {
+            self.vault.suspend_connections(&def.name)?
+        } else {
+            Vec::new()
+        };
         self.vault.put_custom_provider(&def.name, &def.to_json())?;
         self.reload_registry()?;
-        Ok(outcome)
+        Ok((outcome, suspended))
     }
 
     /// Removes a custom provider; a bundled one of the same name comes back.
@@ -645,8 +686,18 @@ impl CredentialService {
             ProviderSource::Override => {}
         }
         let restored = entry.source == ProviderSource::Override;
+        let before = entry.def.binding();
         self.vault.delete_custom_provider(name)?;
         self.reload_registry()?;
+        if restored
+            && self
+                .registry()
+                .get(name)
+                .is_some_and(|e| e.def.binding() != before)
+        {
+            // The bundled definition sends the credential elsewhere.
+            self.vault.suspend_connections(name)?;
+        }
         Ok(if restored {
             RemoveOutcome::RestoredBundled
         } else {
@@ -668,6 +719,21 @@ mod tests {
         )
         .unwrap();
         (dir, svc)
+    }
+
+    #[test]
+    fn the_refresh_window_scales_with_short_lifetimes() {
+        assert_eq!(refresh_window(3600), 300);
+        assert_eq!(refresh_window(600), 300);
+        assert_eq!(refresh_window(300), 150);
+        assert_eq!(refresh_window(20), 10);
+        assert_eq!(refresh_window(-5), 0);
+        // A fresh 20 s token is not due; it is after 10 s; a 1 h one 5 min before expiry.
+        assert!(!refresh_due(1000, 1020, 1000));
+        assert!(!refresh_due(1000, 1020, 1009));
+        assert!(refresh_due(1000, 1020, 1010));
+        assert!(!refresh_due(0, 3600, 3299));
+        assert!(refresh_due(0, 3600, 3300));
     }
 
     fn key(s: &str) -> Secret<String> {

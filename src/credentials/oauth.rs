@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{CredentialService, REFRESH_WINDOW_SECS};
+use super::{CredentialService, refresh_due};
 use crate::error::{Error, Result};
 use crate::providers::{AuthType, Flow, ProviderDef};
 use crate::secret::Secret;
@@ -281,7 +281,7 @@ impl CredentialService {
         let due = rec.auth_type == AuthType::Oauth2.as_str()
             && rec
                 .expires_at
-                .is_some_and(|e| e - now_unix() <= REFRESH_WINDOW_SECS);
+                .is_some_and(|e| refresh_due(rec.updated_at, e, now_unix()));
         if !due {
             return Ok(rec);
         }
@@ -307,7 +307,7 @@ impl CredentialService {
         if rec.status != ConnectionStatus::Connected
             || rec
                 .expires_at
-                .is_none_or(|e| e - now_unix() > REFRESH_WINDOW_SECS)
+                .is_none_or(|e| !refresh_due(rec.updated_at, e, now_unix()))
         {
             return Ok(rec);
         }
@@ -428,7 +428,7 @@ impl CredentialService {
                 && rec.status == ConnectionStatus::Connected
                 && rec
                     .expires_at
-                    .is_some_and(|e| e - now_unix() <= REFRESH_WINDOW_SECS);
+                    .is_some_and(|e| refresh_due(rec.updated_at, e, now_unix()));
             if !due {
                 continue;
             }

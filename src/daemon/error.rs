@@ -67,6 +67,9 @@ impl From<Error> for ApiError {
                 (StatusCode::NOT_FOUND, "connection_not_found")
             }
             (Error::ConnectionExists { .. }, _) => (StatusCode::CONFLICT, "connection_exists"),
+            (Error::ConnectionSuspended { .. }, _) => {
+                (StatusCode::CONFLICT, "connection_suspended")
+            }
             (Error::ProviderFile { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_provider"),
             (Error::WrongMasterKey { .. }, _) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "wrong_master_key")

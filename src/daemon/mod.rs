@@ -90,7 +90,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "GET",
         "/health",
         Auth::Open,
-        "Liveness: version, home id, encryption source (no paths).",
+        "Liveness: version, encryption source (no paths, no home id, no pid).",
+        None,
+    ),
+    ep(
+        "GET",
+        "/health/proof",
+        Auth::Open,
+        "`?challenge=HEX`: HMAC-SHA256 of the challenge under the key in daemon.json, so the CLI knows it talks to its own daemon.",
         None,
     ),
     ep(
@@ -290,6 +297,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
 fn handler(e: &Endpoint) -> MethodRouter<AppState> {
     match (e.method, e.path) {
         ("GET", "/health") => get(h::health),
+        ("GET", "/health/proof") => get(h::health_proof),
         ("GET", "/ready") => get(h::ready),
         ("GET", "/whoami") => get(h::whoami),
         ("GET", "/connections") => get(c::connections_list),
@@ -495,8 +503,8 @@ mod tests {
                 })
             })
         }
-        fn end(&self, _id: &str) -> bool {
-            false
+        fn end(&self, _id: &str) -> crate::daemon::state::BoxFuture<'_, bool> {
+            Box::pin(async { false })
         }
         fn list(&self) -> Vec<serde_json::Value> {
             Vec::new()
@@ -552,6 +560,7 @@ mod tests {
                 allowed_hosts: vec!["127.0.0.1:7998".into(), "localhost:7998".into()],
                 key_source_id: "env",
                 key_source: "AUTHSOME_MASTER_KEY".into(),
+                proof_key: Arc::new(crate::secret::Secret::new("k".into())),
             }),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         };

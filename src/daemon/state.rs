@@ -22,8 +22,7 @@ pub struct DaemonInfo {
     pub version: String,
     /// `$AUTHSOME_HOME`.
     pub home: std::path::PathBuf,
-    /// A short, stable id of the home (hash), shown by `/api/health` so a
-    /// client can tell its own daemon from another home's without the path.
+    /// A short, stable id of the home (hash); on `/api/whoami` (PoP) only.
     pub home_id: String,
     /// The URL browsers and OAuth callbacks use (`AUTHSOME_SERVER_BASE_URL` or the bound address).
     pub base_url: String,
@@ -33,6 +32,8 @@ pub struct DaemonInfo {
     pub key_source_id: &'static str,
     /// Human description of the key source.
     pub key_source: String,
+    /// The key in `daemon.json` this daemon proves it holds (`/api/health/proof`).
+    pub proof_key: Arc<Secret<String>>,
 }
 
 /// What every handler gets.
@@ -89,7 +90,7 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     /// Opens a per-run listener with its own CA and token.
     fn start(&self, req: RunRequest) -> BoxFuture<'_, Result<RunStarted, Error>>;
     /// Closes a run's listener. False when no such run.
-    fn end(&self, id: &str) -> bool;
+    fn end(&self, id: &str) -> BoxFuture<'_, bool>;
     /// The open runs, for display (no tokens).
     fn list(&self) -> Vec<serde_json::Value>;
     /// Creates (if needed) the persistent CA and, with `listen`, starts the

@@ -62,6 +62,9 @@ pub fn bundled_files() -> &'static [(&'static str, &'static str)] {
     bundled::BUNDLED
 }
 
+/// The problem recorded for a stored definition that failed its integrity check.
+pub const TAMPERED: &str = "the stored definition was changed outside authsome (it failed its integrity check under the vault key) and is not used; register the provider file again with `authsome provider register FILE --force`";
+
 impl Registry {
     /// The bundled catalogue alone.
     pub fn bundled() -> Result<Registry> {
@@ -116,8 +119,28 @@ impl Registry {
         self.entries.get(name)
     }
 
+    /// Like [`Registry::with_custom`]; `tampered` names stored definitions
+    /// that failed their integrity check: each is a problem, never used.
+    pub fn with_custom_checked(
+        custom: &[(String, String)],
+        tampered: &[String],
+    ) -> Result<Registry> {
+        let mut reg = Registry::with_custom(custom)?;
+        for name in tampered {
+            reg.problems.push((name.clone(), TAMPERED.to_string()));
+        }
+        Ok(reg)
+    }
+
     /// Looks a provider up, or fails with a hint.
     pub fn require(&self, name: &str) -> Result<&ProviderEntry> {
+        if let Some((_, why)) = self.problems.iter().find(|(n, _)| n == name)
+            && why == TAMPERED
+        {
+            return Err(Error::Corrupt {
+                what: format!("the stored definition of provider `{name}`"),
+            });
+        }
         self.get(name).ok_or_else(|| self.not_found(name))
     }
 

@@ -340,6 +340,35 @@ impl ProviderDef {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// What a stored credential of this provider is bound to: the hosts and
+    /// path prefixes it is sent to, the header (or query parameter) name,
+    /// prefix and form it is written in, and the OAuth endpoints that receive
+    /// tokens. A definition that changes any of these must not silently carry
+    /// existing connections over.
+    pub fn binding(&self) -> String {
+        let mut hosts: Vec<&str> = self.api_url.iter().map(|s| s.trim()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let injection = self.injection().map(|i| {
+            format!(
+                "{}\0{}\0{:?}\0{:?}",
+                i.name.to_ascii_lowercase(),
+                i.prefix,
+                i.format,
+                i.source
+            )
+        });
+        let oauth = self.oauth.as_ref().map(|o| {
+            format!(
+                "{}\0{}\0{}",
+                o.token_url,
+                o.revocation_url.as_deref().unwrap_or(""),
+                o.base_url.as_deref().unwrap_or("")
+            )
+        });
+        serde_json::json!({"hosts": hosts, "injection": injection, "oauth": oauth}).to_string()
+    }
+
     /// The header (or query parameter) the proxy writes for this provider.
     pub fn injection(&self) -> Option<Injection> {
         match self.auth_type {

@@ -708,7 +708,11 @@ impl Handler {
             .map_err(|e| {
                 let mut err = ProxyError::new(
                     StatusCode::UNAUTHORIZED,
-                    "authsome_credential_unavailable",
+                    if matches!(*e, crate::Error::ConnectionSuspended { .. }) {
+                        "authsome_connection_suspended"
+                    } else {
+                        "authsome_credential_unavailable"
+                    },
                     Source::Internal,
                     format!("no usable credential for {provider}: {e}"),
                 )
@@ -1022,15 +1026,7 @@ fn basic_matches(value: &str, token: &str) -> bool {
     // Percent-decoding: userinfo in a proxy URL may be percent-encoded.
     let pass = crate::percent::decode_bytes(pass, false);
     let user = crate::percent::decode_bytes(user, false);
-    ct_eq(&pass, token.as_bytes()) | ct_eq(&user, token.as_bytes())
-}
-
-/// Constant-time equality (length is not secret: tokens have a fixed size).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::secret::ct_eq(&pass, token.as_bytes()) | crate::secret::ct_eq(&user, token.as_bytes())
 }
 
 /// A failed upstream request as the client sees it.

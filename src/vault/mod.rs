@@ -61,6 +61,10 @@ pub enum ConnectionStatus {
     Revoked,
     /// Stored data is unusable.
     Invalid,
+    /// Its provider's definition changed where the credential goes (hosts,
+    /// paths, header, injection form, token endpoints): not used until the
+    /// user logs in again (`authsome login PROVIDER --force`).
+    Suspended,
 }
 
 impl ConnectionStatus {
@@ -70,6 +74,7 @@ impl ConnectionStatus {
             ConnectionStatus::Expired => "expired",
             ConnectionStatus::Revoked => "revoked",
             ConnectionStatus::Invalid => "invalid",
+            ConnectionStatus::Suspended => "suspended",
         }
     }
 
@@ -78,6 +83,7 @@ impl ConnectionStatus {
             "connected" => ConnectionStatus::Connected,
             "expired" => ConnectionStatus::Expired,
             "revoked" => ConnectionStatus::Revoked,
+            "suspended" => ConnectionStatus::Suspended,
             _ => ConnectionStatus::Invalid,
         }
     }
@@ -192,12 +198,14 @@ impl Vault {
         configure(&conn, &path)?;
         schema::migrate(&mut conn)?;
         let (dek, key_version) = unlock(&mut conn, master)?;
-        Ok(Vault {
+        let vault = Vault {
             conn: Mutex::new(conn),
             dek,
             key_version,
             path,
-        })
+        };
+        vault.tag_legacy_providers()?;
+        Ok(vault)
     }
 
     /// The database file.
@@ -662,31 +670,135 @@ impl Vault {
 
 // === impl Vault: custom providers ===
 
+/// `(name, definition)` of the stored definitions that pass their check, and
+/// the names of those that do not.
+pub type CheckedProviders = (Vec<(String, String)>, Vec<String>);
+
 impl Vault {
-    /// `(name, definition JSON)` of every registered custom provider.
+    /// `(name, definition JSON)` of every registered custom provider whose
+    /// stored definition passes its integrity check.
     pub fn list_custom_providers(&self) -> Result<Vec<(String, String)>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT name, definition FROM custom_providers ORDER BY name")
-            .map_err(|e| Error::db("cannot list custom providers", e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| Error::db("cannot list custom providers", e))?;
-        Ok(rows)
+        Ok(self.custom_providers_checked()?.0)
     }
 
-    /// Stores (or replaces) a custom provider definition.
+    /// The custom providers that pass their integrity check, and the names of
+    /// those that do not (edited in the file, outside authsome).
+    pub fn custom_providers_checked(&self) -> Result<CheckedProviders> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT name, definition, tag FROM custom_providers ORDER BY name")
+            .map_err(|e| Error::db("cannot list custom providers", e))?;
+        let rows: Vec<(String, String, Option<Vec<u8>>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| Error::db("cannot list custom providers", e))?;
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for (name, definition, tag) in rows {
+            if tag.is_some_and(|t| self.provider_tag_ok(&name, &definition, &t)) {
+                good.push((name, definition));
+            } else {
+                tracing::warn!(provider = %name, "a stored provider definition failed its integrity check; not used");
+                bad.push(name);
+            }
+        }
+        Ok((good, bad))
+    }
+
+    fn provider_aad<'a>(&self, name: &'a str) -> Aad<'a> {
+        Aad {
+            table: "custom_providers",
+            record_id: name,
+            field: "definition",
+            key_version: self.key_version,
+        }
+    }
+
+    /// The tag of a definition: its SHA-256, sealed under the data key and bound to the name.
+    fn provider_tag(&self, name: &str, definition: &str) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(definition.as_bytes());
+        crypto::seal(&self.dek, &self.provider_aad(name), &digest).map_err(crypto_to_io)
+    }
+
+    fn provider_tag_ok(&self, name: &str, definition: &str, tag: &[u8]) -> bool {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(definition.as_bytes());
+        crypto::open(&self.dek, &self.provider_aad(name), tag)
+            .is_ok_and(|d| crate::secret::ct_eq(&d, &digest))
+    }
+
+    /// Once per vault: tags the definitions stored before tags existed.
+    /// Afterwards a definition without a valid tag is refused.
+    fn tag_legacy_providers(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let ctx = |e| Error::db("cannot tag the stored provider definitions", e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx)?;
+        let done: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM meta WHERE name = 'provider_tags')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(ctx)?;
+        if done {
+            return Ok(());
+        }
+        let rows: Vec<(String, String)> = tx
+            .prepare("SELECT name, definition FROM custom_providers WHERE tag IS NULL")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            })
+            .map_err(ctx)?;
+        for (name, definition) in rows {
+            let tag = self.provider_tag(&name, &definition)?;
+            tx.execute(
+                "UPDATE custom_providers SET tag = ?2 WHERE name = ?1",
+                params![name, tag],
+            )
+            .map_err(ctx)?;
+        }
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES ('provider_tags', 1)",
+            [],
+        )
+        .map_err(ctx)?;
+        tx.commit().map_err(ctx)
+    }
+
+    /// Stores (or replaces) a custom provider definition, with its tag.
     pub fn put_custom_provider(&self, name: &str, definition: &str) -> Result<()> {
         let now = now_unix();
+        let tag = self.provider_tag(name, definition)?;
         self.conn()?
             .execute(
-                "INSERT INTO custom_providers (name, definition, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
-                params![name, definition, now],
+                "INSERT INTO custom_providers (name, definition, created_at, updated_at, tag) VALUES (?1, ?2, ?3, ?3, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at, tag = excluded.tag",
+                params![name, definition, now, tag],
             )
             .map_err(|e| Error::db(format!("cannot store provider {name}"), e))?;
         Ok(())
+    }
+
+    /// Suspends every usable connection of `provider` (its definition changed
+    /// where the credential goes); returns the names of those suspended.
+    pub fn suspend_connections(&self, provider: &str) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let ctx = |e| Error::db(format!("cannot suspend the connections of {provider}"), e);
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE connections SET status = 'suspended', updated_at = ?2 \
+                 WHERE provider = ?1 AND status != 'suspended' RETURNING name",
+            )
+            .map_err(ctx)?;
+        let mut names = stmt
+            .query_map(params![provider, now_unix()], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(ctx)?;
+        names.sort();
+        Ok(names)
     }
 
     /// Deletes a custom provider; returns whether it existed.

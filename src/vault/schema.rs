@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_oauth_endpoints.sql"),
     include_str!("migrations/0005_oauth_redirect_uri.sql"),
     include_str!("migrations/0006_connection_flow.sql"),
+    include_str!("migrations/0007_provider_tags.sql"),
 ];
 
 /// The schema version this build writes.

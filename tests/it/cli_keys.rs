@@ -184,7 +184,10 @@ fn headless_keyring_falls_back_to_the_key_file() {
         .find(|c| c["name"] == "keyring")
         .unwrap();
     assert!(
-        keyring["detail"].as_str().unwrap().contains("unavailable"),
+        keyring["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no desktop keyring (no D-Bus session)"),
         "{keyring}"
     );
     let mk = d["checks"]
@@ -197,4 +200,49 @@ fn headless_keyring_falls_back_to_the_key_file() {
         mk["detail"].as_str().unwrap().contains("master.key"),
         "{mk}"
     );
+}
+
+#[test]
+fn an_auto_started_daemon_gets_the_master_key_through_a_pipe_not_its_environment() {
+    let h = TestHome::new();
+    let key = b64(7);
+    h.cmd(["login", "ahrefs", "--with-api-key"])
+        .env("AUTHSOME_MASTER_KEY", &key)
+        .stdin("k")
+        .run()
+        .success();
+    let pid = h.daemon().unwrap()["pid"].as_u64().unwrap();
+    // Read as the same user (root in CI): the key is in neither its
+    // environment nor its arguments.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(&environ, b"AUTHSOME_HOME="),
+        "environ is readable and non-empty"
+    );
+    assert!(
+        !has(&environ, key.as_bytes()),
+        "the key is in the daemon's environment"
+    );
+    assert!(!has(&environ, b"AUTHSOME_MASTER_KEY="));
+    assert!(
+        !has(&cmdline, key.as_bytes()),
+        "the key is in the daemon's arguments"
+    );
+    // And the daemon uses it: the vault opens with the key from the environment.
+    let v = h
+        .cmd(["whoami", "--json"])
+        .env("AUTHSOME_MASTER_KEY", &key)
+        .run()
+        .success()
+        .json();
+    assert_eq!(v["effective_encryption_source"], "env");
+    assert!(!h.path("master.key").exists());
+    h.stop_daemon();
+    h.cmd(["export", "ahrefs"])
+        .env("AUTHSOME_MASTER_KEY", &key)
+        .run()
+        .success()
+        .stdout_has("AHREFS_API_KEY=k");
 }

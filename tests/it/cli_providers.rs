@@ -157,7 +157,7 @@ fn overriding_a_bundled_provider_needs_force_and_remove_restores_it() {
     );
     h.cmd(["provider", "register", &f])
         .run()
-        .code(4)
+        .code(6)
         .stderr_has("bundled provider")
         .stderr_has("--force");
     h.cmd(["provider", "register", &f, "--force"])
@@ -256,5 +256,62 @@ fn the_example_provider_file_registers() {
     assert_eq!(
         out.stdout,
         "ACME_API_KEY=acme_0123456789abcdef\nACME_API_URL=https://api.acme.example/v2\n"
+    );
+}
+
+#[test]
+fn rebinding_a_provider_with_connections_suspends_them_until_login_force() {
+    use crate::common::lab::Lab;
+    let lab = Lab::new();
+    let port = lab.up.port;
+    let acme = |rule: &str| {
+        format!(
+            r#"{{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["{rule}"],"api_key":{{"header_name":"Authorization","header_prefix":"Bearer"}},"export":{{"ACME_API_KEY":"api_key"}}}}"#
+        )
+    };
+    let f = lab.home.dir.path().join("acme2.json");
+    // The same definition again: nothing changes where the key goes.
+    std::fs::write(&f, acme(&format!("api.acme.test:{port}"))).unwrap();
+    let same = lab
+        .cmd(["provider", "register", f.to_str().unwrap(), "--force"])
+        .run()
+        .success();
+    assert!(!same.stderr.contains("suspended"), "{}", same.stderr);
+    // Another host: the stored key must not follow it.
+    std::fs::write(&f, acme(&format!("x.acme.test:{port}"))).unwrap();
+    lab.cmd(["provider", "register", f.to_str().unwrap(), "--force"])
+        .run()
+        .success()
+        .stderr_has("suspended connection(s) default")
+        .stderr_has("authsome login acme --force");
+    lab.cmd(["list"]).run().success().stdout_has("suspended");
+    let url = format!("https://x.acme.test:{port}/new");
+    let out = lab.run_sh(&format!("curl -sS -w '\\n%{{http_code}}' {url}"));
+    assert!(
+        out.stdout.contains("authsome_connection_suspended"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("authsome login acme --force"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lab.auths().iter().flatten().all(|a| !a.contains(&lab.key)),
+        "the key reached the new host: {:?}",
+        lab.auths()
+    );
+    // The user confirms by logging in again: the new host gets the key.
+    lab.cmd(["login", "acme", "--with-api-key", "--force"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    lab.cmd(["list"]).run().success().stdout_has("connected");
+    lab.run_sh(&format!("curl -sS -o /dev/null {url}"))
+        .success();
+    assert_eq!(
+        lab.auths().last().unwrap(),
+        &vec![format!("Bearer {}", lab.key)]
     );
 }

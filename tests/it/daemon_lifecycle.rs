@@ -226,9 +226,19 @@ fn a_daemon_of_another_version_is_replaced() {
                     let mut buf = [0u8; 4096];
                     let n = s.read(&mut buf).unwrap_or(0);
                     let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let body = format!(
-                        r#"{{"service":"authsome","status":"ok","version":"0.0.1","home_id":"{home_id}"}}"#
-                    );
+                    // It holds the key in daemon.json, so it can prove it is this home's.
+                    let body = match req
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|p| p.strip_prefix("/api/health/proof?challenge="))
+                    {
+                        Some(c) => {
+                            format!(r#"{{"proof":"{}"}}"#, authsome::app::proof("OLDKEY", c))
+                        }
+                        None => format!(
+                            r#"{{"service":"authsome","status":"ok","version":"0.0.1","home_id":"{home_id}"}}"#
+                        ),
+                    };
                     let _ = write!(
                         s,
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -244,7 +254,7 @@ fn a_daemon_of_another_version_is_replaced() {
         false
     });
     let file = serde_json::json!({"pid": 999_999, "port": port, "url": format!("http://127.0.0.1:{port}"), "version": "0.0.1",
-        "home": h.home, "home_id": authsome::app::home_id(&h.home), "started_at": 0});
+        "home": h.home, "home_id": authsome::app::home_id(&h.home), "started_at": 0, "proof_key": "OLDKEY"});
     std::fs::write(h.home.join("daemon.json"), file.to_string()).unwrap();
     let out = h.cmd(["list"]).run().success();
     assert!(

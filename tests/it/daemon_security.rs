@@ -37,6 +37,12 @@ fn health_is_open_and_the_api_needs_pop() {
         !body.contains(h.home.to_str().unwrap()),
         "health must not reveal the home path"
     );
+    // Nor what a squatter would need to pass for this home's daemon.
+    let v = json(&body);
+    assert!(
+        v.get("home_id").is_none() && v.get("pid").is_none(),
+        "{body}"
+    );
     let (st, _, _) = http("GET", &format!("{url}/health"), &[], b"");
     assert_eq!(st, 200, "root alias");
     for path in [
@@ -463,4 +469,142 @@ fn server_base_url_is_advertised_and_its_host_accepted() {
     );
     let _ = login.kill();
     let _ = login.wait();
+}
+
+#[test]
+fn a_pop_token_cannot_be_replayed_after_a_daemon_restart() {
+    let (h, url) = started();
+    let key = canary("AKCANARY_");
+    h.login("ahrefs", &key);
+    let id = identity(&h);
+    let body = br#"{"provider":"ahrefs"}"#;
+    let auth = pop::authorization(&id, "POST", "/api/credentials/export", body, now_unix());
+    let send = |url: &str| {
+        http(
+            "POST",
+            &format!("{url}/api/credentials/export"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+    let (st, _, first) = send(&url);
+    assert_eq!(st, 200, "{first}");
+    assert!(first.contains(&key), "the export answers the key");
+    h.cmd(["daemon", "restart"]).run().success();
+    let url = h.daemon_url();
+    // Captured a moment ago, well within its 60 s: the new daemon refuses it.
+    let (st, _, again) = send(&url);
+    assert_eq!(st, 401, "{again}");
+    assert!(!again.contains(&key), "{again}");
+    assert!(again.contains("before this daemon started"), "{again}");
+    // Fresh tokens work.
+    h.cmd(["whoami"]).run().success();
+}
+
+/// A server on `port` that answers `/api/health` exactly like an authsome
+/// daemon of `home_id` (and anything else with 200 `{}`), recording every byte
+/// it receives, for `secs` seconds.
+fn squatter(port: u16, home_id: String, secs: u64) -> std::thread::JoinHandle<Vec<u8>> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_millis(300)))
+                        .unwrap();
+                    let mut buf = [0u8; 8192];
+                    // Read what the client sends (headers and body) until it pauses.
+                    let mut req = Vec::new();
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        req.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&req);
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                break;
+                            }
+                        }
+                    }
+                    seen.extend_from_slice(&req);
+                    let body = if req.starts_with(b"GET /api/health ") {
+                        format!(
+                            r#"{{"status":"ok","service":"authsome","version":"{}","home_id":"{home_id}","pid":4242}}"#,
+                            env!("CARGO_PKG_VERSION")
+                        )
+                    } else if req.starts_with(b"GET /api/health/proof") {
+                        r#"{"proof":"00"}"#.to_string()
+                    } else {
+                        r#"{"id":"s1","status":"completed","provider":"ahrefs","connection":"default","next_action":{"url":"http://x"}}"#.to_string()
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        seen
+    })
+}
+
+#[test]
+fn a_server_squatting_a_stale_daemon_port_gets_nothing() {
+    let h = TestHome::new();
+    h.cmd(["daemon", "start"]).run().success();
+    let d = h.daemon().unwrap();
+    let port = d["port"].as_u64().unwrap() as u16;
+    // The daemon dies without removing daemon.json (kill -9, a reboot).
+    Command::new("kill")
+        .args(["-9", &d["pid"].as_u64().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let mut tries = 0;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && tries < 100 {
+        std::thread::sleep(Duration::from_millis(20));
+        tries += 1;
+    }
+    assert!(h.path("daemon.json").exists(), "daemon.json is stale");
+    let fake = squatter(port, authsome::app::home_id(&h.home), 6);
+    let key = canary("AKCANARY_");
+    let out = h
+        .cmd(["login", "ahrefs", "--with-api-key"])
+        .stdin(&key)
+        .run();
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("port {port}"))
+            && out.stderr.contains("answers /api/health as authsome")
+            && out.stderr.contains("cannot prove"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("lsof -i"), "{}", out.stderr);
+    let seen = String::from_utf8_lossy(&fake.join().unwrap()).into_owned();
+    assert!(seen.contains("GET /api/health"), "it was asked: {seen}");
+    assert!(!seen.contains(&key), "the key reached the squatter: {seen}");
+    assert!(
+        !seen.contains("PoP "),
+        "a PoP token reached the squatter: {seen}"
+    );
+    assert!(!seen.contains("POST"), "{seen}");
 }

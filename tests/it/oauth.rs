@@ -9,6 +9,17 @@ use std::process::{Command, Stdio};
 use crate::common::lab::{CA, Lab};
 use crate::common::oauth_server::{AuthServer, CLIENT_ID};
 
+/// Access tokens issued with this lifetime are due for refresh after half
+/// of it (the refresh window is the lesser of 300 s and half the lifetime).
+const SHORT_TTL: i64 = 4;
+
+/// Waits until a token of [`SHORT_TTL`] issued now is inside its refresh window.
+fn wait_until_due() {
+    std::thread::sleep(std::time::Duration::from_millis(
+        (SHORT_TTL as u64) * 1000 / 2 + 200,
+    ));
+}
+
 struct OAuthLab {
     lab: Lab,
     auth: AuthServer,
@@ -283,7 +294,7 @@ fn a_connection_made_with_another_flow_is_renewed_by_that_flow() {
     {
         let mut st = t.auth.state.lock().unwrap();
         st.client_secret = Some("CSCANARY_secret".into());
-        st.access_ttl = vec![60];
+        st.access_ttl = vec![SHORT_TTL];
     }
     t.lab
         .cmd([
@@ -302,6 +313,7 @@ fn a_connection_made_with_another_flow_is_renewed_by_that_flow() {
     let list = t.lab.cmd(["list", "--json"]).run().success();
     let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(list[0]["flow"], "client_credentials", "{list}");
+    wait_until_due();
     assert_eq!(t.call_api("/cc"), "200");
     assert_eq!(
         t.auth.calls("token_client_credentials"),
@@ -314,10 +326,12 @@ fn a_connection_made_with_another_flow_is_renewed_by_that_flow() {
 #[test]
 fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
     let t = oauth_lab("pkce");
-    // The first token expires in 60 s: inside the 5-minute refresh window.
-    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    // Both tokens live shorter than the 5-minute window: the first is due
+    // after 5 s; the second (30 s) is not due again when it arrives.
+    t.auth.state.lock().unwrap().access_ttl = vec![10, 30];
     let (code, out, _) = t.login_pkce(&[]);
     assert_eq!(code, 0, "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(5200));
     let out = t
         .lab
         .run_sh("seq 50 | xargs -P 50 -I{} curl -sS -o /dev/null -w '%{http_code}\\n' \"$URL/p{}\"")
@@ -329,8 +343,11 @@ fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
         out.stdout
     );
     assert_eq!(t.auth.calls("token_refresh"), 1, "exactly one refresh");
+    // Another run (new cache): the fresh token is served, not refreshed again.
+    assert_eq!(t.call_api("/again"), "200");
+    assert_eq!(t.auth.calls("token_refresh"), 1, "still one refresh");
     let recs = t.lab.up.records();
-    assert_eq!(recs.len(), 50);
+    assert_eq!(recs.len(), 51);
     for r in recs {
         assert_eq!(
             r.all("authorization"),
@@ -343,8 +360,8 @@ fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
 #[test]
 fn tokens_are_renewed_in_the_background_before_any_request_needs_them() {
     let t = oauth_lab("pkce");
-    // The first token expires in 60 s: inside the 5-minute refresh window.
-    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    // A short-lived first token: due after half its lifetime.
+    t.auth.state.lock().unwrap().access_ttl = vec![SHORT_TTL];
     let (code, out, _) = t.login_pkce(&[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(t.auth.calls("token_refresh"), 0);
@@ -376,10 +393,11 @@ fn tokens_are_renewed_in_the_background_before_any_request_needs_them() {
 #[test]
 fn a_rotated_refresh_token_survives_kill_9() {
     let t = oauth_lab("pkce");
-    // Every token expires in 60 s, so every run refreshes.
-    t.auth.state.lock().unwrap().access_ttl = vec![60, 60, 60];
+    // Every token is short-lived, so every run after a wait refreshes.
+    t.auth.state.lock().unwrap().access_ttl = vec![SHORT_TTL, SHORT_TTL, SHORT_TTL];
     let (code, out, _) = t.login_pkce(&[]);
     assert_eq!(code, 0, "{out}");
+    wait_until_due();
     assert_eq!(t.call_api("/one"), "200");
     assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
     let pid = t.lab.home.daemon().unwrap()["pid"].as_u64().unwrap();
@@ -387,7 +405,7 @@ fn a_rotated_refresh_token_survives_kill_9() {
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_until_due();
     // The restarted daemon refreshes with the rotated token RTCANARY_2; had
     // it lost it, RTCANARY_1's reuse would revoke the family.
     assert_eq!(t.call_api("/two"), "200");
@@ -398,10 +416,11 @@ fn a_rotated_refresh_token_survives_kill_9() {
 #[test]
 fn invalid_grant_fails_closed_with_a_login_hint() {
     let t = oauth_lab("pkce");
-    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    t.auth.state.lock().unwrap().access_ttl = vec![SHORT_TTL];
     let (code, out, _) = t.login_pkce(&[]);
     assert_eq!(code, 0, "{out}");
     t.auth.state.lock().unwrap().fail_refresh_with = Some("invalid_grant");
+    wait_until_due();
     let out = t
         .lab
         .run_sh("curl -sS -w '\\n%{http_code}' \"$URL/x\"")
@@ -488,9 +507,9 @@ impl OAuthLab {
 #[test]
 fn dynamic_client_registration_discovers_registers_reuses_and_follows_the_callback() {
     let t = mcp_lab();
-    // The first token is inside the refresh window: the first proxied
-    // request refreshes it through the discovered token endpoint.
-    t.auth.state.lock().unwrap().access_ttl = vec![60];
+    // The first token is short-lived: the first proxied request after half
+    // its lifetime refreshes it through the discovered token endpoint.
+    t.auth.state.lock().unwrap().access_ttl = vec![SHORT_TTL];
     let (code, out) = t.login_dcr(&[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(t.auth.calls("register"), 1);
@@ -508,6 +527,7 @@ fn dynamic_client_registration_discovers_registers_reuses_and_follows_the_callba
     // was stored encrypted) and the proxy injects the token.
     assert_eq!(t.auth.calls("token_code"), 1);
     assert_eq!(t.auth.calls("token_bad_client"), 0);
+    wait_until_due();
     assert_eq!(t.call_api("/mcp"), "200");
     assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_2".to_string()]);
     assert_eq!(t.auth.calls("token_refresh"), 1);
@@ -725,4 +745,40 @@ fn the_browser_form_asks_for_the_oauth_client_then_signs_in() {
     assert_eq!(t.call_api("/form"), "200");
     let db = std::fs::read(t.lab.home.path("vault.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains("CSCANARY"));
+}
+
+#[test]
+fn client_secret_stdin_takes_the_client_id_from_the_provider_file() {
+    let lab = Lab::bare();
+    let auth = AuthServer::start();
+    let b = auth.base();
+    auth.state.lock().unwrap().client_secret = Some("CSCANARY_secret".into());
+    lab.provider_json(
+        "acmecc",
+        &format!(
+            r#"{{"name":"acmecc","auth_type":"oauth2","flow":"client_credentials","api_url":["api.acme.test:{}"],"oauth":{{"token_url":"{b}/token","client_id":"{CLIENT_ID}","scopes":["read"]}}}}"#,
+            lab.up.port
+        ),
+    );
+    lab.cmd(["login", "acmecc", "--client-secret-stdin"])
+        .stdin("CSCANARY_secret\n")
+        .run()
+        .success()
+        .stderr_has("Connected");
+    assert_eq!(auth.calls("token_client_credentials"), 1);
+    assert_eq!(auth.calls("token_bad_client"), 0);
+}
+
+#[test]
+fn client_secret_stdin_without_any_client_id_says_what_is_missing() {
+    let t = oauth_lab("client_credentials");
+    let out = t
+        .lab
+        .cmd(["login", "acmeoauth", "--client-secret-stdin"])
+        .stdin("CSCANARY_secret\n")
+        .run();
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("names none"), "{}", out.stderr);
+    assert!(out.stderr.contains("--client-id ID"), "{}", out.stderr);
+    assert_eq!(t.auth.calls("token_client_credentials"), 0);
 }

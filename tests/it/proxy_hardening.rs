@@ -98,8 +98,10 @@ fn the_loop_guard_resolves_names_and_knows_every_listener() {
         "{CURL} --noproxy '' -x \"$HTTPS_PROXY\" http://{name}:$OUTER/; echo; \
          {CURL} --noproxy '' -x \"$HTTPS_PROXY\" https://{name}:$OUTER/; echo \" curl=$?\""
     );
+    // The outer run is unconfined: its child starts the inner run, which
+    // needs the daemon (a confined child could not reach it).
     let out = lab
-        .run_sh(&format!(
+        .run_sh_with(&["--no-sandbox"], &format!(
             "P=${{HTTPS_PROXY##*:}}; \
              {CURL} --noproxy '' -x \"$HTTPS_PROXY\" http://{name}:{daemon_port}/api/health; echo; \
              {CURL} --noproxy '' -x \"$HTTPS_PROXY\" -k https://{name}:{daemon_port}/api/health; echo \" curl=$?\"; \

@@ -146,3 +146,55 @@ fn vault_from_a_newer_schema_is_refused() {
     db(&h).pragma_update(None, "user_version", 99).unwrap();
     h.cmd(["list"]).run().code(4).stderr_has("newer authsome");
 }
+
+#[test]
+fn an_offline_edit_of_a_stored_provider_definition_is_refused() {
+    let h = TestHome::new();
+    let f = h.dir.path().join("acme.json");
+    std::fs::write(
+        &f,
+        r#"{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["api.acme.test"],"api_key":{"header_name":"X-Acme-Key"},"export":{"ACME_KEY":"api_key"}}"#,
+    )
+    .unwrap();
+    h.cmd(["provider", "register", f.to_str().unwrap()])
+        .run()
+        .success();
+    h.login("acme", "AKCANARY_acme");
+    h.stop_daemon();
+    {
+        let c = db(&h);
+        let def: String = c
+            .query_row(
+                "SELECT definition FROM custom_providers WHERE name = 'acme'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(def.contains("api.acme.test"), "{def}");
+        c.execute(
+            "UPDATE custom_providers SET definition = ?1 WHERE name = 'acme'",
+            params![def.replace("api.acme.test", "evil.test")],
+        )
+        .unwrap();
+    }
+    h.cmd(["export", "acme"])
+        .run()
+        .code(5)
+        .stderr_has("the stored definition of provider `acme` failed its integrity check");
+    let show = h.cmd(["provider", "show", "acme"]).run().code(5);
+    assert!(!show.stdout.contains("evil.test"), "{}", show.stdout);
+    // Dropping the tag is no better than forging one.
+    h.stop_daemon();
+    db(&h)
+        .execute("UPDATE custom_providers SET tag = NULL", [])
+        .unwrap();
+    h.cmd(["export", "acme"]).run().code(5);
+    // Registering the file again restores it.
+    h.cmd(["provider", "register", f.to_str().unwrap(), "--force"])
+        .run()
+        .success();
+    h.cmd(["export", "acme"])
+        .run()
+        .success()
+        .stdout_has("ACME_KEY=AKCANARY_acme");
+}

@@ -391,7 +391,7 @@ pub async fn auth_sessions_input_submit(
             "<p>This login link is not valid.</p>",
         );
     };
-    if !constant_time_eq(form.csrf.as_bytes(), ctx.csrf.expose().as_bytes()) {
+    if !crate::secret::ct_eq(form.csrf.as_bytes(), ctx.csrf.expose().as_bytes()) {
         tracing::warn!(session = %short(&id), "form post without a valid CSRF token refused");
         return page(
             StatusCode::FORBIDDEN,
@@ -533,10 +533,6 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn not_found() -> ApiError {

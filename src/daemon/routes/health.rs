@@ -1,7 +1,7 @@
 //! `/api/health` (open), `/api/ready` and `/api/whoami` (PoP).
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, RawQuery, State};
 use serde_json::{Value, json};
 
 use crate::daemon::Caller;
@@ -15,13 +15,32 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "status": "ok",
         "service": "authsome",
         "version": i.version,
-        "home_id": i.home_id,
-        "pid": std::process::id(),
         "configured_encryption_mode": "aes-256-gcm",
         "effective_encryption_source": i.key_source_id,
         // Open route: the source's kind only, no paths (`/api/ready` has the detail).
         "encryption_backend": format!("AES-256-GCM; master key from {}", backend_kind(i.key_source_id)),
     }))
+}
+
+/// `GET /api/health/proof?challenge=HEX`: proves this daemon holds the key
+/// in the `daemon.json` it wrote (only the home's user can read that file).
+pub async fn health_proof(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let challenge = q
+        .as_deref()
+        .and_then(|q| q.strip_prefix("challenge="))
+        .filter(|c| (32..=128).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            crate::error::Error::invalid(
+                "`challenge` must be 32 to 128 hex digits",
+                Some("the authsome CLI sends a fresh random challenge".into()),
+            )
+        })?;
+    Ok(Json(json!({
+        "proof": crate::pop::daemon_proof(state.info.proof_key.expose(), challenge),
+    })))
 }
 
 fn backend_kind(id: &str) -> &'static str {
@@ -120,6 +139,8 @@ pub async fn whoami(
     Ok(Json(json!({
         "version": info.version,
         "home": info.home,
+        "home_id": info.home_id,
+        "pid": std::process::id(),
         "did": caller.0,
         "identity": caller.0,
         "daemon_url": info.base_url,

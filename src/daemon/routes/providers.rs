@@ -55,8 +55,8 @@ pub async fn providers_register(
     let name = def.name.clone();
     let hosts = def.api_url.clone();
     let force = req.force;
-    let outcome = state
-        .run(move |svc| svc.register_provider(def, force))
+    let (outcome, suspended) = state
+        .run(move |svc| svc.register_provider_suspending(def, force))
         .await?;
     tracing::info!(provider = %name, ?outcome, "provider registered");
     state.changed(None).await;
@@ -67,11 +67,11 @@ pub async fn providers_register(
             None,
             Some(caller.0),
             "ok",
-            json!({"outcome": outcome, "api_url": hosts}),
+            json!({"outcome": outcome, "api_url": hosts, "suspended": suspended}),
         )
         .await;
     Ok(Json(
-        json!({"status": "registered", "provider": name, "outcome": outcome, "api_url": hosts}),
+        json!({"status": "registered", "provider": name, "outcome": outcome, "api_url": hosts, "suspended": suspended}),
     ))
 }
 

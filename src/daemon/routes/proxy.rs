@@ -169,7 +169,7 @@ pub async fn proxy_runs_end(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if state.runs.end(&id) {
+    if state.runs.end(&id).await {
         Ok(Json(json!({"status": "ended", "id": id})))
     } else {
         Err(ApiError::new(
