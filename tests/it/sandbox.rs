@@ -488,3 +488,32 @@ fn a_confined_child_cannot_type_into_the_users_terminal() {
         assert!(open.contains("INJECTED"), "{open}");
     }
 }
+
+#[test]
+fn the_daemon_is_not_dumpable_and_writes_no_core_file_even_unconfined() {
+    if !is_root() {
+        return; // needs a second user to tell "not dumpable" from "same user"
+    }
+    let a = Agent::new(Some(NOBODY));
+    let pid = a.lab.home.daemon().unwrap()["pid"].to_string();
+    // The daemon runs as nobody, yet its /proc files belong to root: the
+    // kernel's mark of a process that is not dumpable.
+    use std::os::unix::fs::MetadataExt;
+    let environ = std::fs::metadata(format!("/proc/{pid}/environ")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("Uid:\t{NOBODY}")), "{status}");
+    assert_eq!(environ.uid(), 0, "the daemon is dumpable");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert!(
+        core.split_whitespace().filter(|w| *w == "0").count() == 2,
+        "{core}"
+    );
+    // An unconfined program of the same user cannot read its environment.
+    let out = a.run_sh(&["--no-sandbox"], &format!("cat /proc/{pid}/environ"));
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    assert!(!out.stdout.contains(&a.master), "{out:?}");
+}
