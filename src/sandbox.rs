@@ -454,11 +454,27 @@ impl ChildSetup {
                     }
                 }
             }
+            // The rest of the confinement, then the hand-over: the parent
+            // hears "ok" only from a child that is fully confined.
+            if let Err(e) = self.confine() {
+                self.close_fds();
+                return Err(e);
+            }
             let sent = send_fds(self.sock.as_raw_fd(), b'K', &[], &self.fds, &mut self.cmsg);
             // Close-on-exec closes them anyway; closing now keeps the
             // child from ever holding them, even until exec.
             self.close_fds();
             sent.map_err(|e| (STEP_SEND, e))?;
+        }
+        Ok(())
+    }
+
+    /// Mounts, working directory, locked mounts, no-new-privs, seccomp and
+    /// Landlock (everything after the sockets are open).
+    fn confine(&self) -> Result<(), (u8, i32)> {
+        // SAFETY: plain system calls on NUL-terminated buffers allocated
+        // before fork.
+        unsafe {
             if libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),

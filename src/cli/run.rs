@@ -276,6 +276,13 @@ impl Confinement {
                 "user namespaces are unavailable ({} is set)",
                 crate::sandbox::ENV_PRETEND_UNAVAILABLE
             ))
+        } else if !crate::app::handoff::socket_path(&ctx.config.home).exists() {
+            // A daemon elsewhere (AUTHSOME_BASE_URL) cannot take a socket
+            // from this machine's namespaces.
+            Some(format!(
+                "the daemon has no {} to take the sandbox's socket (a daemon on another machine?)",
+                crate::app::handoff::socket_path(&ctx.config.home).display()
+            ))
         } else {
             None
         };
