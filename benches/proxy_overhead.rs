@@ -197,8 +197,10 @@ fn child_leg(
         if confined {
             let mut sb = Sandbox::new(&Policy {
                 hide: vec![],
+                fresh: vec![],
                 proxy_port: port,
                 allow_localhost: vec![],
+                landlock: true,
             })
             .unwrap();
             sb.install(&mut cmd);

@@ -63,6 +63,8 @@ pub const ENV_RUN_GRACE: &str = "AUTHSOME_RUN_GRACE";
 pub const ENV_DBUS_SESSION_BUS: &str = "DBUS_SESSION_BUS_ADDRESS";
 /// Where the session bus lives when [`ENV_DBUS_SESSION_BUS`] is unset (`$XDG_RUNTIME_DIR/bus`).
 pub const ENV_XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// tmux's socket directory when not `/tmp` (hidden from a confined child).
+pub const ENV_TMUX_TMPDIR: &str = "TMUX_TMPDIR";
 /// `auto` (default), `require` or `off`: how `authsome run` confines its child.
 pub const ENV_SANDBOX: &str = "AUTHSOME_SANDBOX";
 /// `1`/`true`: refuse hosts no provider claims (same as `--deny-unknown`).

@@ -163,11 +163,12 @@ pub fn check_sandbox(support: &crate::sandbox::Support, mode: crate::sandbox::Mo
                 "`authsome run` cannot confine its child here ({why}); it runs unconfined with a warning, or refuses with --sandbox require"
             )),
         },
-        Ok(()) if support.landlock_abi == 0 => Check::warn(
-            "sandbox",
+        Ok(()) if support.landlock_abi == 0 => Check {
+            name: "sandbox",
+            status: if mode == Mode::Require { Status::Fail } else { Status::Warn },
             detail,
-            Some("without Landlock a confined child can still read the home through /proc/<pid>/root of your other processes; enable Landlock (Linux ≥ 5.13, `lsm=…,landlock`)".into()),
-        ),
+            hint: Some("without Landlock a confined child could still read the home through /proc/<pid>/root of your other processes, so `run` warns (and `--sandbox require` refuses); enable Landlock (Linux ≥ 5.13, `lsm=…,landlock`)".into()),
+        },
         Ok(()) => Check::pass("sandbox", detail),
     }
 }

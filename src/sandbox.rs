@@ -92,17 +92,23 @@ pub struct Policy {
     /// Directories and files hidden from the child (made absolute and
     /// resolved by [`Sandbox::new`]; paths that do not exist are skipped).
     pub hide: Vec<PathBuf>,
+    /// Directories replaced by an empty, private, writable tmpfs (the
+    /// user's runtime directory: its service sockets stay outside).
+    pub fresh: Vec<PathBuf>,
     /// The port the run's proxy listens on inside the namespace (127.0.0.1).
     pub proxy_port: u16,
     /// Host loopback ports the child may reach (each gets a listener inside).
     pub allow_localhost: Vec<u16>,
+    /// Enter a Landlock domain when the kernel has one (false only to
+    /// act as on a kernel without it: the test hook).
+    pub landlock: bool,
 }
 
 impl Policy {
     /// Checks the policy against the current directory: a child started
     /// inside a hidden directory would keep it open as its working directory.
     pub fn check(&self, cwd: &Path) -> Result<(), String> {
-        for h in &self.hide {
+        for h in self.hide.iter().chain(&self.fresh) {
             let h = resolve(h);
             if cwd.starts_with(&h) {
                 return Err(format!(
@@ -125,6 +131,84 @@ impl Policy {
         Ok(())
     }
 }
+
+/// Where the user's own services listen on Unix sockets named by a path
+/// (a network namespace cuts off abstract sockets, not these). A confined
+/// child that could connect to one could ask an unconfined process to run
+/// a command for it: `systemd-run --user`, `tmux new-window`, `screen -X`,
+/// an X server (`xdotool type`), an editor's IPC socket, Docker's socket.
+///
+/// Returns (hidden, fresh): sockets and socket directories to cover, and
+/// runtime directories to replace with an empty private one.
+pub fn user_services(
+    uid: u32,
+    xdg_runtime_dir: Option<&Path>,
+    tmux_tmpdir: Option<&Path>,
+    tmp: &Path,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut fresh: Vec<PathBuf> = Vec::new();
+    fresh.extend(xdg_runtime_dir.map(Path::to_path_buf));
+    fresh.push(PathBuf::from(format!("/run/user/{uid}")));
+    let mut hide: Vec<PathBuf> = vec![
+        tmp.join(format!("tmux-{uid}")),
+        PathBuf::from(format!("/tmp/tmux-{uid}")),
+        PathBuf::from("/tmp/.X11-unix"),
+        PathBuf::from("/tmp/.ICE-unix"),
+        PathBuf::from("/tmp/.XIM-unix"),
+        PathBuf::from("/run/screen"),
+        PathBuf::from("/var/run/screen"),
+        PathBuf::from("/tmp/screens"),
+        PathBuf::from("/run/docker.sock"),
+        PathBuf::from("/var/run/docker.sock"),
+        PathBuf::from("/run/podman/podman.sock"),
+        PathBuf::from("/run/containerd/containerd.sock"),
+    ];
+    hide.extend(tmux_tmpdir.map(|d| d.join(format!("tmux-{uid}"))));
+    // Any other socket in the temporary directories, two levels deep
+    // (`/tmp/vscode-ipc-*.sock`, `/tmp/ssh-*/agent.*`, an editor's server).
+    for root in [tmp, Path::new("/tmp")] {
+        hide.extend(sockets_under(root, 2));
+    }
+    hide.sort();
+    hide.dedup();
+    fresh.sort();
+    fresh.dedup();
+    (hide, fresh)
+}
+
+fn sockets_under(dir: &Path, depth: u8) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_socket() {
+            out.push(e.path());
+        } else if t.is_dir() && depth > 1 {
+            out.extend(sockets_under(&e.path(), depth - 1));
+        }
+    }
+    out
+}
+
+/// Variables that point a program at the user's session services; removed
+/// from a confined child's environment (the services are hidden anyway).
+pub const SESSION_VARS: &[&str] = &[
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "DOCKER_HOST",
+    "VSCODE_IPC_HOOK_CLI",
+    "VSCODE_GIT_IPC_HANDLE",
+];
 
 /// Absolute, symlinks resolved where the path exists.
 fn resolve(p: &Path) -> PathBuf {
@@ -204,8 +288,31 @@ impl std::fmt::Display for SetupError {
 }
 
 /// Test hook (documented): `AUTHSOME_SANDBOX_UNAVAILABLE=1` makes `run` and
-/// `doctor` behave as on a kernel without user namespaces.
+/// `doctor` behave as on a kernel without user namespaces, `=landlock` as
+/// on one without Landlock.
 pub const ENV_PRETEND_UNAVAILABLE: &str = "AUTHSOME_SANDBOX_UNAVAILABLE";
+
+/// What [`ENV_PRETEND_UNAVAILABLE`] asks to pretend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pretend {
+    /// Nothing: the kernel as it is.
+    Nothing,
+    /// No user namespaces.
+    NoNamespaces,
+    /// No Landlock.
+    NoLandlock,
+}
+
+impl Pretend {
+    /// From the variable's value (unset, empty or `0`: nothing).
+    pub fn from_value(v: Option<&str>) -> Pretend {
+        match v.map(str::trim) {
+            None | Some("") | Some("0") => Pretend::Nothing,
+            Some(v) if v.eq_ignore_ascii_case("landlock") => Pretend::NoLandlock,
+            Some(_) => Pretend::NoNamespaces,
+        }
+    }
+}
 
 const STEPS: &[&str] = &[
     "ok",
@@ -250,13 +357,24 @@ pub struct Sandbox {
     setup: Option<ChildSetup>,
 }
 
+/// How a protected path is covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cover {
+    /// An empty read-only tmpfs, mode 000.
+    SecretDir,
+    /// An empty writable tmpfs, mode 0700 (the child may use it).
+    FreshDir,
+    /// `/dev/null` bound over it (a file or a socket).
+    File,
+}
+
 #[derive(Debug)]
 struct ChildSetup {
     sock: OwnedFd,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
     /// (path, is_dir)
-    hide: Vec<(CString, bool)>,
+    hide: Vec<(CString, Cover)>,
     cwd: Option<CString>,
     ports: Vec<u16>,
     landlock_abi: u32,
@@ -273,19 +391,29 @@ impl Sandbox {
         let (parent, child) = socketpair()?;
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
-        let mut hide = Vec::new();
-        for h in &policy.hide {
+        let mut hide: Vec<(CString, Cover)> = Vec::new();
+        let wanted = policy
+            .hide
+            .iter()
+            .map(|p| (p, false))
+            .chain(policy.fresh.iter().map(|p| (p, true)));
+        for (h, fresh) in wanted {
             let p = resolve(h);
             let Ok(meta) = std::fs::metadata(&p) else {
                 continue;
             };
             if hide
                 .iter()
-                .any(|(c, _): &(CString, bool)| c.as_bytes() == p.as_os_str().as_bytes())
+                .any(|(c, _)| c.as_bytes() == p.as_os_str().as_bytes())
             {
                 continue;
             }
-            hide.push((cstring(&p)?, meta.is_dir()));
+            let cover = match (meta.is_dir(), fresh) {
+                (true, true) => Cover::FreshDir,
+                (true, false) => Cover::SecretDir,
+                (false, _) => Cover::File,
+            };
+            hide.push((cstring(&p)?, cover));
         }
         // Outer mounts first, so a file inside a hidden directory is skipped
         // (its directory is gone already) rather than failing.
@@ -300,7 +428,11 @@ impl Sandbox {
         Ok(Sandbox {
             parent,
             forwards: policy.allow_localhost.clone(),
-            landlock_abi: landlock_abi().unwrap_or(0),
+            landlock_abi: if policy.landlock {
+                landlock_version()
+            } else {
+                0
+            },
             setup: Some(ChildSetup {
                 sock: child,
                 uid_map: format!("{uid} {uid} 1\n").into_bytes(),
@@ -308,7 +440,11 @@ impl Sandbox {
                 hide,
                 cwd,
                 ports,
-                landlock_abi: landlock_abi().unwrap_or(0),
+                landlock_abi: if policy.landlock {
+                    landlock_version()
+                } else {
+                    0
+                },
                 fds: vec![-1; n],
                 cmsg: vec![0u64; cmsg_space(n).div_ceil(8)],
             }),
@@ -485,14 +621,22 @@ impl ChildSetup {
             {
                 return Err((STEP_MOUNT, errno()));
             }
-            for (path, is_dir) in &self.hide {
-                let r = if *is_dir {
+            for (path, cover) in &self.hide {
+                let r = if *cover == Cover::SecretDir {
                     libc::mount(
                         c"tmpfs".as_ptr(),
                         path.as_ptr(),
                         c"tmpfs".as_ptr(),
                         libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                         c"size=4k,nr_inodes=1,mode=000".as_ptr().cast(),
+                    )
+                } else if *cover == Cover::FreshDir {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        path.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        c"size=64m,mode=700".as_ptr().cast(),
                     )
                 } else {
                     libc::mount(
@@ -873,6 +1017,11 @@ struct RulesetAttr {
     scoped: u64,
 }
 
+/// The kernel's Landlock ABI version, 0 when it has none.
+pub fn landlock_version() -> u32 {
+    landlock_abi().unwrap_or(0)
+}
+
 /// The kernel's Landlock ABI version.
 fn landlock_abi() -> Result<u32, i32> {
     // SAFETY: the version query takes no attribute pointer.
@@ -932,9 +1081,19 @@ fn enter_landlock(abi: u32) -> Result<(), i32> {
 
 /// What this kernel offers, tried for real: a short-lived child enters the
 /// namespaces `run` uses.
-pub fn probe(pretend_unavailable: bool) -> Support {
-    let (landlock_abi, landlock_missing) = match landlock_abi() {
+pub fn probe(pretend: Pretend) -> Support {
+    let pretend_unavailable = pretend == Pretend::NoNamespaces;
+    let abi = if pretend == Pretend::NoLandlock {
+        Ok(0)
+    } else {
+        landlock_abi()
+    };
+    let (landlock_abi, landlock_missing) = match abi {
         Ok(v) if v > 0 => (v, None),
+        Ok(_) if pretend == Pretend::NoLandlock => (
+            0,
+            Some(format!("Landlock is unavailable ({ENV_PRETEND_UNAVAILABLE}=landlock)")),
+        ),
         Ok(_) => (0, Some("Landlock reports ABI 0".into())),
         Err(libc::ENOSYS) => (0, Some("the kernel has no Landlock (Linux ≥ 5.13 with CONFIG_SECURITY_LANDLOCK)".into())),
         Err(libc::EOPNOTSUPP) => (0, Some("Landlock is built in but not enabled (add `landlock` to the `lsm=` boot parameter)".into())),
@@ -1055,8 +1214,10 @@ mod tests {
     fn policy_refuses_a_working_directory_inside_the_home() {
         let p = Policy {
             hide: vec![PathBuf::from("/nonexistent-authsome/home")],
+            fresh: vec![],
             proxy_port: 5000,
             allow_localhost: vec![],
+            landlock: true,
         };
         assert!(
             p.check(Path::new("/nonexistent-authsome/home/sub"))

@@ -13,8 +13,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     let mode = crate::config::Env::var(&env, crate::config::ENV_SANDBOX)
         .and_then(|v| crate::sandbox::Mode::parse(&v))
         .unwrap_or_default();
-    let pretend = crate::config::Env::var(&env, crate::sandbox::ENV_PRETEND_UNAVAILABLE)
-        .is_some_and(|v| !v.is_empty() && v != "0");
+    let pretend = crate::sandbox::Pretend::from_value(
+        crate::config::Env::var(&env, crate::sandbox::ENV_PRETEND_UNAVAILABLE).as_deref(),
+    );
     let support = crate::sandbox::probe(pretend);
     checks.push(diagnostics::check_sandbox(&support, mode));
     let ok = checks.iter().all(|c| c.status != Status::Fail);

@@ -33,7 +33,7 @@ use super::Ctx;
 use super::client::Client;
 use super::exit::ExitStatus;
 use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, ENV_SANDBOX, Env, ProcessEnv};
-use crate::sandbox::{Mode, Policy, Sandbox};
+use crate::sandbox::{Mode, Policy, Pretend, Sandbox};
 
 fn parse_connection(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -171,6 +171,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         }
     };
     let confine = Confinement::plan(ctx, &client, &started, &id, mode, &args.allow_localhost)?;
+    let mut child_env = child_env;
+    if confine.sandbox.is_some() {
+        // The session's services are hidden from a confined child; so are
+        // the variables that name them.
+        for k in crate::sandbox::SESSION_VARS {
+            child_env.push(((*k).to_string(), None));
+        }
+    }
     let status = client.block_on(supervise(&args.command, child_env, confine, ctx))?;
     drop(guard);
     Ok(status)
@@ -252,13 +260,36 @@ impl Confinement {
         hide.push(ctx.config.home.clone());
         hide.extend(ctx.config.master_key_file.clone());
         let token = started["token"].as_str().unwrap_or_default().to_string();
+        let pretend = Pretend::from_value(
+            ProcessEnv
+                .var(crate::sandbox::ENV_PRETEND_UNAVAILABLE)
+                .as_deref(),
+        );
+        let landlock = pretend != Pretend::NoLandlock && crate::sandbox::landlock_version() > 0;
+        let (services, fresh) = crate::sandbox::user_services(
+            rustix::process::geteuid().as_raw(),
+            ProcessEnv
+                .var(crate::config::ENV_XDG_RUNTIME_DIR)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .as_deref(),
+            ProcessEnv
+                .var(crate::config::ENV_TMUX_TMPDIR)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .as_deref(),
+            &std::env::temp_dir(),
+        );
+        hide.extend(services);
         let policy = Policy {
             hide,
+            fresh,
             proxy_port: started["port"]
                 .as_u64()
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(0),
             allow_localhost: allow_localhost.to_vec(),
+            landlock,
         };
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         if let Err(why) = policy.check(&cwd) {
@@ -268,10 +299,7 @@ impl Confinement {
         }
         let unavailable = if cfg!(not(target_os = "linux")) {
             Some("confinement is implemented on Linux only".to_string())
-        } else if ProcessEnv
-            .var(crate::sandbox::ENV_PRETEND_UNAVAILABLE)
-            .is_some_and(|v| !v.is_empty() && v != "0")
-        {
+        } else if pretend == Pretend::NoNamespaces {
             Some(format!(
                 "user namespaces are unavailable ({} is set)",
                 crate::sandbox::ENV_PRETEND_UNAVAILABLE
@@ -299,6 +327,16 @@ impl Confinement {
         };
         if let Some(why) = unavailable {
             c.unavailable(ctx, &why)?;
+        } else if !landlock {
+            // Namespaces alone leave /proc/<pid>/root of the user's other
+            // processes, which shows the home as it is outside.
+            let why = "this kernel has no Landlock, and without it the program could read AUTHSOME_HOME through /proc/<pid>/root of your other processes";
+            if mode == Mode::Require {
+                return Err(SandboxRequired(why.to_string()).into());
+            }
+            ctx.printer.warn(&format!(
+                "the program runs only partly confined: {why}; `authsome doctor` says more"
+            ));
         }
         Ok(c)
     }

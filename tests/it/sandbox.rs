@@ -345,7 +345,61 @@ fn require_fails_clearly_when_the_kernel_cannot_confine() {
         .cmd(&["doctor", "--json"])
         .env("AUTHSOME_SANDBOX_UNAVAILABLE", "1")
         .run();
-    assert!(out.stdout.contains("sandbox"), "{}", out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["sandbox"]["user_namespaces"], false, "{v}");
+    assert!(
+        v["sandbox"]["applies"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    // And on this kernel, as it is.
+    let v: serde_json::Value =
+        serde_json::from_str(&a.cmd(&["doctor", "--json"]).run().stdout).unwrap();
+    assert_eq!(v["sandbox"]["user_namespaces"], true, "{v}");
+    assert!(v["sandbox"]["landlock_abi"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["sandbox"]["applies"].as_array().unwrap().len(), 3, "{v}");
+}
+
+#[test]
+fn without_landlock_require_refuses_and_auto_warns() {
+    // Namespaces alone would leave /proc/<pid>/root of the user's other
+    // processes: not the promise, so `require` refuses and `auto` says so.
+    let a = Agent::new(None);
+    let out = a
+        .cmd(&[
+            "run",
+            "--sandbox",
+            "require",
+            "--",
+            "sh",
+            "-c",
+            "echo started",
+        ])
+        .env("AUTHSOME_SANDBOX_UNAVAILABLE", "landlock")
+        .run();
+    assert_eq!(out.code, 8, "{out:?}");
+    assert!(!out.stdout.contains("started"));
+    assert!(out.stderr.contains("Landlock"), "{}", out.stderr);
+    let out = a
+        .cmd(&[
+            "run",
+            "--sandbox",
+            "auto",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$AUTHSOME_HOME/identity.key\" 2>&1; echo started",
+        ])
+        .env("AUTHSOME_SANDBOX_UNAVAILABLE", "landlock")
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("started"));
+    assert!(
+        out.stdout.contains("No such file"),
+        "the namespaces still apply: {}",
+        out.stdout
+    );
+    assert_eq!(out.stderr.matches("warning:").count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("partly confined"), "{}", out.stderr);
 }
 
 #[test]
@@ -516,4 +570,85 @@ fn the_daemon_is_not_dumpable_and_writes_no_core_file_even_unconfined() {
     let out = a.run_sh(&["--no-sandbox"], &format!("cat /proc/{pid}/environ"));
     assert!(out.stderr.contains("Permission denied"), "{out:?}");
     assert!(!out.stdout.contains(&a.master), "{out:?}");
+}
+
+#[test]
+fn a_confined_child_reaches_none_of_the_users_session_services() {
+    // Services of the user that listen on a socket named by a path: a
+    // confined child that reached one could have it run a command outside
+    // (systemd-run --user, tmux new-window, an editor's IPC).
+    let a = Agent::new(None);
+    let base = a.lab.home.dir.path();
+    let runtime = base.join("runtime");
+    let tmux = base.join("tmuxdir");
+    let uid = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    std::fs::create_dir_all(runtime.join("systemd")).unwrap();
+    std::fs::create_dir_all(tmux.join(format!("tmux-{uid}"))).unwrap();
+    std::fs::write(runtime.join("keep.txt"), "runtime file").unwrap();
+    let tmp_sock =
+        std::env::temp_dir().join(format!("authsome-test-ipc-{}.sock", std::process::id()));
+    let socks = [
+        runtime.join("systemd/private"),
+        tmux.join(format!("tmux-{uid}/default")),
+        tmp_sock.clone(),
+    ];
+    let listeners: Vec<std::os::unix::net::UnixListener> = socks
+        .iter()
+        .map(|p| std::os::unix::net::UnixListener::bind(p).unwrap())
+        .collect();
+    let script = format!(
+        r#"
+for s in {s0} {s1} {s2}; do
+  python3 -c "import socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); print('CONNECTED', sys.argv[1])" "$s" 2>&1 | tail -1
+done
+echo "runtime=[$(ls "$XDG_RUNTIME_DIR" 2>&1)]"
+echo x > "$XDG_RUNTIME_DIR/mine" && echo "runtime writable"
+echo "tmux=[$TMUX] display=[$DISPLAY] bus=[$DBUS_SESSION_BUS_ADDRESS]"
+"#,
+        s0 = socks[0].display(),
+        s1 = socks[1].display(),
+        s2 = socks[2].display(),
+    );
+    let out = a
+        .cmd(&["run", "--", "sh", "-c", &script])
+        .env("XDG_RUNTIME_DIR", runtime.to_str().unwrap())
+        .env("TMUX_TMPDIR", tmux.to_str().unwrap())
+        .env("TMUX", &format!("{},1,0", socks[1].display()))
+        .env("DISPLAY", ":0")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            &format!("unix:path={}", runtime.join("bus").display()),
+        )
+        .run();
+    std::fs::remove_file(&tmp_sock).ok();
+    drop(listeners);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("CONNECTED"), "{}", out.stdout);
+    assert!(out.stdout.contains("runtime=[]"), "{}", out.stdout);
+    assert!(out.stdout.contains("runtime writable"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("tmux=[] display=[] bus=[]"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !runtime.join("mine").exists(),
+        "the child's runtime dir is its own"
+    );
+    // Unconfined, the same script reaches them: what the sandbox takes away.
+    let listeners: Vec<std::os::unix::net::UnixListener> = socks
+        .iter()
+        .map(|p| {
+            std::fs::remove_file(p).ok();
+            std::os::unix::net::UnixListener::bind(p).unwrap()
+        })
+        .collect();
+    let out = a
+        .cmd(&["run", "--no-sandbox", "--", "sh", "-c", &script])
+        .run();
+    std::fs::remove_file(&tmp_sock).ok();
+    drop(listeners);
+    assert_eq!(out.stdout.matches("CONNECTED").count(), 3, "{}", out.stdout);
 }
