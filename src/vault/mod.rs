@@ -196,7 +196,7 @@ impl Vault {
         let mut conn = Connection::open(&path)
             .map_err(|e| Error::db(format!("cannot open the vault {}", path.display()), e))?;
         configure(&conn, &path)?;
-        schema::migrate(&mut conn)?;
+        let found = schema::migrate(&mut conn)?;
         let (dek, key_version) = unlock(&mut conn, master)?;
         let vault = Vault {
             conn: Mutex::new(conn),
@@ -204,7 +204,9 @@ impl Vault {
             key_version,
             path,
         };
-        vault.tag_legacy_providers()?;
+        if found < schema::PROVIDER_TAGS_VERSION {
+            vault.tag_legacy_providers()?;
+        }
         Ok(vault)
     }
 
@@ -727,24 +729,17 @@ impl Vault {
             .is_ok_and(|d| crate::secret::ct_eq(&d, &digest))
     }
 
-    /// Once per vault: tags the definitions stored before tags existed.
-    /// Afterwards a definition without a valid tag is refused.
+    /// Tags the definitions stored before tags existed, in the open that
+    /// adds the tag column (migration 0007) and never again: a row whose
+    /// tag was removed later is refused, not tagged anew. (Setting the
+    /// schema version back to run the migration again fails: the column
+    /// exists.)
     fn tag_legacy_providers(&self) -> Result<()> {
         let mut conn = self.conn()?;
         let ctx = |e| Error::db("cannot tag the stored provider definitions", e);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx)?;
-        let done: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM meta WHERE name = 'provider_tags')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(ctx)?;
-        if done {
-            return Ok(());
-        }
         let rows: Vec<(String, String)> = tx
             .prepare("SELECT name, definition FROM custom_providers WHERE tag IS NULL")
             .and_then(|mut st| {
@@ -760,11 +755,6 @@ impl Vault {
             )
             .map_err(ctx)?;
         }
-        tx.execute(
-            "INSERT INTO meta (name, value) VALUES ('provider_tags', 1)",
-            [],
-        )
-        .map_err(ctx)?;
         tx.commit().map_err(ctx)
     }
 

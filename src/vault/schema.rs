@@ -19,8 +19,12 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the database up to [`SCHEMA_VERSION`], each step in its own transaction.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// The migration that added provider tags (`0007_provider_tags.sql`).
+pub const PROVIDER_TAGS_VERSION: u32 = 7;
+
+/// Brings the database up to [`SCHEMA_VERSION`], each step in its own
+/// transaction. Returns the version it found.
+pub fn migrate(conn: &mut Connection) -> Result<u32> {
     let current: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| Error::db("cannot read the vault schema version", e))?;
@@ -44,5 +48,5 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()
             .map_err(|e| Error::db("cannot commit a migration", e))?;
     }
-    Ok(())
+    Ok(current)
 }

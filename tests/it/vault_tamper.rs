@@ -189,6 +189,25 @@ fn an_offline_edit_of_a_stored_provider_definition_is_refused() {
         .execute("UPDATE custom_providers SET tag = NULL", [])
         .unwrap();
     h.cmd(["export", "acme"]).run().code(5);
+    // Nor is deleting whatever says old rows were tagged already: untagged
+    // rows are tagged only in the open that adds the tag column.
+    h.stop_daemon();
+    db(&h)
+        .execute("DELETE FROM meta WHERE name LIKE '%tag%'", [])
+        .unwrap();
+    h.cmd(["export", "acme"]).run().code(5);
+    // Winding the schema version back to run that migration again fails
+    // (the column exists), and nothing is exported.
+    h.stop_daemon();
+    let version: u32 = db(&h)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 7);
+    db(&h).pragma_update(None, "user_version", 6).unwrap();
+    let out = h.cmd(["export", "acme"]).run();
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("AKCANARY_acme"), "{out:?}");
+    db(&h).pragma_update(None, "user_version", version).unwrap();
     // Registering the file again restores it.
     h.cmd(["provider", "register", f.to_str().unwrap(), "--force"])
         .run()
