@@ -159,6 +159,7 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         pinned,
         connections: Default::default(),
         deny_unknown: false,
+        local_ports: None,
         stats: Stats::default(),
         ended: Default::default(),
     });

@@ -200,6 +200,7 @@ impl Runs {
             pinned: routes.clone(),
             connections: req.connections.into_iter().collect(),
             deny_unknown: req.deny_unknown || self.deny_unknown,
+            local_ports: req.sandbox.then(|| req.allow_localhost.clone()),
             stats: Stats::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
         });
@@ -342,6 +343,7 @@ impl Runs {
                 pinned: self.live.routes(),
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
+                local_ports: None,
                 stats: Stats::default(),
                 ended: std::sync::atomic::AtomicBool::new(false),
             });

@@ -131,6 +131,21 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         .into());
     }
     let connections: BTreeMap<String, String> = args.connections.iter().cloned().collect();
+    let mode = if args.no_sandbox {
+        Mode::Off
+    } else if let Some(m) = args.sandbox {
+        m
+    } else {
+        match env.var(ENV_SANDBOX) {
+            Some(v) => Mode::parse(&v).ok_or_else(|| {
+                crate::Error::invalid(
+                    format!("{ENV_SANDBOX}=`{v}` is not auto, require or off"),
+                    None,
+                )
+            })?,
+            None => Mode::Auto,
+        }
+    };
     let client = ctx.client()?;
     let started = client.post(
         "/api/proxy/runs",
@@ -138,6 +153,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             "connections": connections,
             "deny_unknown": args.deny_unknown,
             "pid": std::process::id(),
+            // A confined child reaches no local service through the proxy
+            // either, except these ports.
+            "sandbox": mode != Mode::Off,
+            "allow_localhost": args.allow_localhost,
         }),
     )?;
     let id = started["id"].as_str().unwrap_or_default().to_string();
@@ -155,21 +174,6 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.config.upstream_ca_file.as_deref(),
     )?;
     let child_env = child_env(&started, &bundle, ctx);
-    let mode = if args.no_sandbox {
-        Mode::Off
-    } else if let Some(m) = args.sandbox {
-        m
-    } else {
-        match env.var(ENV_SANDBOX) {
-            Some(v) => Mode::parse(&v).ok_or_else(|| {
-                crate::Error::invalid(
-                    format!("{ENV_SANDBOX}=`{v}` is not auto, require or off"),
-                    None,
-                )
-            })?,
-            None => Mode::Auto,
-        }
-    };
     let confine = Confinement::plan(ctx, &client, &started, &id, mode, &args.allow_localhost)?;
     let mut child_env = child_env;
     if confine.sandbox.is_some() {

@@ -62,6 +62,11 @@ pub struct RunRequest {
     pub deny_unknown: bool,
     /// The `authsome run` process; the run ends when it is gone.
     pub client_pid: Option<u32>,
+    /// The child is confined: the proxy reaches no local service for it
+    /// except `allow_localhost`.
+    pub sandbox: bool,
+    /// Host loopback ports the confined child may reach.
+    pub allow_localhost: Vec<u16>,
 }
 
 /// A started run.

@@ -76,6 +76,12 @@ pub struct Shared {
     pub connections: HashMap<String, String>,
     /// Refuse hosts no provider claims.
     pub deny_unknown: bool,
+    /// `Some(ports)` for a sandboxed run: no target on this host's loopback,
+    /// link-local or unspecified addresses except these ports (a confined
+    /// child reaches no local service through the proxy either, unless
+    /// `--allow-localhost` names it); names in `AUTHSOME_RESOLVE` are the
+    /// user's own mapping and stay reachable.
+    pub local_ports: Option<Vec<u16>>,
     /// Counters.
     pub stats: Stats,
     /// Set when the run ends: tunnels still open (hudsucker does not track
@@ -507,6 +513,7 @@ impl Handler {
             if addrs.iter().any(|a| own.is_own(*a)) {
                 return Err(loop_refused(host, port));
             }
+            self.check_local(host, &addrs)?;
             let mut last: Option<std::io::Error> = None;
             for a in &addrs {
                 match tokio::net::TcpStream::connect(a).await {
@@ -689,6 +696,21 @@ impl Handler {
             None
         };
         let Some(provider) = provider else {
+            if !claimed && self.shared.local_ports.is_some() {
+                // Plain HTTP to a local service from a confined run. (The
+                // connector resolves the name again: a name that changes
+                // its answer in between is the one case not covered here;
+                // CONNECT tunnels dial exactly the checked address.)
+                let addrs: Vec<SocketAddr> =
+                    match literal_ip(host).or_else(|| self.shared.upstream.override_for(host)) {
+                        Some(ip) => vec![SocketAddr::new(ip, port)],
+                        None => tokio::net::lookup_host((host, port))
+                            .await
+                            .map(Iterator::collect)
+                            .unwrap_or_default(),
+                    };
+                self.check_local(host, &addrs)?;
+            }
             // Not ours (or a path no rule claims): forwarded as sent, minus
             // the proxy's own headers.
             strip_hop_by_hop(req);
@@ -737,6 +759,50 @@ impl Handler {
         tracing::debug!(%provider, connection = %cred.connection, host, path = req.uri().path(), "credential injected");
         self.shared.stats.injected.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A sandboxed run's rule for local destinations (see
+    /// [`Shared::local_ports`]).
+    fn check_local(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), ProxyError> {
+        let Some(allowed) = &self.shared.local_ports else {
+            return Ok(());
+        };
+        if let Some(a) = addrs.iter().find(|a| self.shared.upstream.own.is_own(**a)) {
+            return Err(loop_refused(host, a.port()));
+        }
+        if literal_ip(host).is_none() && self.shared.upstream.override_for(host).is_some() {
+            return Ok(());
+        }
+        let local = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => {
+                v4.is_loopback() || v4.is_unspecified() || v4.is_link_local()
+            }
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || v6
+                        .to_ipv4_mapped()
+                        .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+            }
+        };
+        match addrs.iter().find(|a| local(a.ip()) && !allowed.contains(&a.port())) {
+            None => Ok(()),
+            Some(a) => Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_local_refused",
+                Source::Downstream,
+                format!(
+                    "{host}:{} is a service on this machine, which a sandboxed program does not reach",
+                    a.port()
+                ),
+            )
+            .host(host)
+            .hint(format!(
+                "`authsome run --allow-localhost {}` lets the program reach that port",
+                a.port()
+            ))),
+        }
     }
 
     /// True when some rule for `host:port` is scoped to a path (the key

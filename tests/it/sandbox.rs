@@ -412,8 +412,20 @@ fn the_childs_own_loopback_works_and_allow_localhost_opens_one_host_port() {
     let other_port = other.local_addr().unwrap().port();
     std::thread::spawn(move || {
         use std::io::Write;
-        for c in host.incoming().take(4) {
+        for c in host.incoming().take(8) {
             let Ok(mut c) = c else { return };
+            // Read the request head first: an HTTP client may not expect
+            // an answer before it has sent its request.
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .ok();
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                match std::io::Read::read(&mut c, &mut b) {
+                    Ok(1) => head.push(b[0]),
+                    _ => break,
+                }
+            }
             let _ = c.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nhost",
             );
@@ -428,6 +440,9 @@ echo "own=$(curl -sS -m 5 --noproxy '*' -o /dev/null -w '%{{http_code}}' http://
 kill $srv
 echo "host=$(curl -sS -m 5 --noproxy '*' http://127.0.0.1:{host_port}/ 2>&1)"
 echo "other=$(curl -sS -m 5 --noproxy '*' http://127.0.0.1:{other_port}/ 2>&1)"
+echo "proxied-other=$(curl -sS -m 5 --noproxy '' http://127.0.0.1:{other_port}/ 2>&1)"
+curl -sS -m 5 --noproxy '' -p http://localhost:{other_port}/ >/dev/null 2>&1; echo "tunnel-other=$?"
+echo "proxied-allowed=$(curl -sS -m 5 --noproxy '' http://127.0.0.1:{host_port}/ 2>&1)"
 "#
     );
     let port = host_port.to_string();
@@ -435,7 +450,21 @@ echo "other=$(curl -sS -m 5 --noproxy '*' http://127.0.0.1:{other_port}/ 2>&1)"
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("own=200"), "{}", out.stdout);
     assert!(out.stdout.contains("host=host"), "{}", out.stdout);
-    assert!(out.stdout.contains("other=curl: ("), "{}", out.stdout);
+    assert!(out.stdout.contains("\nother=curl: ("), "{}", out.stdout);
+    // Nor through the proxy: the run's proxy reaches no local service for a
+    // confined child but the allowed port.
+    assert!(
+        out.stdout
+            .contains("proxied-other={\"error\":\"authsome_local_refused\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("tunnel-other=56"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("proxied-allowed=host"),
+        "{}",
+        out.stdout
+    );
     drop(other);
     // The daemon's port is refused, with the reason.
     let dport = a.lab.home.daemon().unwrap()["port"].to_string();

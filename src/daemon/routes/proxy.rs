@@ -89,6 +89,10 @@ pub struct RunCreate {
     deny_unknown: bool,
     #[serde(default)]
     pid: Option<u32>,
+    #[serde(default)]
+    sandbox: bool,
+    #[serde(default)]
+    allow_localhost: Vec<u16>,
 }
 
 /// `POST /api/proxy/runs`: opens a per-run proxy listener.
@@ -112,6 +116,8 @@ pub async fn proxy_runs_create(
             connections: req.connections,
             deny_unknown: req.deny_unknown,
             client_pid: req.pid,
+            sandbox: req.sandbox,
+            allow_localhost: req.allow_localhost,
         })
         .await
         .map_err(ApiError::from)?;
