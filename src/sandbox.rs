@@ -11,7 +11,8 @@
 //! 2. **Only loopback, and the run's proxy on it.** Inside the new network
 //!    namespace `lo` is brought up and a listening socket is opened on
 //!    `127.0.0.1:<port>` (the port `HTTPS_PROXY` names). That socket is handed
-//!    to the parent over a socket pair, which passes it on to the daemon: the
+//!    to the parent over a socket pair (last, once everything below is in
+//!    place), which passes it on to the daemon: the
 //!    proxy accepts the child's connections directly, with no copy hop. The
 //!    daemon's API, other runs, the system-wide proxy and the internet have
 //!    no route; servers the child starts on its own loopback keep working.
@@ -22,6 +23,13 @@
 //!    file elsewhere (a master-key file) gets `/dev/null` bound over it.
 //!    Reads fail with ENOENT/EACCES, writes with EROFS; the files underneath
 //!    are untouched.
+//!    The user's session services go the same way ([`user_services`]): the
+//!    runtime directory (`$XDG_RUNTIME_DIR`, with `systemd --user`'s and
+//!    D-Bus's sockets) is replaced by an empty writable tmpfs of the
+//!    child's own, and tmux/screen/X11 socket directories, Docker's socket
+//!    and any socket in the temp directories are covered: a network
+//!    namespace cuts off abstract sockets, not sockets named by a path, and
+//!    any of those services would run a command for the child, outside.
 //! 4. **Mounts locked.** A second, nested user + mount namespace is entered
 //!    after mounting: mounts inherited by a less privileged namespace are
 //!    locked together (`MNT_LOCKED`), so even a child that is root inside its

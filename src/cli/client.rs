@@ -4,7 +4,8 @@
 //! and a `GET /api/health`, then a proof that the server on that port wrote
 //! this `daemon.json` (an HMAC of a fresh challenge under the key in the
 //! 0600 file, `/api/health/proof`). A server that cannot prove it gets
-//! nothing: no PoP token, no API key; the CLI says what it found there. Otherwise a daemon is started in the background (its output goes
+//! nothing: no PoP token, no API key; the CLI says what it found there.
+//! Otherwise a daemon is started in the background (its output goes
 //! to the log file) and the CLI waits for it, with a spinner past 300 ms. A
 //! daemon of another version is asked to stop and replaced.
 
@@ -234,6 +235,7 @@ pub fn running(
         }
     }
 }
+
 fn find_or_start(
     ctx: &Ctx,
     home: &Home,
