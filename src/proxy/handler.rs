@@ -834,6 +834,33 @@ impl Handler {
     }
 }
 
+#[cfg(test)]
+mod certificate_words {
+    #[test]
+    fn certificate_problems_are_said_in_words_with_a_fix() {
+        let (w, h) = super::certificate_problem(
+            "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+            "api.acme.test",
+        );
+        assert!(w.contains("CA:TRUE") && h.contains("CA:FALSE"), "{w} / {h}");
+        assert!(!w.contains("Other("));
+        let (w, h) =
+            super::certificate_problem("invalid peer certificate: UnknownIssuer", "x.test");
+        assert!(w.contains("does not trust") && h.contains("AUTHSOME_UPSTREAM_CA_FILE"));
+        let (w, h) = super::certificate_problem(
+            "invalid peer certificate: NotValidForNameContext { expected: DnsName(\"x.test\"), presented: [] }",
+            "x.test",
+        );
+        assert!(
+            w.contains("x.test") && h.contains("subjectAltName"),
+            "{w} / {h}"
+        );
+        let (w, _) =
+            super::certificate_problem("invalid peer certificate: ExpiredContext { time: 1 }", "x");
+        assert!(w.contains("expired"));
+    }
+}
+
 fn loop_refused(host: &str, port: u16) -> ProxyError {
     ProxyError::new(
         StatusCode::FORBIDDEN,
@@ -1096,6 +1123,65 @@ fn basic_matches(value: &str, token: &str) -> bool {
 }
 
 /// A failed upstream request as the client sees it.
+/// A TLS failure toward the upstream in words, and the likely fix (rustls
+/// reports certificate problems as debug text: `invalid peer certificate:
+/// Other(OtherError(CaUsedAsEndEntity))`).
+fn certificate_problem(rustls_text: &str, host: &str) -> (String, String) {
+    let ca_file = "if the server's certificate comes from your own CA (a corporate gateway, a self-hosted instance), put that CA in a PEM file and set AUTHSOME_UPSTREAM_CA_FILE (then `authsome daemon restart`)";
+    let t = rustls_text;
+    if t.contains("CaUsedAsEndEntity") {
+        (
+            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own certificate".into(),
+            "give the server a leaf certificate (CA:FALSE, with the name in subjectAltName) signed by a CA, and put that CA in AUTHSOME_UPSTREAM_CA_FILE; a certificate made with a bare `openssl req -x509` is a CA".into(),
+        )
+    } else if t.contains("UnknownIssuer") {
+        (
+            "the server's certificate is signed by a CA this machine does not trust".into(),
+            ca_file.into(),
+        )
+    } else if t.contains("NotValidForName") {
+        (
+            format!("the server's certificate is not valid for the name {host}"),
+            format!(
+                "the certificate must list {host} in its subjectAltName (the common name alone is not enough)"
+            ),
+        )
+    } else if t.contains("Expired") {
+        (
+            "the server's certificate has expired".into(),
+            "renew the server's certificate, or check this machine's clock".into(),
+        )
+    } else if t.contains("NotValidYet") {
+        (
+            "the server's certificate is not valid yet".into(),
+            "check this machine's clock and the certificate's notBefore date".into(),
+        )
+    } else if t.contains("Revoked") {
+        (
+            "the server's certificate is revoked".into(),
+            "the server needs a new certificate".into(),
+        )
+    } else if t.contains("BadSignature") || t.contains("BadEncoding") {
+        (
+            "the server's certificate is malformed or badly signed".into(),
+            ca_file.into(),
+        )
+    } else if t.contains("peer certificate") {
+        (
+            "the server's certificate was refused".into(),
+            ca_file.into(),
+        )
+    } else {
+        (
+            format!(
+                "the TLS handshake failed ({})",
+                t.trim_start_matches("received fatal alert: ")
+            ),
+            ca_file.into(),
+        )
+    }
+}
+
 fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {
     use std::error::Error as _;
     let mut timed_out = false;
@@ -1125,10 +1211,14 @@ fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyE
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             tls = Some(r.to_string());
         }
-        if e.to_string().contains("timed out") {
+        let text = e.to_string();
+        if text.contains("timed out") {
             timed_out = true;
         }
-        cause = e.to_string();
+        if tls.is_none() && text.contains("peer certificate") {
+            tls = Some(text.clone());
+        }
+        cause = text;
         src = e.source();
     }
     if timed_out {
@@ -1141,14 +1231,15 @@ fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyE
         .host(host);
     }
     if let Some(t) = tls {
+        let (what, hint) = certificate_problem(&t, host);
         return ProxyError::new(
             StatusCode::BAD_GATEWAY,
             "authsome_upstream_tls_failed",
             Source::Upstream,
-            format!("the TLS connection to {host} failed: {t}"),
+            format!("the TLS connection to {host} failed: {what}"),
         )
         .host(host)
-        .hint("if a corporate gateway or a self-hosted server uses its own CA, set AUTHSOME_UPSTREAM_CA_FILE");
+        .hint(hint);
     }
     if err.is_connect() {
         return ProxyError::new(

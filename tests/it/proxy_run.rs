@@ -835,3 +835,100 @@ fn spawn(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> std::process::Child 
         .spawn()
         .unwrap()
 }
+
+#[test]
+fn a_self_signed_ca_certificate_upstream_is_a_tls_failure_in_words() {
+    // `openssl req -x509` makes a CA certificate (CA:TRUE): the usual way to
+    // "make a certificate", and not one a server may present (issue #12).
+    let lab = Lab::bare();
+    let dir = lab.home.dir.path();
+    let (cert, key) = (dir.join("self.pem"), dir.join("self.key"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", "/CN=selfsigned.test"])
+        .args(["-addext", "subjectAltName=DNS:selfsigned.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!(
+        "import ssl,http.server\ns=http.server.HTTPServer(('127.0.0.1',{port}),http.server.SimpleHTTPRequestHandler)\nc=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nc.load_cert_chain('{}','{}')\ns.socket=c.wrap_socket(s.socket,server_side=True)\ns.serve_forever()\n",
+        cert.display(),
+        key.display()
+    );
+    let mut py = std::process::Command::new("python3")
+        .args(["-c", &server])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cmd = |args: &[&str]| {
+        lab.home
+            .cmd(args)
+            .env("AUTHSOME_RESOLVE", "selfsigned.test=127.0.0.1")
+            .env("AUTHSOME_UPSTREAM_CA_FILE", cert.to_str().unwrap())
+            .env("AUTHSOME_PROXY_PORT", "0")
+    };
+    let f = dir.join("selfie.json");
+    std::fs::write(
+        &f,
+        format!(
+            r#"{{"name":"selfie","auth_type":"api_key","flow":"api_key","api_url":["selfsigned.test:{port}"],"api_key":{{"header_name":"Authorization","header_prefix":"Bearer"}}}}"#
+        ),
+    )
+    .unwrap();
+    cmd(&["provider", "register", f.to_str().unwrap()])
+        .run()
+        .success();
+    cmd(&["login", "selfie", "--with-api-key"])
+        .stdin("AKCANARY_selfie_0123456789")
+        .run()
+        .success();
+    let out = cmd(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        &format!("curl -sS https://selfsigned.test:{port}/x"),
+    ])
+    .run();
+    py.kill().ok();
+    py.wait().ok();
+    assert!(
+        out.stdout
+            .contains("\"error\":\"authsome_upstream_tls_failed\""),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("CA:TRUE"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("CA:FALSE"),
+        "the hint names the fix: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("Other("),
+        "no Rust debug text: {}",
+        out.stdout
+    );
+}
