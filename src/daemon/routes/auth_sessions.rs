@@ -312,9 +312,7 @@ fn client_form_page(
     csrf: &str,
     error: Option<&str>,
 ) -> Response {
-    let err = error
-        .map(|e| format!(r#"<p class="err">{}</p>"#, escape(e)))
-        .unwrap_or_default();
+    let err = error.map(error_paragraph).unwrap_or_default();
     let scopes = def
         .oauth
         .as_ref()
@@ -549,6 +547,27 @@ fn short(id: &str) -> &str {
 }
 
 /// Escapes text for HTML.
+/// An error for a page: escaped, with the hint's `backticked` commands
+/// shown as code rather than as raw Markdown.
+fn error_paragraph(e: &str) -> String {
+    let mut out = String::from(r#"<p class="err">"#);
+    let paired = e.matches('`').count().is_multiple_of(2);
+    for (i, part) in e.split('`').enumerate() {
+        let inside = !i.is_multiple_of(2);
+        if inside && paired {
+            out.push_str(&format!("<code>{}</code>", escape(part)));
+        } else if inside {
+            // An unpaired backtick: keep it as text.
+            out.push('`');
+            out.push_str(&escape(part));
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out.push_str("</p>");
+    out
+}
+
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -564,9 +583,7 @@ fn form_page(
     csrf: &str,
     error: Option<&str>,
 ) -> Response {
-    let err = error
-        .map(|e| format!(r#"<p class="err">{}</p>"#, escape(e)))
-        .unwrap_or_default();
+    let err = error.map(error_paragraph).unwrap_or_default();
     let body = format!(
         r#"<p>Paste your <b>{d}</b> API key. It is stored encrypted on this machine as <code>{p}/{c}</code>; agents you run with authsome use it without seeing it.</p>
 {err}<form method="post" action="/api/auth/sessions/{id}/input" autocomplete="off">
@@ -636,4 +653,19 @@ input[type=password]{{width:100%;padding:.5rem;margin:.5rem 0;font:inherit}}butt
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
     resp
+}
+
+#[cfg(test)]
+mod page_tests {
+    #[test]
+    fn an_errors_backticks_become_code_and_nothing_is_unescaped() {
+        assert_eq!(
+            super::error_paragraph("bad key (run `authsome login <x>`)"),
+            r#"<p class="err">bad key (run <code>authsome login &lt;x&gt;</code>)</p>"#
+        );
+        assert_eq!(
+            super::error_paragraph("one ` tick"),
+            r#"<p class="err">one ` tick</p>"#
+        );
+    }
 }
