@@ -752,6 +752,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_lists_every_variable_run_sets() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Running an agent").unwrap_or(0)..];
+        for v in CA_VARS
+            .iter()
+            .chain(CA_VARS_IF_SET)
+            .chain(crate::sandbox::SESSION_VARS)
+            .chain(&[
+                "NODE_USE_ENV_PROXY",
+                "AUTHSOME_RUN",
+                "NO_PROXY",
+                "HTTPS_PROXY",
+            ])
+        {
+            assert!(
+                section.contains(&format!("`{v}`")) || section.contains(&format!("`{v}=")),
+                "README lacks {v}"
+            );
+        }
+    }
+
+    #[test]
     fn no_proxy_drops_provider_hosts_and_adds_loopback() {
         let hosts = vec!["api.github.test".to_string(), "acme.test".to_string()];
         let mut removed = Vec::new();
