@@ -63,6 +63,33 @@ pub const ENV_RUN_GRACE: &str = "AUTHSOME_RUN_GRACE";
 pub const ENV_DBUS_SESSION_BUS: &str = "DBUS_SESSION_BUS_ADDRESS";
 /// Where the session bus lives when [`ENV_DBUS_SESSION_BUS`] is unset (`$XDG_RUNTIME_DIR/bus`).
 pub const ENV_XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// Settings the daemon reads once, when it starts: setting one for a CLI
+/// command while a daemon runs changes nothing until `daemon restart` (the
+/// CLI warns when its value differs from the running daemon's).
+pub const DAEMON_SIDE: &[&str] = &[
+    ENV_RESOLVE,
+    ENV_UPSTREAM_CA_FILE,
+    ENV_PROXY_PORT,
+    ENV_DENY_UNKNOWN,
+    ENV_REFRESH_INTERVAL,
+    ENV_PROXY_THREADS,
+    ENV_SERVER_BASE_URL,
+    ENV_KEYRING,
+];
+
+/// The daemon-side settings as this process's environment has them
+/// (trimmed; unset or empty ones left out).
+pub fn daemon_side_settings(env: &dyn Env) -> std::collections::BTreeMap<String, String> {
+    DAEMON_SIDE
+        .iter()
+        .filter_map(|k| {
+            let v = env.var(k)?;
+            let v = v.trim();
+            (!v.is_empty()).then(|| ((*k).to_string(), v.to_string()))
+        })
+        .collect()
+}
+
 /// tmux's socket directory when not `/tmp` (hidden from a confined child).
 pub const ENV_TMUX_TMPDIR: &str = "TMUX_TMPDIR";
 /// `auto` (default), `require` or `off`: how `authsome run` confines its child.

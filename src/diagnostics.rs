@@ -322,7 +322,7 @@ fn check_system_ca(home: &Home, reg: &Registry) -> Option<Check> {
 }
 
 /// The proxy's upstream settings: resolver override and extra roots.
-fn check_upstream(config: &Config) -> Check {
+pub fn check_upstream(config: &Config) -> Check {
     let resolve = if config.resolve.is_empty() {
         "system DNS".to_string()
     } else {

@@ -347,6 +347,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         key_source_id: svc.key_source().id(),
         key_source: svc.key_source().describe(),
         proof_key: Arc::new(proof_key.duplicate()),
+        settings: crate::config::daemon_side_settings(&crate::config::ProcessEnv),
     };
     let state = AppState {
         svc: svc.clone(),

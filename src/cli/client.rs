@@ -99,12 +99,38 @@ impl Client {
             None => find_or_start(ctx, &home, &rt, &http)?,
         };
         let identity = Identity::load_or_create(&home)?;
-        Ok(Client {
+        let client = Client {
             base,
             identity,
             http,
             rt,
-        })
+        };
+        if ctx.config.base_url.is_none()
+            && let Some(differ) = client.settings_differ()
+        {
+            ctx.printer.warn(&format!(
+                "{} set here, but the running daemon started with {}; daemon-side settings are read when it starts: `authsome daemon restart` applies them",
+                differ.join(", "),
+                if differ.len() == 1 { "another value" } else { "other values" }
+            ));
+        }
+        Ok(client)
+    }
+
+    /// The daemon-side settings this shell sets that the running daemon
+    /// did not start with (none: `None`). Asks only when the shell sets one.
+    pub fn settings_differ(&self) -> Option<Vec<String>> {
+        let mine = crate::config::daemon_side_settings(&crate::config::ProcessEnv);
+        if mine.is_empty() {
+            return None;
+        }
+        let theirs = self.get("/api/whoami").ok()?;
+        let differ: Vec<String> = mine
+            .iter()
+            .filter(|(k, v)| theirs["settings"][k.as_str()].as_str() != Some(v.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        (!differ.is_empty()).then_some(differ)
     }
 
     /// Runs `f` on this client's runtime (a current-thread runtime).

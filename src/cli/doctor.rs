@@ -8,7 +8,12 @@ use crate::diagnostics::{self, Status};
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     let mut checks = diagnostics::run(&ctx.config);
-    checks.push(daemon_check(ctx));
+    let daemon = daemon_check(ctx);
+    let running = daemon.status == Status::Pass;
+    checks.push(daemon);
+    if running {
+        daemon_settings(ctx, &mut checks);
+    }
     let env = crate::config::ProcessEnv;
     let mode = crate::config::Env::var(&env, crate::config::ENV_SANDBOX)
         .and_then(|v| crate::sandbox::Mode::parse(&v))
@@ -63,6 +68,60 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Failure
     })
+}
+
+/// With a daemon running, the upstream settings in force are the ones it
+/// started with, not this shell's: report those, and what differs.
+fn daemon_settings(ctx: &Ctx, checks: &mut Vec<diagnostics::Check>) {
+    let Ok(client) = ctx.client() else {
+        return;
+    };
+    let Ok(who) = client.get("/api/whoami") else {
+        return;
+    };
+    let mut env = crate::config::MapEnv::default();
+    if let Some(m) = who["settings"].as_object() {
+        for (k, v) in m {
+            if let Some(v) = v.as_str() {
+                env.0.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    env.0.insert(
+        crate::config::ENV_HOME.into(),
+        ctx.config.home.display().to_string(),
+    );
+    if let Ok(cfg) = crate::config::Config::resolve(&env, None)
+        && let Some(c) = checks.iter_mut().find(|c| c.name == "upstream")
+    {
+        let mut daemon = diagnostics::check_upstream(&cfg);
+        daemon.detail = format!("(the running daemon's) {}", daemon.detail);
+        *c = daemon;
+    }
+    let mine = crate::config::daemon_side_settings(&crate::config::ProcessEnv);
+    let differ: Vec<String> = mine
+        .iter()
+        .filter(|(k, v)| who["settings"][k.as_str()].as_str() != Some(v.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    checks.push(if differ.is_empty() {
+        diagnostics::Check {
+            name: "daemon env",
+            status: Status::Pass,
+            detail: "the daemon runs with this shell's daemon-side settings".into(),
+            hint: None,
+        }
+    } else {
+        diagnostics::Check {
+            name: "daemon env",
+            status: Status::Warn,
+            detail: format!(
+                "this shell sets {}, which the running daemon did not start with",
+                differ.join(", ")
+            ),
+            hint: Some("daemon-side settings are read when the daemon starts: `authsome daemon restart` applies them".into()),
+        }
+    });
 }
 
 /// Whether this home's daemon answers (doctor never starts it).

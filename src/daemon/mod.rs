@@ -561,6 +561,7 @@ mod tests {
                 key_source_id: "env",
                 key_source: "AUTHSOME_MASTER_KEY".into(),
                 proof_key: Arc::new(crate::secret::Secret::new("k".into())),
+                settings: Default::default(),
             }),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         };

@@ -32,6 +32,9 @@ pub struct DaemonInfo {
     pub key_source_id: &'static str,
     /// Human description of the key source.
     pub key_source: String,
+    /// The daemon-side settings it started with ([`crate::config::DAEMON_SIDE`]),
+    /// as their variables had them; on `/api/whoami` (PoP) only.
+    pub settings: std::collections::BTreeMap<String, String>,
     /// The key in `daemon.json` this daemon proves it holds (`/api/health/proof`).
     pub proof_key: Arc<Secret<String>>,
 }

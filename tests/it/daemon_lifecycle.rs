@@ -328,3 +328,68 @@ fn a_second_daemon_for_the_same_home_refuses_to_start() {
         "the running daemon keeps its daemon.json"
     );
 }
+
+#[test]
+fn daemon_side_settings_that_differ_from_the_running_daemon_are_named() {
+    // AUTHSOME_RESOLVE is read when the daemon starts; setting another
+    // value for a later command changes nothing, and says so (issue #12).
+    let h = TestHome::new();
+    h.cmd(["daemon", "start"])
+        .env("AUTHSOME_RESOLVE", "a.test=127.0.0.1")
+        .run()
+        .success();
+    let out = h
+        .cmd(["list"])
+        .env("AUTHSOME_RESOLVE", "b.test=127.0.0.1")
+        .run()
+        .success();
+    assert_eq!(out.stderr.matches("warning:").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("AUTHSOME_RESOLVE set here"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("authsome daemon restart"),
+        "{}",
+        out.stderr
+    );
+    let same = h
+        .cmd(["list"])
+        .env("AUTHSOME_RESOLVE", "a.test=127.0.0.1")
+        .run()
+        .success();
+    assert!(!same.stderr.contains("warning"), "{}", same.stderr);
+    // doctor reports what the daemon runs with, not this shell's value.
+    let d: serde_json::Value = serde_json::from_str(
+        &h.cmd(["doctor", "--json"])
+            .env("AUTHSOME_RESOLVE", "b.test=127.0.0.1")
+            .run()
+            .stdout,
+    )
+    .unwrap();
+    let check = |name: &str| {
+        d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check: {d}"))
+    };
+    let up = check("upstream");
+    assert!(
+        up["detail"].as_str().unwrap().contains("a.test=127.0.0.1"),
+        "{up}"
+    );
+    assert!(!up["detail"].as_str().unwrap().contains("b.test"), "{up}");
+    let env = check("daemon env");
+    assert_eq!(env["status"], "warn", "{env}");
+    assert!(
+        env["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AUTHSOME_RESOLVE=b.test"),
+        "{env}"
+    );
+}

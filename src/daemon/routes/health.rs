@@ -149,5 +149,6 @@ pub async fn whoami(
         "effective_encryption_source": info.key_source_id,
         "encryption_backend": info.key_source,
         "connected_providers": connected,
+        "settings": info.settings,
     })))
 }
