@@ -20,6 +20,9 @@ pub enum Format {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  eval \"$(authsome export openai --format shell)\"   # the key in this shell (audited)
+  authsome export github --format json")]
 pub struct Args {
     /// Provider name.
     provider: String,

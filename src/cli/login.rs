@@ -19,6 +19,10 @@ use crate::credentials::DEFAULT_CONNECTION;
 use crate::error::Error;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  printf %s \"$OPENAI_API_KEY\" | authsome login openai --with-api-key
+  authsome login github                             # OAuth in the browser (or a device code)
+  authsome login openai --connection work --force   # a second account, replacing its key")]
 pub struct Args {
     /// Provider name (see `authsome provider list`).
     provider: String,

@@ -10,6 +10,7 @@ pub mod logfile;
 pub mod printer;
 
 mod ca;
+mod completions;
 mod daemon;
 mod default;
 mod doctor;
@@ -81,6 +82,10 @@ pub enum Command {
     Log(log::Args),
     /// Check the home, keys, vault, catalogue and identity.
     Doctor,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page (roff): `authsome man | man -l -`.
+    Man,
     /// Inspect and manage provider definitions.
     #[command(subcommand)]
     Provider(providers::Command),
@@ -182,6 +187,8 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Whoami => whoami::run(&ctx),
         Command::Log(a) => log::run(&ctx, a),
         Command::Doctor => doctor::run(&ctx),
+        Command::Completions(a) => completions::run(&ctx, a),
+        Command::Man => completions::man(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),
         Command::Proxy(c) => proxy::run(&ctx, c),
         Command::Ca(c) => ca::run(&ctx, c),

@@ -47,7 +47,13 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(override_usage = "authsome run [OPTIONS] -- <CMD>...")]
+#[command(
+    override_usage = "authsome run [OPTIONS] -- <CMD>...",
+    after_help = "Examples:
+  authsome run -- python3 agent.py                 # confined; keys added on the way out
+  authsome run --connection github=work -- claude  # another GitHub account for this run
+  authsome run --allow-localhost 5432 -- ./agent   # let it reach a local database"
+)]
 pub struct Args {
     /// Use this connection for a provider instead of its default (repeatable).
     #[arg(long = "connection", value_name = "PROVIDER=NAME", value_parser = parse_connection)]

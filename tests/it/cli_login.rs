@@ -360,3 +360,47 @@ fn a_misspelt_provider_gets_did_you_mean() {
     let out = h.cmd(["provider", "show", "qqqqqqqq"]).run().code(3);
     assert!(!out.stderr.contains("did you mean"), "{}", out.stderr);
 }
+
+#[test]
+fn completions_man_page_and_help_examples() {
+    // Generated from the parser's own definitions; no daemon needed.
+    let h = crate::common::TestHome::new();
+    let bash = h.cmd(["completions", "bash"]).run().success();
+    assert!(bash.stdout.contains("_authsome()"), "{}", bash.stdout);
+    for sub in ["login", "run", "export", "doctor", "completions"] {
+        assert!(bash.stdout.contains(sub), "bash completion lacks {sub}");
+    }
+    // The script is valid bash.
+    let f = h.dir.path().join("authsome.bash");
+    std::fs::write(&f, &bash.stdout).unwrap();
+    let st = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = h.cmd(["completions", shell]).run().success();
+        assert!(out.stdout.contains("authsome"), "{shell}");
+    }
+    h.cmd(["completions", "tcsh"]).run().code(2);
+    let man = h.cmd(["man"]).run().success();
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH authsome 1"),
+        "{}",
+        man.stdout
+    );
+    assert!(man.stdout.contains("authsome"), "{}", man.stdout);
+    for cmd in ["run", "login", "export"] {
+        let help = h.cmd([cmd, "--help"]).run().success();
+        assert!(
+            help.stdout.contains("Examples:"),
+            "{cmd} --help: {}",
+            help.stdout
+        );
+    }
+    assert!(
+        !h.home.join("daemon.json").exists(),
+        "no daemon was started"
+    );
+}
