@@ -19,5 +19,6 @@ mod proxy_clients;
 mod proxy_hardening;
 mod proxy_run;
 mod proxy_system;
+mod readme;
 mod sandbox;
 mod vault_tamper;
