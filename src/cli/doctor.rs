@@ -91,12 +91,13 @@ fn daemon_settings(ctx: &Ctx, checks: &mut Vec<diagnostics::Check>) {
         crate::config::ENV_HOME.into(),
         ctx.config.home.display().to_string(),
     );
+    let mut shell_upstream = None;
     if let Ok(cfg) = crate::config::Config::resolve(&env, None)
         && let Some(c) = checks.iter_mut().find(|c| c.name == "upstream")
     {
         let mut daemon = diagnostics::check_upstream(&cfg);
         daemon.detail = format!("(the running daemon's) {}", daemon.detail);
-        *c = daemon;
+        shell_upstream = Some(std::mem::replace(c, daemon));
     }
     let mine = crate::config::daemon_side_settings(&crate::config::ProcessEnv);
     let differ: Vec<String> = mine
@@ -104,6 +105,12 @@ fn daemon_settings(ctx: &Ctx, checks: &mut Vec<diagnostics::Check>) {
         .filter(|(k, v)| who["settings"][k.as_str()].as_str() != Some(v.as_str()))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    // This shell's own values matter at the next restart: a broken one
+    // is reported now, before it stops the daemon from starting.
+    if let Some(mut c) = shell_upstream.filter(|c| !differ.is_empty() && c.status == Status::Fail) {
+        c.name = "upstream (this shell)";
+        checks.push(c);
+    }
     checks.push(if differ.is_empty() {
         diagnostics::Check {
             name: "daemon env",
