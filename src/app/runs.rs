@@ -419,6 +419,12 @@ impl ProxyRuns for Runs {
         })
     }
 
+    fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)> {
+        lock(&self.runs)
+            .get(id)
+            .map(|e| e.shared.stats.refusals_after(after))
+    }
+
     fn list(&self) -> Vec<Value> {
         let mut v: Vec<Value> = lock(&self.runs)
             .iter()

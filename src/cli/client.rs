@@ -158,6 +158,22 @@ impl Client {
         self.send("DELETE", path, None)
     }
 
+    /// `GET path`, from inside this client's runtime (`block_on`).
+    pub async fn get_async(&self, path: &str) -> anyhow::Result<Value> {
+        let auth = pop::authorization(&self.identity, "GET", path, &[], now_unix());
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("authorization", auth)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the authsome daemon at {}", self.base))?;
+        if !resp.status().is_success() {
+            anyhow::bail!("the daemon answered HTTP {}", resp.status());
+        }
+        Ok(resp.json().await.unwrap_or(Value::Null))
+    }
+
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,

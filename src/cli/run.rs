@@ -189,7 +189,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             child_env.push(((*k).to_string(), None));
         }
     }
-    let status = client.block_on(supervise(&args.command, child_env, confine, ctx))?;
+    let refusals = Refusals {
+        client: &client,
+        path: format!("/api/proxy/runs/{}/refusals", super::seg(&id)),
+        seen: 0,
+    };
+    let status = client.block_on(supervise(&args.command, child_env, confine, ctx, refusals))?;
     drop(guard);
     Ok(status)
 }
@@ -517,6 +522,7 @@ async fn supervise(
     env: Vec<(String, Option<String>)>,
     mut confine: Confinement,
     ctx: &Ctx,
+    mut refusals: Refusals<'_>,
 ) -> anyhow::Result<ExitStatus> {
     let (prog, rest) = command.split_first().ok_or_else(|| {
         crate::Error::invalid("no command given", Some("authsome run -- CMD".into()))
@@ -575,6 +581,8 @@ async fn supervise(
         .map(Duration::from_secs_f64)
         .unwrap_or(Duration::from_secs(10));
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     use rustix::process::Signal;
     let send = |sig: Signal| {
         if let Some(pid) = pid
@@ -614,14 +622,56 @@ async fn supervise(
                 send(Signal::KILL);
                 kill_at = None;
             }
+            _ = poll.tick() => refusals.show(ctx).await,
         }
     };
+    refusals.show(ctx).await;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => ExitStatus::Code(c.clamp(0, 255) as u8),
         (None, Some(sig)) => ExitStatus::Code((128 + sig).clamp(0, 255) as u8),
         (None, None) => ExitStatus::Failure,
     })
+}
+
+/// Shows the proxy's refusals of this run on `run`'s stderr as they happen
+/// (clients rarely show a proxy's error body: curl says only "CONNECT
+/// tunnel failed, response 403"). At most [`Refusals::BURST`] lines per
+/// look (every half second), then a count; `--quiet` silences them.
+struct Refusals<'a> {
+    client: &'a Client,
+    path: String,
+    seen: u64,
+}
+
+impl Refusals<'_> {
+    const BURST: usize = 3;
+
+    async fn show(&mut self, ctx: &Ctx) {
+        let path = format!("{}?after={}", self.path, self.seen);
+        let Ok(Ok(v)) =
+            tokio::time::timeout(Duration::from_secs(1), self.client.get_async(&path)).await
+        else {
+            return;
+        };
+        let last = v["last"].as_u64().unwrap_or(self.seen);
+        let lines: Vec<&str> = v["refusals"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["line"].as_str()).collect())
+            .unwrap_or_default();
+        let new = last.saturating_sub(self.seen) as usize;
+        for l in lines.iter().take(Self::BURST) {
+            ctx.printer
+                .status(&format!("authsome: {}", super::printer::sanitize(l)));
+        }
+        if new > Self::BURST {
+            ctx.printer.status(&format!(
+                "authsome: … and {} more refusals",
+                new - Self::BURST
+            ));
+        }
+        self.seen = self.seen.max(last);
+    }
 }
 
 /// The outcome of a confined start.

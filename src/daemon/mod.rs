@@ -192,6 +192,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         None,
     ),
     ep(
+        "GET",
+        "/proxy/runs/{id}/refusals",
+        Auth::Pop,
+        "A run's latest refusals after `?after=N` (host, error code, message; never a secret), for `authsome run` to show.",
+        None,
+    ),
+    ep(
         "POST",
         "/proxy/system",
         Auth::Pop,
@@ -313,6 +320,7 @@ fn handler(e: &Endpoint) -> MethodRouter<AppState> {
         ("POST", "/proxy/runs") => post(x::proxy_runs_create),
         ("GET", "/proxy/runs") => get(x::proxy_runs_list),
         ("DELETE", "/proxy/runs/{id}") => axum::routing::delete(x::proxy_runs_end),
+        ("GET", "/proxy/runs/{id}/refusals") => get(x::proxy_runs_refusals),
         ("POST", "/proxy/system") => post(x::proxy_system),
         ("GET", "/providers") => get(p::providers_list),
         ("POST", "/providers") => post(p::providers_register),
@@ -505,6 +513,9 @@ mod tests {
         }
         fn end(&self, _id: &str) -> crate::daemon::state::BoxFuture<'_, bool> {
             Box::pin(async { false })
+        }
+        fn refusals(&self, _id: &str, _after: u64) -> Option<(Vec<(u64, String)>, u64)> {
+            None
         }
         fn list(&self) -> Vec<serde_json::Value> {
             Vec::new()

@@ -99,6 +99,9 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     fn start(&self, req: RunRequest) -> BoxFuture<'_, Result<RunStarted, Error>>;
     /// Closes a run's listener. False when no such run.
     fn end(&self, id: &str) -> BoxFuture<'_, bool>;
+    /// A run's refusals numbered after `after`, and the last number (`None`:
+    /// no such run).
+    fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)>;
     /// The open runs, for display (no tokens).
     fn list(&self) -> Vec<serde_json::Value>;
     /// Creates (if needed) the persistent CA and, with `listen`, starts the

@@ -56,6 +56,34 @@ pub struct Stats {
     pub tunnels: AtomicU64,
     /// Requests and tunnels refused.
     pub refused: AtomicU64,
+    /// The latest refusals, numbered, for `authsome run` to show on its
+    /// stderr (clients rarely show a proxy's error body). Bounded.
+    pub recent: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
+}
+
+/// How many refusals a listener keeps for `run` to read.
+const RECENT_REFUSALS: usize = 64;
+
+impl Stats {
+    /// Records a refusal (one line, no secret: host, code, message).
+    pub fn note_refusal(&self, line: String) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() == RECENT_REFUSALS {
+            r.pop_front();
+        }
+        r.push_back((n, line));
+    }
+
+    /// Refusals numbered after `after`, and the number of the last one.
+    pub fn refusals_after(&self, after: u64) -> (Vec<(u64, String)>, u64) {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.refused.load(Ordering::Relaxed);
+        (
+            r.iter().filter(|(n, _)| *n > after).cloned().collect(),
+            last,
+        )
+    }
 }
 
 /// What every request of one proxy listener shares.
@@ -189,7 +217,12 @@ impl Handler {
 }
 
 fn refuse(e: ProxyError, stats: &Stats) -> Response<Body> {
-    stats.refused.fetch_add(1, Ordering::Relaxed);
+    stats.note_refusal(format!(
+        "refused {} ({}): {}",
+        e.host.as_deref().unwrap_or("a request"),
+        e.code,
+        e.message.trim_start_matches("authsome: ")
+    ));
     e.into_response()
 }
 

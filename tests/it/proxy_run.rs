@@ -932,3 +932,46 @@ fn a_self_signed_ca_certificate_upstream_is_a_tls_failure_in_words() {
         out.stdout
     );
 }
+
+#[test]
+fn run_shows_the_proxys_refusals_on_its_stderr() {
+    // curl says only "CONNECT tunnel failed, response 403"; `run` says why
+    // (issue #12), a few lines at a time, and `--quiet` silences it.
+    let lab = Lab::new();
+    let out = lab
+        .run_sh_with(
+            &["--deny-unknown"],
+            "curl -sS -o /dev/null https://evil.test:$UP/x 2>/dev/null; echo done",
+        )
+        .success();
+    assert_eq!(out.stdout.trim(), "done");
+    assert!(
+        out.stderr
+            .contains("authsome: refused evil.test (authsome_host_denied)"),
+        "{}",
+        out.stderr
+    );
+    // A flood is summarised, not printed line by line.
+    let out = lab
+        .run_sh_with(
+            &["--deny-unknown"],
+            "for i in $(seq 1 20); do curl -sS -o /dev/null https://evil.test:$UP/x 2>/dev/null; done; echo done",
+        )
+        .success();
+    let lines = out.stderr.matches("authsome: refused").count();
+    assert!((1..=12).contains(&lines), "{}", out.stderr);
+    assert!(out.stderr.contains("more refusals"), "{}", out.stderr);
+    let quiet = lab
+        .cmd([
+            "--quiet",
+            "run",
+            "--deny-unknown",
+            "--",
+            "sh",
+            "-c",
+            "curl -sS -o /dev/null https://evil.test:443/x 2>/dev/null; true",
+        ])
+        .run()
+        .success();
+    assert!(!quiet.stderr.contains("refused"), "{}", quiet.stderr);
+}

@@ -170,6 +170,31 @@ pub async fn proxy_runs_list(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "runs": state.runs.list() }))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct RefusalsQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// `GET /api/proxy/runs/{id}/refusals?after=N`: the run's latest refusals.
+pub async fn proxy_runs_refusals(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RefusalsQuery>,
+) -> ApiResult<Json<Value>> {
+    match state.runs.refusals(&id, q.after) {
+        Some((list, last)) => Ok(Json(json!({
+            "refusals": list.iter().map(|(n, line)| json!({"seq": n, "line": line})).collect::<Vec<_>>(),
+            "last": last,
+        }))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run `{id}`"),
+        )),
+    }
+}
+
 /// `DELETE /api/proxy/runs/{id}`: closes a run's listener.
 pub async fn proxy_runs_end(
     State(state): State<AppState>,
