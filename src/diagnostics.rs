@@ -255,7 +255,7 @@ fn check_vault(home: &Home, master: &MasterKey, checks: &mut Vec<Check>) {
             detail: format!("{} of {} records fail to decrypt: {}", r.damaged.len(), r.records, r.damaged.join(", ")),
             hint: Some("`authsome logout PROVIDER --connection NAME` removes a damaged record; log in again to replace it".into()),
         }),
-        Ok(r) => checks.push(Check::pass("vault", format!("{} ({} connections, all decrypt)", path.display(), r.records))),
+        Ok(r) => checks.push(Check::pass("vault", format!("{} ({}, all decrypt)", path.display(), crate::error::count(r.records, "connection")))),
     }
     match vault.list_custom_providers().and_then(|c| Registry::with_custom(&c)) {
         Err(e) => checks.push(Check::fail("providers", &e)),
@@ -305,8 +305,8 @@ fn check_system_ca(home: &Home, reg: &Registry) -> Option<Check> {
         Check::warn(
             "system CA",
             format!(
-                "{} provider host name(s) outside the system-wide CA's name constraints: {}",
-                missing.len(),
+                "{} outside the system-wide CA's name constraints: {}",
+                crate::error::count(missing.len(), "provider host name"),
                 missing
                     .iter()
                     .map(|s| s.as_str())

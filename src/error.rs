@@ -207,6 +207,15 @@ impl Error {
     }
 }
 
+/// "1 connection", "2 connections": a count and its noun, for messages.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `Permission denied (os error 13)` → `permission denied`.
 fn strip_os_code(e: &io::Error) -> String {
     let s = e.to_string();

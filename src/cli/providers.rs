@@ -176,7 +176,8 @@ fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus>
         // The stored credentials were given for the old hosts/header: they are
         // not sent anywhere until the user confirms by logging in again.
         ctx.printer.warn(&format!(
-            "the new definition changes where or how `{name}` credentials are sent: suspended connection(s) {}; confirm with `authsome login {name} --force`{}",
+            "the new definition changes where or how `{name}` credentials are sent: suspended {} ({}); confirm with `authsome login {name} --force`{}",
+            if suspended.len() == 1 { "its connection" } else { "its connections" },
             suspended.join(", "),
             if suspended.iter().any(|c| *c != "default") {
                 " (add `--connection NAME` for the others)"

@@ -35,7 +35,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         "; the provider was not contacted (no revocation endpoint)"
     };
     ctx.printer.success(&format!(
-        "Removed {removed} connection(s) of {}{told}",
+        "Removed {} of {}{told}",
+        crate::error::count(removed as usize, "connection"),
         args.provider
     ));
     Ok(ExitStatus::Success)

@@ -678,7 +678,10 @@ impl CredentialService {
                     .count();
                 if n > 0 {
                     return Err(Error::invalid(
-                        format!("provider `{name}` still has {n} connection(s)"),
+                        format!(
+                            "provider `{name}` still has {}",
+                            crate::error::count(n, "connection")
+                        ),
                         Some(format!("run `authsome logout {name}` first")),
                     ));
                 }

@@ -404,3 +404,18 @@ fn completions_man_page_and_help_examples() {
         "no daemon was started"
     );
 }
+
+#[test]
+fn counts_read_as_english() {
+    // "Exported 1 variable(s)", "1 connections" (issue #12).
+    let h = crate::common::TestHome::new();
+    h.login("ahrefs", "k");
+    h.cmd(["export", "ahrefs"])
+        .run()
+        .success()
+        .stderr_has("Exported 1 variable for ahrefs/default");
+    h.cmd(["doctor"])
+        .run()
+        .success()
+        .stdout_has("(1 connection, all decrypt)");
+}

@@ -282,7 +282,7 @@ fn rebinding_a_provider_with_connections_suspends_them_until_login_force() {
     lab.cmd(["provider", "register", f.to_str().unwrap(), "--force"])
         .run()
         .success()
-        .stderr_has("suspended connection(s) default")
+        .stderr_has("suspended its connection (default)")
         .stderr_has("authsome login acme --force");
     lab.cmd(["list"]).run().success().stdout_has("suspended");
     let url = format!("https://x.acme.test:{port}/new");
