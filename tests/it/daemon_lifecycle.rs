@@ -233,7 +233,10 @@ fn a_daemon_of_another_version_is_replaced() {
                         .and_then(|p| p.strip_prefix("/api/health/proof?challenge="))
                     {
                         Some(c) => {
-                            format!(r#"{{"proof":"{}"}}"#, authsome::app::proof("OLDKEY", c))
+                            format!(
+                                r#"{{"proof":"{}"}}"#,
+                                authsome::pop::daemon_proof("OLDKEY", c)
+                            )
                         }
                         None => format!(
                             r#"{{"service":"authsome","status":"ok","version":"0.0.1","home_id":"{home_id}"}}"#
