@@ -98,6 +98,18 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// A login session id that is unknown (or forgotten after a restart).
+    #[error("no such login session (it may have expired, or the daemon restarted)")]
+    SessionNotFound,
+    /// A login session that no longer takes input (completed, failed, expired).
+    #[error("{message}")]
+    SessionFinished {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A login session that has no device code to show.
+    #[error("this session has no device code")]
+    NoDeviceCode,
 }
 
 impl Error {
@@ -150,6 +162,32 @@ impl Error {
             | Error::Exists { .. }
             | Error::ConnectionSuspended { .. } => ErrorKind::Conflict,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::SessionNotFound => ErrorKind::NotFound,
+            Error::SessionFinished { .. } | Error::NoDeviceCode => ErrorKind::Conflict,
+        }
+    }
+
+    /// The stable, machine-readable code of this error (the daemon's JSON
+    /// `error.code`, the audit log's `code`). Internal failures (I/O,
+    /// database, permissions) are all `internal`: their detail is logged,
+    /// never sent.
+    pub fn code(&self) -> &'static str {
+        match (self, self.kind()) {
+            (Error::ProviderNotFound { .. }, _) => "provider_not_found",
+            (Error::ConnectionNotFound { .. }, _) => "connection_not_found",
+            (Error::ConnectionExists { .. }, _) => "connection_exists",
+            (Error::ConnectionSuspended { .. }, _) => "connection_suspended",
+            (Error::ProviderFile { .. }, _) => "invalid_provider",
+            (Error::WrongMasterKey { .. }, _) => "wrong_master_key",
+            (Error::Corrupt { .. }, _) => "vault_integrity",
+            (Error::SessionNotFound, _) => "session_not_found",
+            (Error::SessionFinished { .. }, _) => "session_finished",
+            (Error::NoDeviceCode, _) => "no_device_code",
+            (_, ErrorKind::InvalidInput) => "invalid_input",
+            (_, ErrorKind::Unsupported) => "unsupported",
+            (_, ErrorKind::Conflict) => "conflict",
+            (_, ErrorKind::NotFound) => "not_found",
+            _ => "internal",
         }
     }
 
@@ -202,7 +240,10 @@ impl Error {
             }),
             Error::Invalid { hint, .. }
             | Error::Exists { hint, .. }
-            | Error::Unsupported { hint, .. } => hint.clone(),
+            | Error::Unsupported { hint, .. }
+            | Error::SessionFinished { hint, .. } => hint.clone(),
+            Error::SessionNotFound => Some("start again with `authsome login PROVIDER`".into()),
+            Error::NoDeviceCode => None,
         }
     }
 }

@@ -2,23 +2,45 @@
 //!
 //! An agent runs behind a local proxy that adds the user's API keys and OAuth
 //! tokens to requests for known provider hosts, so the agent never holds a
-//! secret. This crate is the library behind the `authsome` binary.
+//! secret. This crate is the library behind the `authsome` binary: one
+//! process, the daemon, hosts both front ends (the proxy engine and the
+//! local API); every other command is a thin client of it.
 //!
-//! # Layout
+//! # Map
 //!
 //! ```text
-//! main.rs ─ cli (one file per subcommand; rendering only)
-//!              │
-//!         credentials (CredentialService: the operations the CLI and the
-//!              │        daemon routes share)
-//!     ┌────────┼──────────┬──────────┐
-//!   vault   providers   routing   identity      diagnostics
-//!     │         │          │
-//!   secret, error, config, home (leaves)
+//! main.rs ── cli ─────────────── one file per subcommand; renders, never decides
+//!             │   ╲
+//!             │    api ───────── the daemon's HTTP bodies, one definition each (cli ⇄ daemon)
+//!            app ─────────────── composition root: opens the vault, wires proxy + daemon, one shutdown
+//!           ╱    ╲
+//!      proxy      daemon ──────── front ends; never import each other
+//!        │   ╲      │   ╲
+//!        │    ╲     │    auth_flow ─ Logins: every login and change (write → proxy sees it → audit);
+//!        │     ╲    │     │          Sessions; the OAuth protocol (PKCE, device, DCR, refresh, revoke)
+//!        │      credentials ──────── CredentialService (the vault's operations), the proxy's route
+//!        │      │    │              table + credential cache, OAuth refresh
+//!     routing  │   vault ──────────── encrypted SQLite: connections, custom providers, audit log
+//!        │      │    │
+//!    providers  ca  config  secret  error  clock  home  identity  pop  percent    (leaves)
+//!
+//!    diagnostics ── doctor's checks as data      sandbox ── confinement of run's child (the one `unsafe`)
 //! ```
 //!
-//! Allowed edges are checked by `tests/it/layering.rs`: domain modules never
-//! reach up into `cli`, and `vault` depends only on `secret`, `error` and `home`.
+//! - **A proxied request:** `proxy` (hudsucker adapter → decide: intercept,
+//!   blind tunnel or refuse) → `routing` (host, port, path → provider) →
+//!   `credentials` cache (decrypted once, refreshed near expiry, single
+//!   flight) → `proxy::inject` (the one place a credential is written) →
+//!   upstream pool.
+//! - **A login:** `cli::login` → `POST /api/auth/sessions` (PoP) →
+//!   `daemon::routes::auth_sessions` (parse, call, map the error) →
+//!   `auth_flow::logins::Logins::start` → the key (form or CLI) or the
+//!   OAuth callback / device poller → `Logins::commit`: the vault write, the
+//!   proxy's routes and cache invalidated, the audit entry (refusals too).
+//!
+//! Allowed edges (a module may use those below it, never above; `proxy` ⟂
+//! `daemon`) are checked by `tests/it/layering.rs`, which also refuses import
+//! cycles between sibling files.
 
 #![deny(unsafe_code)] // one reviewed exception: `cli::run` sets the child's parent-death signal
 

@@ -8,9 +8,14 @@
 //!   accident;
 //! - the value is zeroized when it is dropped.
 //!
-//! The value is read with [`Secret::expose`]. Callers are few and named: the
-//! vault (to encrypt), the header builder (to inject) and `export` (the one
-//! explicit way a secret leaves).
+//! The value is read with [`Secret::expose`], and only where it must be
+//! bytes: the vault (to seal and open), the places a credential is written
+//! into a request (`proxy::inject` for the agent's requests, `auth_flow::oauth`
+//! for token, refresh and revocation requests to the provider), the
+//! constant-time comparisons of tokens (`ct_eq`: proxy token, CSRF, daemon
+//! proof), and the explicit ways out (`export`, a run's proxy URL handed to
+//! its own CLI). `grep -rn '\.expose()' src` lists them; a new one needs a
+//! reason as good as these.
 
 use std::fmt;
 

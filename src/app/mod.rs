@@ -25,6 +25,7 @@ pub mod handoff;
 pub mod oauth_http;
 pub mod runs;
 
+use crate::auth_flow::logins::Logins;
 use crate::auth_flow::{SESSION_TTL, Sessions};
 use crate::config::Config;
 use crate::credentials::CredentialService;
@@ -347,15 +348,20 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         proof_key: Arc::new(proof_key.duplicate()),
         settings: crate::config::daemon_side_settings(&crate::config::ProcessEnv),
     };
+    let logins = Logins::new(
+        svc.clone(),
+        Arc::new(Sessions::new(SESSION_TTL)),
+        oauth_http,
+        live,
+        base_url.clone(),
+    );
     let state = AppState {
         svc: svc.clone(),
+        logins: Arc::new(logins),
         pop: Arc::new(Verifier::new([identity.did()]).not_before(not_before)),
-        sessions: Arc::new(Sessions::new(SESSION_TTL)),
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
-        live,
         runs: runs.clone(),
-        oauth: oauth_http,
     };
     let file = DaemonFile {
         pid: std::process::id(),

@@ -9,6 +9,7 @@
 //! never anything stored. Ids and CSRF tokens are 128-bit random values; the
 //! id in the form URL is the capability that reaches the input page.
 
+pub mod logins;
 pub mod oauth;
 
 use std::collections::HashMap;

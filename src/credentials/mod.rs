@@ -1,21 +1,20 @@
-//! `CredentialService`: every operation on connections and providers, in one
-//! place, shaped like the daemon's routes.
+//! `CredentialService`: the vault's operations on connections and
+//! providers, and what the proxy reads.
 //!
-//! | method                | daemon route                                        |
-//! |-----------------------|-----------------------------------------------------|
-//! | `list_connections`    | `GET /api/connections`                              |
-//! | `get_connection`      | `GET /api/connections/{provider}/{connection}`      |
-//! | `login_api_key`       | `POST /api/auth/sessions` (api-key input)           |
-//! | `logout`              | `POST /api/connections/{provider}/{connection}/logout` |
-//! | `set_default`         | `POST /api/connections/{provider}/{connection}/default` |
-//! | `export`              | `POST /api/credentials/export`                      |
-//! | `resolve_for_host`    | `POST /api/credentials/resolve`                     |
-//! | `routes`              | `GET /api/proxy/routes`                             |
-//! | `list_providers` / `get_provider` / `register_provider` / `remove_provider` | `/api/providers…` |
+//! - **Reads** (`list_connections`, `get_connection`, `list_providers`,
+//!   `get_provider`, `routes`, `resolve_for_host`) are called by the
+//!   daemon's routes directly.
+//! - **Writes** (`login_api_key`, `store_oauth`, `logout_and_revoke`,
+//!   `set_default`, `export`, `register_provider_suspending`,
+//!   `remove_provider`) are called only by
+//!   [`Logins`](crate::auth_flow::logins::Logins), which makes the proxy
+//!   see each change and records it in the audit log.
+//! - **The proxy's side:** [`live::Live`] holds the routing table and the
+//!   credential [`cache`] it reads on every request; [`oauth`] refreshes
+//!   tokens near expiry.
 //!
-//! The CLI calls it in-process today; the daemon will put the same service
-//! behind HTTP. Policy lives here (which connection serves a request, what a
-//! valid key looks like), not in the front ends.
+//! Policy lives here (which connection serves a request, what a valid key
+//! looks like, when a token is due), not in the front ends.
 
 pub mod cache;
 pub mod live;
@@ -216,6 +215,25 @@ impl CredentialService {
         Ok(())
     }
 
+    /// True when `provider` has a connection named `connection`.
+    pub fn has_connection(&self, provider: &str, connection: &str) -> Result<bool> {
+        Ok(self.vault.find_connection(provider, connection)?.is_some())
+    }
+
+    /// Appends one entry to the audit log (never a secret: names and facts).
+    pub fn append_audit(
+        &self,
+        event: &str,
+        provider: Option<&str>,
+        connection: Option<&str>,
+        actor: Option<&str>,
+        outcome: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        self.vault
+            .append_audit(event, provider, connection, actor, outcome, detail)
+    }
+
     pub(crate) fn find(
         &self,
         provider: &str,
@@ -283,10 +301,23 @@ impl CredentialService {
             return Err(Error::Unsupported {
                 message: format!(
                     "`{provider}` signs in with {} ({}), not with an API key",
-                    if def.auth_type == AuthType::Oauth2 { "OAuth" } else { "a browser session" },
-                    serde_json::to_value(def.flow).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+                    if def.auth_type == AuthType::Oauth2 {
+                        "OAuth"
+                    } else {
+                        "a browser session"
+                    },
+                    serde_json::to_value(def.flow)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
                 ),
-                hint: Some("OAuth and browser logins run through the authsome daemon, which this build does not include yet".into()),
+                hint: Some(if def.auth_type == AuthType::Oauth2 {
+                    format!(
+                        "run `authsome login {provider}` without --with-api-key: it opens the provider's sign-in"
+                    )
+                } else {
+                    "browser-session logins are not available in this build yet".into()
+                }),
             });
         }
         check_connection_name(connection)?;

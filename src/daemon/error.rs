@@ -61,25 +61,10 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        let (status, code) = match (&e, e.kind()) {
-            (Error::ProviderNotFound { .. }, _) => (StatusCode::NOT_FOUND, "provider_not_found"),
-            (Error::ConnectionNotFound { .. }, _) => {
-                (StatusCode::NOT_FOUND, "connection_not_found")
-            }
-            (Error::ConnectionExists { .. }, _) => (StatusCode::CONFLICT, "connection_exists"),
-            (Error::ConnectionSuspended { .. }, _) => {
-                (StatusCode::CONFLICT, "connection_suspended")
-            }
-            (Error::ProviderFile { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_provider"),
-            (Error::WrongMasterKey { .. }, _) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "wrong_master_key")
-            }
-            (Error::Corrupt { .. }, _) => (StatusCode::INTERNAL_SERVER_ERROR, "vault_integrity"),
-            (_, ErrorKind::InvalidInput) => (StatusCode::BAD_REQUEST, "invalid_input"),
-            (_, ErrorKind::Unsupported) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
-            (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
-            (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
-            _ => {
+        let code = e.code();
+        let status = match (code, e.kind()) {
+            ("wrong_master_key" | "vault_integrity", _) => StatusCode::INTERNAL_SERVER_ERROR,
+            ("internal", _) => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +73,11 @@ impl From<Error> for ApiError {
                 )
                 .with_hint("run `authsome daemon logs`");
             }
+            (_, ErrorKind::InvalidInput) => StatusCode::BAD_REQUEST,
+            (_, ErrorKind::Unsupported) => StatusCode::NOT_IMPLEMENTED,
+            (_, ErrorKind::Conflict) => StatusCode::CONFLICT,
+            (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let hint = e.hint();
         ApiError {

@@ -556,13 +556,18 @@ mod tests {
         .unwrap();
         let id = Identity::load_or_create(&home).unwrap();
         let svc = Arc::new(svc);
+        let logins = crate::auth_flow::logins::Logins::new(
+            svc.clone(),
+            Arc::new(Sessions::new(300)),
+            Arc::new(NoHttp),
+            Arc::new(crate::credentials::live::Live::new(svc.clone()).unwrap()),
+            "http://127.0.0.1:7998".into(),
+        );
         let state = AppState {
-            live: Arc::new(crate::credentials::live::Live::new(svc.clone()).unwrap()),
+            logins: Arc::new(logins),
             runs: Arc::new(NoRuns),
-            oauth: Arc::new(NoHttp),
             svc,
             pop: Arc::new(Verifier::new([id.did()])),
-            sessions: Arc::new(Sessions::new(300)),
             info: Arc::new(DaemonInfo {
                 version: "test".into(),
                 home: dir.path().into(),

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::auth_flow::Sessions;
+use crate::auth_flow::logins::Logins;
 use crate::credentials::CredentialService;
-use crate::credentials::live::Live;
 use crate::error::Error;
 use crate::pop::Verifier;
 use crate::secret::Secret;
@@ -42,18 +41,16 @@ pub struct DaemonInfo {
 /// What every handler gets.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// Reads (connections, providers, audit) go straight to the service.
     pub svc: Arc<CredentialService>,
+    /// Every login and every change goes through here.
+    pub logins: Arc<Logins>,
     pub pop: Arc<Verifier>,
-    pub sessions: Arc<Sessions>,
     pub info: Arc<DaemonInfo>,
     /// Notified by `POST /api/daemon/shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
-    /// The routing table and credential cache the proxy reads.
-    pub live: Arc<Live>,
     /// Per-run proxy listeners (the proxy engine, wired in by `app`).
     pub runs: Arc<dyn ProxyRuns>,
-    /// HTTP for OAuth endpoints.
-    pub oauth: Arc<dyn crate::auth_flow::oauth::OAuthHttp>,
 }
 
 /// What `POST /api/proxy/runs` asks for.
@@ -110,8 +107,8 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl AppState {
-    /// Records an audit event. A failure to record is logged, never fatal:
-    /// the operation already happened.
+    /// Records an event that changes nothing (a resolved credential, a run
+    /// started) in the audit log.
     pub async fn audit(
         &self,
         event: &'static str,
@@ -121,55 +118,23 @@ impl AppState {
         outcome: &'static str,
         detail: serde_json::Value,
     ) {
-        let svc = self.svc.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            svc.vault().append_audit(
-                event,
-                provider.as_deref(),
-                connection.as_deref(),
-                actor.as_deref(),
-                outcome,
-                &detail,
-            )
-        })
-        .await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, event, "cannot write the audit log"),
-            Err(e) => tracing::error!(error = %e, event, "audit task failed"),
-        }
+        let change = crate::auth_flow::logins::Change {
+            event,
+            provider,
+            connection,
+            actor,
+            detail,
+            scope: crate::auth_flow::logins::Scope::Nothing,
+        };
+        self.logins.record(change, outcome).await;
     }
 
-    /// Something changed for `provider` (`None`: anything): the proxy's
-    /// routing table is rebuilt and its cached credentials forgotten, before
-    /// the caller answers, so the next proxied request sees the change.
-    pub async fn changed(&self, provider: Option<String>) {
-        let live = self.live.clone();
-        let r = tokio::task::spawn_blocking(move || live.changed(provider.as_deref())).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild the routing table"),
-            Err(e) => tracing::error!(error = %e, "routing table task failed"),
-        }
-    }
-
-    /// Runs a vault operation on the blocking pool (SQLite calls block).
+    /// Runs a read on the blocking pool (SQLite calls block).
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&CredentialService) -> Result<T, Error> + Send + 'static,
     {
-        let svc = self.svc.clone();
-        match tokio::task::spawn_blocking(move || f(&svc)).await {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(e) => {
-                tracing::error!(error = %e, "vault task failed");
-                Err(ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                ))
-            }
-        }
+        self.logins.blocking(f).await.map_err(ApiError::from)
     }
 }

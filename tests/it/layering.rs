@@ -155,3 +155,102 @@ fn modules_only_use_what_is_below_them() {
         violations.join("\n")
     );
 }
+
+/// The sibling files a file names (`super::x`, `crate::a::b::x` where `x`
+/// is a sibling of the file, or `self::x` in a `mod.rs` does not count: a
+/// parent may use its children).
+fn sibling_uses(file: &Path, siblings: &[String], module_path: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    siblings
+        .iter()
+        .filter(|s| file.file_stem().is_some_and(|f| f != s.as_str()))
+        .filter(|s| {
+            [
+                format!("super::{s}::"),
+                format!("super::{s};"),
+                format!("super::{s}}}"),
+                format!("super::{{{s}"),
+                format!("{module_path}::{s}::"),
+                format!("{module_path}::{s};"),
+                format!("{module_path}::{s}}}"),
+            ]
+            .iter()
+            .any(|p| text.contains(p.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+fn check_dir(dir: &Path, module_path: &str, cycles: &mut Vec<String>) {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            dirs.push(p);
+        } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("mod.rs") {
+            files.push(p);
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .chain(
+            dirs.iter()
+                .map(|d| d.file_name().unwrap().to_string_lossy().into_owned()),
+        )
+        .collect();
+    let edges: Vec<(String, Vec<String>)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.file_stem().unwrap().to_string_lossy().into_owned(),
+                sibling_uses(f, &names, module_path),
+            )
+        })
+        .collect();
+    for (a, uses) in &edges {
+        for b in uses {
+            if edges
+                .iter()
+                .any(|(n, u)| n == b && u.iter().any(|x| x == a))
+                && a < b
+            {
+                cycles.push(format!("{module_path}::{a} <-> {module_path}::{b}"));
+            }
+        }
+    }
+    for d in dirs {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        check_dir(&d, &format!("{module_path}::{name}"), cycles);
+    }
+}
+
+/// Sibling files never import each other both ways (the login routes once
+/// did: `daemon::routes::auth_sessions` <-> `daemon::routes::oauth`, issue
+/// #11); shared helpers go into a third file.
+#[test]
+fn sibling_files_do_not_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut cycles = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            check_dir(&p, &format!("crate::{name}"), &mut cycles);
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
+
+/// The check above finds the cycle it is meant to forbid.
+#[test]
+fn sibling_cycle_check_sees_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.rs"), "use super::b::page;\nfn f() {}\n").unwrap();
+    std::fs::write(dir.path().join("b.rs"), "use crate::m::a::start;\n").unwrap();
+    std::fs::write(dir.path().join("c.rs"), "use super::a::f;\n").unwrap();
+    let mut cycles = Vec::new();
+    check_dir(dir.path(), "crate::m", &mut cycles);
+    assert_eq!(cycles, vec!["crate::m::a <-> crate::m::b".to_string()]);
+}

@@ -1,5 +1,6 @@
 //! `/api/connections…` and `/api/credentials/export`: metadata everywhere,
-//! secrets only through `export` (PoP-authenticated).
+//! secrets only through `export` (PoP-authenticated, audited). Adapters over
+//! [`Logins`](crate::auth_flow::logins::Logins) for the changes.
 
 use std::collections::BTreeMap;
 
@@ -35,63 +36,22 @@ pub async fn connections_logout(
     Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let (rec, notice) = state
-        .run(move |svc| svc.logout_and_revoke(&p, Some(&c)))
-        .await?;
-    state.changed(Some(rec.provider.clone())).await;
-    state
-        .audit(
-            "logout",
-            Some(rec.provider.clone()),
-            Some(rec.name.clone()),
-            Some(caller.0),
-            "ok",
-            json!({"provider_notified": notice}),
-        )
-        .await;
+    let out = state.logins.logout(&p, Some(&c), Some(caller.0)).await?;
     Ok(Json(
-        json!({"status": "logged_out", "provider": rec.provider, "connection": rec.name, "provider_notified": notice}),
+        json!({"status": "logged_out", "provider": out.provider, "connection": out.connection, "provider_notified": out.provider_notified}),
     ))
 }
 
 /// `POST /api/connections/{provider}/revoke`: removes every connection of the
-/// provider. (Calling the provider's revocation endpoint arrives with OAuth.)
+/// provider (each OAuth provider is asked to revoke its tokens).
 pub async fn connections_revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let provider = p.clone();
-    let removed = state
-        .run(move |svc| {
-            svc.registry().require(&p)?;
-            let mut n = 0;
-            let mut notices = Vec::new();
-            for c in svc
-                .list_connections()?
-                .into_iter()
-                .filter(|c| c.record.provider == p)
-            {
-                let (_, notice) = svc.logout_and_revoke(&p, Some(&c.record.name))?;
-                notices.push(notice);
-                n += 1;
-            }
-            Ok((n, notices))
-        })
-        .await?;
-    state.changed(Some(provider.clone())).await;
-    state
-        .audit(
-            "revoke",
-            Some(provider.clone()),
-            None,
-            Some(caller.0),
-            "ok",
-            json!({"removed": removed.0, "provider_notified": removed.1}),
-        )
-        .await;
+    let out = state.logins.revoke(&p, Some(caller.0)).await?;
     Ok(Json(
-        json!({"status": "revoked", "provider": provider, "removed": removed.0, "provider_notified": removed.1}),
+        json!({"status": "revoked", "provider": out.provider, "removed": out.removed, "provider_notified": out.provider_notified}),
     ))
 }
 
@@ -101,19 +61,7 @@ pub async fn connections_set_default(
     Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let (pp, cc) = (p.clone(), c.clone());
-    state.run(move |svc| svc.set_default(&pp, &cc)).await?;
-    state.changed(Some(p.clone())).await;
-    state
-        .audit(
-            "set_default",
-            Some(p.clone()),
-            Some(c.clone()),
-            Some(caller.0),
-            "ok",
-            json!({}),
-        )
-        .await;
+    state.logins.set_default(&p, &c, Some(caller.0)).await?;
     Ok(Json(
         json!({"status": "ok", "provider": p, "default_connection": c}),
     ))
@@ -132,26 +80,16 @@ pub async fn credentials_export(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> ApiResult<Json<Value>> {
-    let (rec, vars) = state
-        .run(move |svc| svc.export(&req.provider, req.connection.as_deref()))
+    let out = state
+        .logins
+        .export(&req.provider, req.connection.as_deref(), Some(caller.0))
         .await?;
-    tracing::info!(provider = %rec.provider, connection = %rec.name, count = vars.len(), "credentials exported");
-    let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
-    state
-        .audit(
-            "export",
-            Some(rec.provider.clone()),
-            Some(rec.name.clone()),
-            Some(caller.0),
-            "ok",
-            json!({"variables": names}),
-        )
-        .await;
-    let map: BTreeMap<String, String> = vars
+    let map: BTreeMap<String, String> = out
+        .variables
         .iter()
         .map(|v| (v.name.clone(), v.value.expose().clone()))
         .collect();
     Ok(Json(
-        json!({"provider": rec.provider, "connection": rec.name, "variables": map}),
+        json!({"provider": out.provider, "connection": out.connection, "variables": map}),
     ))
 }

@@ -4,5 +4,6 @@ pub mod auth_sessions;
 pub mod connections;
 pub mod health;
 pub mod oauth;
+pub mod pages;
 pub mod providers;
 pub mod proxy;

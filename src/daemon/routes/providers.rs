@@ -1,4 +1,5 @@
-//! `/api/providers…`: list, show, register, remove.
+//! `/api/providers…`: list, show, register, remove. Registering and removing
+//! are adapters over [`Logins`](crate::auth_flow::logins::Logins).
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -9,7 +10,6 @@ use serde_json::{Value, json};
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::AppState;
-use crate::providers;
 
 /// `GET /api/providers`
 pub async fn providers_list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -51,27 +51,12 @@ pub async fn providers_register(
         other => other.to_string(),
     };
     let origin = req.origin.unwrap_or_else(|| "request body".into());
-    let def = providers::parse_file(&origin, &text)?;
-    let name = def.name.clone();
-    let hosts = def.api_url.clone();
-    let force = req.force;
-    let (outcome, suspended) = state
-        .run(move |svc| svc.register_provider_suspending(def, force))
+    let out = state
+        .logins
+        .register_provider(&origin, &text, req.force, Some(caller.0))
         .await?;
-    tracing::info!(provider = %name, ?outcome, "provider registered");
-    state.changed(None).await;
-    state
-        .audit(
-            "provider.register",
-            Some(name.clone()),
-            None,
-            Some(caller.0),
-            "ok",
-            json!({"outcome": outcome, "api_url": hosts, "suspended": suspended}),
-        )
-        .await;
     Ok(Json(
-        json!({"status": "registered", "provider": name, "outcome": outcome, "api_url": hosts, "suspended": suspended}),
+        json!({"status": "registered", "provider": out.provider, "outcome": out.outcome, "api_url": out.api_url, "suspended": out.suspended}),
     ))
 }
 
@@ -81,21 +66,8 @@ pub async fn providers_remove(
     Extension(caller): Extension<Caller>,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let name = p.clone();
-    let outcome = state.run(move |svc| svc.remove_provider(&p)).await?;
-    tracing::info!(provider = %name, ?outcome, "provider removed");
-    state.changed(None).await;
-    state
-        .audit(
-            "provider.remove",
-            Some(name.clone()),
-            None,
-            Some(caller.0),
-            "ok",
-            json!({"outcome": outcome}),
-        )
-        .await;
+    let outcome = state.logins.remove_provider(&p, Some(caller.0)).await?;
     Ok(Json(
-        json!({"status": "removed", "provider": name, "outcome": outcome}),
+        json!({"status": "removed", "provider": p, "outcome": outcome}),
     ))
 }
