@@ -24,6 +24,10 @@ fn audit_log_records_each_kind_of_event_and_no_secret() {
         .run()
         .success();
     h.cmd(["provider", "remove", "acme"]).run().success();
+    // refused changes are on the record too (issue #11)
+    h.cmd(["logout", "ahrefs", "-c", "nope"]).run().code(3);
+    h.cmd(["set-default", "ahrefs", "nope"]).run().code(3);
+    h.cmd(["provider", "remove", "ahrefs"]).run().code(4);
 
     let entries = h.cmd(["log", "--json"]).run().success().json();
     let events: Vec<(String, String)> = entries
@@ -45,14 +49,24 @@ fn audit_log_records_each_kind_of_event_and_no_secret() {
         ("logout", "ok"),
         ("provider.register", "ok"),
         ("provider.remove", "ok"),
+        ("logout", "refused"),
+        ("set_default", "refused"),
+        ("provider.remove", "refused"),
     ] {
         assert!(
             events.contains(&(want.0.into(), want.1.into())),
             "missing {want:?} in {events:?}"
         );
     }
+    let refusal = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "logout" && e["outcome"] == "refused")
+        .unwrap();
+    assert_eq!(refusal["detail"]["code"], "connection_not_found");
     // newest first, and the actor is this home's identity
-    assert_eq!(events[0].0, "provider.remove");
+    assert_eq!(events[0], ("provider.remove".into(), "refused".into()));
     let did = h.cmd(["whoami", "--json"]).run().success().json()["did"].clone();
     assert_eq!(entries[0]["actor"], did);
     assert!(!entries.to_string().contains(&secret));
@@ -64,4 +78,5 @@ fn audit_log_records_each_kind_of_event_and_no_secret() {
         human.stdout
     );
     assert!(human.stdout.contains("provider.remove"));
+    assert!(human.stdout.contains("refused"));
 }

@@ -208,6 +208,61 @@ fn a_callback_from_another_issuer_is_refused() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// Every login ends on the record, refusals too: a callback from another
+/// issuer and a denied device code were not audited before issue #11.
+#[test]
+fn refused_oauth_logins_are_in_the_audit_log() {
+    let t = oauth_lab("pkce");
+    t.auth.state.lock().unwrap().iss = Some("https://evil.test".into());
+    let (code, out, _) = t.login_pkce(&[]);
+    assert_ne!(code, 0, "{out}");
+    t.auth.state.lock().unwrap().device_script = ["denied"].into();
+    let out = t
+        .lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "-c",
+            "dev",
+            "--client-id",
+            CLIENT_ID,
+            "--flow",
+            "device",
+        ])
+        .env(
+            "AUTHSOME_RESOLVE",
+            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+        )
+        .run();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    let log = t.lab.cmd(["log", "--json"]).run();
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let entries: serde_json::Value = serde_json::from_str(&log.stdout).unwrap();
+    let refused: Vec<(String, String)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "login" && e["outcome"] == "refused")
+        .map(|e| {
+            assert_eq!(e["provider"], "acmeoauth", "{e}");
+            assert_eq!(e["detail"]["code"], "invalid_input", "{e}");
+            (
+                e["connection"].as_str().unwrap().to_string(),
+                e["detail"]["flow"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        refused.contains(&("default".into(), "pkce".into())),
+        "{refused:?}"
+    );
+    assert!(
+        refused.contains(&("dev".into(), "device_code".into())),
+        "{refused:?}"
+    );
+    assert!(!log.stdout.contains("CANARY"), "{}", log.stdout);
+}
+
 #[test]
 fn device_flow_waits_through_pending_and_slow_down() {
     let t = oauth_lab("device_code");
