@@ -1,7 +1,18 @@
 //! The MITM proxy engine: hudsucker on hyper + rustls, with our own
-//! certificate authority ([`tls`]), upstream connector ([`upstream`]),
-//! decisions ([`handler`]) and the one pure function that writes
-//! credentials ([`inject`]).
+//! certificate authority ([`tls`]), upstream connector and pools
+//! ([`upstream`]), and the one pure function that writes credentials
+//! ([`inject`]). The request path is split by concern:
+//! - [`handler`]: the hudsucker adapter (thin: calls decide, then send) and
+//!   the state a listener shares ([`Shared`], [`Stats`]);
+//! - [`decide`]: the decisions (proxy authentication, CONNECT → intercept,
+//!   blind or refuse, tunnel binding, route + credential + inject, the loop
+//!   guard) and the pure helpers they use;
+//! - `send`: sending upstream in the child's protocol, the WebSocket relay,
+//!   upstream errors in words;
+//! - `tunnel`: dialling, blind tunnels, serving intercepted tunnels.
+//!
+//! [`error`] turns refusals into responses; [`prefixed`] replays bytes
+//! already read from a tunnel.
 //!
 //! `serve(listener, shared, shutdown)` runs one listener on the current
 //! runtime until `shutdown` resolves; [`Workers::serve`] runs it on the
@@ -9,11 +20,14 @@
 //! `authsome run` (and one for system-wide mode); `app` wires them to the
 //! credential cache.
 
+pub mod decide;
 pub mod error;
 pub mod handler;
 pub mod inject;
 pub mod prefixed;
+mod send;
 pub mod tls;
+mod tunnel;
 pub mod upstream;
 pub mod workers;
 

@@ -1,0 +1,233 @@
+//! Sending a decided request upstream: through this thread's pools, in
+//! the protocol the child used (hudsucker would send every request through
+//! one client, which offers HTTP/2 to every upstream); upgrades
+//! (WebSocket) are relayed byte for byte after the upstream's 101. A
+//! failed upstream request becomes a [`ProxyError`] in words
+//! (`upstream_error`, with TLS certificate problems and their likely fix).
+
+use http::{Request, Response, StatusCode, header};
+use hudsucker::Body;
+
+use super::error::{ProxyError, Source};
+use super::handler::Handler;
+
+impl Handler {
+    /// Sends a decided request upstream in the protocol the child used.
+    /// (hudsucker would send every request through one client, which
+    /// offers HTTP/2 to every upstream.)
+    pub(super) async fn send(&self, mut req: Request<Body>) -> Response<Body> {
+        let client = self.clients.for_version(req.version());
+        // What hudsucker does before sending: hyper writes Host from the
+        // URI, HTTP/1.1 has one Cookie line, and the pooled connection's
+        // protocol (ALPN) decides the wire version.
+        req.headers_mut().remove(header::HOST);
+        let cookies: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if cookies.len() > 1 {
+            let joined = cookies.join(&b"; "[..]);
+            if let Ok(v) = header::HeaderValue::from_bytes(&joined) {
+                req.headers_mut().insert(header::COOKIE, v);
+            }
+        }
+        *req.version_mut() = http::Version::HTTP_11;
+        // An upgrade handshake (WebSocket): once the upstream answers 101,
+        // both connections are handed over and relayed byte for byte.
+        // (strip_hop_by_hop leaves `Connection` only on upgrade handshakes.)
+        let downstream = req
+            .headers()
+            .contains_key(header::CONNECTION)
+            .then(|| hyper::upgrade::on(&mut req));
+        match client.request(req).await {
+            Ok(mut res) => {
+                if res.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(downstream) = downstream
+                {
+                    let upstream = hyper::upgrade::on(&mut res);
+                    let host = self.target.clone().unwrap_or_default();
+                    tokio::spawn(async move {
+                        match tokio::try_join!(downstream, upstream) {
+                            Ok((down, up)) => {
+                                let mut down = hyper_util::rt::TokioIo::new(down);
+                                let mut up = hyper_util::rt::TokioIo::new(up);
+                                tokio::io::copy_bidirectional(&mut down, &mut up).await.ok();
+                            }
+                            Err(e) => tracing::debug!(%host, error = %e, "upgrade not completed"),
+                        }
+                    });
+                }
+                res.map(Body::from)
+            }
+            Err(e) => {
+                upstream_error(&e, self.target.as_deref().unwrap_or("the upstream")).into_response()
+            }
+        }
+    }
+}
+
+/// A TLS failure toward the upstream in words, and the likely fix (rustls
+/// reports certificate problems as debug text: `invalid peer certificate:
+/// Other(OtherError(CaUsedAsEndEntity))`).
+fn certificate_problem(rustls_text: &str, host: &str) -> (String, String) {
+    let ca_file = "if the server's certificate comes from your own CA (a corporate gateway, a self-hosted instance), put that CA in a PEM file and set AUTHSOME_UPSTREAM_CA_FILE (then `authsome daemon restart`)";
+    let t = rustls_text;
+    if t.contains("CaUsedAsEndEntity") {
+        (
+            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own certificate".into(),
+            "give the server a leaf certificate (CA:FALSE, with the name in subjectAltName) signed by a CA, and put that CA in AUTHSOME_UPSTREAM_CA_FILE; a certificate made with a bare `openssl req -x509` is a CA".into(),
+        )
+    } else if t.contains("UnknownIssuer") {
+        (
+            "the server's certificate is signed by a CA this machine does not trust".into(),
+            ca_file.into(),
+        )
+    } else if t.contains("NotValidForName") {
+        (
+            format!("the server's certificate is not valid for the name {host}"),
+            format!(
+                "the certificate must list {host} in its subjectAltName (the common name alone is not enough)"
+            ),
+        )
+    } else if t.contains("Expired") {
+        (
+            "the server's certificate has expired".into(),
+            "renew the server's certificate, or check this machine's clock".into(),
+        )
+    } else if t.contains("NotValidYet") {
+        (
+            "the server's certificate is not valid yet".into(),
+            "check this machine's clock and the certificate's notBefore date".into(),
+        )
+    } else if t.contains("Revoked") {
+        (
+            "the server's certificate is revoked".into(),
+            "the server needs a new certificate".into(),
+        )
+    } else if t.contains("BadSignature") || t.contains("BadEncoding") {
+        (
+            "the server's certificate is malformed or badly signed".into(),
+            ca_file.into(),
+        )
+    } else if t.contains("peer certificate") {
+        (
+            "the server's certificate was refused".into(),
+            ca_file.into(),
+        )
+    } else {
+        (
+            format!(
+                "the TLS handshake failed ({})",
+                t.trim_start_matches("received fatal alert: ")
+            ),
+            ca_file.into(),
+        )
+    }
+}
+
+/// A failed upstream request as the client sees it.
+pub(super) fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {
+    use std::error::Error as _;
+    let mut timed_out = false;
+    let mut tls: Option<String> = None;
+    let mut cause = String::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
+    while let Some(e) = src {
+        if e.downcast_ref::<super::upstream::LoopRefused>().is_some() {
+            return ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_loop_refused",
+                Source::Downstream,
+                format!("{host} is authsome itself; the proxy does not forward there"),
+            )
+            .host(host);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                timed_out = true;
+            }
+            if let Some(inner) = io.get_ref()
+                && let Some(r) = inner.downcast_ref::<rustls::Error>()
+            {
+                tls = Some(r.to_string());
+            }
+        }
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            tls = Some(r.to_string());
+        }
+        let text = e.to_string();
+        if text.contains("timed out") {
+            timed_out = true;
+        }
+        if tls.is_none() && text.contains("peer certificate") {
+            tls = Some(text.clone());
+        }
+        cause = text;
+        src = e.source();
+    }
+    if timed_out {
+        return ProxyError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "authsome_upstream_timeout",
+            Source::Upstream,
+            format!("{host} did not answer in time"),
+        )
+        .host(host);
+    }
+    if let Some(t) = tls {
+        let (what, hint) = certificate_problem(&t, host);
+        return ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "authsome_upstream_tls_failed",
+            Source::Upstream,
+            format!("the TLS connection to {host} failed: {what}"),
+        )
+        .host(host)
+        .hint(hint);
+    }
+    if err.is_connect() {
+        return ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "authsome_upstream_unreachable",
+            Source::Upstream,
+            format!("cannot connect to {host}: {cause}"),
+        )
+        .host(host);
+    }
+    ProxyError::new(
+        StatusCode::BAD_GATEWAY,
+        "authsome_upstream_failed",
+        Source::Upstream,
+        format!("the request to {host} failed: {cause}"),
+    )
+    .host(host)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn certificate_problems_are_said_in_words_with_a_fix() {
+        let (w, h) = super::certificate_problem(
+            "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+            "api.acme.test",
+        );
+        assert!(w.contains("CA:TRUE") && h.contains("CA:FALSE"), "{w} / {h}");
+        assert!(!w.contains("Other("));
+        let (w, h) =
+            super::certificate_problem("invalid peer certificate: UnknownIssuer", "x.test");
+        assert!(w.contains("does not trust") && h.contains("AUTHSOME_UPSTREAM_CA_FILE"));
+        let (w, h) = super::certificate_problem(
+            "invalid peer certificate: NotValidForNameContext { expected: DnsName(\"x.test\"), presented: [] }",
+            "x.test",
+        );
+        assert!(
+            w.contains("x.test") && h.contains("subjectAltName"),
+            "{w} / {h}"
+        );
+        let (w, _) =
+            super::certificate_problem("invalid peer certificate: ExpiredContext { time: 1 }", "x");
+        assert!(w.contains("expired"));
+    }
+}
