@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use authsome::ca::{Ca, RUN_VALIDITY};
 use authsome::credentials::ResolvedCredential;
 use authsome::credentials::cache::CredentialSource;
-use authsome::credentials::live::Live;
+use authsome::credentials::proxy_tables::ProxyTables;
 use authsome::providers::{ProviderDef, parse_file};
 use authsome::proxy::tls::LeafAuthority;
 use authsome::proxy::upstream::Upstream;
@@ -140,7 +140,7 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         ),
     )
     .unwrap();
-    let live = Arc::new(Live::new(Arc::new(Source { def })).unwrap());
+    let tables = Arc::new(ProxyTables::new(Arc::new(Source { def })).unwrap());
     let ca = Arc::new(Ca::generate("bench run CA", &[HOST.into()], RUN_VALIDITY).unwrap());
     let ca_pem = ca.cert_pem().to_string();
     let authority = Arc::new(LeafAuthority::new(ca).unwrap());
@@ -150,9 +150,9 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         &[(HOST.into(), "127.0.0.1".parse().unwrap())],
     )
     .unwrap();
-    let pinned = live.routes();
+    let pinned = tables.routes();
     let shared = Arc::new(Shared {
-        live,
+        tables,
         authority,
         upstream,
         token: Some(Secret::new(TOKEN.into())),

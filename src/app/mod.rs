@@ -276,10 +276,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     }
     let upstream =
         crate::proxy::upstream::Upstream::new(config.upstream_ca_file.as_deref(), &config.resolve)?;
-    let live = {
+    let tables = {
         let svc = svc.clone();
         Arc::new(
-            tokio::task::spawn_blocking(move || crate::credentials::live::Live::new(svc))
+            tokio::task::spawn_blocking(move || crate::credentials::proxy_tables::ProxyTables::new(svc))
                 .await
                 .context("routing table task failed")??,
         )
@@ -294,12 +294,12 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         // Proactive refresh: tokens are renewed before the proxy meets them
         // inside the refresh window.
         // Weak handles: this task never keeps the vault open at shutdown.
-        let (svc, live) = (Arc::downgrade(&svc), Arc::downgrade(&live));
+        let (svc, tables) = (Arc::downgrade(&svc), Arc::downgrade(&tables));
         let every = std::time::Duration::from_secs(config.refresh_interval_secs);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let (Some(s), Some(l)) = (svc.upgrade(), live.upgrade()) else {
+                let (Some(s), Some(l)) = (svc.upgrade(), tables.upgrade()) else {
                     return;
                 };
                 let r = tokio::task::spawn_blocking(move || {
@@ -317,7 +317,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         });
     }
     let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
-        live: live.clone(),
+        tables: tables.clone(),
         svc: svc.clone(),
         upstream,
         daemon_addr: addr,
@@ -352,7 +352,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         svc.clone(),
         Arc::new(Sessions::new(SESSION_TTL)),
         oauth_http,
-        live,
+        tables,
         base_url.clone(),
     );
     let state = AppState {

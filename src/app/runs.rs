@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::ca::{Ca, RUN_VALIDITY};
 use crate::credentials::CredentialService;
-use crate::credentials::live::Live;
+use crate::credentials::proxy_tables::ProxyTables;
 use crate::daemon::state::{BoxFuture, ProxyRuns, RunRequest, RunStarted};
 use crate::error::{Error, Result};
 use crate::home;
@@ -76,7 +76,7 @@ struct SystemEntry {
 
 /// The daemon's proxy listeners.
 pub struct Runs {
-    live: Arc<Live>,
+    tables: Arc<ProxyTables>,
     svc: Arc<CredentialService>,
     upstream: Upstream,
     home: PathBuf,
@@ -103,7 +103,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Options fixed when the daemon starts.
 #[derive(Debug)]
 pub struct RunsOptions {
-    pub live: Arc<Live>,
+    pub tables: Arc<ProxyTables>,
     pub svc: Arc<CredentialService>,
     pub upstream: Upstream,
     pub daemon_addr: SocketAddr,
@@ -123,7 +123,7 @@ impl Runs {
         // through `upstream`; listeners add themselves while they are open).
         o.upstream.own.add(o.daemon_addr);
         Runs {
-            live: o.live,
+            tables: o.tables,
             svc: o.svc,
             upstream: o.upstream,
             home: o.home,
@@ -168,7 +168,7 @@ impl Runs {
     }
 
     async fn start_run(&self, req: RunRequest) -> Result<RunStarted> {
-        let routes = self.live.routes();
+        let routes = self.tables.routes();
         let mut names = routes.ca_names();
         let providers: Vec<String> = routes.providers().iter().map(|p| p.to_string()).collect();
         if names.is_empty() {
@@ -193,7 +193,7 @@ impl Runs {
             .map_err(|e| Error::io("cannot read the proxy's address", e))?;
         let token = Self::token()?;
         let shared = Arc::new(Shared {
-            live: self.live.clone(),
+            tables: self.tables.clone(),
             authority,
             upstream: self.upstream.clone(),
             token: Some(token.duplicate()),
@@ -334,13 +334,13 @@ impl Runs {
                 .map_err(|e| Error::io("cannot read the proxy's address", e))?;
             let authority = Arc::new(LeafAuthority::new(ca)?);
             let shared = Arc::new(Shared {
-                live: self.live.clone(),
+                tables: self.tables.clone(),
                 authority,
                 upstream: self.upstream.clone(),
                 token: Some(token.duplicate()),
                 // Like a run: hosts of providers connected now stay provider
                 // hosts (fail closed after a logout).
-                pinned: self.live.routes(),
+                pinned: self.tables.routes(),
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
                 local_ports: None,

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::oauth::{self, DevicePoll, Endpoints, OAuthHttp};
 use super::{InputContext, NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionStatus};
 use super::{SessionView, Sessions};
-use crate::credentials::live::Live;
+use crate::credentials::proxy_tables::ProxyTables;
 use crate::credentials::oauth::{ClientInfo, ClientSource, GrantError, OAuthClient, Tokens};
 use crate::credentials::{
     CredentialService, DEFAULT_CONNECTION, ExportVar, RegisterOutcome, RemoveOutcome,
@@ -188,7 +188,7 @@ pub struct Logins {
     svc: Arc<CredentialService>,
     sessions: Arc<Sessions>,
     http: Arc<dyn OAuthHttp>,
-    proxy: Arc<Live>,
+    proxy: Arc<ProxyTables>,
     audit: Arc<dyn AuditSink>,
     /// The daemon's URL, for the form and the OAuth callback.
     base_url: String,
@@ -200,7 +200,7 @@ impl Logins {
         svc: Arc<CredentialService>,
         sessions: Arc<Sessions>,
         http: Arc<dyn OAuthHttp>,
-        proxy: Arc<Live>,
+        proxy: Arc<ProxyTables>,
         base_url: String,
     ) -> Logins {
         Logins {

@@ -9,7 +9,7 @@
 //!   `remove_provider`) are called only by
 //!   [`Logins`](crate::auth_flow::logins::Logins), which makes the proxy
 //!   see each change and records it in the audit log.
-//! - **The proxy's side:** [`live::Live`] holds the routing table and the
+//! - **The proxy's side:** [`proxy_tables::ProxyTables`] holds the routing table and the
 //!   credential [`cache`] it reads on every request; [`oauth`] refreshes
 //!   tokens near expiry.
 //!
@@ -17,7 +17,7 @@
 //! looks like, when a token is due), not in the front ends.
 
 pub mod cache;
-pub mod live;
+pub mod proxy_tables;
 pub mod oauth;
 
 use std::sync::{Arc, RwLock};

@@ -560,7 +560,7 @@ mod tests {
             svc.clone(),
             Arc::new(Sessions::new(300)),
             Arc::new(NoHttp),
-            Arc::new(crate::credentials::live::Live::new(svc.clone()).unwrap()),
+            Arc::new(crate::credentials::proxy_tables::ProxyTables::new(svc.clone()).unwrap()),
             "http://127.0.0.1:7998".into(),
         );
         let state = AppState {

@@ -310,7 +310,7 @@ impl Handler {
         }
         let provider = if claimed {
             self.shared
-                .live
+                .tables
                 .routes()
                 .resolve(host, port, path)
                 .or_else(|| self.shared.pinned.resolve(host, port, path))
@@ -347,7 +347,7 @@ impl Handler {
             .map(String::as_str);
         let cred = self
             .shared
-            .live
+            .tables
             .credential(&provider, connection)
             .await
             .map_err(|e| {
@@ -431,13 +431,13 @@ impl Handler {
     /// True when some rule for `host:port` is scoped to a path (the key
     /// depends on the path there).
     fn path_scoped(&self, host: &str, port: u16) -> bool {
-        self.shared.live.routes().path_scoped(host, port)
+        self.shared.tables.routes().path_scoped(host, port)
             || self.shared.pinned.path_scoped(host, port)
     }
 
     /// True when a provider claims `host:port`, now or when the run started.
     fn claims(&self, host: &str, port: u16) -> bool {
-        self.shared.live.routes().claims(host, port) || self.shared.pinned.claims(host, port)
+        self.shared.tables.routes().claims(host, port) || self.shared.pinned.claims(host, port)
     }
 
     /// Refuses targets that are authsome itself, as far as the name alone

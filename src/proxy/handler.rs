@@ -30,7 +30,7 @@ use super::error::ProxyError;
 use super::send::upstream_error;
 use super::tls::LeafAuthority;
 use super::upstream::{Clients, Upstream};
-use crate::credentials::live::Live;
+use crate::credentials::proxy_tables::ProxyTables;
 use crate::secret::Secret;
 
 /// Counters, for `/api/proxy/runs` and tests.
@@ -77,7 +77,7 @@ impl Stats {
 /// What every request of one proxy listener shares.
 pub struct Shared {
     /// Routing table and credential cache.
-    pub live: Arc<Live>,
+    pub tables: Arc<ProxyTables>,
     /// Mints leaves; knows which hosts the CA may sign for.
     pub authority: Arc<LeafAuthority>,
     /// Upstream trust and resolver overrides.

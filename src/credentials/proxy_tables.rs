@@ -1,8 +1,10 @@
-//! What the proxy reads on every request: the current routing table and the
-//! credential cache, kept in step with the vault.
+//! [`ProxyTables`]: the two tables the proxy reads on every request, the
+//! routing table (host → provider) and the credential cache, kept in step
+//! with the vault.
 //!
-//! The daemon calls [`Live::changed`] after every login, logout, revoke,
-//! refresh and provider change. That rebuilds the routing table (a vault
+//! [`Logins::commit`](crate::auth_flow::logins::Logins::commit) calls
+//! [`ProxyTables::changed`] after every login, logout, revoke and provider
+//! change, and the refresh loop after every refresh. That rebuilds the routing table (a vault
 //! query, off the hot path) and swaps it in atomically, so requests in
 //! flight keep the table they started with and nothing is dropped; then it
 //! forgets the cached credentials of the provider concerned.
@@ -18,27 +20,27 @@ use crate::routing::RouteTable;
 const CACHE_CAPACITY: u64 = 1024;
 
 /// The routing table and credential cache the proxy reads.
-pub struct Live {
+pub struct ProxyTables {
     source: Arc<dyn CredentialSource>,
     cache: CredentialCache,
     routes: RwLock<Arc<RouteTable>>,
 }
 
-impl std::fmt::Debug for Live {
+impl std::fmt::Debug for ProxyTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live")
+        f.debug_struct("ProxyTables")
             .field("routes", &self.routes().len())
             .field("cache", &self.cache)
             .finish()
     }
 }
 
-impl Live {
+impl ProxyTables {
     /// Loads the routing table from `source` (blocking: call it off the
     /// async workers or at start-up).
-    pub fn new(source: Arc<dyn CredentialSource>) -> Result<Live> {
+    pub fn new(source: Arc<dyn CredentialSource>) -> Result<ProxyTables> {
         let routes = source.routes()?;
-        Ok(Live {
+        Ok(ProxyTables {
             cache: CredentialCache::new(source.clone(), CACHE_CAPACITY),
             source,
             routes: RwLock::new(Arc::new(routes)),
@@ -96,15 +98,15 @@ mod tests {
             )
             .unwrap(),
         );
-        let live = Live::new(svc.clone()).unwrap();
-        assert!(live.routes().is_empty());
+        let tables = ProxyTables::new(svc.clone()).unwrap();
+        assert!(tables.routes().is_empty());
         svc.login_api_key("ahrefs", "default", Secret::new("k1".into()), false)
             .unwrap();
-        assert!(live.routes().is_empty(), "not before changed()");
-        live.changed(Some("ahrefs")).unwrap();
-        assert!(!live.routes().is_empty());
+        assert!(tables.routes().is_empty(), "not before changed()");
+        tables.changed(Some("ahrefs")).unwrap();
+        assert!(!tables.routes().is_empty());
         assert_eq!(
-            live.credential("ahrefs", None)
+            tables.credential("ahrefs", None)
                 .await
                 .unwrap()
                 .value
@@ -112,10 +114,10 @@ mod tests {
             "Bearer k1"
         );
         svc.logout("ahrefs", None).unwrap();
-        live.changed(Some("ahrefs")).unwrap();
-        assert!(live.routes().is_empty());
+        tables.changed(Some("ahrefs")).unwrap();
+        assert!(tables.routes().is_empty());
         assert!(
-            live.credential("ahrefs", None).await.is_err(),
+            tables.credential("ahrefs", None).await.is_err(),
             "fails closed"
         );
     }
