@@ -14,11 +14,12 @@
 //!     ┌────────┼──────────┬──────────┐
 //!   vault   providers   routing   identity      diagnostics
 //!     │         │          │
-//!   secret, error, config, home (leaves)
+//!   secret, error, config, home, clock (leaves)
 //! ```
 //!
 //! Allowed edges are checked by `tests/it/layering.rs`: domain modules never
-//! reach up into `cli`, and `vault` depends only on `secret`, `error` and `home`.
+//! reach up into `cli`, and `vault` depends only on `secret`, `error`, `home`
+//! and `clock`.
 
 #![deny(unsafe_code)] // one reviewed exception: `cli::run` sets the child's parent-death signal
 
@@ -26,6 +27,7 @@ pub mod app;
 pub mod auth_flow;
 pub mod ca;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

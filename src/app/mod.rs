@@ -364,7 +364,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         version: env!("CARGO_PKG_VERSION").into(),
         home: home.root().to_path_buf(),
         home_id: id,
-        started_at: crate::vault::now_unix(),
+        started_at: crate::clock::now_unix(),
         proof_key: ProofKey(proof_key.duplicate()),
     };
     write_daemon_file(home.root(), &file)?;

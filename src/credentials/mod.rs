@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine;
 use serde::Serialize;
 
+use crate::clock::now_unix;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -36,7 +37,7 @@ use crate::routing::RouteTable;
 use crate::secret::Secret;
 use crate::vault::master_key::{self, KeyStore, OsKeyring};
 use crate::vault::{
-    ConnectionRecord, ConnectionStatus, KeySource, MasterKey, NewConnection, Vault, now_unix,
+    ConnectionRecord, ConnectionStatus, KeySource, MasterKey, NewConnection, Vault,
 };
 
 /// The connection name used when none is given.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth_flow::{SessionStatus, SessionView};
+use crate::clock::now_unix;
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
@@ -22,7 +23,6 @@ use crate::daemon::state::AppState;
 use crate::error::Error;
 use crate::providers::AuthType;
 use crate::secret::Secret;
-use crate::vault::now_unix;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

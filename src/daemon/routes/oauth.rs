@@ -21,13 +21,13 @@ use serde_json::json;
 use super::auth_sessions::{escape, page};
 use crate::auth_flow::oauth::{self, DevicePoll, Endpoints};
 use crate::auth_flow::{NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionView};
+use crate::clock::now_unix;
 use crate::credentials::oauth::{ClientInfo, Tokens};
 use crate::daemon::error::{ApiError, ApiResult};
 use crate::daemon::state::AppState;
 use crate::error::Error;
 use crate::providers::{Flow, ProviderDef};
 use crate::secret::Secret;
-use crate::vault::now_unix;
 use crate::vault::oauth::{ClientSource, OAuthClient};
 
 /// What `POST /api/auth/sessions` carries for an OAuth provider.
