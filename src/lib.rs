@@ -48,6 +48,7 @@ pub mod app;
 pub mod auth_flow;
 pub mod ca;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

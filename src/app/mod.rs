@@ -279,9 +279,11 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     let tables = {
         let svc = svc.clone();
         Arc::new(
-            tokio::task::spawn_blocking(move || crate::credentials::proxy_tables::ProxyTables::new(svc))
-                .await
-                .context("routing table task failed")??,
+            tokio::task::spawn_blocking(move || {
+                crate::credentials::proxy_tables::ProxyTables::new(svc)
+            })
+            .await
+            .context("routing table task failed")??,
         )
     };
     let oauth_http: Arc<dyn crate::auth_flow::oauth::OAuthHttp> =
@@ -370,7 +372,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         version: env!("CARGO_PKG_VERSION").into(),
         home: home.root().to_path_buf(),
         home_id: id,
-        started_at: crate::vault::now_unix(),
+        started_at: crate::clock::now_unix(),
         proof_key: ProofKey(proof_key.duplicate()),
     };
     write_daemon_file(home.root(), &file)?;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::ca::{Ca, RUN_VALIDITY};
+use crate::clock::now_unix;
 use crate::credentials::CredentialService;
 use crate::credentials::proxy_tables::ProxyTables;
 use crate::daemon::state::{BoxFuture, ProxyRuns, RunRequest, RunStarted};
@@ -30,7 +31,6 @@ use crate::proxy::upstream::Upstream;
 use crate::proxy::{self, Shared, Stats};
 use crate::routing::RouteTable;
 use crate::secret::Secret;
-use crate::vault::now_unix;
 
 /// The system-wide CA's validity.
 pub const SYSTEM_CA_VALIDITY: time::Duration = time::Duration::days(365);

@@ -24,15 +24,15 @@ use serde_json::{Value, json};
 use super::oauth::{self, DevicePoll, Endpoints, OAuthHttp};
 use super::{InputContext, NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionStatus};
 use super::{SessionView, Sessions};
-use crate::credentials::proxy_tables::ProxyTables;
+use crate::clock::now_unix;
 use crate::credentials::oauth::{ClientInfo, ClientSource, GrantError, OAuthClient, Tokens};
+use crate::credentials::proxy_tables::ProxyTables;
 use crate::credentials::{
     CredentialService, DEFAULT_CONNECTION, ExportVar, RegisterOutcome, RemoveOutcome,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::providers::{AuthType, Flow, ProviderDef};
 use crate::secret::Secret;
-use crate::vault::now_unix;
 
 /// Where audit entries go.
 pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {

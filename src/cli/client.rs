@@ -19,10 +19,10 @@ use serde_json::Value;
 use super::Ctx;
 use super::exit::ExitStatus;
 use crate::app::{self, DaemonFile};
+use crate::clock::now_unix;
 use crate::home::Home;
 use crate::identity::Identity;
 use crate::pop;
-use crate::vault::now_unix;
 
 /// An error answered by the daemon (its JSON error shape).
 #[derive(Debug, thiserror::Error)]

@@ -159,7 +159,7 @@ fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
             return Ok(s);
         }
         if tty && start.elapsed() > Duration::from_millis(300) {
-            let left = s["expires_at"].as_i64().unwrap_or(0) - crate::vault::now_unix();
+            let left = s["expires_at"].as_i64().unwrap_or(0) - crate::clock::now_unix();
             eprint!(
                 "\r\x1b[2KWaiting for the browser… ({}:{:02} left, Ctrl-C to cancel)",
                 left.max(0) / 60,

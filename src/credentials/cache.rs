@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{CredentialService, ResolvedCredential};
+use crate::clock::now_unix;
 use crate::error::{Error, Result};
 use crate::routing::RouteTable;
-use crate::vault::now_unix;
 
 /// How long an API key stays cached without an invalidation.
 pub const API_KEY_TTL: Duration = Duration::from_secs(600);

@@ -17,14 +17,15 @@
 //! looks like, when a token is due), not in the front ends.
 
 pub mod cache;
-pub mod proxy_tables;
 pub mod oauth;
+pub mod proxy_tables;
 
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use serde::Serialize;
 
+use crate::clock::now_unix;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -35,7 +36,7 @@ use crate::routing::RouteTable;
 use crate::secret::Secret;
 use crate::vault::master_key::{self, KeyStore, OsKeyring};
 use crate::vault::{
-    ConnectionRecord, ConnectionStatus, KeySource, MasterKey, NewConnection, Vault, now_unix,
+    ConnectionRecord, ConnectionStatus, KeySource, MasterKey, NewConnection, Vault,
 };
 
 /// The connection name used when none is given.

@@ -21,11 +21,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{CredentialService, refresh_due};
+use crate::clock::now_unix;
 use crate::error::{Error, Result};
 use crate::providers::{AuthType, Flow, ProviderDef};
 use crate::secret::Secret;
 pub use crate::vault::oauth::{ClientSource, OAuthClient};
-use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection, now_unix};
+use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection};
 
 /// Tokens from a token endpoint.
 #[derive(Debug)]

@@ -106,7 +106,8 @@ mod tests {
         tables.changed(Some("ahrefs")).unwrap();
         assert!(!tables.routes().is_empty());
         assert_eq!(
-            tables.credential("ahrefs", None)
+            tables
+                .credential("ahrefs", None)
                 .await
                 .unwrap()
                 .value

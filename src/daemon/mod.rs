@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use self::error::ApiError;
 use self::routes::{auth_sessions as s, connections as c, health as h, providers as p, proxy as x};
 pub use self::state::{AppState, DaemonInfo};
-use crate::vault::now_unix;
+use crate::clock::now_unix;
 
 /// The identity (did:key) that signed a request's PoP token.
 #[derive(Debug, Clone)]
@@ -647,7 +647,7 @@ mod tests {
             "GET",
             "/api/connections",
             b"",
-            crate::vault::now_unix(),
+            crate::clock::now_unix(),
         );
         let (st, v) = call(
             &s,
@@ -661,7 +661,7 @@ mod tests {
     #[tokio::test]
     async fn session_then_resume_stores_the_key() {
         let (_d, s, id) = state();
-        let now = crate::vault::now_unix();
+        let now = crate::clock::now_unix();
         let body = r#"{"provider":"ahrefs"}"#;
         let auth = pop::authorization(&id, "POST", "/api/auth/sessions", body.as_bytes(), now);
         let (st, v) = call(

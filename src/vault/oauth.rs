@@ -1,5 +1,6 @@
-//! OAuth state in the vault: registered clients, and token updates after a
-//! refresh.
+//! OAuth state in the vault: registered clients (with their sealed secrets
+//! and endpoints), token updates after a refresh, and a connection's status
+//! change (e.g. `expired` after `invalid_grant`).
 //!
 //! Why a token update is its own statement: a rotated refresh token is only
 //! valid once. The new pair is sealed and written (one `UPDATE`, `IMMEDIATE`
@@ -12,7 +13,8 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::crypto::{self, Aad};
-use super::{ConnectionRecord, ConnectionStatus, Vault, crypto_to_io, now_unix};
+use super::{ConnectionRecord, ConnectionStatus, Vault, crypto_to_io};
+use crate::clock::now_unix;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -266,7 +268,7 @@ impl Vault {
         }
         let seal = |field: &str, v: &Secret<String>| {
             let aad = Aad {
-                table: super::TABLE,
+                table: super::connections::TABLE,
                 record_id: &record.id,
                 field,
                 key_version: kv,

@@ -5,10 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use authsome::clock::now_unix;
 use authsome::home::Home;
 use authsome::identity::Identity;
 use authsome::pop;
-use authsome::vault::now_unix;
 
 use crate::common::{TestHome, bin, canary, http};
 

@@ -1,0 +1,12 @@
+//! One clock for the crate: every timestamp authsome stores, compares or
+//! signs is Unix seconds from [`now_unix`].
+//!
+//! A leaf: it uses no other module of the crate.
+
+/// Seconds since the Unix epoch (0 if the system clock is before it).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,562 @@
+//! Stored connections: the records (provider, name, status, default flag,
+//! scopes, expiry) and their secret fields (API key, access token, refresh
+//! token), each sealed under the data key and bound to its row and column.
+//!
+//! Listing and finding return a [`ConnectionRecord`], which carries no
+//! secret; only [`Vault::read_secrets`] decrypts. Each provider has at most
+//! one default connection: the first stored becomes it, and when it is
+//! deleted the oldest remaining one takes over.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::crypto::{self, Aad};
+use super::{Vault, crypto_to_io};
+use crate::clock::now_unix;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The table whose rows the secret fields' associated data names.
+pub(super) const TABLE: &str = "connections";
+const SECRET_FIELDS: [&str; 3] = ["api_key", "access_token", "refresh_token"];
+
+/// Lifecycle state of a stored connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Usable.
+    Connected,
+    /// The token expired and could not be refreshed.
+    Expired,
+    /// Revoked at the provider.
+    Revoked,
+    /// Stored data is unusable.
+    Invalid,
+    /// Its provider's definition changed where the credential goes (hosts,
+    /// paths, header, injection form, token endpoints): not used until the
+    /// user logs in again (`authsome login PROVIDER --force`).
+    Suspended,
+}
+
+impl ConnectionStatus {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::Expired => "expired",
+            ConnectionStatus::Revoked => "revoked",
+            ConnectionStatus::Invalid => "invalid",
+            ConnectionStatus::Suspended => "suspended",
+        }
+    }
+
+    fn parse(s: &str) -> ConnectionStatus {
+        match s {
+            "connected" => ConnectionStatus::Connected,
+            "expired" => ConnectionStatus::Expired,
+            "revoked" => ConnectionStatus::Revoked,
+            "suspended" => ConnectionStatus::Suspended,
+            _ => ConnectionStatus::Invalid,
+        }
+    }
+}
+
+/// A stored connection without its secrets: safe to list, log and return.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRecord {
+    #[serde(skip)]
+    pub id: String,
+    pub provider: String,
+    pub name: String,
+    pub auth_type: String,
+    pub status: ConnectionStatus,
+    pub is_default: bool,
+    pub account_label: Option<String>,
+    pub token_type: Option<String>,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub has_api_key: bool,
+    pub has_access_token: bool,
+    pub has_refresh_token: bool,
+    /// The login flow that made an OAuth connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
+}
+
+/// A connection to store.
+#[derive(Debug)]
+pub struct NewConnection {
+    pub provider: String,
+    pub name: String,
+    pub auth_type: String,
+    pub status: ConnectionStatus,
+    pub account_label: Option<String>,
+    pub token_type: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub api_key: Option<Secret<String>>,
+    pub access_token: Option<Secret<String>>,
+    pub refresh_token: Option<Secret<String>>,
+    /// The login flow (OAuth connections).
+    pub flow: Option<String>,
+}
+
+/// The decrypted secret fields of one connection.
+#[derive(Debug, Default)]
+pub struct ConnectionSecrets {
+    pub api_key: Option<Secret<String>>,
+    pub access_token: Option<Secret<String>>,
+    pub refresh_token: Option<Secret<String>>,
+}
+
+const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_default, account_label, token_type, \
+     scopes, expires_at, created_at, updated_at, api_key IS NOT NULL, access_token IS NOT NULL, \
+     refresh_token IS NOT NULL, flow";
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
+    let scopes: String = r.get(8)?;
+    Ok(ConnectionRecord {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        name: r.get(2)?,
+        auth_type: r.get(3)?,
+        status: ConnectionStatus::parse(&r.get::<_, String>(4)?),
+        is_default: r.get(5)?,
+        account_label: r.get(6)?,
+        token_type: r.get(7)?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        expires_at: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        has_api_key: r.get(12)?,
+        has_access_token: r.get(13)?,
+        has_refresh_token: r.get(14)?,
+        flow: r.get(15)?,
+    })
+}
+
+impl Vault {
+    /// Every connection, ordered by provider then name.
+    pub fn list_connections(&self) -> Result<Vec<ConnectionRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY provider, name"
+            ))
+            .map_err(|e| Error::db("cannot list connections", e))?;
+        let rows = stmt
+            .query_map([], row_to_record)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| Error::db("cannot list connections", e))?;
+        Ok(rows)
+    }
+
+    /// One connection's record, if it exists.
+    pub fn find_connection(&self, provider: &str, name: &str) -> Result<Option<ConnectionRecord>> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!(
+                "SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND name = ?2"
+            ),
+            [provider, name],
+            row_to_record,
+        )
+        .optional()
+        .map_err(|e| Error::db("cannot read a connection", e))
+    }
+
+    /// The provider's default connection, if any.
+    pub fn default_connection(&self, provider: &str) -> Result<Option<ConnectionRecord>> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND is_default = 1"),
+            [provider],
+            row_to_record,
+        )
+        .optional()
+        .map_err(|e| Error::db("cannot read a connection", e))
+    }
+
+    /// Decrypts a connection's secret fields.
+    pub fn read_secrets(&self, record: &ConnectionRecord) -> Result<ConnectionSecrets> {
+        let conn = self.conn()?;
+        let (key_version, blobs) = conn
+            .query_row(
+                "SELECT key_version, api_key, access_token, refresh_token FROM connections WHERE id = ?1",
+                [&record.id],
+                |r| Ok((r.get::<_, u32>(0)?, [r.get::<_, Option<Vec<u8>>>(1)?, r.get(2)?, r.get(3)?])),
+            )
+            .optional()
+            .map_err(|e| Error::db("cannot read a connection", e))?
+            .ok_or_else(|| Error::ConnectionNotFound {
+                provider: record.provider.clone(),
+                connection: record.name.clone(),
+            })?;
+        drop(conn);
+        let mut out: [Option<Secret<String>>; 3] = [None, None, None];
+        for (i, blob) in blobs.iter().enumerate() {
+            if let Some(blob) = blob {
+                out[i] = Some(self.open_field(record, SECRET_FIELDS[i], key_version, blob)?);
+            }
+        }
+        let [api_key, access_token, refresh_token] = out;
+        Ok(ConnectionSecrets {
+            api_key,
+            access_token,
+            refresh_token,
+        })
+    }
+
+    pub(super) fn open_field(
+        &self,
+        record: &ConnectionRecord,
+        field: &str,
+        key_version: u32,
+        blob: &[u8],
+    ) -> Result<Secret<String>> {
+        let aad = Aad {
+            table: TABLE,
+            record_id: &record.id,
+            field,
+            key_version,
+        };
+        let corrupt = || Error::Corrupt {
+            what: format!("connection {}/{} ({field})", record.provider, record.name),
+        };
+        let pt = crypto::open(&self.dek, &aad, blob).map_err(|_err| corrupt())?;
+        let s = std::str::from_utf8(&pt).map_err(|_err| corrupt())?;
+        Ok(Secret::new(s.to_string()))
+    }
+
+    /// Stores a connection. With `replace`, an existing connection of the same
+    /// provider and name is replaced (keeping its default flag); without it,
+    /// that is a [`Error::ConnectionExists`]. The first connection of a
+    /// provider becomes its default.
+    pub fn put_connection(&self, new: NewConnection, replace: bool) -> Result<ConnectionRecord> {
+        let id = random_id()?;
+        let now = now_unix();
+        let mut sealed: [Option<Vec<u8>>; 3] = [None, None, None];
+        for (i, value) in [&new.api_key, &new.access_token, &new.refresh_token]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(v) = value {
+                let aad = Aad {
+                    table: TABLE,
+                    record_id: &id,
+                    field: SECRET_FIELDS[i],
+                    key_version: self.key_version,
+                };
+                sealed[i] = Some(
+                    crypto::seal(&self.dek, &aad, v.expose().as_bytes()).map_err(crypto_to_io)?,
+                );
+            }
+        }
+        let scopes = serde_json::to_string(&new.scopes).unwrap_or_else(|_| "[]".into());
+        let mut conn = self.conn()?;
+        let ctx = |e| {
+            Error::db(
+                format!("cannot store connection {}/{}", new.provider, new.name),
+                e,
+            )
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx)?;
+        let existing: Option<(bool, i64)> = tx
+            .query_row(
+                "SELECT is_default, created_at FROM connections WHERE provider = ?1 AND name = ?2",
+                [&new.provider, &new.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(ctx)?;
+        if existing.is_some() && !replace {
+            return Err(Error::ConnectionExists {
+                provider: new.provider,
+                connection: new.name,
+            });
+        }
+        let has_default: bool = tx
+            .query_row("SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND is_default = 1 AND name != ?2)", [&new.provider, &new.name], |r| r.get(0))
+            .map_err(ctx)?;
+        let is_default = existing.map(|(d, _)| d).unwrap_or(false) || !has_default;
+        let created_at = existing.map(|(_, c)| c).unwrap_or(now);
+        tx.execute(
+            "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
+            [&new.provider, &new.name],
+        )
+        .map_err(ctx)?;
+        tx.execute(
+            "INSERT INTO connections (id, provider, name, auth_type, status, is_default, account_label, token_type, \
+             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            params![
+                id,
+                new.provider,
+                new.name,
+                new.auth_type,
+                new.status.as_str(),
+                is_default,
+                new.account_label,
+                new.token_type,
+                scopes,
+                new.expires_at,
+                self.key_version,
+                sealed[0],
+                sealed[1],
+                sealed[2],
+                created_at,
+                now,
+                new.flow
+            ],
+        )
+        .map_err(ctx)?;
+        tx.commit().map_err(ctx)?;
+        drop(conn);
+        self.find_connection(&new.provider, &new.name)?
+            .ok_or_else(|| Error::ConnectionNotFound {
+                provider: new.provider.clone(),
+                connection: new.name.clone(),
+            })
+    }
+
+    /// Deletes a connection; returns whether it existed. When it was the
+    /// default, the oldest remaining connection of the provider takes over.
+    pub fn delete_connection(&self, provider: &str, name: &str) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let ctx = |e| Error::db(format!("cannot remove connection {provider}/{name}"), e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx)?;
+        let was_default: Option<bool> = tx
+            .query_row(
+                "SELECT is_default FROM connections WHERE provider = ?1 AND name = ?2",
+                [provider, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ctx)?;
+        let Some(was_default) = was_default else {
+            return Ok(false);
+        };
+        tx.execute(
+            "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
+            [provider, name],
+        )
+        .map_err(ctx)?;
+        if was_default {
+            tx.execute(
+                "UPDATE connections SET is_default = 1 WHERE id = \
+                 (SELECT id FROM connections WHERE provider = ?1 ORDER BY created_at, name LIMIT 1)",
+                [provider],
+            )
+            .map_err(ctx)?;
+        }
+        tx.commit().map_err(ctx)?;
+        Ok(true)
+    }
+
+    /// Makes `name` the provider's default connection.
+    pub fn set_default(&self, provider: &str, name: &str) -> Result<()> {
+        let mut conn = self.conn()?;
+        let ctx = |e| {
+            Error::db(
+                format!("cannot change the default connection of {provider}"),
+                e,
+            )
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND name = ?2)",
+                [provider, name],
+                |r| r.get(0),
+            )
+            .map_err(ctx)?;
+        if !exists {
+            return Err(Error::ConnectionNotFound {
+                provider: provider.into(),
+                connection: name.into(),
+            });
+        }
+        tx.execute(
+            "UPDATE connections SET is_default = 0 WHERE provider = ?1",
+            [provider],
+        )
+        .map_err(ctx)?;
+        tx.execute("UPDATE connections SET is_default = 1, updated_at = ?3 WHERE provider = ?1 AND name = ?2", params![provider, name, now_unix()])
+            .map_err(ctx)?;
+        tx.commit().map_err(ctx)
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    crate::secret::fill_random(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params;
+
+    use super::*;
+    use crate::vault::tests::{api_key_conn, fresh};
+
+    #[test]
+    fn put_then_read_secrets() {
+        let (_d, _h, v) = fresh();
+        let rec = v
+            .put_connection(api_key_conn("openai", "default", "sk-one"), false)
+            .unwrap();
+        assert!(rec.is_default && rec.has_api_key && !rec.has_access_token);
+        assert_eq!(
+            v.read_secrets(&rec).unwrap().api_key.unwrap().expose(),
+            "sk-one"
+        );
+    }
+
+    #[test]
+    fn open_fails_when_row_swapped() {
+        let (_d, _h, v) = fresh();
+        let a = v
+            .put_connection(api_key_conn("openai", "default", "sk-AAAA"), false)
+            .unwrap();
+        let b = v
+            .put_connection(api_key_conn("anthropic", "default", "sk-ant-BBBB"), false)
+            .unwrap();
+        {
+            let c = v.conn().unwrap();
+            let blob: Vec<u8> = c
+                .query_row(
+                    "SELECT api_key FROM connections WHERE id = ?1",
+                    [&a.id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            c.execute(
+                "UPDATE connections SET api_key = ?1 WHERE id = ?2",
+                params![blob, b.id],
+            )
+            .unwrap();
+        }
+        assert!(matches!(v.read_secrets(&b), Err(Error::Corrupt { .. })));
+        // the untouched record still opens
+        assert_eq!(
+            v.read_secrets(&a).unwrap().api_key.unwrap().expose(),
+            "sk-AAAA"
+        );
+        let report = v.check_integrity().unwrap();
+        assert_eq!(
+            report.damaged,
+            vec!["connection anthropic/default (api_key)".to_string()]
+        );
+    }
+
+    #[test]
+    fn open_fails_when_field_swapped() {
+        let (_d, _h, v) = fresh();
+        let mut n = api_key_conn("github", "default", "unused");
+        n.api_key = None;
+        n.access_token = Some(Secret::new("at".into()));
+        n.refresh_token = Some(Secret::new("rt".into()));
+        let rec = v.put_connection(n, false).unwrap();
+        {
+            let c = v.conn().unwrap();
+            c.execute(
+                "UPDATE connections SET access_token = refresh_token WHERE id = ?1",
+                [&rec.id],
+            )
+            .unwrap();
+        }
+        assert!(matches!(v.read_secrets(&rec), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn truncated_row_is_corrupt_not_a_panic() {
+        let (_d, _h, v) = fresh();
+        let rec = v
+            .put_connection(api_key_conn("openai", "default", "sk-one"), false)
+            .unwrap();
+        v.conn()
+            .unwrap()
+            .execute(
+                "UPDATE connections SET api_key = substr(api_key, 1, 5) WHERE id = ?1",
+                [&rec.id],
+            )
+            .unwrap();
+        assert!(matches!(v.read_secrets(&rec), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn duplicate_without_replace_is_refused_and_keeps_the_old_value() {
+        let (_d, _h, v) = fresh();
+        v.put_connection(api_key_conn("openai", "default", "sk-old"), false)
+            .unwrap();
+        let err = v
+            .put_connection(api_key_conn("openai", "default", "sk-new"), false)
+            .unwrap_err();
+        assert!(matches!(err, Error::ConnectionExists { .. }));
+        let rec = v.find_connection("openai", "default").unwrap().unwrap();
+        assert_eq!(
+            v.read_secrets(&rec).unwrap().api_key.unwrap().expose(),
+            "sk-old"
+        );
+        let rec = v
+            .put_connection(api_key_conn("openai", "default", "sk-new"), true)
+            .unwrap();
+        assert_eq!(
+            v.read_secrets(&rec).unwrap().api_key.unwrap().expose(),
+            "sk-new"
+        );
+    }
+
+    #[test]
+    fn default_moves_on_delete_and_set_default() {
+        let (_d, _h, v) = fresh();
+        v.put_connection(api_key_conn("openai", "work", "sk-w"), false)
+            .unwrap();
+        v.put_connection(api_key_conn("openai", "home", "sk-h"), false)
+            .unwrap();
+        assert_eq!(
+            v.default_connection("openai").unwrap().unwrap().name,
+            "work"
+        );
+        v.set_default("openai", "home").unwrap();
+        assert_eq!(
+            v.default_connection("openai").unwrap().unwrap().name,
+            "home"
+        );
+        assert!(v.delete_connection("openai", "home").unwrap());
+        assert_eq!(
+            v.default_connection("openai").unwrap().unwrap().name,
+            "work"
+        );
+        assert!(!v.delete_connection("openai", "home").unwrap());
+        assert!(matches!(
+            v.set_default("openai", "nope"),
+            Err(Error::ConnectionNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn rewrite_uses_a_fresh_nonce_each_time() {
+        let (_d, _h, v) = fresh();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            v.put_connection(api_key_conn("openai", "default", "sk-same"), true)
+                .unwrap();
+            let blob: Vec<u8> = v
+                .conn()
+                .unwrap()
+                .query_row("SELECT api_key FROM connections", [], |r| r.get(0))
+                .unwrap();
+            assert!(seen.insert(blob[1..13].to_vec()));
+        }
+    }
+}
