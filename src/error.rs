@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Io,
     /// A feature this build does not offer (yet).
     Unsupported,
+    /// A credential or login that was good and is no longer: an expired or
+    /// revoked token, a refresh token the provider refused, a device code or
+    /// login session that ran out. Nothing to correct in the input: log in again.
+    Expired,
 }
 
 /// Errors from the domain modules.
@@ -98,6 +102,12 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// See [`ErrorKind::Expired`]; the hint names the login to run again.
+    #[error("{message}")]
+    Expired {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -133,6 +143,14 @@ impl Error {
         }
     }
 
+    /// A credential or login that expired or was revoked.
+    pub fn expired(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Expired {
+            message: message.into(),
+            hint,
+        }
+    }
+
     /// The category, for exit codes and HTTP statuses.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -150,6 +168,7 @@ impl Error {
             | Error::Exists { .. }
             | Error::ConnectionSuspended { .. } => ErrorKind::Conflict,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Expired { .. } => ErrorKind::Expired,
         }
     }
 
@@ -202,7 +221,8 @@ impl Error {
             }),
             Error::Invalid { hint, .. }
             | Error::Exists { hint, .. }
-            | Error::Unsupported { hint, .. } => hint.clone(),
+            | Error::Unsupported { hint, .. }
+            | Error::Expired { hint, .. } => hint.clone(),
         }
     }
 }

@@ -79,6 +79,14 @@ impl From<Error> for ApiError {
             (_, ErrorKind::Unsupported) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
             (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            // 401, not 410: the resource (the connection, the provider) is
+            // still there, what is missing is a valid authorization for it,
+            // and "log in again" is what a client does on a 401. 403 would
+            // say the caller may not have it at all, 400 that the request was
+            // malformed; neither is true. The daemon's own PoP failures are
+            // 401 too but carry the code `unauthorized`: clients tell them
+            // apart by `code`, never by status alone.
+            (_, ErrorKind::Expired) => (StatusCode::UNAUTHORIZED, "expired"),
             _ => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::new(
@@ -132,5 +140,19 @@ where
             )
             .with_hint("see /openapi.json for the expected body")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_credential_is_401_expired_with_its_hint() {
+        let e = ApiError::from(Error::expired("gone", Some("log in".into())));
+        assert_eq!(
+            (e.status, e.code, e.hint.as_deref()),
+            (StatusCode::UNAUTHORIZED, "expired", Some("log in"))
+        );
     }
 }

@@ -48,7 +48,13 @@ pub struct OAuthStart {
 
 fn session_error(e: &Error) -> SessionError {
     SessionError {
-        code: "oauth_failed".into(),
+        // An expired device code keeps its kind, so the CLI exits "expired".
+        code: if e.kind() == crate::error::ErrorKind::Expired {
+            "expired"
+        } else {
+            "oauth_failed"
+        }
+        .into(),
         message: e.to_string(),
         hint: e.hint(),
     }
