@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Io,
     /// A feature this build does not offer (yet).
     Unsupported,
+    /// A credential or login that was good and is no longer: an expired or
+    /// revoked token, a refresh token the provider refused, a device code or
+    /// login session that ran out. Nothing to correct in the input: log in again.
+    Expired,
 }
 
 /// Errors from the domain modules.
@@ -110,6 +114,12 @@ pub enum Error {
     /// A login session that has no device code to show.
     #[error("this session has no device code")]
     NoDeviceCode,
+    /// See [`ErrorKind::Expired`]; the hint names the login to run again.
+    #[error("{message}")]
+    Expired {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -145,6 +155,14 @@ impl Error {
         }
     }
 
+    /// A credential or login that expired or was revoked.
+    pub fn expired(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Expired {
+            message: message.into(),
+            hint,
+        }
+    }
+
     /// The category, for exit codes and HTTP statuses.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -162,6 +180,7 @@ impl Error {
             | Error::Exists { .. }
             | Error::ConnectionSuspended { .. } => ErrorKind::Conflict,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Expired { .. } => ErrorKind::Expired,
             Error::SessionNotFound => ErrorKind::NotFound,
             Error::SessionFinished { .. } | Error::NoDeviceCode => ErrorKind::Conflict,
         }
@@ -187,6 +206,7 @@ impl Error {
             (_, ErrorKind::Unsupported) => "unsupported",
             (_, ErrorKind::Conflict) => "conflict",
             (_, ErrorKind::NotFound) => "not_found",
+            (_, ErrorKind::Expired) => "expired",
             _ => "internal",
         }
     }
@@ -241,7 +261,8 @@ impl Error {
             Error::Invalid { hint, .. }
             | Error::Exists { hint, .. }
             | Error::Unsupported { hint, .. }
-            | Error::SessionFinished { hint, .. } => hint.clone(),
+            | Error::SessionFinished { hint, .. }
+            | Error::Expired { hint, .. } => hint.clone(),
             Error::SessionNotFound => Some("start again with `authsome login PROVIDER`".into()),
             Error::NoDeviceCode => None,
         }

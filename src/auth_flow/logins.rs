@@ -313,10 +313,16 @@ fn task_failed(e: tokio::task::JoinError) -> Error {
     Error::io("vault task failed", std::io::Error::other(e.to_string()))
 }
 
-/// A failed OAuth step as a session's outcome.
+/// A failed OAuth step as a session's outcome (an expired device code
+/// keeps its own code: the CLI exits 9 for it).
 fn oauth_failed(e: &Error) -> SessionError {
     SessionError {
-        code: "oauth_failed".into(),
+        code: if e.kind() == ErrorKind::Expired {
+            "expired"
+        } else {
+            "oauth_failed"
+        }
+        .into(),
         message: e.to_string(),
         hint: e.hint(),
     }

@@ -620,7 +620,7 @@ pub async fn device_poll(
                 "the login was denied at the provider",
                 Some("run `authsome login` again and approve the request".into()),
             )),
-            "expired_token" => DevicePoll::Stop(Error::invalid(
+            "expired_token" => DevicePoll::Stop(Error::expired(
                 "the device code expired before the login was approved",
                 Some("run `authsome login` again".into()),
             )),

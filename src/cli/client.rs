@@ -47,6 +47,7 @@ impl DaemonError {
             "wrong_master_key" | "vault_integrity" => ExitStatus::Vault,
             "connection_exists" | "connection_suspended" | "conflict" => ExitStatus::Conflict,
             "unsupported" => ExitStatus::Unsupported,
+            "expired" => ExitStatus::Expired,
             _ => ExitStatus::Failure,
         }
     }

@@ -25,6 +25,8 @@ pub enum ExitStatus {
     Unsupported,
     /// 8: `run --sandbox require` could not confine the program.
     Sandbox,
+    /// 9: the credential or login expired (or was revoked): log in again.
+    Expired,
     /// 130: interrupted.
     Interrupted,
     /// Passed through from a child process (the daemon that failed to start).
@@ -40,6 +42,7 @@ impl ExitStatus {
             ErrorKind::Conflict => ExitStatus::Conflict,
             ErrorKind::Vault => ExitStatus::Vault,
             ErrorKind::Unsupported => ExitStatus::Unsupported,
+            ErrorKind::Expired => ExitStatus::Expired,
             _ => ExitStatus::Failure,
         }
     }
@@ -56,6 +59,7 @@ impl ExitStatus {
             ExitStatus::Conflict => 6,
             ExitStatus::Unsupported => 7,
             ExitStatus::Sandbox => 8,
+            ExitStatus::Expired => 9,
             ExitStatus::Interrupted => 130,
             ExitStatus::Code(c) => c,
         }

@@ -186,7 +186,7 @@ fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
-        Some("expired") => Err(Error::invalid(
+        Some("expired") => Err(Error::expired(
             "the login expired before it was completed",
             Some("run the command again and finish signing in before the countdown ends".into()),
         )

@@ -488,17 +488,23 @@ impl CredentialService {
             });
         }
         if rec.status != ConnectionStatus::Connected {
-            return Err(Error::invalid(
-                format!(
-                    "the `{provider}` connection `{}` is {:?}",
-                    rec.name, rec.status
-                )
-                .to_lowercase(),
-                Some(format!("run `authsome login {provider} --force`")),
-            ));
+            let message = format!(
+                "the `{provider}` connection `{}` is {:?}",
+                rec.name, rec.status
+            )
+            .to_lowercase();
+            let hint = Some(format!("run `authsome login {provider} --force`"));
+            // Expired and revoked were good once; `invalid` (unusable stored
+            // data) is not an expiry.
+            return Err(match rec.status {
+                ConnectionStatus::Expired | ConnectionStatus::Revoked => {
+                    Error::expired(message, hint)
+                }
+                _ => Error::invalid(message, hint),
+            });
         }
         if rec.expires_at.is_some_and(|e| e <= now_unix()) {
-            return Err(Error::invalid(
+            return Err(Error::expired(
                 format!(
                     "the `{provider}` token of connection `{}` has expired",
                     rec.name
@@ -869,6 +875,27 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_expired_or_revoked_connection_is_expired_not_invalid_input() {
+        let (_d, s) = service();
+        s.login_api_key("ahrefs", "default", key("k"), false)
+            .unwrap();
+        for (status, kind) in [
+            (ConnectionStatus::Expired, crate::error::ErrorKind::Expired),
+            (ConnectionStatus::Revoked, crate::error::ErrorKind::Expired),
+            (
+                ConnectionStatus::Invalid,
+                crate::error::ErrorKind::InvalidInput,
+            ),
+        ] {
+            let rec = s.find("ahrefs", None).unwrap();
+            s.vault().set_status(&rec, status).unwrap();
+            let err = s.resolve_connection("ahrefs", None).unwrap_err();
+            assert_eq!(err.kind(), kind, "{status:?}: {err}");
+            assert!(err.hint().unwrap().contains("--force"), "{err}");
+        }
     }
 
     #[test]

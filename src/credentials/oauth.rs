@@ -358,7 +358,7 @@ impl CredentialService {
             Err(GrantError::InvalidGrant(why)) => {
                 tracing::warn!(provider = %rec.provider, connection = %rec.name, %why, "refresh token refused; connection expired");
                 self.vault.set_status(&rec, ConnectionStatus::Expired)?;
-                Err(Error::invalid(
+                Err(Error::expired(
                     format!(
                         "the `{}` login of connection `{}` has expired (the provider refused the refresh token: {why})",
                         rec.provider, rec.name

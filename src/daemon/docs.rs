@@ -1,4 +1,4 @@
-//! `/openapi.json`, generated from [`ENDPOINTS`](super::ENDPOINTS), and
+//! `/openapi.json`, generated from [`endpoints`], and
 //! `/docs`, a small interactive page that works offline: no CDN, no
 //! external script, just this daemon's own HTML and JavaScript.
 
@@ -9,12 +9,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::state::AppState;
-use super::{Auth, ENDPOINTS};
+use super::{Auth, endpoints};
 
 /// The OpenAPI 3.1 description of every endpoint.
 pub fn document(version: &str) -> Value {
     let mut paths = Map::new();
-    for e in ENDPOINTS {
+    for e in endpoints() {
         let params: Vec<Value> = e
             .path
             .split('/')
@@ -23,7 +23,7 @@ pub fn document(version: &str) -> Value {
             .collect();
         let mut op = json!({
             "summary": e.summary,
-            "operationId": format!("{}_{}", e.method.to_lowercase(), e.path.trim_matches('/').replace(['/', '{', '}'], "_").trim_matches('_')),
+            "operationId": format!("{}_{}", e.method.as_str().to_lowercase(), e.path.trim_matches('/').replace(['/', '{', '}'], "_").trim_matches('_')),
             "tags": [e.path.trim_start_matches('/').split('/').next().unwrap_or("")],
             "parameters": params,
             "security": if e.auth == Auth::Pop { json!([{"PoP": []}]) } else { json!([]) },
@@ -42,7 +42,7 @@ pub fn document(version: &str) -> Value {
         let entry = paths
             .entry(format!("/api{}", e.path))
             .or_insert_with(|| json!({}));
-        entry[e.method.to_lowercase()] = op;
+        entry[e.method.as_str().to_lowercase()] = op;
     }
     json!({
         "openapi": "3.1.0",
@@ -157,8 +157,8 @@ mod tests {
     #[test]
     fn every_endpoint_is_documented_with_its_auth() {
         let doc = document("t");
-        for e in ENDPOINTS {
-            let op = &doc["paths"][format!("/api{}", e.path)][e.method.to_lowercase()];
+        for e in endpoints() {
+            let op = &doc["paths"][format!("/api{}", e.path)][e.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {} missing", e.method, e.path);
             assert_eq!(
                 op["security"].as_array().unwrap().is_empty(),
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn examples_are_valid_json() {
-        for e in ENDPOINTS {
+        for e in endpoints() {
             if let Some(b) = e.body {
                 serde_json::from_str::<Value>(b).unwrap_or_else(|err| panic!("{}: {err}", e.path));
             }

@@ -64,6 +64,14 @@ impl From<Error> for ApiError {
         let code = e.code();
         let status = match (code, e.kind()) {
             ("wrong_master_key" | "vault_integrity", _) => StatusCode::INTERNAL_SERVER_ERROR,
+            // 401, not 410: the resource (the connection, the provider) is
+            // still there, what is missing is a valid authorization for it,
+            // and "log in again" is what a client does on a 401. 403 would
+            // say the caller may not have it at all, 400 that the request was
+            // malformed; neither is true. The daemon's own PoP failures are
+            // 401 too but carry the code `unauthorized`: clients tell them
+            // apart by `code`, never by status alone.
+            (_, ErrorKind::Expired) => StatusCode::UNAUTHORIZED,
             ("internal", _) => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::new(
@@ -122,5 +130,19 @@ where
             )
             .with_hint("see /openapi.json for the expected body")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_credential_is_401_expired_with_its_hint() {
+        let e = ApiError::from(Error::expired("gone", Some("log in".into())));
+        assert_eq!(
+            (e.status, e.code, e.hint.as_deref()),
+            (StatusCode::UNAUTHORIZED, "expired", Some("log in"))
+        );
     }
 }

@@ -6,6 +6,8 @@
 use std::collections::BTreeSet;
 
 use crate::common::TestHome;
+use crate::common::lab::CA;
+use crate::common::oauth_server::{AuthServer, CLIENT_ID};
 
 fn documented_codes() -> BTreeSet<i32> {
     let readme = include_str!("../../README.md");
@@ -31,9 +33,28 @@ fn every_documented_exit_code_is_what_the_command_returns() {
     )
     .unwrap();
     let p = provider.to_str().unwrap();
+    // A device-code login whose code expires at the authorization server.
+    let auth = AuthServer::start();
+    auth.state.lock().unwrap().device_script = ["expired"].into();
+    let b = auth.base();
+    let device = h.dir.path().join("acmedevice.json");
+    std::fs::write(
+        &device,
+        format!(
+            r#"{{"name":"acmedevice","auth_type":"oauth2","flow":"device_code","api_url":["api.acme.test"],"oauth":{{"authorization_url":"{b}/authorize","token_url":"{b}/token","device_authorization_url":"{b}/device","scopes":["read"]}}}}"#
+        ),
+    )
+    .unwrap();
+    let d = device.to_str().unwrap();
     let mut tested = BTreeSet::new();
     let mut expect = |code: i32, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]| {
-        let mut c = h.cmd(args).env("AUTHSOME_MASTER_KEY", &key);
+        // The daemon reads these when it starts: every command sets them
+        // so the one that starts it reaches the test authorization server.
+        let mut c = h
+            .cmd(args)
+            .env("AUTHSOME_MASTER_KEY", &key)
+            .env("AUTHSOME_RESOLVE", "auth.acme.test=127.0.0.1")
+            .env("AUTHSOME_UPSTREAM_CA_FILE", CA);
         for (k, v) in env {
             c = c.env(k, v);
         }
@@ -64,6 +85,20 @@ fn every_documented_exit_code_is_what_the_command_returns() {
         &["run", "--sandbox", "require", "--", "true"],
         None,
         &[("AUTHSOME_SANDBOX_UNAVAILABLE", "1")],
+    );
+    expect(0, &["provider", "register", d], None, &[]);
+    expect(
+        9,
+        &[
+            "login",
+            "acmedevice",
+            "--client-id",
+            CLIENT_ID,
+            "--flow",
+            "device",
+        ],
+        None,
+        &[],
     );
     // A running daemon keeps the key it started with: stop it, then the
     // wrong key is a vault error (5) and doctor's check fails (1).
