@@ -43,8 +43,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use hudsucker::{Body, RequestOrResponse};
 
 use super::error::{ProxyError, Source};
-use super::handler::{Handler, Tunnel};
 use super::inject::{inject, strip_hop_by_hop};
+use super::shared::{Handler, Tunnel};
 
 impl Handler {
     /// Decides one request: a refusal (`Err`), an answer (a CONNECT's

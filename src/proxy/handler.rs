@@ -1,4 +1,4 @@
-//! The hudsucker adapter, and the state one proxy listener shares.
+//! The hudsucker adapter.
 //!
 //! [`Handler`] implements hudsucker's `HttpHandler` and does nothing
 //! itself: every request goes to `decide` (in `decide.rs`) and, unless it
@@ -6,158 +6,21 @@
 //! client, WebSocket path and CONNECT handling are never used; it accepts
 //! connections and hands their requests here.
 //!
-//! Also here: [`Shared`] (what every request of one listener shares: live
-//! routes and credentials, the leaf authority, the token, the run's
-//! options) with its counters [`Stats`], and the intercepted tunnel a
-//! handler clone is bound to.
-//!
-//! Where the rest lives: the decisions (proxy authentication, CONNECT,
-//! tunnel binding, route + credential + inject, the loop guard and the
-//! pure helpers they use) in `decide.rs`; sending upstream in the child's
-//! protocol, the WebSocket relay and upstream errors in words in
-//! `send.rs`; dialling, blind tunnels and serving intercepted tunnels in
-//! `tunnel.rs`.
-
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Where the rest lives: the types every request of a listener shares
+//! (`Shared`, `Stats`, the handler itself) in `shared.rs`; the decisions
+//! (proxy authentication, CONNECT, tunnel binding, route + credential +
+//! inject, the loop guard and the pure helpers they use) in `decide.rs`;
+//! sending upstream in the child's protocol, the WebSocket relay and
+//! upstream errors in words in `send.rs`; dialling, blind tunnels and
+//! serving intercepted tunnels in `tunnel.rs`.
 
 use http::{Method, Request, Response};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
 use super::decide::misdirected_connect;
-use super::error::ProxyError;
 use super::send::upstream_error;
-use super::tls::LeafAuthority;
-use super::upstream::{Clients, Upstream};
-use crate::credentials::proxy_tables::ProxyTables;
-use crate::secret::Secret;
-
-/// Counters, for `/api/proxy/runs` and tests.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Requests that got a credential.
-    pub injected: AtomicU64,
-    /// Requests forwarded without one (non-provider hosts, plain HTTP).
-    pub passed: AtomicU64,
-    /// Blind tunnels opened.
-    pub tunnels: AtomicU64,
-    /// Requests and tunnels refused.
-    pub refused: AtomicU64,
-    /// The latest refusals, numbered, for `authsome run` to show on its
-    /// stderr (clients rarely show a proxy's error body). Bounded.
-    pub recent: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
-}
-
-/// How many refusals a listener keeps for `run` to read.
-const RECENT_REFUSALS: usize = 64;
-
-impl Stats {
-    /// Records a refusal (one line, no secret: host, code, message).
-    pub fn note_refusal(&self, line: String) {
-        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if r.len() == RECENT_REFUSALS {
-            r.pop_front();
-        }
-        r.push_back((n, line));
-    }
-
-    /// Refusals numbered after `after`, and the number of the last one.
-    pub fn refusals_after(&self, after: u64) -> (Vec<(u64, String)>, u64) {
-        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let last = self.refused.load(Ordering::Relaxed);
-        (
-            r.iter().filter(|(n, _)| *n > after).cloned().collect(),
-            last,
-        )
-    }
-}
-
-/// What every request of one proxy listener shares.
-pub struct Shared {
-    /// Routing table and credential cache.
-    pub tables: Arc<ProxyTables>,
-    /// Mints leaves; knows which hosts the CA may sign for.
-    pub authority: Arc<LeafAuthority>,
-    /// Upstream trust and resolver overrides.
-    pub upstream: Upstream,
-    /// The proxy token (`None`: no authentication, only for tests of the engine).
-    pub token: Option<Secret<String>>,
-    /// The routes when the run started. Their hosts stay provider hosts for
-    /// the whole run: if a credential disappears mid-run (logout, revoke),
-    /// requests there fail closed instead of going out unauthenticated.
-    pub pinned: Arc<crate::routing::RouteTable>,
-    /// Connection chosen per provider (`--connection PROVIDER=NAME`).
-    pub connections: HashMap<String, String>,
-    /// Refuse hosts no provider claims.
-    pub deny_unknown: bool,
-    /// `Some(ports)` for a sandboxed run: no target on this host's loopback,
-    /// link-local or unspecified addresses except these ports (a confined
-    /// child reaches no local service through the proxy either, unless
-    /// `--allow-localhost` names it); names in `AUTHSOME_RESOLVE` are the
-    /// user's own mapping and stay reachable.
-    pub local_ports: Option<Vec<u16>>,
-    /// Counters.
-    pub stats: Stats,
-    /// Set when the run ends: tunnels still open (hudsucker does not track
-    /// them) refuse every further request instead of injecting.
-    pub ended: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("deny_unknown", &self.deny_unknown)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The intercepted tunnel a request arrived in (set on the handler clone
-/// that serves the tunnel, which is cloned for every request inside).
-/// Blind tunnels never reach the request path.
-#[derive(Debug, Clone)]
-pub(super) struct Tunnel {
-    pub(super) host: String,
-    pub(super) port: u16,
-    /// The CONNECT target as the client wrote it (what requests inside are
-    /// sent to).
-    pub(super) authority: http::uri::Authority,
-}
-
-/// The hudsucker handler.
-#[derive(Debug, Clone)]
-pub struct Handler {
-    pub(super) shared: Arc<Shared>,
-    /// This thread's upstream pools.
-    pub(super) clients: Arc<Clients>,
-    pub(super) tunnel: Option<Arc<Tunnel>>,
-    /// The host the current request goes to, for error messages.
-    pub(super) target: Option<String>,
-}
-
-impl Handler {
-    /// A handler over `shared`, sending through `clients`.
-    pub fn new(shared: Arc<Shared>, clients: Clients) -> Handler {
-        Handler {
-            shared,
-            clients: Arc::new(clients),
-            tunnel: None,
-            target: None,
-        }
-    }
-}
-
-pub(super) fn refuse(e: ProxyError, stats: &Stats) -> Response<Body> {
-    stats.note_refusal(format!(
-        "refused {} ({}): {}",
-        e.host.as_deref().unwrap_or("a request"),
-        e.code,
-        e.message.trim_start_matches("authsome: ")
-    ));
-    e.into_response()
-}
+use super::shared::Handler;
+use super::shared::refuse;
 
 impl HttpHandler for Handler {
     async fn handle_request(

@@ -2,8 +2,9 @@
 //! certificate authority ([`tls`]), upstream connector and pools
 //! ([`upstream`]), and the one pure function that writes credentials
 //! ([`inject`]). The request path is split by concern:
-//! - [`handler`]: the hudsucker adapter (thin: calls decide, then send) and
-//!   the state a listener shares ([`Shared`], [`Stats`]);
+//! - [`handler`]: the hudsucker adapter (thin: calls decide, then send);
+//! - `shared`: what every request of a listener shares ([`Shared`],
+//!   [`Stats`], the [`Handler`] itself), used by the files below;
 //! - [`decide`]: the decisions (proxy authentication, CONNECT → intercept,
 //!   blind or refuse, tunnel binding, route + credential + inject, the loop
 //!   guard) and the pure helpers they use;
@@ -26,6 +27,7 @@ pub mod handler;
 pub mod inject;
 pub mod prefixed;
 mod send;
+mod shared;
 pub mod tls;
 mod tunnel;
 pub mod upstream;
@@ -39,7 +41,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ServerBuilder;
 use tokio::net::TcpListener;
 
-pub use handler::{Handler, Shared, Stats};
+pub use shared::{Handler, Shared, Stats};
 pub use workers::{Workers, bind_loopback};
 
 use crate::error::{Error, Result};

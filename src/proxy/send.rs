@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use hudsucker::Body;
 
 use super::error::{ProxyError, Source};
-use super::handler::Handler;
+use super::shared::Handler;
 
 impl Handler {
     /// Sends a decided request upstream in the protocol the child used.

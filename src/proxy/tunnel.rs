@@ -14,7 +14,7 @@ use hudsucker::{Body, RequestOrResponse};
 
 use super::decide::{literal_ip, loop_refused, normalize_host};
 use super::error::{ProxyError, Source};
-use super::handler::{Handler, refuse};
+use super::shared::{Handler, refuse};
 
 impl Handler {
     /// Serves an intercepted tunnel once the CONNECT was answered: reads the
