@@ -9,6 +9,8 @@
 //! ```text
 //! main.rs ─ cli (one file per subcommand; rendering only)
 //!              │
+//!             api (the daemon's request and response bodies: the CLI reads
+//!              │   what the daemon's routes write, one definition each)
 //!         credentials (CredentialService: the operations the CLI and the
 //!              │        daemon routes share)
 //!     ┌────────┼──────────┬──────────┐
@@ -22,6 +24,7 @@
 
 #![deny(unsafe_code)] // one reviewed exception: `cli::run` sets the child's parent-death signal
 
+pub mod api;
 pub mod app;
 pub mod auth_flow;
 pub mod ca;

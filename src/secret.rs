@@ -10,7 +10,9 @@
 //!
 //! The value is read with [`Secret::expose`]. Callers are few and named: the
 //! vault (to encrypt), the header builder (to inject) and `export` (the one
-//! explicit way a secret leaves).
+//! explicit way a secret leaves). The API bodies that carry a secret on
+//! purpose (`crate::api`) write it out field by field (`with = "wire::…"`),
+//! never through a blanket `Serialize`.
 
 use std::fmt;
 

@@ -36,7 +36,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use self::crypto::{Aad, CryptoError, Key};
 pub use self::master_key::{KeySource, MasterKey};
@@ -50,7 +50,7 @@ const TABLE: &str = "connections";
 const SECRET_FIELDS: [&str; 3] = ["api_key", "access_token", "refresh_token"];
 
 /// Lifecycle state of a stored connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     /// Usable.
@@ -90,7 +90,7 @@ impl ConnectionStatus {
 }
 
 /// A stored connection without its secrets: safe to list, log and return.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     #[serde(skip)]
     pub id: String,
@@ -804,7 +804,7 @@ impl Vault {
 // === impl Vault: audit ===
 
 /// One audit record. Carries names, hosts and outcomes; never a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
     /// Unix seconds.
