@@ -44,6 +44,7 @@
 
 #![deny(unsafe_code)] // one reviewed exception: `cli::run` sets the child's parent-death signal
 
+pub mod api;
 pub mod app;
 pub mod auth_flow;
 pub mod ca;

@@ -15,7 +15,9 @@
 //! constant-time comparisons of tokens (`ct_eq`: proxy token, CSRF, daemon
 //! proof), and the explicit ways out (`export`, a run's proxy URL handed to
 //! its own CLI). `grep -rn '\.expose()' src` lists them; a new one needs a
-//! reason as good as these.
+//! reason as good as these. The API bodies that carry a secret on purpose
+//! (`crate::api`) write it out field by field (`with = "wire::…"`), never
+//! through a blanket `Serialize`.
 
 use std::fmt;
 

@@ -92,8 +92,8 @@ fn hex(bytes: &[u8]) -> String {
 pub enum Found {
     /// Nothing, or nothing that calls itself authsome.
     Nothing,
-    /// This home's daemon (it proved it holds the key in `daemon.json`); its health JSON.
-    Ours(serde_json::Value),
+    /// This home's daemon (it proved it holds the key in `daemon.json`); its health.
+    Ours(crate::api::Health),
     /// Something that answers like authsome but cannot prove it: described.
     Other(String),
 }
@@ -108,8 +108,9 @@ pub async fn identify(http: &reqwest::Client, file: &DaemonFile) -> Found {
     if proves(http, file).await {
         return Found::Ours(h);
     }
-    let version: String = h["version"]
-        .as_str()
+    let version: String = h
+        .version
+        .as_deref()
         .unwrap_or("?")
         .chars()
         .filter(|c| c.is_ascii_graphic())
@@ -141,15 +142,13 @@ async fn proves(http: &reqwest::Client, file: &DaemonFile) -> bool {
     else {
         return false;
     };
-    let Ok(v) = resp.json::<serde_json::Value>().await else {
+    let Ok(v) = resp.json::<crate::api::HealthProof>().await else {
         return false;
     };
-    v["proof"].as_str().is_some_and(|p| {
-        crate::secret::ct_eq(
-            p.as_bytes(),
-            crate::pop::daemon_proof(key, &challenge).as_bytes(),
-        )
-    })
+    crate::secret::ct_eq(
+        v.proof.as_bytes(),
+        crate::pop::daemon_proof(key, &challenge).as_bytes(),
+    )
 }
 
 /// Path of `daemon.json`.
@@ -544,11 +543,11 @@ async fn is_ours(file: &DaemonFile) -> bool {
     matches!(identify(&client, file).await, Found::Ours(_))
 }
 
-/// `GET {base}/api/health` with a 2 s timeout; the JSON when something that
+/// `GET {base}/api/health` with a 2 s timeout; the answer when something that
 /// calls itself an authsome daemon answers (anyone can say so: [`identify`]
 /// checks it is this home's).
-pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
-    let v: serde_json::Value = http
+pub async fn health(http: &reqwest::Client, base: &str) -> Option<crate::api::Health> {
+    let v: crate::api::Health = http
         .get(format!("{base}/api/health"))
         .timeout(std::time::Duration::from_secs(2))
         .send()
@@ -557,7 +556,7 @@ pub async fn health(http: &reqwest::Client, base: &str) -> Option<serde_json::Va
         .json()
         .await
         .ok()?;
-    (v["service"] == "authsome").then_some(v)
+    (v.service == crate::api::SERVICE).then_some(v)
 }
 
 fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {

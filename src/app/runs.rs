@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::api;
 use crate::ca::{Ca, RUN_VALIDITY};
 use crate::clock::now_unix;
 use crate::credentials::CredentialService;
@@ -315,12 +316,15 @@ impl Runs {
             .await
             .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??;
         if guard.is_none() && !listen {
-            return Ok(json!({
-                "listening": false,
-                "ca_path": system_ca_path(&self.home),
-                "bundle_path": system_bundle_path(&self.home),
-                "hosts": ca.permitted(),
-            }));
+            return body(&api::ProxySystem {
+                listening: false,
+                port: None,
+                proxy_url: None,
+                ca_path: system_ca_path(&self.home),
+                bundle_path: system_bundle_path(&self.home),
+                hosts: ca.permitted().to_vec(),
+                stats: None,
+            });
         }
         if guard.is_none() {
             let listener = proxy::bind_loopback(self.proxy_port).map_err(|e| {
@@ -374,25 +378,31 @@ impl Runs {
         let Some(s) = guard.as_ref() else {
             return Err(Error::invalid("the system-wide proxy did not start", None));
         };
-        Ok(json!({
-            "listening": true,
-            "port": s.port,
-            "proxy_url": s.url,
-            "ca_path": system_ca_path(&self.home),
-            "bundle_path": system_bundle_path(&self.home),
-            "hosts": s.shared.authority.ca().permitted(),
-            "stats": stats(&s.shared.stats),
-        }))
+        body(&api::ProxySystem {
+            listening: true,
+            port: Some(s.port),
+            proxy_url: Some(Secret::new(s.url.clone())),
+            ca_path: system_ca_path(&self.home),
+            bundle_path: system_bundle_path(&self.home),
+            hosts: s.shared.authority.ca().permitted().to_vec(),
+            stats: Some(stats(&s.shared.stats)),
+        })
     }
 }
 
-fn stats(s: &Stats) -> Value {
-    json!({
-        "injected": s.injected.load(Ordering::Relaxed),
-        "passed": s.passed.load(Ordering::Relaxed),
-        "tunnels": s.tunnels.load(Ordering::Relaxed),
-        "refused": s.refused.load(Ordering::Relaxed),
-    })
+fn stats(s: &Stats) -> api::ProxyStats {
+    api::ProxyStats {
+        injected: s.injected.load(Ordering::Relaxed),
+        passed: s.passed.load(Ordering::Relaxed),
+        tunnels: s.tunnels.load(Ordering::Relaxed),
+        refused: s.refused.load(Ordering::Relaxed),
+    }
+}
+
+/// An `api` body as the JSON [`ProxyRuns`] hands the daemon's routes.
+fn body<T: Serialize>(b: &T) -> Result<Value> {
+    serde_json::to_value(b)
+        .map_err(|e| Error::io("cannot encode an answer", std::io::Error::other(e)))
 }
 
 impl ProxyRuns for Runs {
@@ -426,21 +436,19 @@ impl ProxyRuns for Runs {
     }
 
     fn list(&self) -> Vec<Value> {
-        let mut v: Vec<Value> = lock(&self.runs)
+        let mut v: Vec<api::RunSummary> = lock(&self.runs)
             .iter()
-            .map(|(id, e)| {
-                json!({
-                    "id": id,
-                    "port": e.port,
-                    "providers": e.providers,
-                    "started_at": e.started_at,
-                    "pid": e.client_pid,
-                    "stats": stats(&e.shared.stats),
-                })
+            .map(|(id, e)| api::RunSummary {
+                id: id.clone(),
+                port: e.port,
+                providers: e.providers.clone(),
+                started_at: e.started_at,
+                pid: e.client_pid,
+                stats: stats(&e.shared.stats),
             })
             .collect();
-        v.sort_by_key(|r| r["started_at"].as_i64());
-        v
+        v.sort_by_key(|r| r.started_at);
+        v.iter().filter_map(|r| body(r).ok()).collect()
     }
 
     fn system(&self, listen: bool) -> BoxFuture<'_, Result<Value>> {

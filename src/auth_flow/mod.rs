@@ -15,7 +15,7 @@ pub mod oauth;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::providers::Flow;
@@ -25,7 +25,7 @@ use crate::secret::Secret;
 pub const SESSION_TTL: i64 = 300;
 
 /// Where a session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Waiting for the user to submit the input form (or the CLI to send the key).
@@ -52,7 +52,7 @@ impl SessionStatus {
 }
 
 /// An error recorded on a failed session (safe to show: never a secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionError {
     pub code: String,
     pub message: String,
@@ -61,7 +61,7 @@ pub struct SessionError {
 }
 
 /// What the client should do next.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NextAction {
     /// Open this URL in a browser.
@@ -78,7 +78,7 @@ pub enum NextAction {
 }
 
 /// A session as returned to clients.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionView {
     pub id: String,
     pub provider: String,

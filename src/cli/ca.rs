@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::{ProxySystem, SystemRequest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -72,8 +73,13 @@ fn store() -> anyhow::Result<Store> {
 
 pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     let client = ctx.client()?;
-    let info = client.post("/api/proxy/system", &json!({"listen": false}))?;
-    let ca = PathBuf::from(info["ca_path"].as_str().unwrap_or_default());
+    let info: ProxySystem = client.post(
+        "/api/proxy/system",
+        &SystemRequest {
+            listen: Some(false),
+        },
+    )?;
+    let ca = info.ca_path;
     let home_id = crate::app::home_id(&ctx.config.home);
     let file_name = format!("authsome-{home_id}.crt");
     match cmd {
@@ -83,10 +89,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         Command::Show => {
             let pem = std::fs::read_to_string(&ca)
                 .with_context(|| format!("cannot read {}", ca.display()))?;
-            let hosts: Vec<&str> = info["hosts"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|h| h.as_str()).collect())
-                .unwrap_or_default();
+            let hosts = &info.hosts;
             if ctx.printer.json {
                 ctx.printer
                     .json(&json!({"path": ca, "pem": pem, "permitted_hosts": hosts}));

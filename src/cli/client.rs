@@ -14,17 +14,19 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api;
 use crate::app::{self, DaemonFile};
 use crate::clock::now_unix;
 use crate::home::Home;
 use crate::identity::Identity;
 use crate::pop;
 
-/// An error answered by the daemon (its JSON error shape).
+/// An error answered by the daemon ([`api::ErrorBody`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct DaemonError {
@@ -125,10 +127,10 @@ impl Client {
         if mine.is_empty() {
             return None;
         }
-        let theirs = self.get("/api/whoami").ok()?;
+        let theirs: api::Whoami = self.get("/api/whoami").ok()?;
         let differ: Vec<String> = mine
             .iter()
-            .filter(|(k, v)| theirs["settings"][k.as_str()].as_str() != Some(v.as_str()))
+            .filter(|(k, v)| theirs.settings.get(k.as_str()) != Some(v))
             .map(|(k, _)| k.clone())
             .collect();
         (!differ.is_empty()).then_some(differ)
@@ -144,23 +146,28 @@ impl Client {
         &self.base
     }
 
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// `GET path`, its answer read as `T` (one of the [`api`] bodies).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send("GET", path, None)
     }
 
-    /// `POST path` with a JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send("POST", path, Some(body))
+    /// `POST path` with a JSON body, its answer read as `T`.
+    pub fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let bytes = serde_json::to_vec(body).context("cannot encode the request")?;
+        self.send("POST", path, Some(bytes))
     }
 
-    /// `DELETE path`.
-    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    /// `DELETE path`, its answer read as `T`.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send("DELETE", path, None)
     }
 
     /// `GET path`, from inside this client's runtime (`block_on`).
-    pub async fn get_async(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn get_async<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let auth = pop::authorization(&self.identity, "GET", path, &[], now_unix());
         let resp = self
             .http
@@ -172,19 +179,26 @@ impl Client {
         if !resp.status().is_success() {
             anyhow::bail!("the daemon answered HTTP {}", resp.status());
         }
-        Ok(resp.json().await.unwrap_or(Value::Null))
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("cannot read the daemon's answer to GET {path}"))?;
+        answer("GET", path, &bytes)
     }
 
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b)?,
-            None => Vec::new(),
-        };
+    fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<T> {
+        let has_body = body.is_some();
+        let bytes = body.unwrap_or_default();
         let auth = pop::authorization(&self.identity, method, path, &bytes, now_unix());
         let url = format!("{}{path}", self.base);
         let m = reqwest::Method::from_bytes(method.as_bytes()).context("bad method")?;
         let mut req = self.http.request(m, &url).header("authorization", auth);
-        if body.is_some() {
+        if has_body {
             req = req.header("content-type", "application/json").body(bytes);
         }
         self.rt.block_on(async {
@@ -193,23 +207,34 @@ impl Client {
                 .await
                 .with_context(|| format!("cannot reach the authsome daemon at {}", self.base))?;
             let status = resp.status().as_u16();
-            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let v = resp.bytes().await.unwrap_or_default();
             if (200..300).contains(&status) {
-                return Ok(v);
+                return answer(method, path, &v);
             }
-            let e = &v["error"];
-            Err(DaemonError {
-                status,
-                code: e["code"].as_str().unwrap_or("http_error").into(),
-                message: e["message"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| format!("the daemon answered HTTP {status}")),
-                hint: e["hint"].as_str().map(String::from),
+            Err(match serde_json::from_slice::<api::ErrorBody>(&v) {
+                Ok(api::ErrorBody { error: e }) => DaemonError {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                    hint: e.hint,
+                },
+                Err(_) => DaemonError {
+                    status,
+                    code: "http_error".into(),
+                    message: format!("the daemon answered HTTP {status}"),
+                    hint: None,
+                },
             }
             .into())
         })
     }
+}
+
+/// A successful answer read as its [`api`] type.
+fn answer<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(body).with_context(|| {
+        format!("the daemon's answer to {method} {path} is not what this CLI expects")
+    })
 }
 
 fn is_loopback(url: &str) -> bool {
@@ -250,7 +275,7 @@ pub fn running(
     home: &Home,
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
-) -> anyhow::Result<Option<(DaemonFile, Value)>> {
+) -> anyhow::Result<Option<(DaemonFile, api::Health)>> {
     let Some(file) = app::read_daemon_file(home.root()) else {
         return Ok(None);
     };
@@ -286,17 +311,22 @@ fn find_or_start(
     http: &reqwest::Client,
 ) -> anyhow::Result<String> {
     if let Some((file, h)) = running(home, rt, http)? {
-        if h["version"] == env!("CARGO_PKG_VERSION") {
+        if same_version(&h) {
             return Ok(file.url);
         }
         ctx.printer.status(&format!(
             "Restarting the daemon (it runs version {}, this is {})",
-            h["version"].as_str().unwrap_or("?"),
+            h.version.as_deref().unwrap_or("?"),
             env!("CARGO_PKG_VERSION")
         ));
         stop(home, rt, http, &file)?;
     }
     start_and_wait(ctx, home, rt, http)
+}
+
+/// True when the daemon runs this CLI's version.
+fn same_version(h: &api::Health) -> bool {
+    h.version.as_deref() == Some(env!("CARGO_PKG_VERSION"))
 }
 
 /// Asks a daemon to stop and waits until it has.
@@ -375,7 +405,7 @@ pub fn start_and_wait_on(
         .lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if let Some((file, h)) = running(home, rt, http)?
-        && h["version"] == env!("CARGO_PKG_VERSION")
+        && same_version(&h)
     {
         return Ok(file.url);
     }

@@ -126,17 +126,17 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             match client::running(&home, &rt, &http)? {
                 Some((file, health)) => {
                     if ctx.printer.json {
-                        ctx.printer.json(&json!({"running": true, "pid": file.pid, "url": file.url, "port": file.port, "version": health["version"], "health": health, "log_file": log}));
+                        ctx.printer.json(&json!({"running": true, "pid": file.pid, "url": file.url, "port": file.port, "version": health.version, "health": health, "log_file": log}));
                     } else {
                         ctx.printer
                             .data(&format!("running     pid {} at {}", file.pid, file.url));
                         ctx.printer.data(&format!(
                             "version     {}",
-                            health["version"].as_str().unwrap_or("?")
+                            health.version.as_deref().unwrap_or("?")
                         ));
                         ctx.printer.data(&format!(
                             "master key  {}",
-                            health["encryption_backend"].as_str().unwrap_or("?")
+                            health.encryption_backend.as_deref().unwrap_or("?")
                         ));
                         ctx.printer.data(&format!("log         {}", log.display()));
                     }

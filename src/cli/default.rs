@@ -1,9 +1,8 @@
 //! `authsome set-default PROVIDER CONNECTION`.
 
-use serde_json::json;
-
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::{DefaultSet, Empty};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,13 +14,13 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     let client = ctx.client()?;
-    let v = client.post(
+    let v: DefaultSet = client.post(
         &format!(
             "/api/connections/{}/{}/default",
             super::seg(&args.provider),
             super::seg(&args.connection)
         ),
-        &json!({}),
+        &Empty {},
     )?;
     if ctx.printer.json {
         ctx.printer.json(&v);

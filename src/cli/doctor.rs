@@ -76,16 +76,12 @@ fn daemon_settings(ctx: &Ctx, checks: &mut Vec<diagnostics::Check>) {
     let Ok(client) = ctx.client() else {
         return;
     };
-    let Ok(who) = client.get("/api/whoami") else {
+    let Ok(who) = client.get::<crate::api::Whoami>("/api/whoami") else {
         return;
     };
     let mut env = crate::config::MapEnv::default();
-    if let Some(m) = who["settings"].as_object() {
-        for (k, v) in m {
-            if let Some(v) = v.as_str() {
-                env.0.insert(k.clone(), v.to_string());
-            }
-        }
+    for (k, v) in &who.settings {
+        env.0.insert(k.clone(), v.clone());
     }
     env.0.insert(
         crate::config::ENV_HOME.into(),
@@ -102,7 +98,7 @@ fn daemon_settings(ctx: &Ctx, checks: &mut Vec<diagnostics::Check>) {
     let mine = crate::config::daemon_side_settings(&crate::config::ProcessEnv);
     let differ: Vec<String> = mine
         .iter()
-        .filter(|(k, v)| who["settings"][k.as_str()].as_str() != Some(v.as_str()))
+        .filter(|(k, v)| who.settings.get(k.as_str()) != Some(v))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     // This shell's own values matter at the next restart: a broken one
@@ -155,7 +151,7 @@ fn daemon_check(ctx: &Ctx) -> diagnostics::Check {
         Some((file, h)) => diagnostics::Check {
             name: "daemon",
             status: Status::Pass,
-            detail: format!("running at {} (pid {}, version {})", file.url, file.pid, h["version"].as_str().unwrap_or("?")),
+            detail: format!("running at {} (pid {}, version {})", file.url, file.pid, h.version.as_deref().unwrap_or("?")),
             hint: None,
         },
         None => diagnostics::Check {

@@ -2,12 +2,12 @@
 //! variables. The one explicit way a secret leaves authsome; everything else
 //! shows redacted metadata.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-
-use serde_json::json;
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::{ExportRequest, Exported};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -35,11 +35,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let v = ctx.client()?.post(
+    let v: Exported = ctx.client()?.post(
         "/api/credentials/export",
-        &json!({"provider": args.provider, "connection": args.connection}),
+        &ExportRequest {
+            provider: args.provider,
+            connection: args.connection,
+        },
     )?;
-    let vars = v["variables"].as_object().cloned().unwrap_or_default();
+    let vars = &v.variables;
     let format = if ctx.printer.json {
         Format::Json
     } else {
@@ -49,18 +52,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.printer.warn("printing secrets to the terminal; pipe or redirect the output to keep them off the screen");
     }
     match format {
-        Format::Json => ctx.printer.json(&vars),
+        // Here the secrets leave, on purpose.
+        Format::Json => ctx.printer.json(
+            &vars
+                .iter()
+                .map(|(k, val)| (k, val.expose()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
         Format::Env => {
-            for (k, val) in &vars {
-                ctx.printer
-                    .data(&format!("{k}={}", val.as_str().unwrap_or_default()));
+            for (k, val) in vars {
+                ctx.printer.data(&format!("{k}={}", val.expose()));
             }
         }
         Format::Shell => {
-            for (k, val) in &vars {
+            for (k, val) in vars {
                 ctx.printer.data(&format!(
                     "export {k}='{}'",
-                    val.as_str().unwrap_or_default().replace('\'', r"'\''")
+                    val.expose().replace('\'', r"'\''")
                 ));
             }
         }
@@ -69,8 +77,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         "Exported {} variable{} for {}/{}",
         vars.len(),
         if vars.len() == 1 { "" } else { "s" },
-        v["provider"].as_str().unwrap_or(""),
-        v["connection"].as_str().unwrap_or("")
+        v.provider,
+        v.connection
     ));
     Ok(ExitStatus::Success)
 }

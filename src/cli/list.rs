@@ -3,10 +3,12 @@
 use super::Ctx;
 use super::exit::ExitStatus;
 use super::printer::{format_time, table};
+use super::wire_name;
+use crate::api::ConnectionList;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let v = ctx.client()?.get("/api/connections")?;
-    let conns = v["connections"].as_array().cloned().unwrap_or_default();
+    let v: ConnectionList = ctx.client()?.get("/api/connections")?;
+    let conns = v.connections;
     if ctx.printer.json {
         ctx.printer.json(&conns);
         return Ok(ExitStatus::Success);
@@ -18,24 +20,21 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Success);
     }
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let rows: Vec<Vec<String>> = conns
         .iter()
         .map(|c| {
+            let c = &c.record;
             vec![
-                s(&c["provider"]),
-                s(&c["name"]),
-                s(&c["auth_type"]),
-                s(&c["status"]),
-                if c["is_default"] == true {
+                c.provider.clone(),
+                c.name.clone(),
+                c.auth_type.clone(),
+                wire_name(&c.status),
+                if c.is_default {
                     "*".into()
                 } else {
                     String::new()
                 },
-                c["expires_at"]
-                    .as_i64()
-                    .map(format_time)
-                    .unwrap_or_else(|| "-".into()),
+                c.expires_at.map(format_time).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();

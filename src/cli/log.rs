@@ -3,6 +3,7 @@
 use super::Ctx;
 use super::exit::ExitStatus;
 use super::printer::{format_time, table};
+use crate::api::AuditList;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,10 +13,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
-    let v = ctx
+    let v: AuditList = ctx
         .client()?
         .get(&format!("/api/audit?limit={}", args.lines.clamp(1, 500)))?;
-    let entries = v["entries"].as_array().cloned().unwrap_or_default();
+    let entries = v.entries;
     if ctx.printer.json {
         ctx.printer.json(&entries);
         return Ok(ExitStatus::Success);
@@ -24,30 +25,29 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ctx.printer.status("The audit log is empty.");
         return Ok(ExitStatus::Success);
     }
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let rows: Vec<Vec<String>> = entries
         .iter()
         .map(|e| {
-            let target = match (e["provider"].as_str(), e["connection"].as_str()) {
+            let target = match (&e.provider, &e.connection) {
                 (Some(p), Some(c)) => format!("{p}/{c}"),
-                (Some(p), None) => p.to_string(),
+                (Some(p), None) => p.clone(),
                 _ => "-".into(),
             };
-            let actor = s(&e["actor"]);
+            let actor = e.actor.clone().unwrap_or_default();
             let actor = if actor.len() > 20 {
                 format!("{}…", &actor[..20])
             } else {
                 actor
             };
-            let detail = match e["detail"].as_object() {
-                Some(d) if !d.is_empty() => serde_json::Value::Object(d.clone()).to_string(),
+            let detail = match e.detail.as_object() {
+                Some(d) if !d.is_empty() => e.detail.to_string(),
                 _ => String::new(),
             };
             vec![
-                format_time(e["ts"].as_i64().unwrap_or(0)),
-                s(&e["event"]),
+                format_time(e.ts),
+                e.event.clone(),
                 target,
-                s(&e["outcome"]),
+                e.outcome.clone(),
                 actor,
                 detail,
             ]

@@ -10,13 +10,19 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Ctx;
 use super::client::{Client, DaemonError};
 use super::exit::ExitStatus;
+use crate::api::{
+    NextAction, ProviderDef, ProviderDetail, SessionCreate, SessionResume, SessionStatus,
+    SessionView,
+};
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::error::Error;
+use crate::providers::AuthType;
+use crate::secret::Secret;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -58,12 +64,10 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     let client = ctx.client()?;
-    let def = client.get(&format!("/api/providers/{}", super::seg(&args.provider)))?;
-    let display = def["display_name"]
-        .as_str()
-        .unwrap_or(&args.provider)
-        .to_string();
-    if def["auth_type"] == "oauth2" {
+    let ProviderDetail { def, .. } =
+        client.get(&format!("/api/providers/{}", super::seg(&args.provider)))?;
+    let display = def.display_name.clone();
+    if def.auth_type == AuthType::Oauth2 {
         if args.with_api_key {
             return Err(Error::invalid(
                 format!("{display} signs in with OAuth, not with an API key"),
@@ -76,30 +80,28 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         }
         return oauth(ctx, client, &args, &def, &display);
     }
-    let session = client.post(
+    let session: SessionView = client.post(
         "/api/auth/sessions",
-        &json!({"provider": args.provider, "connection": args.connection, "force": args.force}),
+        &SessionCreate {
+            provider: args.provider.clone(),
+            connection: Some(args.connection.clone()),
+            force: args.force,
+            ..SessionCreate::default()
+        },
     )?;
-    let id = session["id"]
-        .as_str()
-        .context("the daemon answered without a session id")?
-        .to_string();
-    let url = session["next_action"]["url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = session.id;
+    let url = match session.next_action {
+        NextAction::OpenUrl { url } => url,
+        _ => String::new(),
+    };
 
     let done = if args.with_api_key {
         let mut key = String::new();
-        std::io::stdin()
-            .read_to_string(&mut key)
-            .context("cannot read the API key from standard input")?;
-        let r = client.post(
-            &format!("/api/auth/sessions/{id}/resume"),
-            &json!({ "api_key": key }),
-        );
-        zeroize::Zeroize::zeroize(&mut key);
-        r?
+        let read = std::io::stdin().read_to_string(&mut key);
+        // The key is zeroized when the request body is dropped.
+        let key = Secret::new(key);
+        read.context("cannot read the API key from standard input")?;
+        resume(&client, &id, key)?
     } else {
         if ctx.printer.json {
             ctx.printer
@@ -111,14 +113,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             ctx.printer
                 .status(&format!("Open {url} in a browser, or paste the key here."));
             let prompt = format!("{} (input is hidden): ", api_key_noun(&display));
-            let mut key = rpassword::prompt_password(prompt)
+            let key = rpassword::prompt_password(prompt)
                 .context("cannot read the API key from the terminal")?;
-            let r = client.post(
-                &format!("/api/auth/sessions/{id}/resume"),
-                &json!({ "api_key": key }),
-            );
-            zeroize::Zeroize::zeroize(&mut key);
-            r?
+            resume(&client, &id, Secret::new(key))?
         } else {
             if !ctx.printer.json {
                 let verb = if opened { "Opened" } else { "Open" };
@@ -133,16 +130,24 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     finish(ctx, &display, &done)
 }
 
+/// Sends the key of a waiting API-key session.
+fn resume(client: &Client, id: &str, key: Secret<String>) -> anyhow::Result<SessionView> {
+    client.post(
+        &format!("/api/auth/sessions/{id}/resume"),
+        &SessionResume { api_key: Some(key) },
+    )
+}
+
 /// Polls the session until it is final, with a countdown on a terminal.
 /// When the daemon goes away mid-wait (a restart), reconnects and asks again:
 /// the new daemon then says the session is gone.
-fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
+fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<SessionView> {
     let tty = std::io::stderr().is_terminal() && !ctx.printer.quiet && !ctx.printer.json;
     let start = Instant::now();
     let mut client = client;
     let mut reconnects = 0;
     loop {
-        let s = match client.get(&format!("/api/auth/sessions/{id}")) {
+        let s: SessionView = match client.get(&format!("/api/auth/sessions/{id}")) {
             Ok(s) => s,
             Err(e) if e.downcast_ref::<DaemonError>().is_none() && reconnects < 5 => {
                 reconnects += 1;
@@ -152,14 +157,14 @@ fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
             }
             Err(e) => return Err(e),
         };
-        if s["status"] != "waiting_for_input" && s["status"] != "waiting_for_user" {
+        if s.status.is_final() {
             if tty {
                 eprint!("\r\x1b[2K");
             }
             return Ok(s);
         }
         if tty && start.elapsed() > Duration::from_millis(300) {
-            let left = s["expires_at"].as_i64().unwrap_or(0) - crate::clock::now_unix();
+            let left = s.expires_at - crate::clock::now_unix();
             eprint!(
                 "\r\x1b[2KWaiting for the browser… ({}:{:02} left, Ctrl-C to cancel)",
                 left.max(0) / 60,
@@ -171,36 +176,41 @@ fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<Value> {
     }
 }
 
-fn finish(ctx: &Ctx, display: &str, s: &Value) -> anyhow::Result<ExitStatus> {
-    match s["status"].as_str() {
-        Some("completed") => {
+fn finish(ctx: &Ctx, display: &str, s: &SessionView) -> anyhow::Result<ExitStatus> {
+    match s.status {
+        SessionStatus::Completed => {
             if ctx.printer.json {
-                ctx.printer.json_line(&json!({"status": "connected", "provider": s["provider"], "connection": s["connection"]}));
+                ctx.printer.json_line(&json!({"status": "connected", "provider": s.provider, "connection": s.connection}));
             } else {
                 ctx.printer.success(&format!(
                     "Stored the {} as {}/{}",
                     api_key_noun(display),
-                    s["provider"].as_str().unwrap_or(""),
-                    s["connection"].as_str().unwrap_or("")
+                    s.provider,
+                    s.connection
                 ));
             }
             Ok(ExitStatus::Success)
         }
-        Some("expired") => Err(Error::expired(
+        SessionStatus::Expired => Err(Error::expired(
             "the login expired before it was completed",
             Some("run the command again and finish signing in before the countdown ends".into()),
         )
         .into()),
-        _ => {
-            let e = &s["error"];
-            Err(DaemonError {
+        _ => Err(match &s.error {
+            Some(e) => DaemonError {
                 status: 0,
-                code: e["code"].as_str().unwrap_or("login_failed").into(),
-                message: e["message"].as_str().unwrap_or("the login failed").into(),
-                hint: e["hint"].as_str().map(String::from),
-            }
-            .into())
+                code: e.code.clone(),
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            },
+            None => DaemonError {
+                status: 0,
+                code: "login_failed".into(),
+                message: "the login failed".into(),
+                hint: None,
+            },
         }
+        .into()),
     }
 }
 
@@ -210,13 +220,13 @@ fn oauth(
     ctx: &Ctx,
     client: Client,
     args: &Args,
-    def: &Value,
+    def: &ProviderDef,
     display: &str,
 ) -> anyhow::Result<ExitStatus> {
     // A client secret belongs to a client id: the flag's, else the provider file's.
     let client_id = args.client_id.clone().or_else(|| {
         args.client_secret_stdin
-            .then(|| def["oauth"]["client_id"].as_str().map(String::from))
+            .then(|| def.oauth.as_ref().and_then(|o| o.client_id.clone()))
             .flatten()
     });
     if args.client_secret_stdin && client_id.is_none() {
@@ -247,42 +257,30 @@ fn oauth(
             .into());
         }
     }
-    let mut body = json!({
-        "provider": args.provider,
-        "connection": args.connection,
-        "force": args.force,
+    let body = SessionCreate {
+        provider: args.provider.clone(),
+        connection: Some(args.connection.clone()),
+        force: args.force,
+        flow: args.flow.as_ref().map(|f| f.replace('-', "_")),
+        client_id,
+        client_secret: args
+            .client_secret_stdin
+            .then(|| Secret::new(secret.trim().to_string())),
+        scopes: args.scopes.clone(),
+        base_url: args
+            .base_url
+            .as_ref()
+            .map(|b| b.trim_end_matches('/').to_string()),
         // Without a client id, a browser login asks for one in the daemon's form.
-        "client_form": !args.no_browser,
-    });
-    if let Some(f) = &args.flow {
-        body["flow"] = json!(f.replace('-', "_"));
-    }
-    if let Some(id) = &client_id {
-        body["client_id"] = json!(id);
-    }
-    if args.client_secret_stdin {
-        body["client_secret"] = json!(secret.trim());
-    }
-    if let Some(s) = &args.scopes {
-        body["scopes"] = json!(s);
-    }
-    if let Some(b) = &args.base_url {
-        body["base_url"] = json!(b.trim_end_matches('/'));
-    }
+        client_form: !args.no_browser,
+    };
     let r = client.post("/api/auth/sessions", &body);
     zeroize::Zeroize::zeroize(&mut secret);
-    if let serde_json::Value::Object(m) = &mut body {
-        m.remove("client_secret");
-    }
-    let session = r?;
-    let id = session["id"]
-        .as_str()
-        .context("the daemon answered without a session id")?
-        .to_string();
-    let next = &session["next_action"];
-    match next["type"].as_str() {
-        Some("open_url") => {
-            let url = next["url"].as_str().unwrap_or_default();
+    drop(body);
+    let session: SessionView = r?;
+    let id = session.id.clone();
+    match &session.next_action {
+        NextAction::OpenUrl { url } => {
             if ctx.printer.json {
                 ctx.printer
                     .json_line(&json!({"action": "open_url", "url": url, "session_id": id}));
@@ -290,7 +288,7 @@ fn oauth(
             let opened = !args.no_browser && open_browser(url);
             if !ctx.printer.json {
                 let verb = if opened { "Opened" } else { "Open" };
-                let what = if session["status"] == "waiting_for_input" {
+                let what = if session.status == SessionStatus::WaitingForInput {
                     format!("enter the OAuth app you registered with {display}, then sign in")
                 } else {
                     format!("sign in to {display}")
@@ -299,10 +297,11 @@ fn oauth(
                     .status(&format!("{verb} this page to {what}:\n  {url}"));
             }
         }
-        Some("device_code") => {
-            let code = next["user_code"].as_str().unwrap_or_default();
-            let uri = next["verification_uri"].as_str().unwrap_or_default();
-            let complete = next["verification_uri_complete"].as_str();
+        NextAction::DeviceCode {
+            user_code: code,
+            verification_uri: uri,
+            verification_uri_complete: complete,
+        } => {
             if ctx.printer.json {
                 ctx.printer.json_line(&json!({
                     "action": "device_code",
@@ -326,32 +325,33 @@ fn oauth(
                 open_browser(c);
             }
         }
-        _ => {}
+        NextAction::None => {}
     }
-    let done = if session["status"] == "completed" || session["status"] == "failed" {
+    let done = if matches!(
+        session.status,
+        SessionStatus::Completed | SessionStatus::Failed
+    ) {
         session
     } else {
         wait(ctx, client, &id)?
     };
-    if done["status"] == "completed" {
-        let already = done["message"] == "already connected";
+    if done.status == SessionStatus::Completed {
+        let already = done.message.as_deref() == Some("already connected");
         if ctx.printer.json {
             ctx.printer.json_line(&json!({
                 "status": if already { "already_connected" } else { "connected" },
-                "provider": done["provider"],
-                "connection": done["connection"],
+                "provider": done.provider,
+                "connection": done.connection,
             }));
         } else if already {
             ctx.printer.success(&format!(
                 "Already connected to {display} as {}/{} (use --force to sign in again)",
-                done["provider"].as_str().unwrap_or(""),
-                done["connection"].as_str().unwrap_or("")
+                done.provider, done.connection
             ));
         } else {
             ctx.printer.success(&format!(
                 "Connected to {display} as {}/{}",
-                done["provider"].as_str().unwrap_or(""),
-                done["connection"].as_str().unwrap_or("")
+                done.provider, done.connection
             ));
         }
         return Ok(ExitStatus::Success);

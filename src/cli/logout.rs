@@ -1,9 +1,8 @@
 //! `authsome logout PROVIDER`: remove one stored connection.
 
-use serde_json::json;
-
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::{Empty, LoggedOut, ProviderDetail, ProviderNotice};
 use crate::error::Error;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +23,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             None => {
                 // An unknown provider (a typo) is named as such, with the
                 // closest known name.
-                client.get(&format!("/api/providers/{}", super::seg(&args.provider)))?;
+                client.get::<ProviderDetail>(&format!(
+                    "/api/providers/{}",
+                    super::seg(&args.provider)
+                ))?;
                 return Err(Error::ConnectionNotFound {
                     provider: args.provider.clone(),
                     connection: "default".into(),
@@ -33,13 +35,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             }
         },
     };
-    let v = client.post(
+    let v: LoggedOut = client.post(
         &format!(
             "/api/connections/{}/{}/logout",
             super::seg(&args.provider),
             super::seg(&connection)
         ),
-        &json!({}),
+        &Empty {},
     )?;
     if ctx.printer.json {
         ctx.printer.json(&v);
@@ -48,17 +50,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             "Removed the credentials of {}/{}{}",
             args.provider,
             connection,
-            notice_text(&v["provider_notified"])
+            notice_text(v.provider_notified)
         ));
     }
     Ok(ExitStatus::Success)
 }
 
 /// How `provider_notified` reads in a sentence.
-pub fn notice_text(v: &serde_json::Value) -> &'static str {
-    match v.as_str() {
-        Some("revoked") => " (revoked at the provider)",
-        Some("failed") => " (the provider could not be told; revoke it there if needed)",
-        _ => " (the provider was not contacted: it has no revocation endpoint)",
+pub fn notice_text(v: ProviderNotice) -> &'static str {
+    match v {
+        ProviderNotice::Revoked => " (revoked at the provider)",
+        ProviderNotice::Failed => " (the provider could not be told; revoke it there if needed)",
+        ProviderNotice::NotSupported => {
+            " (the provider was not contacted: it has no revocation endpoint)"
+        }
     }
 }

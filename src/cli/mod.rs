@@ -123,12 +123,20 @@ pub fn default_connection(
     client: &client::Client,
     provider: &str,
 ) -> anyhow::Result<Option<String>> {
-    let v = client.get("/api/connections")?;
-    Ok(v["connections"].as_array().and_then(|a| {
-        a.iter()
-            .find(|c| c["provider"] == provider && c["is_default"] == true)
-            .and_then(|c| c["name"].as_str().map(String::from))
-    }))
+    let v: crate::api::ConnectionList = client.get("/api/connections")?;
+    Ok(v.connections
+        .into_iter()
+        .find(|c| c.record.provider == provider && c.record.is_default)
+        .map(|c| c.record.name))
+}
+
+/// An enum of an API body as it reads on the wire (`connected`, `oauth2`,
+/// `bundled`…): the word tables show.
+pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
 }
 
 /// Parses the command line, runs the command and returns the exit code.

@@ -36,17 +36,19 @@ impl Printer {
         let _ = out.flush();
     }
 
-    /// Writes a value as one JSON document to stdout.
+    /// Writes a value as one JSON document to stdout, its object keys
+    /// sorted (as the `--json` outputs always had them).
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
-        match serde_json::to_string_pretty(value) {
+        match serde_json::to_value(value).and_then(|v| serde_json::to_string_pretty(&v)) {
             Ok(s) => self.data(&s),
             Err(e) => self.error(&format!("cannot encode the result as JSON: {e}"), None),
         }
     }
 
-    /// Writes a value as one compact JSON line (for step-by-step output).
+    /// Writes a value as one compact JSON line (for step-by-step output),
+    /// its object keys sorted.
     pub fn json_line<T: Serialize + ?Sized>(&self, value: &T) {
-        match serde_json::to_string(value) {
+        match serde_json::to_value(value).and_then(|v| serde_json::to_string(&v)) {
             Ok(s) => self.data(&s),
             Err(e) => self.error(&format!("cannot encode the result as JSON: {e}"), None),
         }

@@ -3,11 +3,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde_json::{Value, json};
 
 use super::Ctx;
 use super::exit::ExitStatus;
 use super::printer::table;
+use super::wire_name;
+use crate::api::{
+    ProviderDetail, ProviderList, ProviderRegistered, ProviderRemoved, RegisterOutcome,
+    RegisterProvider, RemoveOutcome,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -42,13 +46,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     }
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
 fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let v = ctx.client()?.get("/api/providers")?;
-    let list = v["providers"].as_array().cloned().unwrap_or_default();
+    let v: ProviderList = ctx.client()?.get("/api/providers")?;
+    let list = v.providers;
     if ctx.printer.json {
         ctx.printer.json(&list);
         return Ok(ExitStatus::Success);
@@ -56,21 +56,18 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|p| {
-            let hosts: Vec<String> = p["api_url"]
-                .as_array()
-                .map(|a| a.iter().map(s).collect())
-                .unwrap_or_default();
+            let hosts = &p.api_url;
             let hosts = match hosts.len() {
                 0 => String::new(),
                 1 => hosts[0].clone(),
                 n => format!("{} (+{})", hosts[0], n - 1),
             };
-            let conns = p["connections"].as_u64().unwrap_or(0);
+            let conns = p.connections;
             vec![
-                s(&p["name"]),
-                s(&p["auth_type"]),
-                s(&p["flow"]),
-                s(&p["source"]),
+                p.name.clone(),
+                wire_name(&p.auth_type),
+                wire_name(&p.flow),
+                wire_name(&p.source),
                 if conns > 0 {
                     conns.to_string()
                 } else {
@@ -87,7 +84,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
 }
 
 fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
-    let d = ctx
+    let d: ProviderDetail = ctx
         .client()?
         .get(&format!("/api/providers/{}", super::seg(name)))?;
     if ctx.printer.json {
@@ -95,54 +92,44 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     let p = &ctx.printer;
-    let join = |v: &Value, sep: &str| {
-        v.as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(sep))
-            .unwrap_or_default()
-    };
-    p.data(&format!("{} ({})", s(&d["display_name"]), s(&d["name"])));
+    let def = &d.def;
+    p.data(&format!("{} ({})", def.display_name, def.name));
     p.data(&format!(
         "  auth:      {} / {}",
-        s(&d["auth_type"]),
-        s(&d["flow"])
+        wire_name(&def.auth_type),
+        wire_name(&def.flow)
     ));
-    p.data(&format!("  source:    {}", s(&d["source"])));
-    p.data(&format!("  hosts:     {}", join(&d["api_url"], ", ")));
-    if let Ok(def) = serde_json::from_value::<crate::providers::ProviderDef>(strip_source(&d)) {
-        if let Some(inj) = def.injection() {
-            p.data(&format!(
-                "  injects:   {}: {}<{}>",
-                inj.name,
-                inj.prefix,
-                inj.source.as_string()
-            ));
-        }
-        if let Some(o) = &def.oauth {
-            p.data(&format!(
-                "  token url: {}",
-                def.endpoint(&o.token_url, None)
-            ));
-            if !o.scopes.is_empty() {
-                p.data(&format!("  scopes:    {}", o.scopes.join(" ")));
-            }
+    p.data(&format!("  source:    {}", wire_name(&d.source)));
+    p.data(&format!("  hosts:     {}", def.api_url.join(", ")));
+    if let Some(inj) = def.injection() {
+        p.data(&format!(
+            "  injects:   {}: {}<{}>",
+            inj.name,
+            inj.prefix,
+            inj.source.as_string()
+        ));
+    }
+    if let Some(o) = &def.oauth {
+        p.data(&format!(
+            "  token url: {}",
+            def.endpoint(&o.token_url, None)
+        ));
+        if !o.scopes.is_empty() {
+            p.data(&format!("  scopes:    {}", o.scopes.join(" ")));
         }
     }
-    if let Some(e) = d["export"].as_object().filter(|e| !e.is_empty()) {
-        let vars: Vec<String> = e.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+    if !def.export.is_empty() {
+        let vars: Vec<String> = def
+            .export
+            .iter()
+            .map(|(k, v)| format!("{k}={}", wire_name(v)))
+            .collect();
         p.data(&format!("  exports:   {}", vars.join(", ")));
     }
-    if let Some(docs) = d["docs_url"].as_str() {
+    if let Some(docs) = &def.docs_url {
         p.data(&format!("  docs:      {docs}"));
     }
     Ok(ExitStatus::Success)
-}
-
-fn strip_source(d: &Value) -> Value {
-    let mut d = d.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.remove("source");
-    }
-    d
 }
 
 fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus> {
@@ -150,12 +137,16 @@ fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus>
         .with_context(|| format!("cannot read {}", file.display()))?;
     // Check locally first: the error names the file and fails fast without a daemon round trip.
     let def = crate::providers::parse_file(&file.display().to_string(), &text)?;
-    let v = ctx.client()?.post(
+    let v: ProviderRegistered = ctx.client()?.post(
         "/api/providers",
-        &json!({"definition": text, "force": force, "origin": file.display().to_string()}),
+        &RegisterProvider {
+            definition: serde_json::Value::String(text),
+            force,
+            origin: Some(file.display().to_string()),
+        },
     )?;
     let name = def.name;
-    if v["outcome"] == "overrode_bundled" {
+    if v.outcome == RegisterOutcome::OverrodeBundled {
         ctx.printer.warn(&format!(
             "`{name}` now overrides the bundled definition; `authsome provider remove {name}` restores it"
         ));
@@ -168,10 +159,7 @@ fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus>
             def.api_url.join(", ")
         ));
     }
-    let suspended: Vec<&str> = v["suspended"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let suspended = &v.suspended;
     if !suspended.is_empty() {
         // The stored credentials were given for the old hosts/header: they are
         // not sent anywhere until the user confirms by logging in again.
@@ -190,12 +178,12 @@ fn register(ctx: &Ctx, file: PathBuf, force: bool) -> anyhow::Result<ExitStatus>
 }
 
 fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
-    let v = ctx
+    let v: ProviderRemoved = ctx
         .client()?
         .delete(&format!("/api/providers/{}", super::seg(name)))?;
     if ctx.printer.json {
         ctx.printer.json(&v);
-    } else if v["outcome"] == "restored_bundled" {
+    } else if v.outcome == RemoveOutcome::RestoredBundled {
         ctx.printer.success(&format!(
             "Removed the custom `{name}`; the bundled definition is back"
         ));

@@ -8,10 +8,13 @@
 //! system-wide proxy token (not a provider secret; it only lets a process
 //! use the proxy, like the per-run token of `authsome run`).
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::{ProxySystem, RunList, SystemRequest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -36,57 +39,60 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     let client = ctx.client()?;
     match cmd {
         Command::Env { shell } => {
-            let s = client.post("/api/proxy/system", &json!({"listen": true}))?;
-            let url = s["proxy_url"].as_str().unwrap_or_default();
-            let bundle = s["bundle_path"].as_str().unwrap_or_default();
-            let ca = s["ca_path"].as_str().unwrap_or_default();
-            let vars = env_vars(url, bundle, ca);
+            let s: ProxySystem =
+                client.post("/api/proxy/system", &SystemRequest { listen: Some(true) })?;
+            let url = s.proxy_url.as_ref().map(|u| u.expose().as_str());
+            let bundle = s.bundle_path.to_string_lossy();
+            let ca = s.ca_path.to_string_lossy();
+            let vars = env_vars(url.unwrap_or_default(), &bundle, &ca);
             if ctx.printer.json {
-                let map: serde_json::Map<String, serde_json::Value> = vars
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect();
-                ctx.printer.json(&map);
+                ctx.printer
+                    .json(&vars.iter().copied().collect::<BTreeMap<_, _>>());
             } else {
                 for (k, v) in &vars {
                     ctx.printer.data(&line(shell, k, v));
                 }
                 ctx.printer.status(&format!(
                     "system-wide proxy on 127.0.0.1:{}; trust {ca} to use it (`authsome ca install` adds it to the system store)",
-                    s["port"]
+                    or_null(s.port)
                 ));
             }
             Ok(ExitStatus::Success)
         }
         Command::Status => {
-            let runs = client.get("/api/proxy/runs")?;
-            let sys = client.post("/api/proxy/system", &json!({"listen": false}))?;
+            let runs: RunList = client.get("/api/proxy/runs")?;
+            let sys: ProxySystem = client.post(
+                "/api/proxy/system",
+                &SystemRequest {
+                    listen: Some(false),
+                },
+            )?;
             if ctx.printer.json {
-                ctx.printer
-                    .json(&json!({"system": sys, "runs": runs["runs"]}));
+                ctx.printer.json(&json!({"system": sys, "runs": runs.runs}));
             } else {
-                if sys["listening"] == true {
+                if sys.listening {
+                    let stats = sys.stats.unwrap_or_default();
                     ctx.printer.data(&format!(
                         "system-wide: 127.0.0.1:{} injected={} tunnels={} refused={}",
-                        sys["port"],
-                        sys["stats"]["injected"],
-                        sys["stats"]["tunnels"],
-                        sys["stats"]["refused"]
+                        or_null(sys.port),
+                        stats.injected,
+                        stats.tunnels,
+                        stats.refused
                     ));
                 } else {
                     ctx.printer
                         .data("system-wide: not listening (`authsome proxy env` starts it)");
                 }
-                let list = runs["runs"].as_array().cloned().unwrap_or_default();
+                let list = runs.runs;
                 for r in &list {
                     ctx.printer.data(&format!(
                         "run {}: 127.0.0.1:{} pid={} injected={} tunnels={} refused={}",
-                        r["id"].as_str().unwrap_or("?"),
-                        r["port"],
-                        r["pid"],
-                        r["stats"]["injected"],
-                        r["stats"]["tunnels"],
-                        r["stats"]["refused"]
+                        r.id,
+                        r.port,
+                        or_null(r.pid),
+                        r.stats.injected,
+                        r.stats.tunnels,
+                        r.stats.refused
                     ));
                 }
                 if list.is_empty() {
@@ -96,6 +102,11 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// A number, or `null` when absent (as the JSON had it).
+fn or_null<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".into(), |v| v.to_string())
 }
 
 /// The variables, in print order.

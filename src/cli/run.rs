@@ -26,12 +26,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::Ctx;
 use super::client::Client;
 use super::exit::ExitStatus;
+use crate::api::{RunCreate, RunCreated, RunEnded, RunRefusals};
 use crate::config::{ENV_MASTER_KEY, ENV_RUN, ENV_RUN_GRACE, ENV_SANDBOX, Env, ProcessEnv};
 use crate::sandbox::{Mode, Policy, Pretend, Sandbox};
 
@@ -114,7 +114,7 @@ impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         if let Err(e) = self
             .client
-            .delete(&format!("/api/proxy/runs/{}", super::seg(&self.id)))
+            .delete::<RunEnded>(&format!("/api/proxy/runs/{}", super::seg(&self.id)))
         {
             tracing::debug!(error = %e, "could not end the run at the daemon (it ends by itself)");
         }
@@ -153,19 +153,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         }
     };
     let client = ctx.client()?;
-    let started = client.post(
+    let started: RunCreated = client.post(
         "/api/proxy/runs",
-        &json!({
-            "connections": connections,
-            "deny_unknown": args.deny_unknown,
-            "pid": std::process::id(),
+        &RunCreate {
+            connections,
+            deny_unknown: args.deny_unknown,
+            pid: Some(std::process::id()),
             // A confined child reaches no local service through the proxy
             // either, except these ports.
-            "sandbox": mode != Mode::Off,
-            "allow_localhost": args.allow_localhost,
-        }),
+            sandbox: mode != Mode::Off,
+            allow_localhost: args.allow_localhost.clone(),
+        },
     )?;
-    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let id = started.id.clone();
     let mut guard = RunGuard {
         client: &client,
         id: id.clone(),
@@ -176,7 +176,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     let bundle = dir.join("ca-bundle.pem");
     write_bundle(
         &bundle,
-        started["ca_pem"].as_str().unwrap_or_default(),
+        &started.ca_pem,
         ctx.config.upstream_ca_file.as_deref(),
     )?;
     let child_env = child_env(&started, &bundle, ctx);
@@ -213,14 +213,14 @@ struct Confinement {
 struct Handover {
     home: PathBuf,
     id: String,
-    token: String,
+    token: crate::secret::Secret<String>,
 }
 
 impl Confinement {
     fn plan(
         ctx: &Ctx,
         client: &Client,
-        started: &Value,
+        started: &RunCreated,
         id: &str,
         mode: Mode,
         allow_localhost: &[u16],
@@ -264,17 +264,10 @@ impl Confinement {
                 .into());
             }
         }
-        let mut hide: Vec<PathBuf> = started["protect"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.as_str().map(PathBuf::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut hide: Vec<PathBuf> = started.protect.clone();
         hide.push(ctx.config.home.clone());
         hide.extend(ctx.config.master_key_file.clone());
-        let token = started["token"].as_str().unwrap_or_default().to_string();
+        let token = started.token.duplicate();
         let pretend = Pretend::from_value(
             ProcessEnv
                 .var(crate::sandbox::ENV_PRETEND_UNAVAILABLE)
@@ -299,10 +292,7 @@ impl Confinement {
         let policy = Policy {
             hide,
             fresh,
-            proxy_port: started["port"]
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(0),
+            proxy_port: started.port,
             allow_localhost: allow_localhost.to_vec(),
             landlock,
         };
@@ -432,29 +422,19 @@ fn write_bundle(path: &Path, ca_pem: &str, extra: Option<&Path>) -> anyhow::Resu
 }
 
 /// The child's environment changes: (name, Some(value)) sets, None removes.
-fn child_env(started: &Value, bundle: &Path, ctx: &Ctx) -> Vec<(String, Option<String>)> {
+fn child_env(started: &RunCreated, bundle: &Path, ctx: &Ctx) -> Vec<(String, Option<String>)> {
     let env = ProcessEnv;
-    let url = started["proxy_url"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let url = started.proxy_url.expose().clone();
     let mut out: Vec<(String, Option<String>)> = Vec::new();
     for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
         out.push((k.into(), Some(url.clone())));
     }
-    let hosts: Vec<String> = started["hosts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| h.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let hosts = &started.hosts;
     let user = env
         .var("NO_PROXY")
         .or_else(|| env.var("no_proxy"))
         .unwrap_or_default();
-    let no_proxy = no_proxy(&user, &hosts, |h| {
+    let no_proxy = no_proxy(&user, hosts, |h| {
         ctx.printer.warn(&format!(
             "NO_PROXY listed `{h}`, a provider host; removed for this run so it gets credentials"
         ));
@@ -475,10 +455,8 @@ fn child_env(started: &Value, bundle: &Path, ctx: &Ctx) -> Vec<(String, Option<S
     // Never hand the child the vault's key (or say where it is).
     out.push((ENV_MASTER_KEY.into(), None));
     out.push((crate::config::ENV_MASTER_KEY_FILE.into(), None));
-    if let Some(p) = started["placeholders"].as_object() {
-        for (k, v) in p {
-            out.push((k.clone(), v.as_str().map(String::from)));
-        }
+    for (k, v) in &started.placeholders {
+        out.push((k.clone(), Some(v.clone())));
     }
     out
 }
@@ -649,16 +627,16 @@ impl Refusals<'_> {
 
     async fn show(&mut self, ctx: &Ctx) {
         let path = format!("{}?after={}", self.path, self.seen);
-        let Ok(Ok(v)) =
-            tokio::time::timeout(Duration::from_secs(1), self.client.get_async(&path)).await
+        let Ok(Ok(v)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.client.get_async::<RunRefusals>(&path),
+        )
+        .await
         else {
             return;
         };
-        let last = v["last"].as_u64().unwrap_or(self.seen);
-        let lines: Vec<&str> = v["refusals"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|r| r["line"].as_str()).collect())
-            .unwrap_or_default();
+        let last = v.last;
+        let lines: Vec<&str> = v.refusals.iter().map(|r| r.line.as_str()).collect();
         let new = last.saturating_sub(self.seen) as usize;
         for l in lines.iter().take(Self::BURST) {
             ctx.printer
@@ -725,7 +703,9 @@ async fn spawn_confined(
         Ok(c) => c,
         Err(e) => return Ok(Confined::Started(Err(e))),
     };
-    if let Err(e) = crate::app::handoff::hand_over(&to.home, &to.id, &to.token, &handoff.proxy) {
+    if let Err(e) =
+        crate::app::handoff::hand_over(&to.home, &to.id, to.token.expose(), &handoff.proxy)
+    {
         child.start_kill().ok();
         child.wait().await.ok();
         return Err(e);

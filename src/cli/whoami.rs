@@ -2,25 +2,21 @@
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::api::Whoami;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
-    let v = ctx.client()?.get("/api/whoami")?;
+    let v: Whoami = ctx.client()?.get("/api/whoami")?;
     if ctx.printer.json {
         ctx.printer.json(&v);
         return Ok(ExitStatus::Success);
     }
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
-    let connected = v["connected_providers"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let connected = if connected.is_empty() {
+    let connected = if v.connected_providers.is_empty() {
         "none".to_string()
     } else {
-        connected
+        v.connected_providers
             .iter()
             .map(|(p, n)| {
-                if n.as_u64().unwrap_or(1) > 1 {
+                if *n > 1 {
                     format!("{p} ({n})")
                 } else {
                     p.clone()
@@ -30,11 +26,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
             .join(", ")
     };
     for (k, val) in [
-        ("home", s("home")),
-        ("identity", s("did")),
-        ("daemon", s("daemon_url")),
-        ("vault", s("vault")),
-        ("master key", s("encryption_backend")),
+        ("home", v.home.display().to_string()),
+        ("identity", v.did),
+        ("daemon", v.daemon_url),
+        ("vault", v.vault.display().to_string()),
+        ("master key", v.encryption_backend),
         ("connected", connected),
     ] {
         ctx.printer.data(&format!("{k:<11} {val}"));

@@ -23,7 +23,7 @@ pub mod proxy_tables;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::now_unix;
 use crate::config::Config;
@@ -43,7 +43,7 @@ use crate::vault::{
 pub const DEFAULT_CONNECTION: &str = "default";
 
 /// A connection as shown to users and scripts: metadata only.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionView {
     #[serde(flatten)]
     pub record: ConnectionRecord,
@@ -83,7 +83,7 @@ pub struct ResolvedCredential {
 }
 
 /// A provider as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProviderSummary {
     pub name: String,
     pub display_name: String,
@@ -97,7 +97,7 @@ pub struct ProviderSummary {
 }
 
 /// What `register_provider` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegisterOutcome {
     Added,
@@ -106,7 +106,7 @@ pub enum RegisterOutcome {
 }
 
 /// What `remove_provider` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemoveOutcome {
     Deleted,

@@ -158,7 +158,7 @@ impl RefreshLocks {
 }
 
 /// What a logout or revoke told the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderNotice {
     /// The provider has no revocation endpoint (or the connection no token).

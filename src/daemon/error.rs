@@ -1,4 +1,4 @@
-//! One JSON error shape for every route:
+//! One JSON error shape for every route ([`crate::api::ErrorBody`]):
 //! `{"error": {"code": "connection_not_found", "message": "…", "hint": "…"}}`.
 //!
 //! `code` is stable and machine-readable. Internal causes (database and I/O
@@ -8,7 +8,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::error::{Error, ErrorKind};
 use crate::pop::PopError;
@@ -51,11 +50,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(h) = self.hint {
-            body["hint"] = json!(h);
-        }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let body = crate::api::ErrorBody {
+            error: crate::api::ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                hint: self.hint,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

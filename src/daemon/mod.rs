@@ -386,10 +386,10 @@ struct AuditQuery {
 async fn audit_list(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<crate::api::AuditList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let entries = state.run(move |svc| svc.vault().list_audit(limit)).await?;
-    Ok(axum::Json(serde_json::json!({ "entries": entries })))
+    Ok(axum::Json(crate::api::AuditList { entries }))
 }
 
 /// `POST /api/daemon/shutdown`: stops this daemon (PoP). Used by

@@ -11,7 +11,7 @@ pub mod schema;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::hosts::{HostPattern, HostRule};
 pub use self::schema::{AuthType, ExportRole, Flow, Injection, KeyFormat, ProviderDef};
@@ -22,7 +22,7 @@ mod bundled {
 }
 
 /// Where a definition came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderSource {
     /// Shipped with authsome.

@@ -3,14 +3,14 @@
 //! first. Rows carry names, hosts and outcomes, never a secret.
 
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use crate::clock::now_unix;
 use crate::error::{Error, Result};
 
 /// One audit record. Carries names, hosts and outcomes; never a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
     /// Unix seconds.

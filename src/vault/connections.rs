@@ -8,7 +8,7 @@
 //! deleted the oldest remaining one takes over.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, Aad};
 use super::{Vault, crypto_to_io};
@@ -21,7 +21,7 @@ pub(super) const TABLE: &str = "connections";
 const SECRET_FIELDS: [&str; 3] = ["api_key", "access_token", "refresh_token"];
 
 /// Lifecycle state of a stored connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     /// Usable.
@@ -61,7 +61,7 @@ impl ConnectionStatus {
 }
 
 /// A stored connection without its secrets: safe to list, log and return.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     #[serde(skip)]
     pub id: String,

@@ -1,33 +1,41 @@
 //! `/api/health` (open), `/api/ready` and `/api/whoami` (PoP).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
-use serde_json::{Value, json};
 
+use crate::api::{self, CheckOutcome, ReadyStatus};
 use crate::daemon::Caller;
 use crate::daemon::error::ApiResult;
 use crate::daemon::state::AppState;
 
 /// Liveness: the process answers. Open, so clients can find their daemon.
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
+pub async fn health(State(state): State<AppState>) -> Json<api::Health> {
     let i = &state.info;
-    Json(json!({
-        "status": "ok",
-        "service": "authsome",
-        "version": i.version,
-        "configured_encryption_mode": "aes-256-gcm",
-        "effective_encryption_source": i.key_source_id,
+    Json(api::Health {
+        status: "ok".into(),
+        service: api::SERVICE.into(),
+        version: Some(i.version.clone()),
+        configured_encryption_mode: Some(ENCRYPTION_MODE.into()),
+        effective_encryption_source: Some(i.key_source_id.into()),
         // Open route: the source's kind only, no paths (`/api/ready` has the detail).
-        "encryption_backend": format!("AES-256-GCM; master key from {}", backend_kind(i.key_source_id)),
-    }))
+        encryption_backend: Some(format!(
+            "AES-256-GCM; master key from {}",
+            backend_kind(i.key_source_id)
+        )),
+    })
 }
+
+/// `configured_encryption_mode` of health, readiness and whoami.
+const ENCRYPTION_MODE: &str = "aes-256-gcm";
 
 /// `GET /api/health/proof?challenge=HEX`: proves this daemon holds the key
 /// in the `daemon.json` it wrote (only the home's user can read that file).
 pub async fn health_proof(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::HealthProof>> {
     let challenge = q
         .as_deref()
         .and_then(|q| q.strip_prefix("challenge="))
@@ -38,9 +46,9 @@ pub async fn health_proof(
                 Some("the authsome CLI sends a fresh random challenge".into()),
             )
         })?;
-    Ok(Json(json!({
-        "proof": crate::pop::daemon_proof(state.info.proof_key.expose(), challenge),
-    })))
+    Ok(Json(api::HealthProof {
+        proof: crate::pop::daemon_proof(state.info.proof_key.expose(), challenge),
+    }))
 }
 
 fn backend_kind(id: &str) -> &'static str {
@@ -53,27 +61,29 @@ fn backend_kind(id: &str) -> &'static str {
 }
 
 /// Readiness: store, vault, integrity, identity, providers, connections.
-pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<api::Ready>> {
     let info = state.info.clone();
     state
         .run(move |svc| {
-            let mut checks = serde_json::Map::new();
+            let mut checks = BTreeMap::new();
+            let outcome = |ok: bool| {
+                if ok {
+                    CheckOutcome::Ok
+                } else {
+                    CheckOutcome::Failed
+                }
+            };
             let mut issues = Vec::new();
             let mut warnings = Vec::new();
             match svc.vault().check_integrity() {
                 Ok(r) => {
-                    checks.insert(
-                        "store".into(),
-                        json!(if r.sqlite_ok { "ok" } else { "failed" }),
-                    );
-                    checks.insert("vault".into(), json!("ok"));
+                    checks.insert("store".into(), outcome(r.sqlite_ok));
+                    checks.insert("vault".into(), CheckOutcome::Ok);
                     if !r.sqlite_ok {
                         issues.push(format!("store: {}", r.sqlite_detail.unwrap_or_default()));
                     }
-                    if r.damaged.is_empty() {
-                        checks.insert("integrity".into(), json!("ok"));
-                    } else {
-                        checks.insert("integrity".into(), json!("failed"));
+                    checks.insert("integrity".into(), outcome(r.damaged.is_empty()));
+                    if !r.damaged.is_empty() {
                         issues.push(format!(
                             "integrity: records fail to decrypt: {}",
                             r.damaged.join(", ")
@@ -81,42 +91,42 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value>> {
                     }
                 }
                 Err(e) => {
-                    checks.insert("store".into(), json!("failed"));
+                    checks.insert("store".into(), CheckOutcome::Failed);
                     issues.push(format!("store: {e}"));
                 }
             }
-            checks.insert("identity".into(), json!("ok"));
+            checks.insert("identity".into(), CheckOutcome::Ok);
             let reg = svc.registry();
-            if reg.problems.is_empty() {
-                checks.insert("providers".into(), json!("ok"));
-            } else {
-                checks.insert("providers".into(), json!("failed"));
-                for (n, e) in &reg.problems {
-                    issues.push(format!("providers: {n}: {e}"));
-                }
+            checks.insert("providers".into(), outcome(reg.problems.is_empty()));
+            for (n, e) in &reg.problems {
+                issues.push(format!("providers: {n}: {e}"));
             }
             match svc.list_connections() {
                 Ok(c) => {
-                    checks.insert("connections".into(), json!("ok"));
+                    checks.insert("connections".into(), CheckOutcome::Ok);
                     if c.is_empty() {
                         warnings.push("no provider connections yet".to_string());
                     }
                 }
                 Err(e) => {
-                    checks.insert("connections".into(), json!("failed"));
+                    checks.insert("connections".into(), CheckOutcome::Failed);
                     issues.push(format!("connections: {e}"));
                 }
             }
-            checks.insert("spec_version".into(), json!("ok"));
-            Ok(Json(json!({
-                "status": if issues.is_empty() { "ready" } else { "not_ready" },
-                "checks": checks,
-                "warnings": warnings,
-                "issues": issues,
-                "configured_encryption_mode": "aes-256-gcm",
-                "effective_encryption_source": info.key_source_id,
-                "encryption_backend": info.key_source,
-            })))
+            checks.insert("spec_version".into(), CheckOutcome::Ok);
+            Ok(Json(api::Ready {
+                status: if issues.is_empty() {
+                    ReadyStatus::Ready
+                } else {
+                    ReadyStatus::NotReady
+                },
+                checks,
+                warnings,
+                issues,
+                configured_encryption_mode: ENCRYPTION_MODE.into(),
+                effective_encryption_source: info.key_source_id.into(),
+                encryption_backend: info.key_source.clone(),
+            }))
         })
         .await
 }
@@ -125,30 +135,30 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 pub async fn whoami(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::Whoami>> {
     let info = state.info.clone();
     let connected = state
         .run(|svc| {
-            let mut m = std::collections::BTreeMap::<String, usize>::new();
+            let mut m = BTreeMap::<String, usize>::new();
             for c in svc.list_connections()? {
                 *m.entry(c.record.provider).or_default() += 1;
             }
             Ok(m)
         })
         .await?;
-    Ok(Json(json!({
-        "version": info.version,
-        "home": info.home,
-        "home_id": info.home_id,
-        "pid": std::process::id(),
-        "did": caller.0,
-        "identity": caller.0,
-        "daemon_url": info.base_url,
-        "vault": info.home.join("vault.db"),
-        "configured_encryption_mode": "aes-256-gcm",
-        "effective_encryption_source": info.key_source_id,
-        "encryption_backend": info.key_source,
-        "connected_providers": connected,
-        "settings": info.settings,
-    })))
+    Ok(Json(api::Whoami {
+        version: info.version.clone(),
+        home: info.home.clone(),
+        home_id: info.home_id.clone(),
+        pid: std::process::id(),
+        did: caller.0.clone(),
+        identity: caller.0,
+        daemon_url: info.base_url.clone(),
+        vault: info.home.join("vault.db"),
+        configured_encryption_mode: ENCRYPTION_MODE.into(),
+        effective_encryption_source: info.key_source_id.into(),
+        encryption_backend: info.key_source.clone(),
+        connected_providers: connected,
+        settings: info.settings.clone(),
+    }))
 }

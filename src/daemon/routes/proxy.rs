@@ -4,34 +4,30 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::api::{self, ResolveRequest, RunCreate, SystemRequest};
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::{AppState, RunRequest};
 use crate::providers::ExportRole;
+use crate::secret::Secret;
 
 /// `GET /api/proxy/routes`: the host → provider table over connected providers.
-pub async fn proxy_routes(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn proxy_routes(State(state): State<AppState>) -> ApiResult<Json<api::ProxyRoutes>> {
     let routes = state
         .run(|svc| {
             let t = svc.routes()?;
             Ok(t.routes()
                 .into_iter()
-                .map(|r| json!({"provider": r.provider, "rule": r.rule.to_string()}))
+                .map(|r| api::ProxyRoute {
+                    provider: r.provider.to_string(),
+                    rule: r.rule.to_string(),
+                })
                 .collect::<Vec<_>>())
         })
         .await?;
-    Ok(Json(json!({ "routes": routes })))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ResolveRequest {
-    host: String,
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default)]
-    path: Option<String>,
+    Ok(Json(api::ProxyRoutes { routes }))
 }
 
 /// `POST /api/credentials/resolve`: the header a request to `host` gets.
@@ -39,7 +35,7 @@ pub async fn credentials_resolve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ResolveRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::Resolved>> {
     let host = req.host.clone();
     let resolved = state
         .run(move |svc| {
@@ -68,39 +64,27 @@ pub async fn credentials_resolve(
             json!({"host": host}),
         )
         .await;
-    Ok(Json(json!({
-        "provider": r.provider,
-        "connection": r.connection,
-        "header": {"name": r.injection.name, "value": r.value.expose()},
-        "format": r.injection.format,
-        "expires_at": r.expires_at,
-    })))
+    Ok(Json(api::Resolved {
+        provider: r.provider,
+        connection: r.connection,
+        header: api::ResolvedHeader {
+            name: r.injection.name,
+            value: r.value,
+        },
+        format: r.injection.format,
+        expires_at: r.expires_at,
+    }))
 }
 
 /// The value a child sees in place of each secret its SDKs look for.
 pub const PLACEHOLDER: &str = "authsome-managed";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunCreate {
-    #[serde(default)]
-    connections: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    deny_unknown: bool,
-    #[serde(default)]
-    pid: Option<u32>,
-    #[serde(default)]
-    sandbox: bool,
-    #[serde(default)]
-    allow_localhost: Vec<u16>,
-}
 
 /// `POST /api/proxy/runs`: opens a per-run proxy listener.
 pub async fn proxy_runs_create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<RunCreate>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::RunCreated>> {
     let wanted = req.connections.clone();
     state
         .run(move |svc| {
@@ -125,7 +109,7 @@ pub async fn proxy_runs_create(
     let placeholders = state
         .run(move |svc| {
             let reg = svc.registry();
-            let mut out = serde_json::Map::new();
+            let mut out = std::collections::BTreeMap::new();
             for p in &providers {
                 if let Some(e) = reg.get(p) {
                     for (name, role) in crate::credentials::export_roles(&e.def) {
@@ -133,7 +117,7 @@ pub async fn proxy_runs_create(
                             role,
                             ExportRole::ApiKey | ExportRole::AccessToken | ExportRole::RefreshToken
                         ) {
-                            out.insert(name, json!(PLACEHOLDER));
+                            out.insert(name, PLACEHOLDER.to_string());
                         }
                     }
                 }
@@ -152,22 +136,45 @@ pub async fn proxy_runs_create(
             json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown}),
         )
         .await;
-    Ok(Json(json!({
-        "id": started.id,
-        "port": started.port,
-        "proxy_url": format!("http://authsome:{}@127.0.0.1:{}", started.token.expose(), started.port),
-        "token": started.token.expose(),
-        "ca_pem": started.ca_pem,
-        "hosts": started.hosts,
-        "providers": started.providers,
-        "placeholders": placeholders,
-        "protect": started.protect,
-    })))
+    Ok(Json(api::RunCreated {
+        proxy_url: Secret::new(format!(
+            "http://authsome:{}@127.0.0.1:{}",
+            started.token.expose(),
+            started.port
+        )),
+        id: started.id,
+        port: started.port,
+        token: started.token,
+        ca_pem: started.ca_pem,
+        hosts: started.hosts,
+        providers: started.providers,
+        placeholders,
+        protect: started.protect,
+    }))
 }
 
 /// `GET /api/proxy/runs`: open runs (no tokens).
-pub async fn proxy_runs_list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "runs": state.runs.list() }))
+pub async fn proxy_runs_list(State(state): State<AppState>) -> ApiResult<Json<api::RunList>> {
+    let runs = state
+        .runs
+        .list()
+        .into_iter()
+        .map(typed)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(api::RunList { runs }))
+}
+
+/// A body the proxy engine (in `app`, behind [`ProxyRuns`](crate::daemon::state::ProxyRuns))
+/// built as JSON from the `api` type, read back as that type.
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ApiResult<T> {
+    serde_json::from_value(v).map_err(|e| {
+        tracing::error!(error = %e, "the proxy engine's answer does not match its API type");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the daemon log",
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +188,15 @@ pub async fn proxy_runs_refusals(
     State(state): State<AppState>,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<RefusalsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::RunRefusals>> {
     match state.runs.refusals(&id, q.after) {
-        Some((list, last)) => Ok(Json(json!({
-            "refusals": list.iter().map(|(n, line)| json!({"seq": n, "line": line})).collect::<Vec<_>>(),
-            "last": last,
-        }))),
+        Some((list, last)) => Ok(Json(api::RunRefusals {
+            refusals: list
+                .into_iter()
+                .map(|(seq, line)| api::Refusal { seq, line })
+                .collect(),
+            last,
+        })),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -199,9 +209,12 @@ pub async fn proxy_runs_refusals(
 pub async fn proxy_runs_end(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::RunEnded>> {
     if state.runs.end(&id).await {
-        Ok(Json(json!({"status": "ended", "id": id})))
+        Ok(Json(api::RunEnded {
+            status: "ended".into(),
+            id,
+        }))
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -216,18 +229,11 @@ pub async fn proxy_runs_end(
 pub async fn proxy_system(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SystemRequest>,
-) -> ApiResult<Json<Value>> {
-    state
+) -> ApiResult<Json<api::ProxySystem>> {
+    let v = state
         .runs
         .system(req.listen.unwrap_or(true))
         .await
-        .map(Json)
-        .map_err(ApiError::from)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SystemRequest {
-    #[serde(default)]
-    listen: Option<bool>,
+        .map_err(ApiError::from)?;
+    typed(v).map(Json)
 }
