@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::api;
 use crate::ca::{Ca, RUN_VALIDITY};
@@ -302,7 +301,7 @@ impl Runs {
         Ok(())
     }
 
-    async fn start_system(&self, listen: bool) -> Result<Value> {
+    async fn start_system(&self, listen: bool) -> Result<api::ProxySystem> {
         let mut guard = self.system.lock().await;
         let home = self.home.clone();
         let svc = self.svc.clone();
@@ -316,7 +315,7 @@ impl Runs {
             .await
             .map_err(|e| Error::io("CA task failed", std::io::Error::other(e.to_string())))??;
         if guard.is_none() && !listen {
-            return body(&api::ProxySystem {
+            return Ok(api::ProxySystem {
                 listening: false,
                 port: None,
                 proxy_url: None,
@@ -378,7 +377,7 @@ impl Runs {
         let Some(s) = guard.as_ref() else {
             return Err(Error::invalid("the system-wide proxy did not start", None));
         };
-        body(&api::ProxySystem {
+        Ok(api::ProxySystem {
             listening: true,
             port: Some(s.port),
             proxy_url: Some(Secret::new(s.url.clone())),
@@ -397,12 +396,6 @@ fn stats(s: &Stats) -> api::ProxyStats {
         tunnels: s.tunnels.load(Ordering::Relaxed),
         refused: s.refused.load(Ordering::Relaxed),
     }
-}
-
-/// An `api` body as the JSON [`ProxyRuns`] hands the daemon's routes.
-fn body<T: Serialize>(b: &T) -> Result<Value> {
-    serde_json::to_value(b)
-        .map_err(|e| Error::io("cannot encode an answer", std::io::Error::other(e)))
 }
 
 impl ProxyRuns for Runs {
@@ -435,7 +428,7 @@ impl ProxyRuns for Runs {
             .map(|e| e.shared.stats.refusals_after(after))
     }
 
-    fn list(&self) -> Vec<Value> {
+    fn list(&self) -> Vec<api::RunSummary> {
         let mut v: Vec<api::RunSummary> = lock(&self.runs)
             .iter()
             .map(|(id, e)| api::RunSummary {
@@ -448,10 +441,10 @@ impl ProxyRuns for Runs {
             })
             .collect();
         v.sort_by_key(|r| r.started_at);
-        v.iter().filter_map(|r| body(r).ok()).collect()
+        v
     }
 
-    fn system(&self, listen: bool) -> BoxFuture<'_, Result<Value>> {
+    fn system(&self, listen: bool) -> BoxFuture<'_, Result<api::ProxySystem>> {
         Box::pin(self.start_system(listen))
     }
 }

@@ -25,7 +25,9 @@ use super::oauth::{self, DevicePoll, Endpoints, OAuthHttp};
 use super::{InputContext, NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionStatus};
 use super::{SessionView, Sessions};
 use crate::clock::now_unix;
-use crate::credentials::oauth::{ClientInfo, ClientSource, GrantError, OAuthClient, Tokens};
+use crate::credentials::oauth::{
+    ClientInfo, ClientSource, GrantError, OAuthClient, ProviderNotice, Tokens,
+};
 use crate::credentials::proxy_tables::ProxyTables;
 use crate::credentials::{
     CredentialService, DEFAULT_CONNECTION, ExportVar, RegisterOutcome, RemoveOutcome,
@@ -161,7 +163,7 @@ pub struct LoggedOut {
     pub provider: String,
     pub connection: String,
     /// What the provider's revocation endpoint said (OAuth).
-    pub provider_notified: Value,
+    pub provider_notified: ProviderNotice,
 }
 
 /// Every connection of a provider removed.
@@ -169,7 +171,7 @@ pub struct LoggedOut {
 pub struct Revoked {
     pub provider: String,
     pub removed: usize,
-    pub provider_notified: Vec<Value>,
+    pub provider_notified: Vec<ProviderNotice>,
 }
 
 /// A provider definition registered.
@@ -1144,13 +1146,12 @@ impl Logins {
         let (p, c) = (provider.to_string(), connection.map(String::from));
         self.commit(change, move |svc, change| {
             let (rec, notice) = svc.logout_and_revoke(&p, c.as_deref())?;
-            let notified = json!(notice);
             change.connection = Some(rec.name.clone());
-            change.note("provider_notified", &notified);
+            change.note("provider_notified", notice);
             Ok(LoggedOut {
                 provider: rec.provider,
                 connection: rec.name,
-                provider_notified: notified,
+                provider_notified: notice,
             })
         })
         .await
@@ -1170,7 +1171,7 @@ impl Logins {
                 .filter(|c| c.record.provider == p)
             {
                 let (_, notice) = svc.logout_and_revoke(&p, Some(&c.record.name))?;
-                notices.push(json!(notice));
+                notices.push(notice);
                 removed += 1;
             }
             change.note("removed", removed);

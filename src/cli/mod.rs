@@ -1,8 +1,11 @@
 //! The command line: argument parsing, dispatch, and error rendering.
 //!
-//! One file per subcommand; each turns its arguments into a call on
-//! [`CredentialService`] (or [`diagnostics`](crate::diagnostics)) and renders
-//! the result through [`Printer`]. No policy lives here.
+//! One file per subcommand; each turns its arguments into a request to the
+//! daemon ([`client::Client`], which finds or starts it and signs every
+//! request), reads the typed answer ([`crate::api`]), and renders it through
+//! [`Printer`]. `doctor` also runs [`diagnostics`](crate::diagnostics) in
+//! process, and `run` confines its child ([`crate::sandbox`]). No policy
+//! lives here.
 
 pub mod client;
 pub mod exit;

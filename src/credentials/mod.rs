@@ -221,6 +221,11 @@ impl CredentialService {
         Ok(self.vault.find_connection(provider, connection)?.is_some())
     }
 
+    /// The newest `limit` audit entries, newest first.
+    pub fn list_audit(&self, limit: usize) -> Result<Vec<crate::vault::AuditEntry>> {
+        self.vault.list_audit(limit)
+    }
+
     /// Appends one entry to the audit log (never a secret: names and facts).
     pub fn append_audit(
         &self,

@@ -388,16 +388,19 @@ async fn audit_list(
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
 ) -> Result<axum::Json<crate::api::AuditList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let entries = state.run(move |svc| svc.vault().list_audit(limit)).await?;
+    let entries = state.read(move |svc| svc.list_audit(limit)).await?;
     Ok(axum::Json(crate::api::AuditList { entries }))
 }
 
 /// `POST /api/daemon/shutdown`: stops this daemon (PoP). Used by
 /// `authsome daemon stop` and to replace a daemon of another version.
-async fn daemon_shutdown(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+async fn daemon_shutdown(State(state): State<AppState>) -> axum::Json<crate::api::ShuttingDown> {
     tracing::info!("shutdown requested");
     state.shutdown.notify_one();
-    axum::Json(serde_json::json!({"status": "stopping", "pid": std::process::id()}))
+    axum::Json(crate::api::ShuttingDown {
+        status: "stopping".into(),
+        pid: std::process::id(),
+    })
 }
 
 /// Refuses requests whose `Host` is not one of this daemon's names.
@@ -502,13 +505,13 @@ mod tests {
         fn refusals(&self, _id: &str, _after: u64) -> Option<(Vec<(u64, String)>, u64)> {
             None
         }
-        fn list(&self) -> Vec<serde_json::Value> {
+        fn list(&self) -> Vec<crate::api::RunSummary> {
             Vec::new()
         }
         fn system(
             &self,
             _listen: bool,
-        ) -> crate::daemon::state::BoxFuture<'_, crate::Result<serde_json::Value>> {
+        ) -> crate::daemon::state::BoxFuture<'_, crate::Result<crate::api::ProxySystem>> {
             Box::pin(async {
                 Err(crate::Error::Unsupported {
                     message: "system".into(),

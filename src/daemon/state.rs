@@ -100,10 +100,10 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     /// no such run).
     fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)>;
     /// The open runs, for display (no tokens).
-    fn list(&self) -> Vec<serde_json::Value>;
+    fn list(&self) -> Vec<crate::api::RunSummary>;
     /// Creates (if needed) the persistent CA and, with `listen`, starts the
     /// system-wide listener; describes both.
-    fn system(&self, listen: bool) -> BoxFuture<'_, Result<serde_json::Value, Error>>;
+    fn system(&self, listen: bool) -> BoxFuture<'_, Result<crate::api::ProxySystem, Error>>;
 }
 
 impl AppState {
@@ -129,8 +129,9 @@ impl AppState {
         self.logins.record(change, outcome).await;
     }
 
-    /// Runs a read on the blocking pool (SQLite calls block).
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Reads through the credential service, on the blocking pool (SQLite
+    /// calls block). Changes go through [`Logins`] instead.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&CredentialService) -> Result<T, Error> + Send + 'static,

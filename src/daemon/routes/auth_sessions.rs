@@ -13,9 +13,9 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::pages::{client_form_page, escape, finished_page, form_page, page};
+use crate::api::{DeviceCode, SessionCreate, SessionResume};
 use crate::auth_flow::logins::{ClientForm, LoginRequest};
 use crate::auth_flow::{NextAction, SessionStatus, SessionView};
 use crate::daemon::Caller;
@@ -25,51 +25,10 @@ use crate::error::Error;
 use crate::providers::Flow;
 use crate::secret::Secret;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    provider: String,
-    #[serde(default)]
-    connection: Option<String>,
-    #[serde(default)]
-    force: bool,
-    /// OAuth: `pkce`, `device` or `client_credentials` (default: the provider's).
-    #[serde(default)]
-    flow: Option<String>,
-    /// OAuth: a client to use (and store) for this provider.
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    client_secret: Option<String>,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
-    /// OAuth: the instance URL of a self-hosted provider (`{base_url}`).
-    #[serde(default)]
-    base_url: Option<String>,
-    /// OAuth: with no client configured, open a form asking for one.
-    #[serde(default)]
-    client_form: bool,
-}
-
-impl std::fmt::Debug for CreateRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateRequest")
-            .field("provider", &self.provider)
-            .field("connection", &self.connection)
-            .field("flow", &self.flow)
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "REDACTED"),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
 /// `POST /api/auth/sessions`
 pub async fn auth_sessions_create(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<CreateRequest>,
+    ApiJson(req): ApiJson<SessionCreate>,
 ) -> ApiResult<Json<SessionView>> {
     let view = state
         .logins
@@ -79,7 +38,7 @@ pub async fn auth_sessions_create(
             force: req.force,
             flow: req.flow,
             client_id: req.client_id,
-            client_secret: req.client_secret.map(Secret::new),
+            client_secret: req.client_secret,
             scopes: req.scopes,
             base_url: req.base_url,
             client_form: req.client_form,
@@ -96,19 +55,14 @@ pub async fn auth_sessions_get(
     Ok(Json(state.logins.session(&id)?))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ResumeRequest {
-    api_key: Option<String>,
-}
-
 /// `POST /api/auth/sessions/{id}/resume`: the CLI sends the key (`--with-api-key`).
 pub async fn auth_sessions_resume(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<ResumeRequest>,
+    ApiJson(req): ApiJson<SessionResume>,
 ) -> ApiResult<Json<SessionView>> {
-    let Some(key) = req.api_key.map(Secret::new) else {
+    let Some(key) = req.api_key else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_input",
@@ -124,7 +78,7 @@ pub async fn auth_sessions_resume(
 pub async fn auth_sessions_device(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceCode>> {
     let (view, action) = state.logins.device(&id)?;
     let NextAction::DeviceCode {
         user_code,
@@ -134,13 +88,13 @@ pub async fn auth_sessions_device(
     else {
         return Err(Error::NoDeviceCode.into());
     };
-    Ok(Json(json!({
-        "provider": view.provider,
-        "user_code": user_code,
-        "verification_uri": verification_uri,
-        "verification_uri_complete": verification_uri_complete,
-        "expires_at": view.expires_at,
-    })))
+    Ok(Json(DeviceCode {
+        provider: view.provider,
+        user_code,
+        verification_uri,
+        verification_uri_complete,
+        expires_at: view.expires_at,
+    }))
 }
 
 /// `GET /api/auth/sessions/{id}/input`: the browser form.

@@ -64,7 +64,7 @@ fn backend_kind(id: &str) -> &'static str {
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<api::Ready>> {
     let info = state.info.clone();
     state
-        .run(move |svc| {
+        .read(move |svc| {
             let mut checks = BTreeMap::new();
             let outcome = |ok: bool| {
                 if ok {
@@ -138,7 +138,7 @@ pub async fn whoami(
 ) -> ApiResult<Json<api::Whoami>> {
     let info = state.info.clone();
     let connected = state
-        .run(|svc| {
+        .read(|svc| {
             let mut m = BTreeMap::<String, usize>::new();
             for c in svc.list_connections()? {
                 *m.entry(c.record.provider).or_default() += 1;

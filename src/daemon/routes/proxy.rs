@@ -16,7 +16,7 @@ use crate::secret::Secret;
 /// `GET /api/proxy/routes`: the host → provider table over connected providers.
 pub async fn proxy_routes(State(state): State<AppState>) -> ApiResult<Json<api::ProxyRoutes>> {
     let routes = state
-        .run(|svc| {
+        .read(|svc| {
             let t = svc.routes()?;
             Ok(t.routes()
                 .into_iter()
@@ -38,7 +38,7 @@ pub async fn credentials_resolve(
 ) -> ApiResult<Json<api::Resolved>> {
     let host = req.host.clone();
     let resolved = state
-        .run(move |svc| {
+        .read(move |svc| {
             svc.resolve_for_host(
                 &req.host,
                 req.port.unwrap_or(443),
@@ -87,7 +87,7 @@ pub async fn proxy_runs_create(
 ) -> ApiResult<Json<api::RunCreated>> {
     let wanted = req.connections.clone();
     state
-        .run(move |svc| {
+        .read(move |svc| {
             for (p, c) in &wanted {
                 svc.get_connection(p, Some(c))?;
             }
@@ -107,7 +107,7 @@ pub async fn proxy_runs_create(
         .map_err(ApiError::from)?;
     let providers = started.providers.clone();
     let placeholders = state
-        .run(move |svc| {
+        .read(move |svc| {
             let reg = svc.registry();
             let mut out = std::collections::BTreeMap::new();
             for p in &providers {
@@ -155,26 +155,9 @@ pub async fn proxy_runs_create(
 
 /// `GET /api/proxy/runs`: open runs (no tokens).
 pub async fn proxy_runs_list(State(state): State<AppState>) -> ApiResult<Json<api::RunList>> {
-    let runs = state
-        .runs
-        .list()
-        .into_iter()
-        .map(typed)
-        .collect::<Result<_, _>>()?;
-    Ok(Json(api::RunList { runs }))
-}
-
-/// A body the proxy engine (in `app`, behind [`ProxyRuns`](crate::daemon::state::ProxyRuns))
-/// built as JSON from the `api` type, read back as that type.
-fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ApiResult<T> {
-    serde_json::from_value(v).map_err(|e| {
-        tracing::error!(error = %e, "the proxy engine's answer does not match its API type");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the daemon log",
-        )
-    })
+    Ok(Json(api::RunList {
+        runs: state.runs.list(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,10 +213,10 @@ pub async fn proxy_system(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SystemRequest>,
 ) -> ApiResult<Json<api::ProxySystem>> {
-    let v = state
+    let system = state
         .runs
         .system(req.listen.unwrap_or(true))
         .await
         .map_err(ApiError::from)?;
-    typed(v).map(Json)
+    Ok(Json(system))
 }
