@@ -37,15 +37,6 @@ impl ApiError {
         self.hint = Some(hint.into());
         self
     }
-
-    /// The same error as a login session's outcome.
-    pub fn to_session_error(&self) -> crate::auth_flow::SessionError {
-        crate::auth_flow::SessionError {
-            code: self.code.into(),
-            message: self.message.clone(),
-            hint: self.hint.clone(),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {

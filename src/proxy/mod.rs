@@ -10,7 +10,8 @@
 //!   guard) and the pure helpers they use;
 //! - `send`: sending upstream in the child's protocol, the WebSocket relay,
 //!   upstream errors in words;
-//! - `tunnel`: dialling, blind tunnels, serving intercepted tunnels.
+//! - `tunnel`: dialling, blind tunnels, serving intercepted tunnels;
+//! - [`hosts`]: the pure host-name helpers both of them use.
 //!
 //! [`error`] turns refusals into responses; [`prefixed`] replays bytes
 //! already read from a tunnel.
@@ -24,6 +25,7 @@
 pub mod decide;
 pub mod error;
 pub mod handler;
+pub mod hosts;
 pub mod inject;
 pub mod prefixed;
 mod send;

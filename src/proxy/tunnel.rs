@@ -12,8 +12,8 @@ use http::uri::Scheme;
 use http::{Request, Response, StatusCode};
 use hudsucker::{Body, RequestOrResponse};
 
-use super::decide::{literal_ip, loop_refused, normalize_host};
 use super::error::{ProxyError, Source};
+use super::hosts::{literal_ip, loop_refused, normalize_host};
 use super::shared::{Handler, refuse};
 
 impl Handler {

@@ -213,6 +213,8 @@ fn a_callback_from_another_issuer_is_refused() {
 #[test]
 fn refused_oauth_logins_are_in_the_audit_log() {
     let t = oauth_lab("pkce");
+    // a client secret the refused login carried must not reach the record
+    let secret = crate::common::canary("CSCANARY_");
     t.auth.state.lock().unwrap().iss = Some("https://evil.test".into());
     let (code, out, _) = t.login_pkce(&[]);
     assert_ne!(code, 0, "{out}");
@@ -226,9 +228,34 @@ fn refused_oauth_logins_are_in_the_audit_log() {
             "dev",
             "--client-id",
             CLIENT_ID,
+            "--client-secret-stdin",
             "--flow",
             "device",
         ])
+        .stdin(&secret)
+        .env(
+            "AUTHSOME_RESOLVE",
+            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+        )
+        .run();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("denied"), "{}", out.stderr);
+    // a client-credentials grant the server refuses (another secret)
+    t.auth.state.lock().unwrap().client_secret = Some("the-registered-secret".into());
+    let out = t
+        .lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "-c",
+            "cc",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+            "--flow",
+            "client-credentials",
+        ])
+        .stdin(&secret)
         .env(
             "AUTHSOME_RESOLVE",
             "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
@@ -260,7 +287,11 @@ fn refused_oauth_logins_are_in_the_audit_log() {
         refused.contains(&("dev".into(), "device_code".into())),
         "{refused:?}"
     );
-    assert!(!log.stdout.contains("CANARY"), "{}", log.stdout);
+    assert!(
+        refused.contains(&("cc".into(), "client_credentials".into())),
+        "{refused:?}"
+    );
+    assert!(!log.stdout.contains(&secret), "{}", log.stdout);
 }
 
 #[test]

@@ -48,9 +48,11 @@ impl Logins {
                 let (_, notice) = svc.logout_and_revoke(&p, Some(&c.record.name))?;
                 notices.push(notice);
                 removed += 1;
+                // On the record even if a later removal fails.
+                change.note("removed", removed);
+                change.note("provider_notified", &notices);
             }
             change.note("removed", removed);
-            change.note("provider_notified", &notices);
             Ok(Revoked {
                 provider: p,
                 removed,

@@ -240,33 +240,43 @@ impl Logins {
 
     /// The one path every change takes: write, make the proxy see it,
     /// record it (success and refusal alike).
+    ///
+    /// The three steps run as one task on the blocking pool (each is a
+    /// blocking vault call), so a caller that goes away mid-change (a CLI
+    /// interrupted during a slow revocation, a closed browser tab) cannot
+    /// leave a written change that the proxy does not see or the audit log
+    /// does not hold. The proxy is told even when the write failed: a
+    /// refused write may have been partial (a revoke that removed some
+    /// connections), and telling it again is harmless.
     pub async fn commit<T, F>(&self, change: Change, write: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&CredentialService, &mut Change) -> Result<T> + Send + 'static,
     {
-        let svc = self.svc.clone();
-        let joined = tokio::task::spawn_blocking(move || {
+        let (svc, proxy, audit) = (self.svc.clone(), self.proxy.clone(), self.audit.clone());
+        tokio::task::spawn_blocking(move || {
             let mut change = change;
-            let r = write(&svc, &mut change);
-            (r, change)
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&svc, &mut change)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(event = change.event, "a change panicked");
+                        Err(Error::io(
+                            "the change failed",
+                            std::io::Error::other("panic"),
+                        ))
+                    });
+            invalidate(&proxy, &change.scope);
+            match &result {
+                Ok(_) => audit.record(&change, "ok"),
+                Err(e) => {
+                    change.note("code", e.code());
+                    audit.record(&change, "refused");
+                }
+            }
+            result
         })
-        .await;
-        let (result, mut change) = match joined {
-            Ok(v) => v,
-            Err(e) => return Err(task_failed(e)),
-        };
-        match &result {
-            Ok(_) => {
-                self.invalidate(change.scope.clone()).await;
-                self.record(change, "ok").await;
-            }
-            Err(e) => {
-                change.note("code", e.code());
-                self.record(change, "refused").await;
-            }
-        }
-        result
+        .await
+        .map_err(task_failed)?
     }
 
     /// Writes an audit entry (on the blocking pool). Changes are recorded
@@ -278,26 +288,24 @@ impl Logins {
         }
     }
 
-    /// The proxy's routes and cache after a change of `scope`.
-    async fn invalidate(&self, scope: Scope) {
-        let provider = match scope {
-            Scope::Nothing => return,
-            Scope::Provider(p) => Some(p),
-            Scope::All => None,
-        };
-        let proxy = self.proxy.clone();
-        match tokio::task::spawn_blocking(move || proxy.changed(provider.as_deref())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild the routing table"),
-            Err(e) => tracing::error!(error = %e, "routing table task failed"),
-        }
-    }
-
     fn callback_url(&self) -> String {
         format!(
             "{}/auth/callback/oauth",
             self.base_url.trim_end_matches('/')
         )
+    }
+}
+
+/// The proxy's routes and cache after a change of `scope` (blocking: one
+/// vault query rebuilds the routing table).
+fn invalidate(proxy: &ProxyTables, scope: &Scope) {
+    let provider = match scope {
+        Scope::Nothing => return,
+        Scope::Provider(p) => Some(p.as_str()),
+        Scope::All => None,
+    };
+    if let Err(e) = proxy.changed(provider) {
+        tracing::error!(error = %e, "cannot rebuild the routing table");
     }
 }
 
@@ -426,12 +434,22 @@ impl Logins {
 
     /// Completes a session waiting for an API key: stores it (audited,
     /// refusals too) and marks the session completed.
+    ///
+    /// Runs as its own task: a caller that goes away after the key is
+    /// stored still leaves the session completed.
     pub async fn resume_with_key(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         key: Secret<String>,
         actor: String,
     ) -> Result<SessionView> {
+        let (me, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move { me.store_key(&id, key, actor).await })
+            .await
+            .map_err(task_failed)?
+    }
+
+    async fn store_key(&self, id: &str, key: Secret<String>, actor: String) -> Result<SessionView> {
         let ctx = self.sessions.input_context(id, now_unix());
         let mut change = match &ctx {
             Some(ctx) => Change::of("login", &ctx.view.provider, Some(&ctx.view.connection)),

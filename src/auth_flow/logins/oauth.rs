@@ -13,11 +13,14 @@
 //!   until approval, `access_denied`, `expired_token` or the code's expiry.
 //! - **Client credentials**: one token request; no browser.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Change, ClientForm, LoginRequest, Logins, Scope, reach, session_error, short};
 use crate::auth_flow::oauth::{self, DevicePoll, Endpoints};
-use crate::auth_flow::{NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionView};
+use crate::auth_flow::{
+    NextAction, PendingOAuth, SESSION_TTL, SessionError, SessionStatus, SessionView,
+};
 use crate::clock::now_unix;
 use crate::credentials::oauth::{ClientInfo, ClientSource, GrantError, OAuthClient, Tokens};
 use crate::error::{Error, ErrorKind, Result};
@@ -176,11 +179,13 @@ impl Logins {
             // does not know: register again.
             Some(c) if flow == Flow::DcrPkce && c.registered_elsewhere(&redirect_uri) => {
                 tracing::info!(provider = %def.name, "the daemon's callback moved; registering a new OAuth client");
-                Some(self.register_client(&def, &redirect_uri, &scopes).await?)
+                let r = self.register_client(&def, &redirect_uri, &scopes).await;
+                Some(self.on_refusal(r, &provider, &connection, flow).await?)
             }
             Some(c) => Some(c),
             None if flow == Flow::DcrPkce => {
-                Some(self.register_client(&def, &redirect_uri, &scopes).await?)
+                let r = self.register_client(&def, &redirect_uri, &scopes).await;
+                Some(self.on_refusal(r, &provider, &connection, flow).await?)
             }
             None => None,
         };
@@ -213,7 +218,7 @@ impl Logins {
         };
         match flow {
             Flow::ClientCredentials => {
-                let tokens = oauth::client_credentials(self.http.as_ref(), &ep, &client, &scopes)
+                let r = oauth::client_credentials(self.http.as_ref(), &ep, &client, &scopes)
                     .await
                     .map_err(|e| match e {
                         GrantError::InvalidGrant(m) => Error::invalid(
@@ -222,7 +227,8 @@ impl Logins {
                         ),
                         GrantError::Refused { message, .. } => Error::invalid(message, None),
                         GrantError::Other(e) => reach(e),
-                    })?;
+                    });
+                let tokens = self.on_refusal(r, &provider, &connection, flow).await?;
                 self.store_tokens(
                     &provider,
                     &connection,
@@ -236,9 +242,10 @@ impl Logins {
                     .create_completed(&provider, &connection, flow, "connected", now)
             }
             Flow::DeviceCode => {
-                let ds = oauth::device_start(self.http.as_ref(), &ep, &client, &scopes)
+                let r = oauth::device_start(self.http.as_ref(), &ep, &client, &scopes)
                     .await
-                    .map_err(reach)?;
+                    .map_err(reach);
+                let ds = self.on_refusal(r, &provider, &connection, flow).await?;
                 let view = self.sessions.create_waiting(
                     &provider,
                     &connection,
@@ -331,6 +338,24 @@ impl Logins {
         e
     }
 
+    /// A step of a starting login that the provider (or the network)
+    /// refused: on the record, then returned.
+    async fn on_refusal<T>(
+        &self,
+        r: Result<T>,
+        provider: &str,
+        connection: &str,
+        flow: Flow,
+    ) -> Result<T> {
+        if let Err(e) = &r {
+            let mut change = Change::of("login", provider, Some(connection)).scope(Scope::Nothing);
+            change.note("flow", flow);
+            change.note("code", e.code());
+            self.record(change, "refused").await;
+        }
+        r
+    }
+
     async fn callback_refused(
         &self,
         view: SessionView,
@@ -410,10 +435,24 @@ impl Logins {
     /// The authorization server sent the browser back with `query` (`code`
     /// and `state`, or `error`). Returns the completed session, or the
     /// session (when the state was known) and why it failed.
+    ///
+    /// Runs as its own task: a browser tab closed mid-exchange still leaves
+    /// the session completed (or failed) for the waiting CLI.
     pub async fn oauth_callback(
-        &self,
+        self: &Arc<Self>,
         query: &str,
     ) -> std::result::Result<SessionView, CallbackError> {
+        let (me, query) = (self.clone(), query.to_string());
+        match tokio::spawn(async move { me.callback(&query).await }).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "OAuth callback task failed");
+                Err(CallbackError::Internal)
+            }
+        }
+    }
+
+    async fn callback(&self, query: &str) -> std::result::Result<SessionView, CallbackError> {
         let pairs = oauth::parse_pairs(query);
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let now = now_unix();
@@ -530,6 +569,16 @@ impl Logins {
             let Some(view) = self.sessions.get(&id, now_unix()) else {
                 return;
             };
+            if view.status == SessionStatus::Expired {
+                // The code's lifetime ran out with nobody approving.
+                tracing::info!(session = %short(&id), "device flow expired");
+                let mut change =
+                    Change::of("login", &provider, Some(&connection)).scope(Scope::Nothing);
+                change.note("flow", "device_code");
+                change.note("code", "expired");
+                self.record(change, "refused").await;
+                return;
+            }
             if view.status.is_final() {
                 tracing::info!(session = %short(&id), status = ?view.status, "device flow stopped");
                 return;
@@ -579,6 +628,8 @@ pub enum CallbackError {
     Refused(SessionView, Error),
     /// The tokens came, but storing them failed.
     NotStored(SessionView, Error),
+    /// The callback's task failed (logged).
+    Internal,
 }
 
 /// A failed OAuth step as a session's outcome (an expired device code

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::pages::{client_form_page, escape, finished_page, form_page, page};
 use crate::api::{DeviceCode, SessionCreate, SessionResume};
-use crate::auth_flow::logins::{ClientForm, LoginRequest};
+use crate::auth_flow::logins::{ClientForm, LoginRequest, session_error};
 use crate::auth_flow::{NextAction, SessionStatus, SessionView};
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
@@ -219,8 +219,9 @@ pub async fn auth_sessions_input_submit(
         .await
     {
         Ok(view) => finished_page(&view),
-        Err(e) => {
-            let e = ApiError::from(e);
+        Err(err) => {
+            let outcome = session_error(&err);
+            let e = ApiError::from(err);
             if e.status == StatusCode::BAD_REQUEST {
                 let msg = match &e.hint {
                     Some(h) => format!("{} ({h})", e.message),
@@ -235,7 +236,7 @@ pub async fn auth_sessions_input_submit(
                     Some(&msg),
                 );
             }
-            match state.logins.fail(&id, e.to_session_error()) {
+            match state.logins.fail(&id, outcome) {
                 Some(v) => finished_page(&v),
                 None => page(
                     e.status,

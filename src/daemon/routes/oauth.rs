@@ -42,6 +42,11 @@ pub async fn oauth_callback(State(state): State<AppState>, RawQuery(q): RawQuery
                 escape(&view.provider)
             ),
         ),
+        Err(CallbackError::Internal) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Login failed",
+            "<p>internal error; see the daemon log (<code>authsome daemon logs</code>).</p>",
+        ),
         Err(CallbackError::NotStored(_, e)) => {
             let e = crate::daemon::error::ApiError::from(e);
             page(
