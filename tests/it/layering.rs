@@ -355,3 +355,70 @@ fn sibling_cycle_check_sees_each_form_of_import() {
         ]
     );
 }
+
+/// The daemon's routes change nothing themselves: every write goes through
+/// `auth_flow::logins::Logins`, which makes the proxy see it and records it
+/// (issue #11). A route that called a write of the credential service, or
+/// reached the vault to write, would skip both.
+#[test]
+fn daemon_routes_never_write_past_logins() {
+    const WRITES: &[&str] = &[
+        "login_api_key(",
+        "store_oauth(",
+        "logout(",
+        "logout_and_revoke(",
+        "set_default(",
+        "export(",
+        "register_provider(",
+        "register_provider_suspending(",
+        "remove_provider(",
+        "put_oauth_client(",
+        "append_audit(",
+        "revoke_at_provider(",
+        "put_connection(",
+        "delete_connection(",
+        "put_custom_provider(",
+        "delete_custom_provider(",
+        "suspend_connections(",
+        ".changed(",
+    ];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for f in sources(&src.join("daemon")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for w in WRITES {
+            // `svc.x(` / `.vault().x(`: a call on the service or the vault,
+            // not `state.logins.x(`.
+            for (i, _) in code.match_indices(w) {
+                let before = &code[..i];
+                let receiver = before
+                    .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '{' || c == ';')
+                    .next()
+                    .unwrap_or("");
+                if !receiver.contains("logins.")
+                    && (receiver.contains("svc")
+                        || receiver.contains("vault()")
+                        || *w == ".changed(")
+                {
+                    found.push(format!(
+                        "{}: {receiver}{w}",
+                        f.strip_prefix(&src).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "writes past Logins:\n{}",
+        found.join("\n")
+    );
+}
