@@ -3,11 +3,14 @@
 //!
 //! The daemon's routes, and next the dashboard and the team server, call
 //! these operations; none of them writes the vault itself. Every write ends
-//! in [`Logins::commit`], which, in this order:
-//! 1. runs the write on the blocking pool (SQLite calls block);
-//! 2. on success, makes the proxy see it: its routing table is rebuilt and
-//!    its cached credentials of the provider are forgotten, before the
-//!    caller answers, so the next proxied request sees the change;
+//! in [`Logins::commit`], which, in this order and as one task on the
+//! blocking pool (SQLite calls block; a caller that goes away cannot stop
+//! it half way):
+//! 1. runs the write;
+//! 2. makes the proxy see it: its routing table is rebuilt and its cached
+//!    credentials of the provider are forgotten, before the caller answers,
+//!    so the next proxied request sees the change (after a refused write
+//!    too, which may have been partial);
 //! 3. records the audit entry, success and refusal alike (a refusal with
 //!    its error code, never a value).
 //!
