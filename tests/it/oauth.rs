@@ -219,48 +219,33 @@ fn refused_oauth_logins_are_in_the_audit_log() {
     let (code, out, _) = t.login_pkce(&[]);
     assert_ne!(code, 0, "{out}");
     t.auth.state.lock().unwrap().device_script = ["denied"].into();
-    let out = t
-        .lab
-        .cmd([
-            "login",
-            "acmeoauth",
-            "-c",
-            "dev",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-stdin",
-            "--flow",
-            "device",
-        ])
-        .stdin(&secret)
-        .env(
-            "AUTHSOME_RESOLVE",
-            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
-        )
-        .run();
+    // each login carries the canary as its client secret
+    let login = |connection: &str, flow: &str| {
+        t.lab
+            .cmd([
+                "login",
+                "acmeoauth",
+                "-c",
+                connection,
+                "--client-id",
+                CLIENT_ID,
+                "--client-secret-stdin",
+                "--flow",
+                flow,
+            ])
+            .stdin(&secret)
+            .env(
+                "AUTHSOME_RESOLVE",
+                "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
+            )
+            .run()
+    };
+    let out = login("dev", "device");
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("denied"), "{}", out.stderr);
     // a client-credentials grant the server refuses (another secret)
     t.auth.state.lock().unwrap().client_secret = Some("the-registered-secret".into());
-    let out = t
-        .lab
-        .cmd([
-            "login",
-            "acmeoauth",
-            "-c",
-            "cc",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-stdin",
-            "--flow",
-            "client-credentials",
-        ])
-        .stdin(&secret)
-        .env(
-            "AUTHSOME_RESOLVE",
-            "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
-        )
-        .run();
+    let out = login("cc", "client-credentials");
     assert_ne!(out.code, 0, "{}", out.stderr);
     let log = t.lab.cmd(["log", "--json"]).run();
     assert_eq!(log.code, 0, "{}", log.stderr);

@@ -42,7 +42,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::providers::{AuthType, ProviderDef};
 use crate::secret::Secret;
 
-/// Where audit entries go.
+/// Where audit entries go: the vault's audit table today (the
+/// [`CredentialService`] implementation); a team server records members'
+/// identities through the same seam.
 pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     /// Records one entry. Blocking (a vault write). A failure is the
     /// sink's to log: the operation it records already happened.
@@ -221,24 +223,16 @@ impl Logins {
         }
     }
 
-    /// Records elsewhere than the vault (tests).
-    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Logins {
-        self.audit = audit;
-        self
-    }
-
-    /// The login sessions.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
-    }
-
     /// Runs `f` on the blocking pool (vault calls block).
     pub async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&CredentialService) -> Result<T> + Send + 'static,
     {
-        on_blocking_pool(&self.svc, f).await
+        let svc = self.svc.clone();
+        tokio::task::spawn_blocking(move || f(&svc))
+            .await
+            .map_err(task_failed)?
     }
 
     /// The one path every change takes: write, make the proxy see it,
@@ -310,18 +304,6 @@ fn invalidate(proxy: &ProxyTables, scope: &Scope) {
     if let Err(e) = proxy.changed(provider) {
         tracing::error!(error = %e, "cannot rebuild the routing table");
     }
-}
-
-/// `f` on the blocking pool.
-pub(crate) async fn on_blocking_pool<T, F>(svc: &Arc<CredentialService>, f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&CredentialService) -> Result<T> + Send + 'static,
-{
-    let svc = svc.clone();
-    tokio::task::spawn_blocking(move || f(&svc))
-        .await
-        .map_err(task_failed)?
 }
 
 fn task_failed(e: tokio::task::JoinError) -> Error {
