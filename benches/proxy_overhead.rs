@@ -160,6 +160,9 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         connections: Default::default(),
         deny_unknown: false,
         local_ports: None,
+        run_id: "bench".into(),
+        placeholders: Default::default(),
+        redact: true,
         stats: Stats::default(),
         ended: Default::default(),
     });

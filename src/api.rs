@@ -369,7 +369,7 @@ pub struct ResolvedHeader {
 }
 
 /// `POST /api/proxy/runs` request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunCreate {
     /// The connection to use per provider (default: the provider's default).
@@ -388,6 +388,27 @@ pub struct RunCreate {
     /// Host loopback ports the confined child may reach.
     #[serde(default)]
     pub allow_localhost: Vec<u16>,
+    /// Replace injected secrets in responses (`AUTHSOME_REDACT=off` in the
+    /// `authsome run` environment sends `false`). Default on.
+    #[serde(default = "on")]
+    pub redact: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Default for RunCreate {
+    fn default() -> Self {
+        RunCreate {
+            connections: BTreeMap::new(),
+            deny_unknown: false,
+            pid: None,
+            sandbox: false,
+            allow_localhost: Vec::new(),
+            redact: true,
+        }
+    }
 }
 
 /// `POST /api/proxy/runs` answer: the run's listener, token and CA.
@@ -1009,11 +1030,12 @@ mod tests {
             pid: Some(4242),
             sandbox: true,
             allow_localhost: vec![5432],
+            redact: false,
         };
         assert_eq!(
             round_trip(&create),
             json!({"connections": {"github": "work"}, "deny_unknown": true, "pid": 4242,
-                   "sandbox": true, "allow_localhost": [5432]})
+                   "sandbox": true, "allow_localhost": [5432], "redact": false})
         );
         assert!(serde_json::from_value::<RunCreate>(json!({"nope": true})).is_err());
         assert_eq!(

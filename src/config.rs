@@ -97,6 +97,26 @@ pub const ENV_SANDBOX: &str = "AUTHSOME_SANDBOX";
 /// `1`/`true`: refuse hosts no provider claims (same as `--deny-unknown`).
 pub const ENV_DENY_UNKNOWN: &str = "AUTHSOME_DENY_UNKNOWN";
 
+/// `off` turns response redaction off (default `on`): for `authsome run`,
+/// read from its own environment; for the system-wide listener, from the
+/// daemon's.
+pub const ENV_REDACT: &str = "AUTHSOME_REDACT";
+
+/// Reads [`ENV_REDACT`]: `on`/`1`/`true`/unset → on, `off`/`0`/`false` → off.
+pub fn redact_setting(env: &dyn Env) -> Result<bool> {
+    match non_empty(env, ENV_REDACT) {
+        None => Ok(true),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" | "yes" => Ok(true),
+            "off" | "0" | "false" | "no" => Ok(false),
+            _ => Err(Error::invalid(
+                format!("{ENV_REDACT}=`{v}` is not on or off"),
+                Some(format!("unset {ENV_REDACT} (redaction on), or set it to off")),
+            )),
+        },
+    }
+}
+
 /// Any value turns colour off (<https://no-color.org>).
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
@@ -165,6 +185,8 @@ pub struct Config {
     pub proxy_port: u16,
     /// `AUTHSOME_DENY_UNKNOWN`: refuse hosts no provider claims.
     pub deny_unknown: bool,
+    /// `AUTHSOME_REDACT`: replace injected secrets in responses (default on).
+    pub redact: bool,
     /// `AUTHSOME_PROXY_THREADS`: the proxy's worker threads.
     pub proxy_threads: usize,
     /// `AUTHSOME_REFRESH_INTERVAL`: seconds between proactive refresh checks.
@@ -233,6 +255,7 @@ impl Config {
                 })?,
             },
             deny_unknown: is_true(non_empty(env, ENV_DENY_UNKNOWN).as_deref()),
+            redact: redact_setting(env)?,
             proxy_threads: number_in(env, ENV_PROXY_THREADS, 1, 64, 1, "a thread count")? as usize,
             refresh_interval_secs: number_in(
                 env,

@@ -325,6 +325,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         home: home.root().to_path_buf(),
         proxy_port: config.proxy_port,
         deny_unknown: config.deny_unknown,
+        redact: config.redact,
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
         protect: protected_paths(config, home.root(), svc.key_source().id()),
     }));
@@ -419,6 +420,7 @@ impl Config {
             upstream_ca_file: self.upstream_ca_file.clone(),
             proxy_port: self.proxy_port,
             deny_unknown: self.deny_unknown,
+            redact: self.redact,
             proxy_threads: self.proxy_threads,
             refresh_interval_secs: self.refresh_interval_secs,
         }

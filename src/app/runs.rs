@@ -9,7 +9,7 @@
 //! so (`DELETE /api/proxy/runs/{id}`) or when that process is gone (checked
 //! every second), so a `kill -9` of the CLI does not leave a listener open.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -82,6 +82,7 @@ pub struct Runs {
     home: PathBuf,
     proxy_port: u16,
     deny_unknown: bool,
+    redact: bool,
     runs: Arc<Mutex<HashMap<String, RunEntry>>>,
     system: tokio::sync::Mutex<Option<SystemEntry>>,
     workers: Arc<proxy::Workers>,
@@ -110,6 +111,8 @@ pub struct RunsOptions {
     pub home: PathBuf,
     pub proxy_port: u16,
     pub deny_unknown: bool,
+    /// Response redaction for the system-wide listener (runs say their own).
+    pub redact: bool,
     /// The proxy's threads, which serve every listener.
     pub workers: proxy::Workers,
     /// Paths a sandboxed child must not reach (the home, a master-key file).
@@ -129,6 +132,7 @@ impl Runs {
             home: o.home,
             proxy_port: o.proxy_port,
             deny_unknown: o.deny_unknown,
+            redact: o.redact,
             runs: Arc::new(Mutex::new(HashMap::new())),
             system: tokio::sync::Mutex::new(None),
             workers: Arc::new(o.workers),
@@ -192,6 +196,10 @@ impl Runs {
             .local_addr()
             .map_err(|e| Error::io("cannot read the proxy's address", e))?;
         let token = Self::token()?;
+        let mut id_bytes = [0u8; 8];
+        crate::secret::fill_random(&mut id_bytes)?;
+        let id: String = id_bytes.iter().map(|x| format!("{x:02x}")).collect();
+        let placeholders = self.placeholders(&providers)?;
         let shared = Arc::new(Shared {
             tables: self.tables.clone(),
             authority,
@@ -201,12 +209,12 @@ impl Runs {
             connections: req.connections.into_iter().collect(),
             deny_unknown: req.deny_unknown || self.deny_unknown,
             local_ports: req.sandbox.then(|| req.allow_localhost.clone()),
+            run_id: id.clone(),
+            placeholders: proxy::placeholders::Placeholders::new(placeholders.clone()),
+            redact: req.redact,
             stats: Stats::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
         });
-        let mut id_bytes = [0u8; 8];
-        crate::secret::fill_random(&mut id_bytes)?;
-        let id: String = id_bytes.iter().map(|x| format!("{x:02x}")).collect();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             stop_rx.await.ok();
@@ -262,7 +270,25 @@ impl Runs {
             hosts: names,
             providers,
             protect: self.protect.clone(),
+            placeholders,
         })
+    }
+
+    /// A fresh placeholder per provider, of the shape its definition gives.
+    fn placeholders(&self, providers: &[String]) -> Result<BTreeMap<String, String>> {
+        let registry = self.svc.registry();
+        providers
+            .iter()
+            .map(|p| {
+                let value = match registry.get(p) {
+                    Some(e) => crate::credentials::new_placeholder(&e.def)?,
+                    None => crate::credentials::placeholder_of_shape(
+                        &crate::providers::schema::PlaceholderShape::default_shape(),
+                    )?,
+                };
+                Ok((p.clone(), value))
+            })
+            .collect()
     }
 
     /// Serves run `id` on one more listener: the one a sandboxed child
@@ -347,6 +373,13 @@ impl Runs {
                 connections: HashMap::new(),
                 deny_unknown: self.deny_unknown,
                 local_ports: None,
+                run_id: "system".into(),
+                // Nobody holds these (the programs have their own
+                // configuration); they are what echoed secrets become.
+                placeholders: proxy::placeholders::Placeholders::new(
+                    self.placeholders(&self.tables.routes().providers().iter().map(|p| p.to_string()).collect::<Vec<_>>())?,
+                ),
+                redact: self.redact,
                 stats: Stats::default(),
                 ended: std::sync::atomic::AtomicBool::new(false),
             });
@@ -362,6 +395,9 @@ impl Runs {
                 }
             });
             tracing::info!(%addr, "system-wide proxy listening");
+            if !self.redact {
+                tracing::warn!("response redaction is off (AUTHSOME_REDACT=off): a provider that echoes a credential shows it to the program");
+            }
             *guard = Some(SystemEntry {
                 port: addr.port(),
                 url: format!(

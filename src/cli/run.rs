@@ -6,8 +6,10 @@
 //! the run's listener with the run's token, `NO_PROXY` (the user's, minus
 //! provider hosts, plus loopback), a CA bundle (system roots + the run's CA)
 //! in every variable common runtimes read, `AUTHSOME_RUN=1`, and a
-//! placeholder (`authsome-managed`) for each connected provider's secret
-//! variables so SDKs start. What it never gets: a credential, the master
+//! fresh random placeholder (`sk-…` where the provider's definition gives
+//! a shape, else `authsome-…`) for each connected provider's secret
+//! variables so SDKs start; upstream echoes of the secret come back to it
+//! as that placeholder. What it never gets: a credential, the master
 //! key, the CA's private key.
 //!
 //! A faithful wrapper: the child's exit code (128+N when it dies of signal
@@ -152,6 +154,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             None => Mode::Auto,
         }
     };
+    let redact = crate::config::redact_setting(&env)?;
+    if !redact {
+        ctx.printer.warn(&format!(
+            "response redaction is off ({}=off): a provider that echoes the credential (an error page, a debug endpoint) shows it to the program",
+            crate::config::ENV_REDACT
+        ));
+    }
     let client = ctx.client()?;
     let started: RunCreated = client.post(
         "/api/proxy/runs",
@@ -163,6 +172,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             // either, except these ports.
             sandbox: mode != Mode::Off,
             allow_localhost: args.allow_localhost.clone(),
+            redact,
         },
     )?;
     let id = started.id.clone();

@@ -584,6 +584,37 @@ pub fn export_roles(def: &ProviderDef) -> Vec<(String, ExportRole)> {
     roles
 }
 
+/// A fresh placeholder for `def`: its shape's prefix (or `authsome-`) and
+/// random letters and digits up to the shape's length. Fresh for every run:
+/// a placeholder seen once (in a log, a transcript) says nothing about the
+/// next run's, and never works anywhere but through authsome.
+pub fn new_placeholder(def: &ProviderDef) -> Result<String> {
+    let shape = def
+        .placeholder
+        .clone()
+        .unwrap_or_else(crate::providers::schema::PlaceholderShape::default_shape);
+    placeholder_of_shape(&shape)
+}
+
+/// A placeholder of `shape` (see [`new_placeholder`]).
+pub fn placeholder_of_shape(shape: &crate::providers::schema::PlaceholderShape) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let want = shape.length.saturating_sub(shape.prefix.len());
+    let mut out = shape.prefix.clone();
+    let mut buf = [0u8; 64];
+    while out.len() < shape.prefix.len() + want {
+        crate::secret::fill_random(&mut buf)?;
+        // Rejection sampling: 248 = 4 × 62, so every character is equally likely.
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == shape.prefix.len() + want {
+                break;
+            }
+            out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+        }
+    }
+    Ok(out)
+}
+
 fn view(reg: &Registry, record: ConnectionRecord) -> ConnectionView {
     let display_name = reg
         .get(&record.provider)
@@ -1015,5 +1046,32 @@ mod tests {
         assert!(!format!("{r:?}").contains("AKCANARY"));
         let (_, vars) = s.export("ahrefs", None).unwrap();
         assert!(!format!("{vars:?}").contains("AKCANARY"));
+    }
+
+    #[test]
+    fn bundled_placeholders_have_their_shape_pass_the_key_check_and_are_fresh() {
+        let reg = Registry::bundled().unwrap();
+        let mut shaped = 0;
+        for e in reg.iter() {
+            let a = new_placeholder(&e.def).unwrap();
+            let b = new_placeholder(&e.def).unwrap();
+            assert_ne!(a, b, "{}", e.def.name);
+            let shape = e
+                .def
+                .placeholder
+                .clone()
+                .unwrap_or_else(crate::providers::schema::PlaceholderShape::default_shape);
+            assert_eq!(a.len(), shape.length, "{}", e.def.name);
+            assert!(a.starts_with(&shape.prefix), "{}", e.def.name);
+            assert!(a[shape.prefix.len()..].bytes().all(|c| c.is_ascii_alphanumeric()));
+            if let Some(pattern) = e.def.api_key.as_ref().and_then(|k| k.key_pattern.as_ref()) {
+                let re = regex_lite::Regex::new(pattern).unwrap();
+                assert!(re.is_match(&a), "{}: {a} fails {pattern}", e.def.name);
+                shaped += 1;
+            }
+        }
+        assert!(shaped >= 10, "{shaped}");
+        let openai = reg.get("openai").unwrap();
+        assert!(new_placeholder(&openai.def).unwrap().starts_with("sk-"));
     }
 }

@@ -67,6 +67,8 @@ pub struct RunRequest {
     pub sandbox: bool,
     /// Host loopback ports the confined child may reach.
     pub allow_localhost: Vec<u16>,
+    /// Replace injected secrets in responses.
+    pub redact: bool,
 }
 
 /// A started run.
@@ -84,6 +86,8 @@ pub struct RunStarted {
     pub providers: Vec<String>,
     /// Paths the run's child must not reach when sandboxed.
     pub protect: Vec<std::path::PathBuf>,
+    /// Provider → the placeholder its secret is replaced by (fresh per run).
+    pub placeholders: std::collections::BTreeMap<String, String>,
 }
 
 /// A boxed future (the trait is object-safe).

@@ -18,7 +18,8 @@
 //!     "key_pattern": "^sk-[A-Za-z0-9_-]{20,}$",
 //!     "key_pattern_hint": "OpenAI keys start with `sk-`"
 //!   },
-//!   "export": { "OPENAI_API_KEY": "api_key" }  // env var -> api_key | access_token | refresh_token | base_url | api_url
+//!   "export": { "OPENAI_API_KEY": "api_key" }, // env var -> api_key | access_token | refresh_token | base_url | api_url
+//!   "placeholder": { "prefix": "sk-", "length": 51 } // what the child holds instead (optional)
 //! }
 //! ```
 //!
@@ -286,9 +287,67 @@ pub struct ProviderDef {
     pub browser: Option<BrowserSpec>,
     #[serde(default)]
     pub export: BTreeMap<String, ExportRole>,
+    /// The shape of the placeholder a run's child holds in place of the
+    /// secret (`sk-…` for SDKs that check the key's format). Default:
+    /// `authsome-` and 32 random characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<PlaceholderShape>,
     /// `api_url`, parsed. Filled by validation.
     #[serde(skip)]
     pub rules: Vec<HostRule>,
+}
+
+/// The `placeholder` block: a fixed prefix, then random letters and digits
+/// up to `length` characters in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceholderShape {
+    pub prefix: String,
+    pub length: usize,
+}
+
+impl PlaceholderShape {
+    /// The shape of providers that give none.
+    pub fn default_shape() -> PlaceholderShape {
+        PlaceholderShape {
+            prefix: "authsome-".into(),
+            length: 41,
+        }
+    }
+
+    /// Random characters a placeholder has at least beyond its prefix: a
+    /// placeholder must be unguessable and must never occur by chance in
+    /// a request to another host (the tripwire looks for it there).
+    pub const MIN_RANDOM: usize = 24;
+    /// The longest placeholder (the redactor holds back at most this much).
+    pub const MAX_LEN: usize = 256;
+
+    fn validate(&self) -> Result<(), DefError> {
+        if !self
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(DefError::new(format!(
+                "placeholder.prefix `{}` may hold only letters, digits, `-`, `_` and `.`",
+                self.prefix
+            )));
+        }
+        if self.length > Self::MAX_LEN || self.length < self.prefix.len() + Self::MIN_RANDOM {
+            return Err(DefError {
+                message: format!(
+                    "placeholder.length {} is out of range for the prefix `{}`",
+                    self.length, self.prefix
+                ),
+                hint: Some(format!(
+                    "the length counts the prefix and at least {} random characters, at most {} in all",
+                    Self::MIN_RANDOM,
+                    Self::MAX_LEN
+                )),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A parse or validation failure; the caller adds the file name.
@@ -474,6 +533,9 @@ impl ProviderDef {
         self.rules = rules;
         if let Some(k) = &self.api_key {
             validate_api_key(k)?;
+        }
+        if let Some(p) = &self.placeholder {
+            p.validate()?;
         }
         if let Some(o) = &self.oauth {
             self.validate_oauth(o)?;

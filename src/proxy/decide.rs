@@ -45,6 +45,7 @@ use hudsucker::{Body, RequestOrResponse};
 use super::error::{ProxyError, Source};
 use super::hosts::{literal_ip, loop_refused, normalize_host};
 use super::inject::{inject, strip_hop_by_hop};
+use super::placeholders::{Location, in_head};
 use super::shared::{Handler, Tunnel};
 
 impl Handler {
@@ -319,6 +320,7 @@ impl Handler {
         } else {
             None
         };
+        self.tripwire_check(req, host, provider.as_deref()).await?;
         let Some(provider) = provider else {
             if !claimed && self.shared.local_ports.is_some() {
                 // Plain HTTP to a local service from a confined run. (The
@@ -382,6 +384,56 @@ impl Handler {
         })?;
         tracing::debug!(%provider, connection = %cred.connection, host, path = req.uri().path(), "credential injected");
         self.shared.stats.injected.fetch_add(1, Ordering::Relaxed);
+        self.note.provider = Some(provider.to_string());
+        self.note.connection = Some(cred.connection.clone());
+        self.note.injected = true;
+        Ok(())
+    }
+
+    /// The tripwire: a placeholder of a provider other than the one this
+    /// request goes to (`own`), in the request's headers, query or first
+    /// body frame, is noted for the request log and the audit, and refused
+    /// under `--deny-unknown`. A placeholder is worthless anywhere but
+    /// through authsome, so sending one on is no leak; it says the child
+    /// tried to send a credential somewhere it does not belong.
+    async fn tripwire_check(
+        &mut self,
+        req: &mut Request<Body>,
+        host: &str,
+        own: Option<&str>,
+    ) -> Result<(), ProxyError> {
+        let placeholders = &self.shared.placeholders;
+        if !placeholders.any_other_than(own) {
+            return Ok(());
+        }
+        let mut found = in_head(placeholders, req, own);
+        if found.is_none()
+            && let Some(first) = peek_body(req).await?
+        {
+            found = placeholders
+                .foreign_in(&first, own)
+                .map(|p| (p, Location::Body));
+        }
+        let Some((owner, location)) = found else {
+            return Ok(());
+        };
+        tracing::warn!(placeholder_of = %owner, host, location = location.as_str(), "tripwire: a placeholder was sent to a host of another provider or none");
+        self.note.tripwire = Some((owner.clone(), location));
+        if self.shared.deny_unknown {
+            return Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                "authsome_placeholder_misuse",
+                Source::Downstream,
+                format!(
+                    "the request carries the placeholder of {owner} (in its {}), and {host} is not one of {owner}'s hosts",
+                    location.as_str()
+                ),
+            )
+            .host(host)
+            .hint(format!(
+                "a placeholder only works on its own provider's hosts; send requests for {owner} to its API"
+            )));
+        }
         Ok(())
     }
 
@@ -455,6 +507,41 @@ impl Handler {
             return Err(loop_refused(host, port));
         }
         Ok(())
+    }
+}
+
+/// How long the tripwire waits for a request body's first frame (it
+/// normally arrives with the headers; a client that sends its body later
+/// is not held up longer than this, and that body is not looked at).
+const PEEK_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The first frame of `req`'s body, which is put back in front of the rest.
+async fn peek_body(req: &mut Request<Body>) -> Result<Option<hyper::body::Bytes>, ProxyError> {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::is_end_stream(req.body()) {
+        return Ok(None);
+    }
+    let mut body = std::mem::replace(req.body_mut(), Body::empty());
+    let first = tokio::time::timeout(PEEK_WAIT, body.frame()).await;
+    match first {
+        Err(_elapsed) => {
+            *req.body_mut() = body;
+            Ok(None)
+        }
+        Ok(None) => Ok(None),
+        Ok(Some(Err(e))) => Err(ProxyError::new(
+            StatusCode::BAD_REQUEST,
+            "authsome_bad_request_body",
+            Source::Downstream,
+            format!("the request body could not be read: {e}"),
+        )),
+        Ok(Some(Ok(frame))) => {
+            let data = frame.data_ref().cloned();
+            *req.body_mut() = Body::from(http_body_util::combinators::BoxBody::new(
+                super::bodies::Prepend::new(frame, body),
+            ));
+            Ok(data)
+        }
     }
 }
 

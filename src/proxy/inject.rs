@@ -1,7 +1,7 @@
 //! `inject`: the single place a credential is written into a request.
 //!
 //! Why replace, never merge: the agent may send its own `Authorization` (a
-//! placeholder such as `OPENAI_API_KEY=authsome-managed`, or an attacker's
+//! placeholder such as `OPENAI_API_KEY=sk-…` from `authsome run`, or an attacker's
 //! token meant to be forwarded alongside ours). Every client-supplied
 //! instance of the header the provider uses, in any case and any number, is
 //! removed first, then exactly one value is written. The per-run proxy token

@@ -22,11 +22,13 @@
 //! `authsome run` (and one for system-wide mode); `app` wires them to the
 //! credential cache.
 
+mod bodies;
 pub mod decide;
 pub mod error;
 pub mod handler;
 pub mod hosts;
 pub mod inject;
+pub mod placeholders;
 pub mod prefixed;
 mod send;
 mod shared;

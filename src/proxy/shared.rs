@@ -16,6 +16,7 @@ use http::Response;
 use hudsucker::Body;
 
 use super::error::ProxyError;
+use super::placeholders::Placeholders;
 use super::tls::LeafAuthority;
 use super::upstream::{Clients, Upstream};
 use crate::credentials::proxy_tables::ProxyTables;
@@ -86,6 +87,16 @@ pub struct Shared {
     /// `--allow-localhost` names it); names in `AUTHSOME_RESOLVE` are the
     /// user's own mapping and stay reachable.
     pub local_ports: Option<Vec<u16>>,
+    /// The run this listener serves (`system` for the system-wide one),
+    /// for the request log.
+    pub run_id: String,
+    /// What the child holds in place of each provider's secret: written
+    /// back where an upstream echoes the secret, and watched for in
+    /// requests to other hosts (the tripwire).
+    pub placeholders: Placeholders,
+    /// Replace injected secrets in responses (`AUTHSOME_REDACT=off` turns
+    /// it off for users who must see raw bytes).
+    pub redact: bool,
     /// Counters.
     pub stats: Stats,
     /// Set when the run ends: tunnels still open (hudsucker does not track
@@ -96,7 +107,9 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
+            .field("run_id", &self.run_id)
             .field("deny_unknown", &self.deny_unknown)
+            .field("redact", &self.redact)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -123,6 +136,20 @@ pub struct Handler {
     pub(super) tunnel: Option<Arc<Tunnel>>,
     /// The host the current request goes to, for error messages.
     pub(super) target: Option<String>,
+    /// What the decisions found out about the current request, for sending
+    /// (redaction) and for the request log.
+    pub(super) note: Note,
+}
+
+/// What the decisions found out about one request.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Note {
+    /// The provider whose credential was written, and its connection.
+    pub(super) provider: Option<String>,
+    pub(super) connection: Option<String>,
+    pub(super) injected: bool,
+    /// A placeholder of another provider seen in the request: whose, where.
+    pub(super) tripwire: Option<(String, super::placeholders::Location)>,
 }
 
 impl Handler {
@@ -133,6 +160,7 @@ impl Handler {
             clients: Arc::new(clients),
             tunnel: None,
             target: None,
+            note: Note::default(),
         }
     }
 }

@@ -20,5 +20,6 @@ mod proxy_hardening;
 mod proxy_run;
 mod proxy_system;
 mod readme;
+mod redaction;
 mod sandbox;
 mod vault_tamper;

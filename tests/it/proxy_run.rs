@@ -142,7 +142,7 @@ fn the_child_environment_has_placeholders_and_no_secret() {
     assert!(!out.stdout.contains(&lab.key), "secret in the child's view");
     assert!(!out.stderr.contains(&lab.key));
     for needle in [
-        "ACME_API_KEY=authsome-managed",
+        "ACME_API_KEY=authsome-",
         "AUTHSOME_RUN=1",
         "NODE_USE_ENV_PROXY=1",
         "HTTPS_PROXY=http://authsome:",

@@ -76,9 +76,6 @@ pub async fn credentials_resolve(
     }))
 }
 
-/// The value a child sees in place of each secret its SDKs look for.
-pub const PLACEHOLDER: &str = "authsome-managed";
-
 /// `POST /api/proxy/runs`: opens a per-run proxy listener.
 pub async fn proxy_runs_create(
     State(state): State<AppState>,
@@ -102,22 +99,23 @@ pub async fn proxy_runs_create(
             client_pid: req.pid,
             sandbox: req.sandbox,
             allow_localhost: req.allow_localhost,
+            redact: req.redact,
         })
         .await
         .map_err(ApiError::from)?;
-    let providers = started.providers.clone();
+    let by_provider = started.placeholders.clone();
     let placeholders = state
         .read(move |svc| {
             let reg = svc.registry();
             let mut out = std::collections::BTreeMap::new();
-            for p in &providers {
+            for (p, value) in &by_provider {
                 if let Some(e) = reg.get(p) {
                     for (name, role) in crate::credentials::export_roles(&e.def) {
                         if matches!(
                             role,
                             ExportRole::ApiKey | ExportRole::AccessToken | ExportRole::RefreshToken
                         ) {
-                            out.insert(name, PLACEHOLDER.to_string());
+                            out.insert(name, value.clone());
                         }
                     }
                 }
@@ -133,7 +131,7 @@ pub async fn proxy_runs_create(
             None,
             Some(caller.0),
             "ok",
-            json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown}),
+            json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown, "redact": req.redact}),
         )
         .await;
     Ok(Json(api::RunCreated {

@@ -3,8 +3,21 @@
 //! recording every request exactly as it arrived.
 //!
 //! Routes: `/sse` (three events, 400 ms apart), `/bytes/N` (N bytes,
-//! streamed in 64 KiB chunks), `/status/N`, anything else answers 200 with
-//! the request's headers as JSON.
+//! streamed in 64 KiB chunks), `/status/N`, `/ws` (WebSocket echo), the
+//! echo routes below, anything else answers 200 with the request's headers
+//! as JSON.
+//!
+//! Echo routes (an upstream that reflects the credential it received, the
+//! way debug endpoints, error pages and httpbin-style mirrors do): with `K`
+//! the bare key (the `Authorization` value after `Bearer `, or the
+//! `api_key` query value):
+//! - `/echo/header`: 302 with `x-echo: Bearer K`, `Location: …?token=K` and
+//!   `Set-Cookie: k=K`; body `K` split in two chunks 100 ms apart;
+//! - `/echo/sse`: an event, then one event whose data is K split across two
+//!   chunks 300 ms apart;
+//! - `/echo/gzip`: the request's headers as gzip-encoded JSON;
+//! - `/echo/ws`: a WebSocket that sends K in a text message fragmented
+//!   across two frames (split inside K), with a ping between them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -96,6 +109,9 @@ async fn answer(
     if path == "/ws" {
         return websocket_echo(req);
     }
+    if let Some(what) = path.strip_prefix("/echo/") {
+        return echo(what, req, &rec);
+    }
     if path == "/sse" {
         let events = stream::unfold(0u32, |i| async move {
             if i >= 3 {
@@ -146,6 +162,128 @@ async fn answer(
     Response::builder()
         .header("content-type", "application/json")
         .body(full(body.to_string()))
+        .unwrap()
+}
+
+/// The bare key the request carried.
+fn key_of(req: &Request<Incoming>) -> String {
+    if let Some(v) = req.headers().get("authorization") {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        return v.strip_prefix("Bearer ").unwrap_or(&v).to_string();
+    }
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("api_key="))
+        .map(|v| {
+            authsome::percent::decode(v)
+        })
+        .unwrap_or_default()
+}
+
+/// Chunks sent with a pause before each but the first.
+fn paced(chunks: Vec<Vec<u8>>, pause: Duration) -> Body {
+    let s = stream::unfold((chunks.into_iter(), true), move |(mut it, first)| async move {
+        let c = it.next()?;
+        if !first {
+            tokio::time::sleep(pause).await;
+        }
+        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(c))), (it, false)))
+    });
+    StreamBody::new(s).boxed()
+}
+
+fn echo(what: &str, req: Request<Incoming>, rec: &Record) -> Response<Body> {
+    let key = key_of(&req);
+    let half = key.len() / 2;
+    let (a, b) = (key[..half].to_string(), key[half..].to_string());
+    match what {
+        "header" => Response::builder()
+            .status(302)
+            .header("x-echo", format!("Bearer {key}"))
+            .header(
+                "location",
+                format!("https://api.acme.test/next?page=2&token={}", authsome::percent::encode(&key)),
+            )
+            .header("set-cookie", format!("k={key}; Path=/"))
+            .header("content-type", "text/plain")
+            .body(paced(
+                vec![format!("you sent {a}").into_bytes(), format!("{b} (that was it)").into_bytes()],
+                Duration::from_millis(100),
+            ))
+            .unwrap(),
+        "sse" => Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(paced(
+                vec![
+                    b"data: hello\n\n".to_vec(),
+                    format!("data: {{\"auth\":\"Bearer {a}").into_bytes(),
+                    format!("{b}\"}}\n\n").into_bytes(),
+                ],
+                Duration::from_millis(300),
+            ))
+            .unwrap(),
+        "gzip" => {
+            use std::io::Write;
+            let body = serde_json::json!({"path": rec.path, "headers": rec.headers}).to_string();
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(body.as_bytes()).unwrap();
+            let bytes = gz.finish().unwrap();
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .header("content-length", bytes.len().to_string())
+                .body(full(bytes))
+                .unwrap()
+        }
+        "ws" => websocket_key_sender(req, key),
+        _ => Response::builder().status(404).body(full("")).unwrap(),
+    }
+}
+
+/// Accepts a WebSocket upgrade and sends `key` in a text message of two
+/// fragments (split inside the key) with a ping between them, then a close.
+fn websocket_key_sender(req: Request<Incoming>, key: String) -> Response<Body> {
+    use hudsucker::tokio_tungstenite::tungstenite;
+    use tokio::io::AsyncWriteExt;
+    let Some(ws_key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder().status(400).body(full("")).unwrap();
+    };
+    let accept = tungstenite::handshake::derive_accept_key(ws_key.as_bytes());
+    tokio::spawn(async move {
+        let Ok(up) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let mut io = TokioIo::new(up);
+        let text = format!("{{\"auth\":\"Bearer {key}\"}}");
+        let cut = text.len() / 2;
+        let frame = |fin: bool, op: u8, payload: &[u8]| {
+            let mut f = vec![(if fin { 0x80 } else { 0 }) | op];
+            assert!(payload.len() < 126);
+            f.push(payload.len() as u8);
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut out = frame(false, 0x1, text[..cut].as_bytes());
+        out.extend(frame(true, 0x9, b"ping"));
+        io.write_all(&out).await.ok();
+        io.flush().await.ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut out = frame(true, 0x0, text[cut..].as_bytes());
+        out.extend(frame(true, 0x8, &[0x03, 0xe8]));
+        io.write_all(&out).await.ok();
+        io.flush().await.ok();
+        // Wait for the client's close, then hang up.
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut io, &mut buf)).await;
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(full(""))
         .unwrap()
 }
 
