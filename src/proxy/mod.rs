@@ -14,7 +14,8 @@
 //! - [`hosts`]: the pure host-name helpers both of them use.
 //!
 //! [`error`] turns refusals into responses; [`prefixed`] replays bytes
-//! already read from a tunnel.
+//! already read from a tunnel; [`redact`] has the building blocks that
+//! replace injected secrets in responses by the agent's placeholders.
 //!
 //! `serve(listener, shared, shutdown)` runs one listener on the current
 //! runtime until `shutdown` resolves; [`Workers::serve`] runs it on the
@@ -30,6 +31,7 @@ pub mod hosts;
 pub mod inject;
 pub mod placeholders;
 pub mod prefixed;
+pub mod redact;
 mod send;
 mod shared;
 pub mod tls;
