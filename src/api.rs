@@ -30,6 +30,7 @@ pub use crate::credentials::{
     ConnectionView, ProviderSummary, Redacted, RegisterOutcome, RemoveOutcome,
 };
 pub use crate::providers::{KeyFormat, ProviderDef, ProviderSource};
+pub use crate::request_log::{Entry as RequestEntry, EntryKind as RequestKind, Tripwire};
 pub use crate::vault::{AuditEntry, ConnectionRecord, ConnectionStatus};
 
 /// What `/api/health` says its `service` is.
@@ -157,6 +158,21 @@ pub struct ShuttingDown {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditList {
     pub entries: Vec<AuditEntry>,
+}
+
+// === request log ===
+
+/// `GET /api/requests?after=&run=&provider=&status=&limit=`: the request
+/// log. Without `after`, the newest entries, newest first; with `after`,
+/// the entries after that `seq`, oldest first (following). `last` is the
+/// `after` of the next poll; `dropped` counts the entries lost since the
+/// daemon started because its writer fell behind (each gap is also a
+/// `dropped` entry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestList {
+    pub entries: Vec<RequestEntry>,
+    pub last: u64,
+    pub dropped: u64,
 }
 
 // === connections and export ===
@@ -836,6 +852,23 @@ mod tests {
             }],
         };
         assert_eq!(round_trip(&audit)["entries"][0]["connection"], Value::Null);
+        let requests = RequestList {
+            entries: vec![RequestEntry {
+                seq: 9,
+                run: Some(s("system")),
+                tripwire: Some(Tripwire {
+                    provider: s("github"),
+                    location: s("query"),
+                }),
+                ..RequestEntry::new(RequestKind::Request, "api.github.com", 443)
+            }],
+            last: 9,
+            dropped: 0,
+        };
+        let v = round_trip(&requests);
+        assert_eq!(v["entries"][0]["kind"], "request");
+        assert_eq!(v["entries"][0]["status"], Value::Null);
+        assert_eq!(v["entries"][0]["tripwire"]["location"], "query");
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub const ENV_PROXY_THREADS: &str = "AUTHSOME_PROXY_THREADS";
 /// Seconds between the daemon's checks for OAuth tokens to renew before
 /// they expire (default 30, 1-3600).
 pub const ENV_REFRESH_INTERVAL: &str = "AUTHSOME_REFRESH_INTERVAL";
+/// Bytes the request log (`logs/requests.jsonl` and its one rotated file)
+/// may take together (default 32 MiB, at least 64 KiB).
+pub const ENV_REQUEST_LOG_MAX: &str = "AUTHSOME_REQUEST_LOG_MAX";
+/// The smallest [`ENV_REQUEST_LOG_MAX`] (64 KiB: a few hundred entries).
+pub const MIN_REQUEST_LOG_MAX: u64 = 64 * 1024;
 /// Set to `1` in the environment of a child of `authsome run`.
 pub const ENV_RUN: &str = "AUTHSOME_RUN";
 /// Seconds `authsome run` waits after forwarding SIGTERM/SIGHUP before it
@@ -75,6 +80,7 @@ pub const DAEMON_SIDE: &[&str] = &[
     ENV_PROXY_THREADS,
     ENV_SERVER_BASE_URL,
     ENV_KEYRING,
+    ENV_REQUEST_LOG_MAX,
 ];
 
 /// The daemon-side settings as this process's environment has them
@@ -191,6 +197,8 @@ pub struct Config {
     pub proxy_threads: usize,
     /// `AUTHSOME_REFRESH_INTERVAL`: seconds between proactive refresh checks.
     pub refresh_interval_secs: u64,
+    /// `AUTHSOME_REQUEST_LOG_MAX`: bytes the request log keeps.
+    pub request_log_max: u64,
 }
 
 impl Config {
@@ -264,6 +272,14 @@ impl Config {
                 3600,
                 30,
                 "a number of seconds",
+            )?,
+            request_log_max: number_in(
+                env,
+                ENV_REQUEST_LOG_MAX,
+                MIN_REQUEST_LOG_MAX,
+                1 << 40,
+                crate::request_log::DEFAULT_MAX_BYTES,
+                "a size in bytes",
             )?,
         })
     }
@@ -392,6 +408,25 @@ mod tests {
             Config::resolve(&env, None).unwrap().refresh_interval_secs,
             30
         );
+    }
+
+    #[test]
+    fn request_log_max_has_a_default_and_a_floor() {
+        let env = MapEnv::from_pairs([("HOME", "/h")]);
+        assert_eq!(
+            Config::resolve(&env, None).unwrap().request_log_max,
+            32 * 1024 * 1024
+        );
+        let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_REQUEST_LOG_MAX, "1048576")]);
+        assert_eq!(
+            Config::resolve(&env, None).unwrap().request_log_max,
+            1 << 20
+        );
+        for bad in ["1000", "32M", "-1"] {
+            let env = MapEnv::from_pairs([("HOME", "/h"), (ENV_REQUEST_LOG_MAX, bad)]);
+            let e = Config::resolve(&env, None).unwrap_err().to_string();
+            assert!(e.contains("AUTHSOME_REQUEST_LOG_MAX"), "{bad}: {e}");
+        }
     }
 
     #[test]

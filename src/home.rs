@@ -105,6 +105,61 @@ pub fn create_private(path: &Path) -> Result<File> {
         .map_err(|e| Error::io_at("create", path, e))
 }
 
+/// Opens a private file for appending (and reading), creating it 0600 with
+/// `O_CREAT|O_EXCL` when it does not exist. An existing file must pass
+/// [`check_private_meta`] (a regular file of ours, 0600); a symlink at
+/// `path` is refused ([`Error::Symlink`]), never followed.
+pub fn open_private_append(path: &Path) -> Result<File> {
+    let opts = || {
+        let mut o = OpenOptions::new();
+        o.read(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        o
+    };
+    match opts().create_new(true).mode(0o600).open(path) {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io_at("create", path, e)),
+    }
+    let file = opts().open(path).map_err(|e| open_error("open", path, e))?;
+    check_private_meta(
+        path,
+        &file.metadata().map_err(|e| Error::io_at("stat", path, e))?,
+    )?;
+    Ok(file)
+}
+
+/// Opens a private file for reading: not through a symlink, and only when it
+/// passes [`check_private_meta`]. `Ok(None)` when it does not exist.
+pub fn open_private(path: &Path) -> Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error("read", path, e)),
+    };
+    check_private_meta(
+        path,
+        &file.metadata().map_err(|e| Error::io_at("stat", path, e))?,
+    )?;
+    Ok(Some(file))
+}
+
+/// `ELOOP` from an `O_NOFOLLOW` open is a symlink at the path.
+fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        Error::Symlink {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Error::io_at(what, path, e)
+    }
+}
+
 /// A fresh temporary path beside `path` (random suffix, so concurrent writers never share one).
 fn temp_beside(path: &Path) -> Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -175,24 +230,9 @@ pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<bool> {
 ///
 /// Returns `Ok(None)` when the file does not exist.
 pub fn read_private(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(Error::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(Error::io_at("read", path, e)),
+    let Some(file) = open_private(path)? else {
+        return Ok(None);
     };
-    check_private_meta(
-        path,
-        &file.metadata().map_err(|e| Error::io_at("stat", path, e))?,
-    )?;
     let mut buf = Zeroizing::new(Vec::new());
     (&file)
         .read_to_end(&mut buf)

@@ -25,6 +25,8 @@
 //!    providers  ca  config  secret  error  clock  home  identity  pop  percent    (leaves)
 //!
 //!    diagnostics ── doctor's checks as data      sandbox ── confinement of run's child (the one `unsafe`)
+//!    request_log ── the proxy's requests as JSON lines (writer thread, rotation, queries);
+//!                   the proxy records, the daemon reads, `app` wires it (uses home, clock, error)
 //! ```
 //!
 //! - **A proxied request:** `proxy` (hudsucker adapter → decide: intercept,
@@ -61,6 +63,7 @@ pub mod percent;
 pub mod pop;
 pub mod providers;
 pub mod proxy;
+pub mod request_log;
 pub mod routing;
 #[allow(unsafe_code)] // system calls for `run`'s sandbox, behind a small safe interface
 pub mod sandbox;

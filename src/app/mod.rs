@@ -34,6 +34,7 @@ use crate::error::Error;
 use crate::home::{self, Home};
 use crate::identity::Identity;
 use crate::pop::Verifier;
+use crate::request_log::{Entry, RequestLog};
 use crate::secret::Secret;
 use zeroize::Zeroize;
 
@@ -159,6 +160,85 @@ pub fn daemon_file_path(home: &Path) -> PathBuf {
 /// Path of the daemon's log file.
 pub fn log_file_path(home: &Path) -> PathBuf {
     home.join("logs").join("authsome.log")
+}
+
+/// Where the request log lives (`requests.jsonl`, beside the daemon's log).
+pub fn request_log_dir(home: &Path) -> PathBuf {
+    home.join("logs")
+}
+
+/// Opens the request log with the daemon's audit hook: an entry that
+/// redacted a secret from a response, or that tripped over a placeholder,
+/// is also recorded in the audit log ([`request_audit`]). The hook holds
+/// the credential service weakly, so it never keeps the vault open at
+/// shutdown.
+fn open_request_log(
+    config: &Config,
+    home: &Path,
+    svc: &Arc<CredentialService>,
+) -> anyhow::Result<RequestLog> {
+    let dir = request_log_dir(home);
+    let svc = Arc::downgrade(svc);
+    let log = RequestLog::open(
+        &dir,
+        config.request_log_max,
+        Box::new(move |e| {
+            let records = request_audit(e);
+            if records.is_empty() {
+                return;
+            }
+            let Some(svc) = svc.upgrade() else {
+                return;
+            };
+            for (event, outcome, detail) in records {
+                if let Err(err) = svc.append_audit(
+                    event,
+                    e.provider.as_deref(),
+                    e.connection.as_deref(),
+                    None,
+                    outcome,
+                    &detail,
+                ) {
+                    tracing::warn!(error = %err, event, "cannot audit a proxied request");
+                }
+            }
+        }),
+    )
+    .with_context(|| format!("cannot open the request log in {}", dir.display()))?;
+    Ok(log)
+}
+
+/// The audit records a request log entry calls for: `proxy.redacted` when
+/// a secret was cut from the response, `proxy.placeholder_misuse` when a
+/// placeholder showed up where it must not. Names and places only.
+fn request_audit(e: &Entry) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    let mut out = Vec::new();
+    if e.redactions > 0 {
+        out.push((
+            "proxy.redacted",
+            "ok",
+            serde_json::json!({
+                "host": e.host,
+                "where": e.redacted_in,
+                "count": e.redactions,
+                "run": e.run,
+            }),
+        ));
+    }
+    if let Some(t) = &e.tripwire {
+        out.push((
+            "proxy.placeholder_misuse",
+            if e.refused.is_some() { "refused" } else { "ok" },
+            serde_json::json!({
+                "host": e.host,
+                "placeholder_of": t.provider,
+                "location": t.location,
+                "refused": e.refused.is_some(),
+                "run": e.run,
+            }),
+        ));
+    }
+    out
 }
 
 /// Reads `daemon.json`, if present and well-formed.
@@ -317,6 +397,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             }
         });
     }
+    let requests = open_request_log(config, home.root(), &svc)?;
     let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
         tables: tables.clone(),
         svc: svc.clone(),
@@ -328,6 +409,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         redact: config.redact,
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
         protect: protected_paths(config, home.root(), svc.key_source().id()),
+        request_log: requests.clone(),
     }));
     let handoff = handoff::bind(home.root()).with_context(|| {
         format!(
@@ -364,6 +446,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
         runs: runs.clone(),
+        requests: requests.clone(),
     };
     let file = DaemonFile {
         pid: std::process::id(),
@@ -382,6 +465,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
     drop(runs);
+    // What the proxy recorded last reaches the file (and the audit log).
+    tokio::task::spawn_blocking(move || requests.sync())
+        .await
+        .ok();
     // Close the vault (SQLite checkpoints its WAL on close) before daemon.json
     // goes away: whoever waits for the daemon to stop may then touch the files.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -423,6 +510,7 @@ impl Config {
             redact: self.redact,
             proxy_threads: self.proxy_threads,
             refresh_interval_secs: self.refresh_interval_secs,
+            request_log_max: self.request_log_max,
         }
     }
 }
@@ -573,6 +661,39 @@ fn write_daemon_file(home: &Path, file: &DaemonFile) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redactions_and_tripwires_are_audited_by_name_only() {
+        use crate::request_log::{EntryKind, Tripwire};
+        let plain = Entry::new(EntryKind::Request, "api.github.com", 443);
+        assert!(request_audit(&plain).is_empty());
+        let e = Entry {
+            run: Some("abcd".into()),
+            redactions: 2,
+            redacted_in: vec!["header".into(), "body".into()],
+            tripwire: Some(Tripwire {
+                provider: "openai".into(),
+                location: "query".into(),
+            }),
+            refused: Some("authsome_placeholder_misuse".into()),
+            ..Entry::new(EntryKind::Request, "api.github.com", 443)
+        };
+        let got = request_audit(&e);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "proxy.redacted");
+        assert_eq!(
+            got[0].2,
+            serde_json::json!({"host": "api.github.com", "where": ["header", "body"], "count": 2, "run": "abcd"})
+        );
+        assert_eq!(
+            (got[1].0, got[1].1),
+            ("proxy.placeholder_misuse", "refused")
+        );
+        assert_eq!(
+            got[1].2,
+            serde_json::json!({"host": "api.github.com", "placeholder_of": "openai", "location": "query", "refused": true, "run": "abcd"})
+        );
+    }
 
     #[test]
     fn the_proof_key_never_shows_in_debug() {

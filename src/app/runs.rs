@@ -117,6 +117,9 @@ pub struct RunsOptions {
     pub workers: proxy::Workers,
     /// Paths a sandboxed child must not reach (the home, a master-key file).
     pub protect: Vec<PathBuf>,
+    /// Where every listener records what it handled (`RequestLog::record`
+    /// never blocks).
+    pub request_log: crate::request_log::RequestLog,
 }
 
 impl Runs {

@@ -81,7 +81,7 @@ pub enum Command {
     Run(run::Args),
     /// Show this home, its identity, key source and connections.
     Whoami,
-    /// Show the audit log: logins, logouts, exports, provider changes, credential resolutions.
+    /// Show the audit log (logins, logouts, exports, provider changes, credential resolutions), or with --requests what the proxy handled.
     Log(log::Args),
     /// Check the home, keys, vault, catalogue and identity.
     Doctor,

@@ -36,6 +36,14 @@ impl Printer {
         let _ = out.flush();
     }
 
+    /// Writes one line of data to stdout, saying whether it got there: a
+    /// command that prints until interrupted stops when the reader is gone.
+    pub fn data_line(&self, line: &str) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()
+    }
+
     /// Writes a value as one JSON document to stdout, its object keys
     /// sorted (as the `--json` outputs always had them).
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {

@@ -322,6 +322,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             audit_list,
         ),
         Endpoint::get("/audit/events", Pop, "Alias of /audit.", audit_list),
+        Endpoint::get(
+            "/requests",
+            Pop,
+            "The request log (?after=SEQ&run=ID&provider=P&status=404|4xx|refused&limit=1..1000): without `after` the newest entries first; with it the ones after that seq, oldest first. Never a header value, query or body.",
+            routes::requests::requests_list,
+        ),
         Endpoint::post(
             "/daemon/shutdown",
             Pop,
@@ -568,6 +574,7 @@ mod tests {
                 settings: Default::default(),
             }),
             shutdown: Arc::new(tokio::sync::Notify::new()),
+            requests: crate::request_log::RequestLog::discard(),
         };
         (dir, state, id)
     }
@@ -644,6 +651,52 @@ mod tests {
         .await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(v["connections"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn requests_are_listed_filtered_and_followed() {
+        use crate::request_log::{Entry, EntryKind, RequestLog};
+        let (d, mut s, id) = state();
+        let log = RequestLog::open(&d.path().join("logs"), 1 << 20, Box::new(|_| {})).unwrap();
+        for (provider, status) in [("github", 200), ("openai", 404), ("github", 502)] {
+            log.record(Entry {
+                provider: Some(provider.into()),
+                status: Some(status),
+                path: Some("/x?token=QUERYCANARY".into()),
+                ..Entry::new(EntryKind::Request, "api.example.test", 443)
+            });
+        }
+        log.sync();
+        s.requests = log;
+        let get = |path: &str| {
+            let auth = pop::authorization(&id, "GET", path, b"", crate::clock::now_unix());
+            req("GET", path, "127.0.0.1:7998", Some(auth), "")
+        };
+        let (st, v) = call(&s, get("/api/requests?provider=github")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["last"], 3);
+        assert_eq!(v["dropped"], 0);
+        let seqs: Vec<_> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].clone())
+            .collect();
+        assert_eq!(seqs, vec![3, 1], "newest first");
+        assert!(!v.to_string().contains("QUERYCANARY"));
+        let (_, v) = call(&s, get("/api/requests?after=1&status=4xx")).await;
+        assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+        assert_eq!(v["entries"][0]["status"], 404);
+        assert_eq!(v["last"], 3);
+        for bad in [
+            "/api/requests?status=teapot",
+            "/api/requests?after=-1",
+            "/api/requests?limit=x",
+        ] {
+            let (st, v) = call(&s, get(bad)).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+            assert_eq!(v["error"]["code"], "invalid_input", "{bad}");
+        }
     }
 
     #[tokio::test]

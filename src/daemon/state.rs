@@ -10,6 +10,7 @@ use crate::auth_flow::logins::Logins;
 use crate::credentials::CredentialService;
 use crate::error::Error;
 use crate::pop::Verifier;
+use crate::request_log::RequestLog;
 use crate::secret::Secret;
 
 use super::error::ApiError;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::Notify>,
     /// Per-run proxy listeners (the proxy engine, wired in by `app`).
     pub runs: Arc<dyn ProxyRuns>,
+    /// What the proxy handled (`GET /api/requests` reads it; the proxy records).
+    pub requests: RequestLog,
 }
 
 /// What `POST /api/proxy/runs` asks for.

@@ -24,6 +24,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "pop",
             "providers",
             "proxy",
+            "request_log",
             "routing",
             "sandbox",
             "secret",
@@ -119,6 +120,25 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["vault", "providers", "credentials", "cli", "daemon", "app"],
     ),
     ("auth_flow", &["vault", "cli", "daemon", "app", "proxy"]),
+    // the request log: the proxy records, the daemon reads, `app` wires it;
+    // it knows files (through `home`), never what a request was for
+    (
+        "request_log",
+        &[
+            "vault",
+            "providers",
+            "credentials",
+            "routing",
+            "identity",
+            "diagnostics",
+            "auth_flow",
+            "api",
+            "cli",
+            "proxy",
+            "daemon",
+            "app",
+        ],
+    ),
     // the two front ends never import each other, nor the CLI or the composition root
     ("daemon", &["cli", "app", "proxy", "diagnostics"]),
     ("app", &["cli"]),

@@ -7,3 +7,4 @@ pub mod oauth;
 pub mod pages;
 pub mod providers;
 pub mod proxy;
+pub mod requests;
