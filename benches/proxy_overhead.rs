@@ -163,6 +163,8 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         run_id: "bench".into(),
         placeholders: Default::default(),
         redact: true,
+        log: authsome::request_log::RequestLog::discard(),
+        redactors: Default::default(),
         stats: Stats::default(),
         ended: Default::default(),
     });

@@ -117,7 +117,9 @@ pub fn redact_setting(env: &dyn Env) -> Result<bool> {
             "off" | "0" | "false" | "no" => Ok(false),
             _ => Err(Error::invalid(
                 format!("{ENV_REDACT}=`{v}` is not on or off"),
-                Some(format!("unset {ENV_REDACT} (redaction on), or set it to off")),
+                Some(format!(
+                    "unset {ENV_REDACT} (redaction on), or set it to off"
+                )),
             )),
         },
     }

@@ -83,6 +83,7 @@ pub struct Runs {
     proxy_port: u16,
     deny_unknown: bool,
     redact: bool,
+    request_log: crate::request_log::RequestLog,
     runs: Arc<Mutex<HashMap<String, RunEntry>>>,
     system: tokio::sync::Mutex<Option<SystemEntry>>,
     workers: Arc<proxy::Workers>,
@@ -136,6 +137,7 @@ impl Runs {
             proxy_port: o.proxy_port,
             deny_unknown: o.deny_unknown,
             redact: o.redact,
+            request_log: o.request_log,
             runs: Arc::new(Mutex::new(HashMap::new())),
             system: tokio::sync::Mutex::new(None),
             workers: Arc::new(o.workers),
@@ -215,6 +217,8 @@ impl Runs {
             run_id: id.clone(),
             placeholders: proxy::placeholders::Placeholders::new(placeholders.clone()),
             redact: req.redact,
+            log: self.request_log.clone(),
+            redactors: Default::default(),
             stats: Stats::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
         });
@@ -380,9 +384,19 @@ impl Runs {
                 // Nobody holds these (the programs have their own
                 // configuration); they are what echoed secrets become.
                 placeholders: proxy::placeholders::Placeholders::new(
-                    self.placeholders(&self.tables.routes().providers().iter().map(|p| p.to_string()).collect::<Vec<_>>())?,
+                    self.placeholders(
+                        &self
+                            .tables
+                            .routes()
+                            .providers()
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>(),
+                    )?,
                 ),
                 redact: self.redact,
+                log: self.request_log.clone(),
+                redactors: Default::default(),
                 stats: Stats::default(),
                 ended: std::sync::atomic::AtomicBool::new(false),
             });
@@ -399,7 +413,9 @@ impl Runs {
             });
             tracing::info!(%addr, "system-wide proxy listening");
             if !self.redact {
-                tracing::warn!("response redaction is off (AUTHSOME_REDACT=off): a provider that echoes a credential shows it to the program");
+                tracing::warn!(
+                    "response redaction is off (AUTHSOME_REDACT=off): a provider that echoes a credential shows it to the program"
+                );
             }
             *guard = Some(SystemEntry {
                 port: addr.port(),

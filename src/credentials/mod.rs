@@ -1063,7 +1063,11 @@ mod tests {
                 .unwrap_or_else(crate::providers::schema::PlaceholderShape::default_shape);
             assert_eq!(a.len(), shape.length, "{}", e.def.name);
             assert!(a.starts_with(&shape.prefix), "{}", e.def.name);
-            assert!(a[shape.prefix.len()..].bytes().all(|c| c.is_ascii_alphanumeric()));
+            assert!(
+                a[shape.prefix.len()..]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric())
+            );
             if let Some(pattern) = e.def.api_key.as_ref().and_then(|k| k.key_pattern.as_ref()) {
                 let re = regex_lite::Regex::new(pattern).unwrap();
                 assert!(re.is_match(&a), "{}: {a} fails {pattern}", e.def.name);

@@ -387,6 +387,19 @@ impl Handler {
         self.note.provider = Some(provider.to_string());
         self.note.connection = Some(cred.connection.clone());
         self.note.injected = true;
+        if self.shared.redact {
+            let placeholder = self.shared.placeholders.get(&provider).map_err(|e| {
+                ProxyError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "authsome_internal",
+                    Source::Internal,
+                    format!("no placeholder for {provider}: {e}"),
+                )
+            })?;
+            self.note.redact = Some(self.shared.redactors.for_credential(&cred, &placeholder));
+            self.note.counter = Some(Default::default());
+            redactable(req);
+        }
         Ok(())
     }
 
@@ -508,6 +521,32 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// Asks the upstream only for what the redactor can read: `gzip` (decoded,
+/// redacted and passed on identity-encoded) when the client accepts any
+/// compression, else `identity`; and no WebSocket extension (with
+/// permessage-deflate the frames could not be read).
+fn redactable<B>(req: &mut Request<B>) {
+    let h = req.headers_mut();
+    let compressed = h
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|c| !c.is_empty() && c != "identity");
+    h.insert(
+        header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static(if compressed { "gzip" } else { "identity" }),
+    );
+    h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
 }
 
 /// How long the tripwire waits for a request body's first frame (it

@@ -18,9 +18,9 @@ use http::{Method, Request, Response};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
 use super::decide::misdirected_connect;
+use super::record::{Recorder, count_up};
 use super::send::upstream_error;
-use super::shared::Handler;
-use super::shared::refuse;
+use super::shared::{Handler, Note, refuse};
 
 impl HttpHandler for Handler {
     async fn handle_request(
@@ -42,6 +42,7 @@ impl HttpHandler for Handler {
         _ctx: &HttpContext,
         err: hyper_util::client::legacy::Error,
     ) -> Response<Body> {
+        // Not reached: requests are sent by `send`, never by hudsucker.
         upstream_error(&err, self.target.as_deref().unwrap_or("the upstream")).into_response()
     }
 }
@@ -58,14 +59,61 @@ impl Handler {
         req: Request<Body>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
         Box::pin(async move {
-            match self.decide(req).await {
+            let start = std::time::Instant::now();
+            self.note = Note::default();
+            let method = req.method().clone();
+            let (host, port) = self.target_of(&req);
+            let mut recorder = Recorder::new(
+                self.shared.log.clone(),
+                &self.shared.run_id,
+                start,
+                &method,
+                &host,
+                port,
+                &self.shared.placeholders.mask(req.uri().path()),
+            );
+            let mut req = req;
+            recorder.bytes_up = count_up(&mut req);
+            let res = match self.decide(req).await {
                 Ok(RequestOrResponse::Request(req)) if req.method() == Method::CONNECT => {
-                    refuse(misdirected_connect(), &self.shared.stats)
+                    self.refused(misdirected_connect())
                 }
-                Ok(RequestOrResponse::Request(req)) => self.send(req).await,
+                Ok(RequestOrResponse::Request(req)) => {
+                    recorder.note(&self.note);
+                    return self.send(req, recorder).await;
+                }
+                // A CONNECT answered: its tunnel records itself (a blind one
+                // as a tunnel, an intercepted one request by request).
+                Ok(RequestOrResponse::Response(res)) if method == Method::CONNECT => return res,
                 Ok(RequestOrResponse::Response(res)) => res,
-                Err(e) => refuse(e, &self.shared.stats),
-            }
+                Err(e) => self.refused(e),
+            };
+            recorder.note(&self.note);
+            recorder.attach(res)
         })
+    }
+
+    /// Answers a refusal: counted for `authsome run` to show, noted for
+    /// the request log.
+    fn refused(&mut self, e: super::error::ProxyError) -> Response<Body> {
+        self.note.refused = Some(e.code);
+        refuse(e, &self.shared.stats)
+    }
+
+    /// The host and port a request is for, as far as the request log goes
+    /// (the tunnel's, or the absolute-form target's).
+    fn target_of(&self, req: &Request<Body>) -> (String, u16) {
+        if let Some(t) = &self.tunnel {
+            return (t.host.clone(), t.port);
+        }
+        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+            || req.method() == Method::CONNECT;
+        match req.uri().authority() {
+            Some(a) => (
+                super::hosts::normalize_host(a.host()).unwrap_or_default(),
+                a.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            ),
+            None => (String::new(), 0),
+        }
     }
 }

@@ -31,6 +31,7 @@ pub mod hosts;
 pub mod inject;
 pub mod placeholders;
 pub mod prefixed;
+mod record;
 pub mod redact;
 mod send;
 mod shared;

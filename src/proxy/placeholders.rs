@@ -97,6 +97,19 @@ impl Placeholders {
             .any(|k| Some(k.as_str()) != own)
     }
 
+    /// `text` with every placeholder replaced by `[placeholder]` (for the
+    /// request log, which never holds a placeholder's value).
+    pub fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(matcher) = self.read().matcher.clone() else {
+            return std::borrow::Cow::Borrowed(text);
+        };
+        if !matcher.ac.is_match(text) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let marks = vec!["[placeholder]"; matcher.owners.len()];
+        std::borrow::Cow::Owned(matcher.ac.replace_all(text, &marks))
+    }
+
     /// The provider whose placeholder occurs in `hay`, other than `own`
     /// (a child's own placeholder on its own provider's hosts is expected).
     pub fn foreign_in(&self, hay: &[u8], own: Option<&str>) -> Option<String> {
@@ -177,8 +190,14 @@ mod tests {
     fn set() -> Placeholders {
         Placeholders::new(
             [
-                ("openai".to_string(), "sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string()),
-                ("github".to_string(), "ghp_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBB".to_string()),
+                (
+                    "openai".to_string(),
+                    "sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+                ),
+                (
+                    "github".to_string(),
+                    "ghp_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBB".to_string(),
+                ),
             ]
             .into(),
         )
@@ -228,5 +247,10 @@ mod tests {
             Some("slack".into())
         );
         assert_eq!(p.foreign_in(late.as_bytes(), Some("slack")), None);
+        assert_eq!(
+            p.mask(&format!("/bot{late}/send")),
+            "/bot[placeholder]/send"
+        );
+        assert_eq!(p.mask("/v1/models"), "/v1/models");
     }
 }

@@ -9,13 +9,27 @@ use http::{Request, Response, StatusCode, header};
 use hudsucker::Body;
 
 use super::error::{ProxyError, Source};
+use super::record::Recorder;
+use super::redact::{
+    Counter, Encoding, Patterns, encoding_of, redact_body, redact_headers, relay_ws_redacted,
+};
 use super::shared::Handler;
 
 impl Handler {
     /// Sends a decided request upstream in the protocol the child used.
     /// (hudsucker would send every request through one client, which
     /// offers HTTP/2 to every upstream.)
-    pub(super) async fn send(&self, mut req: Request<Body>) -> Response<Body> {
+    ///
+    /// With a credential injected and redaction on, the answer is
+    /// redacted on its way back (headers, body, WebSocket frames from the
+    /// server) and `recorder` writes the request's entry when the answer
+    /// ends.
+    pub(super) async fn send(
+        &self,
+        mut req: Request<Body>,
+        mut recorder: Recorder,
+    ) -> Response<Body> {
+        let bodiless = req.method() == http::Method::HEAD;
         let client = self.clients.for_version(req.version());
         // What hudsucker does before sending: hyper writes Host from the
         // URI, HTTP/1.1 has one Cookie line, and the pooled connection's
@@ -41,31 +55,133 @@ impl Handler {
             .headers()
             .contains_key(header::CONNECTION)
             .then(|| hyper::upgrade::on(&mut req));
+        let redact = self.note.redact.clone();
+        let counter = self.note.counter.clone().unwrap_or_default();
         match client.request(req).await {
             Ok(mut res) => {
+                if let Some(p) = &redact {
+                    let n = redact_headers(res.headers_mut(), p);
+                    counter
+                        .header
+                        .fetch_add(n as u32, std::sync::atomic::Ordering::Relaxed);
+                }
                 if res.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(downstream) = downstream
                 {
                     let upstream = hyper::upgrade::on(&mut res);
                     let host = self.target.clone().unwrap_or_default();
+                    recorder.answered(res.status());
                     tokio::spawn(async move {
                         match tokio::try_join!(downstream, upstream) {
                             Ok((down, up)) => {
-                                let mut down = hyper_util::rt::TokioIo::new(down);
-                                let mut up = hyper_util::rt::TokioIo::new(up);
-                                tokio::io::copy_bidirectional(&mut down, &mut up).await.ok();
+                                let down = hyper_util::rt::TokioIo::new(down);
+                                let up = hyper_util::rt::TokioIo::new(up);
+                                let bytes = relay(down, up, redact, counter).await;
+                                recorder.finish(bytes);
                             }
-                            Err(e) => tracing::debug!(%host, error = %e, "upgrade not completed"),
+                            Err(e) => {
+                                tracing::debug!(%host, error = %e, "upgrade not completed");
+                                recorder.finish(0);
+                            }
                         }
                     });
+                    return res.map(Body::from);
                 }
-                res.map(Body::from)
+                let res = match redact {
+                    Some(p) if !bodiless && !no_body(res.status()) => {
+                        match redacted(res, p, counter) {
+                            Ok(res) => res,
+                            Err(e) => {
+                                recorder.entry.refused = Some(e.code.to_string());
+                                e.into_response()
+                            }
+                        }
+                    }
+                    _ => res.map(Body::from),
+                };
+                recorder.attach(res)
             }
             Err(e) => {
-                upstream_error(&e, self.target.as_deref().unwrap_or("the upstream")).into_response()
+                let e = upstream_error(&e, self.target.as_deref().unwrap_or("the upstream"));
+                recorder.entry.refused = Some(e.code.to_string());
+                recorder.attach(e.into_response())
             }
         }
     }
+}
+
+/// Statuses that never have a body.
+fn no_body(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// The answer with its body redacted as it streams: a gzip or deflate body
+/// is decoded (and passed on identity-encoded); `Content-Length` is dropped
+/// when a replacement may change the length (the answer is re-framed). An
+/// encoding the redactor cannot read (the upstream ignored the
+/// `Accept-Encoding` authsome sent) is refused: never passed on unread.
+fn redacted(
+    mut res: Response<hyper::body::Incoming>,
+    patterns: std::sync::Arc<Patterns>,
+    counter: std::sync::Arc<Counter>,
+) -> Result<Response<Body>, ProxyError> {
+    let encoding = encoding_of(res.headers()).map_err(|name| {
+        ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "authsome_unredactable_response",
+            Source::Upstream,
+            format!("the upstream answered with Content-Encoding `{name}`, which authsome cannot read to remove the credential from it"),
+        )
+        .hint("the upstream should honour Accept-Encoding (authsome asks for gzip or identity); AUTHSOME_REDACT=off passes answers on unread")
+    })?;
+    let h = res.headers_mut();
+    if encoding != Encoding::Identity {
+        h.remove(header::CONTENT_ENCODING);
+        h.remove(header::CONTENT_LENGTH);
+    } else if !patterns.length_preserving() {
+        h.remove(header::CONTENT_LENGTH);
+    }
+    let (parts, body) = res.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        redact_body(body, patterns, encoding, counter),
+    ))
+}
+
+/// Relays an upgraded connection until both sides are done; the bytes that
+/// went to the client. With patterns, frames from the server are redacted.
+async fn relay<D, U>(
+    down: D,
+    mut up: U,
+    redact: Option<std::sync::Arc<Patterns>>,
+    counter: std::sync::Arc<Counter>,
+) -> u64
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(patterns) = redact else {
+        let mut down = down;
+        return tokio::io::copy_bidirectional(&mut down, &mut up)
+            .await
+            .map_or(0, |(_to_up, to_down)| to_down);
+    };
+    let (down_r, mut down_w) = tokio::io::split(down);
+    let (up_r, mut up_w) = tokio::io::split(up);
+    let to_up = async move {
+        let mut down_r = down_r;
+        tokio::io::copy(&mut down_r, &mut up_w).await.ok();
+        tokio::io::AsyncWriteExt::shutdown(&mut up_w).await.ok();
+    };
+    let to_down = async move {
+        relay_ws_redacted(up_r, &mut down_w, patterns, counter)
+            .await
+            .ok();
+    };
+    tokio::join!(to_up, to_down);
+    0
 }
 
 /// A TLS failure toward the upstream in words, and the likely fix (rustls

@@ -97,6 +97,11 @@ pub struct Shared {
     /// Replace injected secrets in responses (`AUTHSOME_REDACT=off` turns
     /// it off for users who must see raw bytes).
     pub redact: bool,
+    /// Where every request and tunnel is recorded.
+    pub log: crate::request_log::RequestLog,
+    /// The redaction patterns per provider and connection, for as long as
+    /// the secret stays the same (built once, not per request).
+    pub redactors: Redactors,
     /// Counters.
     pub stats: Stats,
     /// Set when the run ends: tunnels still open (hudsucker does not track
@@ -112,6 +117,53 @@ impl std::fmt::Debug for Shared {
             .field("redact", &self.redact)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+/// Redaction patterns, cached per (provider, connection) while the secret
+/// and the placeholder stay the same.
+#[derive(Default)]
+pub struct Redactors {
+    by: std::sync::Mutex<HashMap<(String, String), CachedPatterns>>,
+}
+
+struct CachedPatterns {
+    value: Secret<String>,
+    placeholder: Arc<str>,
+    patterns: Arc<super::redact::Patterns>,
+}
+
+impl std::fmt::Debug for Redactors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactors").finish_non_exhaustive()
+    }
+}
+
+impl Redactors {
+    /// The patterns for `cred` with `placeholder` in its place.
+    pub(super) fn for_credential(
+        &self,
+        cred: &crate::credentials::ResolvedCredential,
+        placeholder: &Arc<str>,
+    ) -> Arc<super::redact::Patterns> {
+        let key = (cred.provider.clone(), cred.connection.clone());
+        let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = by.get(&key)
+            && Arc::ptr_eq(&c.placeholder, placeholder)
+            && crate::secret::ct_eq(c.value.expose().as_bytes(), cred.value.expose().as_bytes())
+        {
+            return c.patterns.clone();
+        }
+        let patterns = Arc::new(super::redact::Patterns::for_credential(cred, placeholder));
+        by.insert(
+            key,
+            CachedPatterns {
+                value: cred.value.duplicate(),
+                placeholder: placeholder.clone(),
+                patterns: patterns.clone(),
+            },
+        );
+        patterns
     }
 }
 
@@ -150,6 +202,13 @@ pub(super) struct Note {
     pub(super) injected: bool,
     /// A placeholder of another provider seen in the request: whose, where.
     pub(super) tripwire: Option<(String, super::placeholders::Location)>,
+    /// The refusal's error code, when the request was refused.
+    pub(super) refused: Option<&'static str>,
+    /// The forms of the injected secret to replace in the answer (`None`:
+    /// nothing injected, or redaction off).
+    pub(super) redact: Option<Arc<super::redact::Patterns>>,
+    /// Replacements made in the answer, by where.
+    pub(super) counter: Option<Arc<super::redact::Counter>>,
 }
 
 impl Handler {

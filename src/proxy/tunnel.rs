@@ -64,13 +64,22 @@ impl Handler {
                 }
             };
             let mut io = io;
+            let start = std::time::Instant::now();
             if tokio::io::AsyncWriteExt::write_all(&mut upstream, &seen)
                 .await
                 .is_ok()
             {
-                tokio::io::copy_bidirectional(&mut io, &mut upstream)
+                let (up, down) = tokio::io::copy_bidirectional(&mut io, &mut upstream)
                     .await
-                    .ok();
+                    .unwrap_or((0, 0));
+                super::record::tunnel(
+                    &self.shared.log,
+                    &self.shared.run_id,
+                    &t.host,
+                    t.port,
+                    start,
+                    (up + seen.len() as u64, down),
+                );
             }
             return;
         }
@@ -189,13 +198,16 @@ impl Handler {
         self.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
         // hyper hands the client's connection over once the 200 is written.
         let client = hyper::upgrade::on(&mut req);
+        let shared = self.shared.clone();
         tokio::spawn(async move {
+            let start = std::time::Instant::now();
             match client.await {
                 Ok(client) => {
                     let mut client = hyper_util::rt::TokioIo::new(client);
-                    tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    let bytes = tokio::io::copy_bidirectional(&mut client, &mut upstream)
                         .await
-                        .ok();
+                        .unwrap_or((0, 0));
+                    super::record::tunnel(&shared.log, &shared.run_id, &host, port, start, bytes);
                 }
                 Err(e) => tracing::debug!(%host, error = %e, "tunnel not established"),
             }

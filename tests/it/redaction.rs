@@ -27,7 +27,10 @@ fn forms(key: &str) -> Vec<String> {
 
 fn assert_no_secret(key: &str, text: &str) {
     for f in forms(key) {
-        assert!(!text.contains(&f), "a form of the secret ({f}) reached the child:\n{text}");
+        assert!(
+            !text.contains(&f),
+            "a form of the secret ({f}) reached the child:\n{text}"
+        );
     }
 }
 
@@ -82,7 +85,11 @@ fn echoed_secrets_reach_the_child_only_as_its_placeholder() {
     let recs = lab.up.records();
     assert_eq!(recs.len(), 5, "{recs:?}");
     for r in &recs {
-        assert_eq!(r.all("authorization"), vec![format!("Bearer {}", lab.key)], "{r:?}");
+        assert_eq!(
+            r.all("authorization"),
+            vec![format!("Bearer {}", lab.key)],
+            "{r:?}"
+        );
         for ae in r.all("accept-encoding") {
             assert!(!ae.contains("br") && !ae.contains("zstd"), "{ae}");
         }
@@ -93,8 +100,14 @@ fn echoed_secrets_reach_the_child_only_as_its_placeholder() {
 #[test]
 fn placeholders_are_fresh_for_every_run() {
     let lab = Lab::new();
-    let one = held(&lab.run_sh("echo \"PH=$ACME_API_KEY\"").success().stdout, "PH");
-    let two = held(&lab.run_sh("echo \"PH=$ACME_API_KEY\"").success().stdout, "PH");
+    let one = held(
+        &lab.run_sh("echo \"PH=$ACME_API_KEY\"").success().stdout,
+        "PH",
+    );
+    let two = held(
+        &lab.run_sh("echo \"PH=$ACME_API_KEY\"").success().stdout,
+        "PH",
+    );
     assert_ne!(one, two);
     assert_ne!(one, lab.key);
 }
@@ -109,13 +122,19 @@ fn query_and_basic_credentials_are_redacted_in_the_forms_they_were_sent() {
         &format!("api.acme.test:{}", lab.up.port),
         r#""api_key":{"format":"query","query_param":"api_key"},"export":{"QKEY_API_KEY":"api_key"}"#,
     );
-    lab.cmd(["login", "qkey", "--with-api-key"]).stdin(&key).run().success();
+    lab.cmd(["login", "qkey", "--with-api-key"])
+        .stdin(&key)
+        .run()
+        .success();
     lab.provider(
         "bkey",
         &format!("x.acme.test:{}", lab.up.port),
         r#""api_key":{"format":"basic"},"export":{"BKEY_API_KEY":"api_key"}"#,
     );
-    lab.cmd(["login", "bkey", "--with-api-key"]).stdin(&key).run().success();
+    lab.cmd(["login", "bkey", "--with-api-key"])
+        .stdin(&key)
+        .run()
+        .success();
     let out = lab
         .run_sh(
             "echo \"PQ=$QKEY_API_KEY\"; echo \"PB=$BKEY_API_KEY\"; \
@@ -129,15 +148,29 @@ fn query_and_basic_credentials_are_redacted_in_the_forms_they_were_sent() {
     assert_eq!(recs.len(), 2, "{recs:?}");
     // The query form as sent upstream, and the Basic token as sent.
     let sent_query = recs[0].path.clone();
-    assert!(sent_query.contains(&authsome::percent::encode(&key)), "{sent_query}");
+    assert!(
+        sent_query.contains(&authsome::percent::encode(&key)),
+        "{sent_query}"
+    );
     let basic = recs[1].all("authorization").remove(0);
     let token = basic.strip_prefix("Basic ").unwrap();
-    assert!(!all.contains(token), "the Basic token reached the child:\n{all}");
+    assert!(
+        !all.contains(token),
+        "the Basic token reached the child:\n{all}"
+    );
     let pq = held(&out.stdout, "PQ");
     let pb = held(&out.stdout, "PB");
-    assert!(out.stdout.contains(&format!("api_key={pq}")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("api_key={pq}")),
+        "{}",
+        out.stdout
+    );
     let pb_token = base64::engine::general_purpose::STANDARD.encode(format!("{pb}:"));
-    assert!(out.stdout.contains(&format!("Basic {pb_token}")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("Basic {pb_token}")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -150,11 +183,16 @@ fn redaction_off_shows_raw_bytes_and_says_so() {
         .run()
         .success();
     assert!(out.stderr.contains("redaction is off"), "{}", out.stderr);
-    assert!(out.stdout.contains(&format!("you sent {} (that was it)", lab.key)), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("you sent {} (that was it)", lab.key)),
+        "{}",
+        out.stdout
+    );
     lab.cmd(["run", "--", "true"])
         .env("AUTHSOME_REDACT", "sometimes")
         .run()
-        .code(2)
+        .code(4)
         .stderr_has("AUTHSOME_REDACT");
 }
 
@@ -179,7 +217,12 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
              curl -sS -o /dev/null -w '%{{http_code}}\\n' \"$URL/v1/own?k=$ACME_API_KEY\""
         ))
         .success();
-    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["200", "200", "200"], "{}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["200", "200", "200"],
+        "{}",
+        out.stdout
+    );
     // With it: refused before anything is sent.
     let before = lab.up.records().len();
     let out = lab
@@ -191,9 +234,17 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
             ),
         )
         .success();
-    assert!(out.stdout.contains("authsome_placeholder_misuse"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_placeholder_misuse"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("403"), "{}", out.stdout);
-    assert!(out.stdout.trim_end().ends_with("200"), "own host: {}", out.stdout);
+    assert!(
+        out.stdout.trim_end().ends_with("200"),
+        "own host: {}",
+        out.stdout
+    );
     let recs = lab.up.records();
     assert_eq!(recs.len(), before + 1, "{recs:?}");
     assert_eq!(recs.last().unwrap().path, "/v1/own");
@@ -207,14 +258,21 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
         .filter(|e| e["event"] == "proxy.placeholder_misuse")
         .collect();
     assert_eq!(trips.len(), 3, "{}", log.stdout);
-    let wheres: Vec<&str> = trips.iter().map(|e| e["detail"]["location"].as_str().unwrap()).collect();
+    let wheres: Vec<&str> = trips
+        .iter()
+        .map(|e| e["detail"]["location"].as_str().unwrap())
+        .collect();
     for w in ["header", "body", "query"] {
         assert!(wheres.contains(&w), "{wheres:?}");
     }
     for t in &trips {
         assert_eq!(t["detail"]["placeholder_of"], "acme", "{t}");
     }
-    assert!(!log.stdout.contains("authsome-"), "a placeholder's value in the audit log:\n{}", log.stdout);
+    assert!(
+        !log.stdout.contains("authsome-"),
+        "a placeholder's value in the audit log:\n{}",
+        log.stdout
+    );
 }
 
 #[test]
@@ -253,8 +311,14 @@ fn the_openai_and_anthropic_sdks_start_with_their_placeholders() {
     );
     let okey = format!("sk-{}", lab.key);
     let akey = format!("sk-ant-{}", lab.key);
-    lab.cmd(["login", "openai-local", "--with-api-key"]).stdin(&okey).run().success();
-    lab.cmd(["login", "anthropic-local", "--with-api-key"]).stdin(&akey).run().success();
+    lab.cmd(["login", "openai-local", "--with-api-key"])
+        .stdin(&okey)
+        .run()
+        .success();
+    lab.cmd(["login", "anthropic-local", "--with-api-key"])
+        .stdin(&akey)
+        .run()
+        .success();
     let out = lab
         .run_sh(&format!(
             "python3 \"$CLIENTS/sdk.py\" openai \"$URL/v1\" && \
@@ -264,16 +328,173 @@ fn the_openai_and_anthropic_sdks_start_with_their_placeholders() {
     let all = format!("{}\n{}", out.stdout, out.stderr);
     assert_no_secret(&okey, &all);
     assert_no_secret(&akey, &all);
-    let helds: Vec<&str> = out.stdout.lines().filter_map(|l| l.strip_prefix("HELD=")).collect();
+    let helds: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("HELD="))
+        .collect();
     assert_eq!(helds.len(), 2, "{}", out.stdout);
-    assert!(helds[0].starts_with("sk-") && helds[0].len() == 51, "{}", helds[0]);
-    assert!(helds[1].starts_with("sk-ant-api03-") && helds[1].len() == 108, "{}", helds[1]);
-    assert_eq!(out.stdout.matches("STATUS=200").count(), 2, "{}", out.stdout);
+    assert!(
+        helds[0].starts_with("sk-") && helds[0].len() == 51,
+        "{}",
+        helds[0]
+    );
+    assert!(
+        helds[1].starts_with("sk-ant-api03-") && helds[1].len() == 108,
+        "{}",
+        helds[1]
+    );
+    assert_eq!(
+        out.stdout.matches("STATUS=200").count(),
+        2,
+        "{}",
+        out.stdout
+    );
     // The echo shows each SDK its own placeholder where the key was.
-    assert!(out.stdout.contains(&format!("Bearer {}", helds[0])), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("Bearer {}", helds[0])),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(helds[1]), "{}", out.stdout);
     let recs = lab.up.records();
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[0].all("authorization"), vec![format!("Bearer {okey}")]);
     assert_eq!(recs[1].all("x-api-key"), vec![akey.clone()]);
+}
+
+#[test]
+fn every_request_is_on_the_record_without_a_secret_a_query_value_or_a_placeholder() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(
+            "echo \"PH=$ACME_API_KEY\"; \
+             curl -sS -o /dev/null \"$URL/v1/models?q=QUERYCANARY_1&k=$ACME_API_KEY\"; \
+             curl -sS -o /dev/null \"$URL/echo/header\"; \
+             curl -sS -o /dev/null \"$URL/bot$ACME_API_KEY/send\"; \
+             curl -sS -o /dev/null \"http://evil.test:$HTTP_UP/plain?x=QUERYCANARY_2\"; \
+             curl -sS -o /dev/null -k \"https://upstream.test:$UP/blind\"; \
+             curl -sS -o /dev/null \"http://api.acme.test:$UP/plaintext\"; \
+             echo done",
+        )
+        .success();
+    let ph = held(&out.stdout, "PH");
+    let log = lab
+        .cmd(["log", "--requests", "--json", "-n", "100"])
+        .run()
+        .success();
+    let entries = log.json();
+    let entries = entries.as_array().unwrap();
+    let find = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("no entry for {path}:\n{}", log.stdout))
+    };
+    let models = find("/v1/models");
+    assert_eq!(models["kind"], "request");
+    assert_eq!(models["provider"], "acme");
+    assert_eq!(models["connection"], "default");
+    assert_eq!(models["method"], "GET");
+    assert_eq!(models["host"], "api.acme.test");
+    assert_eq!(models["status"], 200);
+    assert_eq!(models["injected"], true);
+    assert!(models["bytes_down"].as_u64().unwrap() > 0, "{models}");
+    assert!(models["latency_ms"].as_f64().unwrap() > 0.0, "{models}");
+    assert!(
+        models["run"].as_str().is_some_and(|r| !r.is_empty()),
+        "{models}"
+    );
+    let echo = find("/echo/header");
+    assert!(echo["redactions"].as_u64().unwrap() >= 4, "{echo}");
+    let wheres: Vec<&str> = echo["redacted_in"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(wheres, ["header", "body"], "{echo}");
+    find("/bot[placeholder]/send");
+    let plain = find("/plain");
+    assert_eq!(plain["injected"], false);
+    assert_eq!(plain["host"], "evil.test");
+    let refused = find("/plaintext");
+    assert_eq!(
+        refused["refused"], "authsome_plaintext_refused",
+        "{refused}"
+    );
+    assert_eq!(refused["status"], 403);
+    let tunnel = entries
+        .iter()
+        .find(|e| e["kind"] == "tunnel")
+        .unwrap_or_else(|| panic!("no tunnel entry:\n{}", log.stdout));
+    assert_eq!(tunnel["host"], "upstream.test");
+    assert!(tunnel["bytes_up"].as_u64().unwrap() > 0, "{tunnel}");
+    // The files themselves: no secret form, no query value, no placeholder.
+    let dir = lab.home.path("logs");
+    let mut text = String::new();
+    for f in ["requests.jsonl", "requests.jsonl.1"] {
+        if let Ok(t) = std::fs::read_to_string(dir.join(f)) {
+            text.push_str(&t);
+        }
+    }
+    assert!(text.contains("/v1/models"), "{text}");
+    assert_no_secret(&lab.key, &text);
+    assert_no_secret(&lab.key, &log.stdout);
+    for needle in ["QUERYCANARY", ph.as_str()] {
+        assert!(
+            !text.contains(needle),
+            "{needle} in the request log:\n{text}"
+        );
+        assert!(!log.stdout.contains(needle), "{needle} in `log --requests`");
+    }
+    // Filters and the table.
+    let acme = lab
+        .cmd(["log", "--requests", "--json", "--provider", "acme"])
+        .run()
+        .success();
+    assert!(
+        acme.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["provider"] == "acme"),
+        "{}",
+        acme.stdout
+    );
+    let table = lab
+        .cmd(["log", "--requests", "--status", "refused"])
+        .run()
+        .success();
+    assert!(
+        table.stdout.contains("plaintext_refused"),
+        "{}",
+        table.stdout
+    );
+    assert!(!table.stdout.contains("/v1/models"), "{}", table.stdout);
+    // The redaction is in the audit log too, by where and how many.
+    let audit = lab.cmd(["log", "--json", "-n", "100"]).run().success();
+    let audit_entries = audit.json();
+    let redacted: Vec<&serde_json::Value> = audit_entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "proxy.redacted")
+        .collect();
+    // The JSON echoes (`/v1/models`, `/bot…/send`) carried the key in
+    // their bodies; `/echo/header` in headers and body.
+    assert_eq!(redacted.len(), 3, "{}", audit.stdout);
+    assert!(
+        redacted
+            .iter()
+            .all(|e| e["detail"]["host"] == "api.acme.test")
+    );
+    assert!(
+        redacted
+            .iter()
+            .any(|e| e["detail"]["where"] == serde_json::json!(["header", "body"])),
+        "{}",
+        audit.stdout
+    );
+    assert_no_secret(&lab.key, &audit.stdout);
 }

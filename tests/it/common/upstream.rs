@@ -176,21 +176,25 @@ fn key_of(req: &Request<Incoming>) -> String {
         .unwrap_or("")
         .split('&')
         .find_map(|p| p.strip_prefix("api_key="))
-        .map(|v| {
-            authsome::percent::decode(v)
-        })
+        .map(|v| authsome::percent::decode(v))
         .unwrap_or_default()
 }
 
 /// Chunks sent with a pause before each but the first.
 fn paced(chunks: Vec<Vec<u8>>, pause: Duration) -> Body {
-    let s = stream::unfold((chunks.into_iter(), true), move |(mut it, first)| async move {
-        let c = it.next()?;
-        if !first {
-            tokio::time::sleep(pause).await;
-        }
-        Some((Ok::<_, std::io::Error>(Frame::data(Bytes::from(c))), (it, false)))
-    });
+    let s = stream::unfold(
+        (chunks.into_iter(), true),
+        move |(mut it, first)| async move {
+            let c = it.next()?;
+            if !first {
+                tokio::time::sleep(pause).await;
+            }
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(c))),
+                (it, false),
+            ))
+        },
+    );
     StreamBody::new(s).boxed()
 }
 
@@ -204,12 +208,18 @@ fn echo(what: &str, req: Request<Incoming>, rec: &Record) -> Response<Body> {
             .header("x-echo", format!("Bearer {key}"))
             .header(
                 "location",
-                format!("https://api.acme.test/next?page=2&token={}", authsome::percent::encode(&key)),
+                format!(
+                    "https://api.acme.test/next?page=2&token={}",
+                    authsome::percent::encode(&key)
+                ),
             )
             .header("set-cookie", format!("k={key}; Path=/"))
             .header("content-type", "text/plain")
             .body(paced(
-                vec![format!("you sent {a}").into_bytes(), format!("{b} (that was it)").into_bytes()],
+                vec![
+                    format!("you sent {a}").into_bytes(),
+                    format!("{b} (that was it)").into_bytes(),
+                ],
                 Duration::from_millis(100),
             ))
             .unwrap(),
@@ -276,7 +286,11 @@ fn websocket_key_sender(req: Request<Incoming>, key: String) -> Response<Body> {
         io.flush().await.ok();
         // Wait for the client's close, then hang up.
         let mut buf = [0u8; 256];
-        let _ = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut io, &mut buf)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut io, &mut buf),
+        )
+        .await;
     });
     Response::builder()
         .status(101)
