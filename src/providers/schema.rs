@@ -536,6 +536,29 @@ impl ProviderDef {
         }
         if let Some(p) = &self.placeholder {
             p.validate()?;
+            // SDKs check the key's format: a placeholder that fails the
+            // provider's own pattern would not start them.
+            if let Some(pat) = self.api_key.as_ref().and_then(|k| k.key_pattern.as_ref())
+                && let Ok(re) = regex_lite::Regex::new(pat)
+            {
+                let sample: String = p
+                    .prefix
+                    .chars()
+                    .chain("aB3".chars().cycle())
+                    .take(p.length)
+                    .collect();
+                if !re.is_match(&sample) {
+                    return Err(DefError {
+                        message: format!(
+                            "placeholder: `{}` followed by random letters and digits does not match api_key.key_pattern `{pat}`",
+                            p.prefix
+                        ),
+                        hint: Some(
+                            "give the prefix the pattern requires, and a length it allows".into(),
+                        ),
+                    });
+                }
+            }
         }
         if let Some(o) = &self.oauth {
             self.validate_oauth(o)?;
@@ -973,6 +996,16 @@ mod tests {
         assert!(err(&t).contains("does not fit"));
         let t = OPENAI.replace(r#""name": "openai""#, r#""name": "../etc""#);
         assert!(err(&t).contains("not allowed"));
+    }
+
+    #[test]
+    fn a_placeholder_shape_must_fit_the_key_pattern() {
+        let with = |shape: &str| OPENAI.replacen('{', &format!("{{\"placeholder\": {shape},"), 1);
+        assert!(ProviderDef::parse(&with(r#"{"prefix": "sk-", "length": 51}"#)).is_ok());
+        assert!(err(&with(r#"{"prefix": "pk-", "length": 51}"#)).contains("key_pattern"));
+        assert!(err(&with(r#"{"prefix": "sk-", "length": 10}"#)).contains("out of range"));
+        assert!(err(&with(r#"{"prefix": "s k", "length": 51}"#)).contains("letters, digits"));
+        assert!(err(&with(r#"{"prefix": "sk-", "length": 51, "x": 1}"#)).contains("x"));
     }
 
     #[test]

