@@ -132,6 +132,14 @@ pub struct Entry {
     pub tripwire: Option<Tripwire>,
     /// For [`EntryKind::Dropped`]: entries lost since the last stored one.
     pub dropped: u64,
+    /// For [`EntryKind::Dropped`]: how many of them had a redaction or a
+    /// tripwire (what the audit log would have recorded).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_flagged: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Entry {
@@ -147,10 +155,12 @@ impl Entry {
         }
     }
 
-    /// The marker for `n` entries lost.
-    fn lost(n: u64) -> Entry {
+    /// The marker for `n` entries lost, `flagged` of them with a
+    /// redaction or a tripwire.
+    fn lost(n: u64, flagged: u64) -> Entry {
         Entry {
             dropped: n,
+            dropped_flagged: flagged,
             ..Entry::new(EntryKind::Dropped, "", 0)
         }
     }
@@ -286,6 +296,7 @@ struct Inner {
     tx: SyncSender<Msg>,
     /// Dropped since the writer last stored a marker (the writer takes it).
     pending_drops: Arc<AtomicU64>,
+    pending_flagged: Arc<AtomicU64>,
     /// Dropped since the log was opened.
     dropped_total: AtomicU64,
     dir: PathBuf,
@@ -328,11 +339,13 @@ impl RequestLog {
     ) -> Result<RequestLog> {
         home::ensure_private_dir(dir)?;
         let pending_drops = Arc::new(AtomicU64::new(0));
+        let pending_flagged = Arc::new(AtomicU64::new(0));
         let rotation = Arc::new(Mutex::new(()));
         let writer = Writer::open(
             dir,
             max_bytes,
             pending_drops.clone(),
+            pending_flagged.clone(),
             rotation.clone(),
             on_entry,
         )?;
@@ -345,6 +358,7 @@ impl RequestLog {
             inner: Some(Arc::new(Inner {
                 tx,
                 pending_drops,
+                pending_flagged,
                 dropped_total: AtomicU64::new(0),
                 dir: dir.to_path_buf(),
                 rotation,
@@ -365,9 +379,14 @@ impl RequestLog {
             return;
         };
         e.path = e.path.as_deref().map(path_only);
+        let flagged = e.redactions > 0 || e.tripwire.is_some();
         match inner.tx.try_send(Msg::Entry(Box::new(e))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                // Counted before the total, which the writer reads first.
+                if flagged {
+                    inner.pending_flagged.fetch_add(1, Ordering::Relaxed);
+                }
                 inner.pending_drops.fetch_add(1, Ordering::Relaxed);
                 inner.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -567,6 +586,7 @@ struct Writer {
     size: u64,
     seq: u64,
     pending_drops: Arc<AtomicU64>,
+    pending_flagged: Arc<AtomicU64>,
     rotation: Arc<Mutex<()>>,
     on_entry: Box<dyn Fn(&Entry) + Send>,
 }
@@ -576,6 +596,7 @@ impl Writer {
         dir: &Path,
         max_bytes: u64,
         pending_drops: Arc<AtomicU64>,
+        pending_flagged: Arc<AtomicU64>,
         rotation: Arc<Mutex<()>>,
         on_entry: Box<dyn Fn(&Entry) + Send>,
     ) -> Result<Writer> {
@@ -612,6 +633,7 @@ impl Writer {
             size,
             seq,
             pending_drops,
+            pending_flagged,
             rotation,
             on_entry,
         })
@@ -648,11 +670,13 @@ impl Writer {
     fn note_drops(&mut self) {
         let n = self.pending_drops.swap(0, Ordering::Relaxed);
         if n > 0 {
+            let flagged = self.pending_flagged.swap(0, Ordering::Relaxed);
             tracing::warn!(
                 dropped = n,
+                flagged,
                 "the request log fell behind; entries were dropped"
             );
-            self.store(Entry::lost(n));
+            self.store(Entry::lost(n, flagged));
         }
     }
 

@@ -87,6 +87,21 @@ impl RouteTable {
         self.find(host, port, |routes| routes.first()).is_some()
     }
 
+    /// Every provider with a rule for `host:port`, whatever the path.
+    /// Sorted, unique.
+    pub fn claimants(&self, host: &str, port: u16) -> Vec<Arc<str>> {
+        let seen = std::cell::RefCell::new(Vec::new());
+        self.find(host, port, |routes| {
+            seen.borrow_mut()
+                .extend(routes.iter().map(|r| r.provider.clone()));
+            None
+        });
+        let mut v = seen.into_inner();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// True when some rule for `host:port` has a path prefix (which
     /// provider, and so which key, depends on the path there).
     pub fn path_scoped(&self, host: &str, port: u16) -> bool {

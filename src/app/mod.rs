@@ -179,6 +179,7 @@ fn open_request_log(
 ) -> anyhow::Result<RequestLog> {
     let dir = request_log_dir(home);
     let svc = Arc::downgrade(svc);
+    let limiter = std::sync::Mutex::new(AuditLimiter::default());
     let log = RequestLog::open(
         &dir,
         config.request_log_max,
@@ -190,7 +191,29 @@ fn open_request_log(
             let Some(svc) = svc.upgrade() else {
                 return;
             };
-            for (event, outcome, detail) in records {
+            for (event, outcome, mut detail) in records {
+                // A child repeating itself (a flood of tripwires) gets one
+                // audit entry per kind, run, provider and host every
+                // AUDIT_EVERY; the request log has every one.
+                let key = format!(
+                    "{event}|{}|{}|{}|{}",
+                    e.run.as_deref().unwrap_or(""),
+                    e.provider.as_deref().unwrap_or(""),
+                    e.host,
+                    detail
+                        .get("location")
+                        .or(detail.get("where"))
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                );
+                let suppressed = match limiter.lock().unwrap_or_else(|p| p.into_inner()).admit(key)
+                {
+                    None => continue,
+                    Some(n) => n,
+                };
+                if suppressed > 0 {
+                    detail["suppressed_before"] = serde_json::json!(suppressed);
+                }
                 if let Err(err) = svc.append_audit(
                     event,
                     e.provider.as_deref(),
@@ -208,6 +231,42 @@ fn open_request_log(
     Ok(log)
 }
 
+/// How often one kind of proxied event is audited per run, provider and host.
+const AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most one audit entry per key every [`AUDIT_EVERY`]; the next one
+/// admitted says how many were folded since.
+#[derive(Default)]
+struct AuditLimiter {
+    seen: std::collections::HashMap<String, (std::time::Instant, u64)>,
+}
+
+impl AuditLimiter {
+    /// `Some(suppressed since the last admitted)` when `key` may be
+    /// audited now, `None` when it is folded.
+    fn admit(&mut self, key: String) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.seen.len() > 4096 {
+            self.seen
+                .retain(|_, (t, _)| now.duration_since(*t) < AUDIT_EVERY);
+        }
+        match self.seen.get_mut(&key) {
+            Some((last, folded)) if now.duration_since(*last) < AUDIT_EVERY => {
+                *folded += 1;
+                None
+            }
+            Some((last, folded)) => {
+                *last = now;
+                Some(std::mem::take(folded))
+            }
+            None => {
+                self.seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 /// The audit records a request log entry calls for: `proxy.redacted` when
 /// a secret was cut from the response, `proxy.placeholder_misuse` when a
 /// placeholder showed up where it must not. Names and places only.
@@ -222,6 +281,16 @@ fn request_audit(e: &Entry) -> Vec<(&'static str, &'static str, serde_json::Valu
                 "where": e.redacted_in,
                 "count": e.redactions,
                 "run": e.run,
+            }),
+        ));
+    }
+    if e.dropped_flagged > 0 {
+        out.push((
+            "proxy.records_dropped",
+            "lost",
+            serde_json::json!({
+                "dropped": e.dropped,
+                "with_redaction_or_tripwire": e.dropped_flagged,
             }),
         ));
     }

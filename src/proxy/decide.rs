@@ -320,7 +320,8 @@ impl Handler {
         } else {
             None
         };
-        self.tripwire_check(req, host, provider.as_deref()).await?;
+        self.tripwire_check(req, host, port, provider.as_deref())
+            .await?;
         let Some(provider) = provider else {
             if !claimed && self.shared.local_ports.is_some() {
                 // Plain HTTP to a local service from a confined run. (The
@@ -403,28 +404,45 @@ impl Handler {
         Ok(())
     }
 
-    /// The tripwire: a placeholder of a provider other than the one this
-    /// request goes to (`own`), in the request's headers, query or first
-    /// body frame, is noted for the request log and the audit, and refused
-    /// under `--deny-unknown`. A placeholder is worthless anywhere but
-    /// through authsome, so sending one on is no leak; it says the child
-    /// tried to send a credential somewhere it does not belong.
+    /// The tripwire: a placeholder of a provider other than the ones this
+    /// request's host belongs to, in the request's headers, path, query or
+    /// first body frame, is noted for the request log and the audit, and
+    /// refused under `--deny-unknown` when it is in the headers, path or
+    /// query (a body hit is only recorded: agents send tool output, which
+    /// may quote a placeholder, to their model). A placeholder is worthless
+    /// anywhere but through authsome, so sending one on is no leak; it says
+    /// the child tried to send a credential somewhere it does not belong.
     async fn tripwire_check(
         &mut self,
         req: &mut Request<Body>,
         host: &str,
-        own: Option<&str>,
+        port: u16,
+        routed: Option<&str>,
     ) -> Result<(), ProxyError> {
+        // The host's providers: the routed one, or (on a path no rule
+        // claims) every provider with a rule for the host.
+        let claimants: Vec<std::sync::Arc<str>> = match routed {
+            Some(_) => Vec::new(),
+            None => {
+                let mut c = self.shared.tables.routes().claimants(host, port);
+                c.extend(self.shared.pinned.claimants(host, port));
+                c
+            }
+        };
+        let own: Vec<&str> = match routed {
+            Some(p) => vec![p],
+            None => claimants.iter().map(|p| p.as_ref()).collect(),
+        };
         let placeholders = &self.shared.placeholders;
-        if !placeholders.any_other_than(own) {
+        if !placeholders.any_other_than(&own) {
             return Ok(());
         }
-        let mut found = in_head(placeholders, req, own);
+        let mut found = in_head(placeholders, req, &own);
         if found.is_none()
             && let Some(first) = peek_body(req).await?
         {
             found = placeholders
-                .foreign_in(&first, own)
+                .foreign_in(&first, &own)
                 .map(|p| (p, Location::Body));
         }
         let Some((owner, location)) = found else {
@@ -432,7 +450,7 @@ impl Handler {
         };
         tracing::warn!(placeholder_of = %owner, host, location = location.as_str(), "tripwire: a placeholder was sent to a host of another provider or none");
         self.note.tripwire = Some((owner.clone(), location));
-        if self.shared.deny_unknown {
+        if self.shared.deny_unknown && location != Location::Body {
             return Err(ProxyError::new(
                 StatusCode::FORBIDDEN,
                 "authsome_placeholder_misuse",
@@ -525,10 +543,14 @@ impl Handler {
 
 /// Asks the upstream only for what the redactor can read: `gzip` (decoded,
 /// redacted and passed on identity-encoded) when the client accepts any
-/// compression, else `identity`; and no WebSocket extension (with
-/// permessage-deflate the frames could not be read).
+/// compression, else `identity`; no WebSocket extension (with
+/// permessage-deflate the frames could not be read); and whole answers
+/// only: no `Range` (an echo served in byte ranges would hand the secret
+/// over piece by piece, no piece a whole form the redactor knows).
 fn redactable<B>(req: &mut Request<B>) {
     let h = req.headers_mut();
+    h.remove(header::RANGE);
+    h.remove(header::IF_RANGE);
     let compressed = h
         .get_all(header::ACCEPT_ENCODING)
         .iter()

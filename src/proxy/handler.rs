@@ -67,7 +67,7 @@ impl Handler {
                 self.shared.log.clone(),
                 &self.shared.run_id,
                 start,
-                &method,
+                &self.shared.placeholders.mask(method.as_str()),
                 &host,
                 port,
                 &self.shared.placeholders.mask(req.uri().path()),

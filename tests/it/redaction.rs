@@ -98,6 +98,48 @@ fn echoed_secrets_reach_the_child_only_as_its_placeholder() {
 }
 
 #[test]
+fn ranges_reason_phrases_and_head_cannot_carry_the_secret_out() {
+    let lab = Lab::new();
+    let out = lab
+        .run_sh(
+            "for r in 0-19 20-39 40-59; do curl -sS -H \"Range: bytes=$r\" \"$URL/echo/range\"; echo; done; \
+             curl -sS -w '\\n%{http_code}\\n' \"$URL/echo/partial\"; \
+             curl -sS --http1.1 -D - -o /dev/null \"$URL/echo/reason\"; \
+             curl -sS -I \"$URL/echo/gzip\" -H 'Accept-Encoding: gzip'; \
+             curl -sS --http1.1 -I \"$URL/echo/gzip\" -H 'Accept-Encoding: gzip'",
+        )
+        .success();
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert_no_secret(&lab.key, &all);
+    // Range is not sent: each answer is the whole echo, redacted.
+    assert_eq!(
+        out.stdout.matches("\"auth\":\"Bearer authsome-").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    // An upstream that answers 206 anyway: refused, not passed on.
+    assert!(
+        out.stdout.contains("authsome_unredactable_response"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\n502\n"), "{}", out.stdout);
+    // The reason phrase is the standard one.
+    assert!(out.stdout.contains("HTTP/1.1 200 OK\r\n"), "{}", out.stdout);
+    // HEAD gets the headers the GET would: not gzip (the GET is decoded).
+    let head = out
+        .stdout
+        .rsplit("HTTP/")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(!head.contains("content-encoding: gzip"), "{head}");
+    let recs = lab.up.records();
+    assert!(recs.iter().all(|r| r.all("range").is_empty()), "{recs:?}");
+}
+
+#[test]
 fn placeholders_are_fresh_for_every_run() {
     let lab = Lab::new();
     let one = held(
@@ -230,6 +272,7 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
             &["--deny-unknown"],
             &format!(
                 "curl -sS -w '\\n%{{http_code}}\\n' \"{beta}/v1/c?q=$ACME_API_KEY\"; \
+                 curl -sS -o /dev/null -w '%{{http_code}}\\n' -d \"quoted: $ACME_API_KEY\" \"{beta}/v1/d\"; \
                  curl -sS -o /dev/null -w '%{{http_code}}\\n' -H \"X-Own: $ACME_API_KEY\" \"$URL/v1/own\""
             ),
         )
@@ -239,16 +282,15 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("403"), "{}", out.stdout);
-    assert!(
-        out.stdout.trim_end().ends_with("200"),
-        "own host: {}",
-        out.stdout
-    );
+    // Refused in the query; a body that quotes a placeholder (tool output
+    // sent to a model) is recorded, not refused; the own host is fine.
+    let codes: Vec<&str> = out.stdout.lines().rev().take(3).collect();
+    assert_eq!(codes, ["200", "200", "403"], "{}", out.stdout);
     let recs = lab.up.records();
-    assert_eq!(recs.len(), before + 1, "{recs:?}");
+    assert_eq!(recs.len(), before + 2, "{recs:?}");
+    assert_eq!(recs[before].path, "/v1/d");
     assert_eq!(recs.last().unwrap().path, "/v1/own");
-    // On the record: the three trips, with where, never the value.
+    // On the record: the four trips, with where, never the value.
     let log = lab.cmd(["log", "--json", "-n", "100"]).run().success();
     let entries = log.json();
     let trips: Vec<&serde_json::Value> = entries
@@ -257,7 +299,7 @@ fn a_placeholder_sent_to_another_providers_host_trips_the_wire() {
         .iter()
         .filter(|e| e["event"] == "proxy.placeholder_misuse")
         .collect();
-    assert_eq!(trips.len(), 3, "{}", log.stdout);
+    assert_eq!(trips.len(), 4, "{}", log.stdout);
     let wheres: Vec<&str> = trips
         .iter()
         .map(|e| e["detail"]["location"].as_str().unwrap())
@@ -482,8 +524,9 @@ fn every_request_is_on_the_record_without_a_secret_a_query_value_or_a_placeholde
         .filter(|e| e["event"] == "proxy.redacted")
         .collect();
     // The JSON echoes (`/v1/models`, `/bot…/send`) carried the key in
-    // their bodies; `/echo/header` in headers and body.
-    assert_eq!(redacted.len(), 3, "{}", audit.stdout);
+    // their bodies, `/echo/header` in headers and body: one entry per run,
+    // host and kind every 10 s (the second body echo is folded).
+    assert_eq!(redacted.len(), 2, "{}", audit.stdout);
     assert!(
         redacted
             .iter()

@@ -17,7 +17,10 @@
 //!   chunks 300 ms apart;
 //! - `/echo/gzip`: the request's headers as gzip-encoded JSON;
 //! - `/echo/ws`: a WebSocket that sends K in a text message fragmented
-//!   across two frames (split inside K), with a ping between them.
+//!   across two frames (split inside K), with a ping between them;
+//! - `/echo/range`: `{"auth":"Bearer K"}`, honouring a `Range: bytes=A-B`
+//!   (206 with that slice); `/echo/partial`: always 206;
+//! - `/echo/reason`: 200 with the reason phrase `OK K`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -248,6 +251,35 @@ fn echo(what: &str, req: Request<Incoming>, rec: &Record) -> Response<Body> {
                 .unwrap()
         }
         "ws" => websocket_key_sender(req, key),
+        "range" | "partial" => {
+            let body = format!("{{\"auth\":\"Bearer {key}\"}}");
+            let range = req
+                .headers()
+                .get("range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            let (a, b) = match (range, what) {
+                (Some((a, b)), _) => (a, b.min(body.len() - 1)),
+                (None, "partial") => (0, body.len() / 2),
+                (None, _) => {
+                    return Response::builder().body(full(body)).unwrap();
+                }
+            };
+            Response::builder()
+                .status(206)
+                .header("content-range", format!("bytes {a}-{b}/{}", body.len()))
+                .body(full(body.as_bytes()[a..=b].to_vec()))
+                .unwrap()
+        }
+        "reason" => {
+            let mut res = Response::builder().body(full("ok")).unwrap();
+            res.extensions_mut().insert(
+                hyper::ext::ReasonPhrase::try_from(format!("OK {key}").into_bytes()).unwrap(),
+            );
+            res
+        }
         _ => Response::builder().status(404).body(full("")).unwrap(),
     }
 }
