@@ -34,6 +34,10 @@ fn proxy_env_lines_work_in_a_shell() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The upstream echoes the headers it got: the system-wide proxy
+    // redacts them too (into a placeholder of its own).
+    assert!(!stdout.contains(&lab.key), "{stdout}");
+    assert!(stdout.contains("Bearer authsome-"), "{stdout}");
     let recs = lab.up.records();
     assert_eq!(recs.len(), 1);
     assert_eq!(
