@@ -176,7 +176,7 @@ fn key_of(req: &Request<Incoming>) -> String {
         .unwrap_or("")
         .split('&')
         .find_map(|p| p.strip_prefix("api_key="))
-        .map(|v| authsome::percent::decode(v))
+        .map(authsome::percent::decode)
         .unwrap_or_default()
 }
 
@@ -275,12 +275,12 @@ fn websocket_key_sender(req: Request<Incoming>, key: String) -> Response<Body> {
             f.extend_from_slice(payload);
             f
         };
-        let mut out = frame(false, 0x1, text[..cut].as_bytes());
+        let mut out = frame(false, 0x1, &text.as_bytes()[..cut]);
         out.extend(frame(true, 0x9, b"ping"));
         io.write_all(&out).await.ok();
         io.flush().await.ok();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut out = frame(true, 0x0, text[cut..].as_bytes());
+        let mut out = frame(true, 0x0, &text.as_bytes()[cut..]);
         out.extend(frame(true, 0x8, &[0x03, 0xe8]));
         io.write_all(&out).await.ok();
         io.flush().await.ok();
