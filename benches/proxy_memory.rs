@@ -3,13 +3,18 @@
 //! - at rest, then with 1,000 idle intercepted keep-alive tunnels (each
 //!   TLS-terminated with a leaf of the system-wide CA, one request made with
 //!   a credential injected, then left open);
-//! - its growth while a 1 GiB body streams through the MITM (sampled every
-//!   20 ms).
+//! - its growth while a 1 GiB body streams through the MITM with a
+//!   credential injected (sampled every 20 ms). Response redaction is on
+//!   (the default), so that body goes through the redactor (issue #13:
+//!   matched chunk by chunk, only a bounded hold-back kept);
+//! - the same download with the daemon restarted with `AUTHSOME_REDACT=off`
+//!   (the body passed on unread), for comparison.
 //!
-//! Targets (performance.md): ≤ 30 MiB RSS at 1,000 idle tunnels + load;
-//! ≤ 10 MiB growth over a 1 GiB download. Run with
-//! `cargo bench --bench proxy_memory` (~20 s). Loopback only: the provider
-//! host `api.acme.test` reaches the local upstream through AUTHSOME_RESOLVE.
+//! Targets (performance.md, issue #13): ≤ 30 MiB RSS at 1,000 idle
+//! tunnels and load; ≤ 10 MiB growth over a 1 GiB redacted download. Run
+//! with `cargo bench --bench proxy_memory` (~20 s). Loopback only: the
+//! provider host `api.acme.test` reaches the local upstream through
+//! AUTHSOME_RESOLVE.
 
 #![allow(
     clippy::unwrap_used,
@@ -226,14 +231,7 @@ fn main() {
         &["login", "acme", "--with-api-key"],
         Some("sk-bench-key"),
     );
-    let vars: serde_json::Value =
-        serde_json::from_str(&authsome(&env, &["proxy", "env", "--json"], None)).unwrap();
-    let url = url_parts(vars["HTTPS_PROXY"].as_str().unwrap());
-    let bundle = PathBuf::from(vars["SSL_CERT_FILE"].as_str().unwrap());
-    let daemon: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
-    let pid = daemon["pid"].as_u64().unwrap() as u32;
-    let tls = support::client_tls(&std::fs::read(&bundle).unwrap());
+    let (url, pid, tls) = daemon_proxy(&env, &home);
     let port = up.port();
 
     println!("# authsome proxy memory (the daemon's RSS, real binary, loopback)\n");
@@ -278,7 +276,65 @@ fn main() {
         (idle - rest) as f64 / TUNNELS as f64
     );
 
-    // 1 GiB through the MITM on one more connection, RSS sampled meanwhile.
+    // 1 GiB through the MITM, redacted, on one more connection.
+    let (speed, grew, before) = download_gib(&rt, &url, &tls, port, pid);
+    println!(
+        "| 1 GiB download through the MITM, **redacted** (redaction on, the default; {speed:.0} MiB/s) | peak {:+.1} MiB over the {:.1} MiB before | ≤ +10 MiB ({}) |",
+        mib(grew),
+        mib(before),
+        if grew <= 10 * 1024 { "PASS" } else { "MISS" }
+    );
+    drop(conns);
+    drop(first);
+    authsome(&env, &["daemon", "stop"], None);
+
+    // The same download with the daemon restarted with AUTHSOME_REDACT=off
+    // (same home: the provider and its key stay; a fresh daemon, so its
+    // RSS has no idle tunnels in it).
+    let mut env_off = env.clone();
+    env_off.push(("AUTHSOME_REDACT", "off".into()));
+    authsome(&env_off, &["daemon", "start"], None);
+    let (url, pid, tls) = daemon_proxy(&env_off, &home);
+    let mut first = rt.block_on(connect(url.addr, &url.auth, port, &tls));
+    rt.block_on(get(&mut first, port, "/warm"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (speed, grew, before) = download_gib(&rt, &url, &tls, port, pid);
+    println!(
+        "| same, daemon started with `AUTHSOME_REDACT=off` (not redacted; {speed:.0} MiB/s) | peak {:+.1} MiB over the {:.1} MiB before | |",
+        mib(grew),
+        mib(before)
+    );
+    drop(first);
+    authsome(&env_off, &["daemon", "stop"], None);
+    std::fs::remove_dir_all(&home).ok();
+}
+
+/// The system-wide listener of the running daemon: its URL, the daemon's
+/// pid, client TLS trusting its CA.
+fn daemon_proxy(
+    env: &[(&str, String)],
+    home: &std::path::Path,
+) -> (ProxyUrl, u32, tokio_rustls::TlsConnector) {
+    let vars: serde_json::Value =
+        serde_json::from_str(&authsome(env, &["proxy", "env", "--json"], None)).unwrap();
+    let url = url_parts(vars["HTTPS_PROXY"].as_str().unwrap());
+    let bundle = PathBuf::from(vars["SSL_CERT_FILE"].as_str().unwrap());
+    let daemon: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
+    let pid = daemon["pid"].as_u64().unwrap() as u32;
+    let tls = support::client_tls(&std::fs::read(&bundle).unwrap());
+    (url, pid, tls)
+}
+
+/// 1 GiB through the MITM on a new connection, the daemon's RSS sampled
+/// every 20 ms meanwhile: (MiB/s, peak growth in KiB, RSS before in KiB).
+fn download_gib(
+    rt: &tokio::runtime::Runtime,
+    url: &ProxyUrl,
+    tls: &tokio_rustls::TlsConnector,
+    port: u16,
+    pid: u32,
+) -> (f64, u64, u64) {
     let peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let before = rss_kib(pid);
@@ -293,7 +349,7 @@ fn main() {
     };
     let t = Instant::now();
     let n = rt.block_on(async {
-        let mut c = connect(url.addr, &url.auth, port, &tls).await;
+        let mut c = connect(url.addr, &url.auth, port, tls).await;
         get(&mut c, port, &format!("/bytes/{DOWNLOAD}")).await
     });
     let took = t.elapsed();
@@ -301,16 +357,11 @@ fn main() {
     sampler.join().unwrap();
     assert_eq!(n, DOWNLOAD);
     let grew = peak.load(Ordering::Relaxed).saturating_sub(before);
-    println!(
-        "| 1 GiB download through the MITM ({:.0} MiB/s) | peak {:+.1} MiB over the {:.1} MiB before | ≤ +10 MiB |",
+    (
         DOWNLOAD as f64 / 1048576.0 / took.as_secs_f64(),
-        mib(grew),
-        mib(before)
-    );
-    drop(conns);
-    drop(first);
-    authsome(&env, &["daemon", "stop"], None);
-    std::fs::remove_dir_all(&home).ok();
+        grew,
+        before,
+    )
 }
 
 struct ProxyUrl {

@@ -9,9 +9,18 @@
 //!   vs through the MITM with injection, and the difference;
 //! - a new connection per request (TLS handshakes on both legs);
 //! - throughput with 32 concurrent keep-alive clients, and the ratio;
-//! - `authsome run -- true` against bare `true`, daemon already up.
+//! - `authsome run -- true` against bare `true`, daemon already up;
+//! - response redaction (issue #13), a second table: the MITM with
+//!   injection through a listener with `redact: true` (the default, as in
+//!   every row above) against one with `redact: false` (what
+//!   `AUTHSOME_REDACT=off` sets), same workers and upstream, interleaved:
+//!   keep-alive latency p50/p99 on a small JSON answer that echoes nothing
+//!   (the per-request cost: pattern cache lookup, header scan, body
+//!   wrapper), and the throughput of a 256 MiB download streamed in 64 KiB
+//!   chunks (median of 5 each way), with the on/off ratio against the
+//!   target (redaction loses at most 10%).
 //!
-//! Run with `cargo bench --bench proxy_overhead` (about 40 s). Absolute
+//! Run with `cargo bench --bench proxy_overhead` (about a minute). Absolute
 //! numbers drift on a shared machine; compare the columns of one run.
 //! `BENCH_PROXY_THREADS` (default 1, like `AUTHSOME_PROXY_THREADS`),
 //! `BENCH_UPSTREAM_THREADS` (1) and `BENCH_CLIENT_THREADS` (0 = current-thread)
@@ -40,8 +49,9 @@ use authsome::proxy::{Shared, Stats, Workers};
 use authsome::routing::RouteTable;
 use authsome::secret::Secret;
 use base64::Engine;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hudsucker::futures::stream;
+use hyper::body::{Bytes, Frame};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,6 +62,9 @@ mod support;
 use support::{CERTS, HOST};
 
 const TOKEN: &str = "bench-token";
+/// The large download of the redaction rows, and how often each way.
+const LARGE: usize = 256 << 20;
+const LARGE_REPS: usize = 5;
 
 struct Source {
     def: ProviderDef,
@@ -87,7 +100,12 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 /// Connections the upstream accepted (pooling shows here).
 static ACCEPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body.
+/// One chunk of a `/bytes/N` answer.
+static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
+/// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body (which
+/// echoes nothing), or N bytes of `x` streamed in 64 KiB chunks for
+/// `/bytes/N`.
 fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
     let acceptor = support::upstream_tls(if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
         &[b"http/1.1"]
@@ -108,10 +126,41 @@ fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                        br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"message":{"content":"ok"}}]}"#,
-                    ))))
+                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let n = req
+                        .uri()
+                        .path()
+                        .strip_prefix("/bytes/")
+                        .and_then(|n| n.parse::<usize>().ok());
+                    let res = match n {
+                        // N bytes of `x` in 64 KiB chunks (one static
+                        // buffer: the upstream's cost stays out of the way).
+                        Some(n) => {
+                            let chunks = stream::unfold(n, |left| async move {
+                                if left == 0 {
+                                    return None;
+                                }
+                                let k = left.min(CHUNK.len());
+                                Some((
+                                    Ok::<_, std::convert::Infallible>(Frame::data(
+                                        Bytes::from_static(&CHUNK[..k]),
+                                    )),
+                                    left - k,
+                                ))
+                            });
+                            hyper::Response::builder()
+                                .header("content-length", n.to_string())
+                                .body(StreamBody::new(chunks).boxed())
+                                .unwrap()
+                        }
+                        None => hyper::Response::new(
+                            Full::new(Bytes::from_static(
+                                br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"message":{"content":"ok"}}]}"#,
+                            ))
+                            .boxed(),
+                        ),
+                    };
+                    Ok::<_, std::convert::Infallible>(res)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
@@ -130,8 +179,14 @@ struct Proxy {
 }
 
 /// The proxy engine on its own worker threads, as the daemon runs it
-/// (`BENCH_PROXY_THREADS`, default 1 like `AUTHSOME_PROXY_THREADS`).
-fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) -> Proxy {
+/// (`BENCH_PROXY_THREADS`, default 1 like `AUTHSOME_PROXY_THREADS`), with
+/// response redaction on (the default) or off (`AUTHSOME_REDACT=off`).
+fn proxy(
+    rt: &tokio::runtime::Runtime,
+    up: SocketAddr,
+    workers: Arc<Workers>,
+    redact: bool,
+) -> Proxy {
     let def = parse_file(
         "bench",
         &format!(
@@ -162,7 +217,7 @@ fn proxy(rt: &tokio::runtime::Runtime, up: SocketAddr, workers: Arc<Workers>) ->
         local_ports: None,
         run_id: "bench".into(),
         placeholders: Default::default(),
-        redact: true,
+        redact,
         log: authsome::request_log::RequestLog::discard(),
         redactors: Default::default(),
         stats: Stats::default(),
@@ -320,6 +375,31 @@ async fn get(send: &mut SendRequest<Empty<Bytes>>, up: SocketAddr) {
     res.into_body().collect().await.unwrap();
 }
 
+/// GET `/bytes/{n}`; returns the body's length.
+async fn download(send: &mut SendRequest<Empty<Bytes>>, up: SocketAddr, n: usize) -> usize {
+    send.ready().await.unwrap();
+    let req = hyper::Request::get(format!("/bytes/{n}"))
+        .header("host", format!("{HOST}:{}", up.port()))
+        .header("authorization", "Bearer authsome-managed")
+        .body(Empty::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let mut got = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            got += data.len();
+        }
+    }
+    got
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -354,7 +434,7 @@ fn main() {
         runtime(threads("BENCH_CLIENT_THREADS", 1))
     };
     let up = upstream(&up_rt);
-    let px = proxy(&control_rt, up, workers);
+    let px = proxy(&control_rt, up, workers.clone(), true);
     let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
     let direct_tls = support::client_tls(upstream_ca.as_bytes());
     let proxied_tls = support::client_tls(px.ca_pem.as_bytes());
@@ -553,6 +633,57 @@ fn main() {
     let confined = time(&[bin, "run", "--sandbox", "require", "--", "true"]);
     cmd(&[bin, "daemon", "stop"]).status().ok();
     std::fs::remove_dir_all(&home).ok();
+
+    // Response redaction (issue #13): the same MITM with injection, one
+    // listener with redaction on (the default, the listener measured above)
+    // and one with it off (`AUTHSOME_REDACT=off`), same workers, same
+    // upstream, interleaved.
+    let px_off = proxy(&control_rt, up, px.workers.clone(), false);
+    let off_tls = support::client_tls(px_off.ca_pem.as_bytes());
+    let (on_via, off_via) = (mitm, Via::Mitm(px_off.addr));
+    let (mut lat_on, mut lat_off, mut mbs_on, mut mbs_off) = client_rt.block_on(async {
+        let mut on = connect(on_via, up, &proxied_tls).await;
+        let mut off = connect(off_via, up, &off_tls).await;
+        // Small answers (nothing to replace): the per-request cost.
+        for _ in 0..1000 {
+            get(&mut on, up).await;
+            get(&mut off, up).await;
+        }
+        let (mut lat_on, mut lat_off) = (Vec::new(), Vec::new());
+        for round in 0..10 {
+            for i in 0..2 {
+                let (c, v) = if (round + i) % 2 == 0 {
+                    (&mut on, &mut lat_on)
+                } else {
+                    (&mut off, &mut lat_off)
+                };
+                for _ in 0..500 {
+                    let t = Instant::now();
+                    get(c, up).await;
+                    v.push(t.elapsed());
+                }
+            }
+        }
+        // Large bodies: 256 MiB streamed in 64 KiB chunks, each way in turn.
+        assert_eq!(download(&mut on, up, 16 << 20).await, 16 << 20);
+        assert_eq!(download(&mut off, up, 16 << 20).await, 16 << 20);
+        let (mut mbs_on, mut mbs_off) = (Vec::new(), Vec::new());
+        for round in 0..LARGE_REPS {
+            for i in 0..2 {
+                let (c, v) = if (round + i) % 2 == 0 {
+                    (&mut on, &mut mbs_on)
+                } else {
+                    (&mut off, &mut mbs_off)
+                };
+                let t = Instant::now();
+                assert_eq!(download(c, up, LARGE).await, LARGE);
+                v.push(LARGE as f64 / 1e6 / t.elapsed().as_secs_f64());
+            }
+        }
+        (lat_on, lat_off, mbs_on, mbs_off)
+    });
+    let (on_mbs, off_mbs) = (median(&mut mbs_on), median(&mut mbs_off));
+    let ratio = on_mbs / off_mbs;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "| `run --no-sandbox -- true`, median wall time | {:.1} ms | {:.1} ms | **{:+.1} ms** |",
@@ -565,5 +696,24 @@ fn main() {
         ms(unconfined),
         ms(confined),
         ms(confined) - ms(unconfined)
+    );
+
+    println!(
+        "\n## response redaction: the MITM + injection, `AUTHSOME_REDACT=off` against on (the default)\n"
+    );
+    println!("| measure | redaction off | redaction on | on vs off | target |");
+    println!("|---|---|---|---|---|");
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let (off, on) = (us(pct(&mut lat_off, q)), us(pct(&mut lat_on, q)));
+        println!(
+            "| keep-alive request, small JSON answer (nothing to replace), {name} | {off:.1} µs | {on:.1} µs | **{:+.1} µs** | |",
+            on - off
+        );
+    }
+    println!(
+        "| {} MiB download in 64 KiB chunks, median of {LARGE_REPS} | {off_mbs:.0} MB/s | {on_mbs:.0} MB/s | **{:.1}%** | ≥ 90% ({}) |",
+        LARGE >> 20,
+        100.0 * ratio,
+        if ratio >= 0.9 { "PASS" } else { "MISS" }
     );
 }
