@@ -33,7 +33,9 @@
 //!   blind tunnel or refuse) → `routing` (host, port, path → provider) →
 //!   `credentials` cache (decrypted once, refreshed near expiry, single
 //!   flight) → `proxy::inject` (the one place a credential is written) →
-//!   upstream pool.
+//!   upstream pool → `proxy::redact` (the answer, streamed back with every
+//!   form of the secret replaced by the run's placeholder) → the request
+//!   log entry (`proxy::record` → `request_log`).
 //! - **A login:** `cli::login` → `POST /api/auth/sessions` (PoP) →
 //!   `daemon::routes::auth_sessions` (parse, call, map the error) →
 //!   `auth_flow::logins::Logins::start` → the key (form or CLI) or the
