@@ -13,9 +13,15 @@
 //! - `tunnel`: dialling, blind tunnels, serving intercepted tunnels;
 //! - [`hosts`]: the pure host-name helpers both of them use.
 //!
+//! Around them: [`placeholders`] (what the child holds in place of each
+//! secret, and the tripwire that notices one sent elsewhere), [`redact`]
+//! (the streaming response redactor: headers, bodies, gzip/deflate,
+//! WebSocket frames; `send` applies it), `record` (the request log's
+//! entries, written when an answer ends) and `bodies` (small body
+//! adapters).
+//!
 //! [`error`] turns refusals into responses; [`prefixed`] replays bytes
-//! already read from a tunnel; [`redact`] has the building blocks that
-//! replace injected secrets in responses by the agent's placeholders.
+//! already read from a tunnel.
 //!
 //! `serve(listener, shared, shutdown)` runs one listener on the current
 //! runtime until `shutdown` resolves; [`Workers::serve`] runs it on the
