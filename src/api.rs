@@ -450,6 +450,17 @@ pub struct RunCreated {
     pub protect: Vec<PathBuf>,
 }
 
+/// `POST /api/dashboard/links`: a one-time link that opens the dashboard.
+/// The token in `url` works once, for [`DashboardLink::expires_at`] − now
+/// seconds, and only trades itself for a browser session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardLink {
+    /// `http://127.0.0.1:PORT/?t=TOKEN`.
+    pub url: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
 /// `GET /api/proxy/runs`: the open runs (no tokens), oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunList {

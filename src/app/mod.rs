@@ -516,6 +516,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         shutdown: Arc::new(tokio::sync::Notify::new()),
         runs: runs.clone(),
         requests: requests.clone(),
+        dashboard: Arc::new(crate::daemon::dashboard_auth::DashboardAuth::new()),
     };
     let file = DaemonFile {
         pid: std::process::id(),

@@ -12,9 +12,13 @@
 //! 3. The browser form is open but reachable only through a session's
 //!    unguessable URL, and its POST needs the session's CSRF token and a
 //!    same-origin `Origin`/`Sec-Fetch-Site` (see `routes::auth_sessions`).
+//! 4. The dashboard (`/`, `/ui/…`) needs a session cookie obtained with a
+//!    one-time link from `POST /api/dashboard/links` (PoP); its POSTs need
+//!    the session's CSRF token and a same-origin request (see `routes::ui`).
 //!
 //! [`CredentialService`]: crate::credentials::CredentialService
 
+pub mod dashboard_auth;
 pub mod docs;
 pub mod error;
 pub mod routes;
@@ -329,6 +333,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             routes::requests::requests_list,
         ),
         Endpoint::post(
+            "/dashboard/links",
+            Pop,
+            "A one-time link to the dashboard (`url` with a 256-bit token, single use, valid 60 s); used by `authsome dashboard`.",
+            routes::ui::links_create,
+        )
+        .body("{}"),
+        Endpoint::post(
             "/daemon/shutdown",
             Pop,
             "Stop the daemon.",
@@ -358,6 +369,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/docs/app.js", get(docs::script))
+        .merge(routes::ui::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
@@ -540,7 +552,7 @@ mod tests {
         }
     }
 
-    fn state() -> (tempfile::TempDir, AppState, Identity) {
+    pub(crate) fn state() -> (tempfile::TempDir, AppState, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
         let svc = CredentialService::open_with(
@@ -575,6 +587,7 @@ mod tests {
             }),
             shutdown: Arc::new(tokio::sync::Notify::new()),
             requests: crate::request_log::RequestLog::discard(),
+            dashboard: Arc::new(crate::daemon::dashboard_auth::DashboardAuth::new()),
         };
         (dir, state, id)
     }

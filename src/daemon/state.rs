@@ -13,6 +13,7 @@ use crate::pop::Verifier;
 use crate::request_log::RequestLog;
 use crate::secret::Secret;
 
+use super::dashboard_auth::DashboardAuth;
 use super::error::ApiError;
 
 /// Facts about this daemon, fixed at start.
@@ -54,6 +55,8 @@ pub struct AppState {
     pub runs: Arc<dyn ProxyRuns>,
     /// What the proxy handled (`GET /api/requests` reads it; the proxy records).
     pub requests: RequestLog,
+    /// The dashboard's one-time links and browser sessions (memory only).
+    pub dashboard: Arc<DashboardAuth>,
 }
 
 /// What `POST /api/proxy/runs` asks for.

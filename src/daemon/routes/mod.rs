@@ -8,3 +8,4 @@ pub mod pages;
 pub mod providers;
 pub mod proxy;
 pub mod requests;
+pub mod ui;
