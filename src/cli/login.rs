@@ -360,7 +360,7 @@ fn oauth(
 }
 
 /// Tries the platform's URL opener; false when there is none or no display.
-fn open_browser(url: &str) -> bool {
+pub(super) fn open_browser(url: &str) -> bool {
     let candidates: &[&str] = if cfg!(target_os = "macos") {
         &["open"]
     } else {

@@ -15,6 +15,7 @@ pub mod printer;
 mod ca;
 mod completions;
 mod daemon;
+mod dashboard;
 mod default;
 mod doctor;
 mod export;
@@ -98,6 +99,8 @@ pub enum Command {
     /// The persistent CA of system-wide mode: path, show, install, uninstall.
     #[command(subcommand)]
     Ca(ca::Command),
+    /// Open the dashboard (connections, providers, runs, requests) in the browser.
+    Dashboard(dashboard::Args),
     /// Run and manage the background daemon (started on demand by other commands).
     #[command(subcommand)]
     Daemon(daemon::Command),
@@ -203,6 +206,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Provider(c) => providers::run(&ctx, c),
         Command::Proxy(c) => proxy::run(&ctx, c),
         Command::Ca(c) => ca::run(&ctx, c),
+        Command::Dashboard(a) => dashboard::run(&ctx, a),
         Command::Daemon(c) => daemon::run(&ctx, c),
     }
 }

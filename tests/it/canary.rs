@@ -78,6 +78,8 @@ fn secret_appears_only_in_export_stdout() {
         &["logout", "ahrefs", "-c", "second"],
         &["log"],
         &["log", "--json"],
+        &["dashboard", "--no-browser"],
+        &["dashboard", "--no-browser", "--json"],
         &["daemon", "status", "--json"],
         &["daemon", "logs"],
     ];

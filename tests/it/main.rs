@@ -10,6 +10,7 @@ mod cli_providers;
 mod common;
 mod daemon_lifecycle;
 mod daemon_security;
+mod dashboard;
 mod exit_codes;
 mod layering;
 mod oauth;

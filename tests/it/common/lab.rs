@@ -65,17 +65,27 @@ impl Lab {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.home
-            .cmd(args)
-            .env(
+        let mut c = self.home.cmd(args);
+        for (k, v) in Lab::env() {
+            c = c.env(k, v);
+        }
+        c
+    }
+
+    /// The variables `cmd` adds to the home's (for a program that runs
+    /// `authsome` itself, such as the browser test's script).
+    pub fn env() -> [(&'static str, &'static str); 4] {
+        [
+            (
                 "AUTHSOME_RESOLVE",
                 "api.acme.test=127.0.0.1,upstream.test=127.0.0.1,evil.test=127.0.0.1,x.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
-            )
-            .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
-            .env("AUTHSOME_PROXY_PORT", "0")
+            ),
+            ("AUTHSOME_UPSTREAM_CA_FILE", CA),
+            ("AUTHSOME_PROXY_PORT", "0"),
             // Every `run` in the suite is confined, or fails loudly (exit 8)
             // on a kernel that cannot: the client matrix proves the sandbox.
-            .env("AUTHSOME_SANDBOX", "require")
+            ("AUTHSOME_SANDBOX", "require"),
+        ]
     }
 
     /// `authsome run -- sh -c SCRIPT` (the script sees `$URL`, `$UP`, `$BIN`).

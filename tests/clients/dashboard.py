@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Drives the authsome dashboard in headless Chromium, as a person would.
+
+Run by tests/it/dashboard.rs with Playwright for Python pointed at the
+system Chromium (no `playwright install`). The environment gives:
+
+  DASH_URL   the one-time link printed by `authsome dashboard --no-browser --json`
+  BIN        the authsome binary (the script runs `authsome run -- curl ...` itself)
+  UP         the port of the test's HTTPS upstream (api.acme.test, x.acme.test)
+  ACME_KEY   the key stored for `acme` by the test (must never appear in a page)
+  BETA_KEY   the key this script types into the `beta` connect form
+  SHOTS      where to write a screenshot of each page
+  CHROMIUM   the Chromium binary (default /usr/bin/chromium)
+
+Every authsome variable of the test's home is inherited. Exits non-zero with
+the failing step on stderr; prints one JSON line on success.
+"""
+
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+
+from playwright.sync_api import expect, sync_playwright
+
+URL = os.environ["DASH_URL"]
+BIN = os.environ["BIN"]
+UP = os.environ["UP"]
+ACME_KEY = os.environ["ACME_KEY"]
+BETA_KEY = os.environ["BETA_KEY"]
+SHOTS = os.environ["SHOTS"]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+BASE = URL.split("/?", 1)[0]
+PORT = BASE.rsplit(":", 1)[1]
+CURL = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n"]
+steps = []
+
+
+def fail(msg):
+    print(f"FAIL after {steps}: {msg}", file=sys.stderr)
+    if current is not None:
+        print(f"page: {current.url}\n{current.inner_text('body')}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def step(name):
+    steps.append(name)
+    print(f"step: {name}", file=sys.stderr, flush=True)
+
+
+def authsome(*args, stdin=None):
+    return subprocess.run(
+        [BIN, *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def no_secret(page, where):
+    html = page.content()
+    for k in (ACME_KEY, BETA_KEY):
+        check(k not in html, f"{where}: a key is in the page")
+        check(k not in page.url, f"{where}: a key is in the URL")
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, f"dashboard-{name}.png"), full_page=True)
+
+
+class Attacker(http.server.BaseHTTPRequestHandler):
+    """Another origin (same host, other port: the browser still sends the
+    daemon's cookie) whose page auto-submits a form to the dashboard."""
+
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *a):
+        pass
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--host-resolver-rules=MAP evil.test 127.0.0.1"],
+        )
+        ctx = browser.new_context(viewport={"width": 1280, "height": 760})
+        page = ctx.new_page()
+        global current
+        current = page
+
+        step("open the one-time link")
+        page.goto(URL)
+        check(page.url == BASE + "/", f"the token must leave the address bar: {page.url}")
+        expect(page.locator('tr[data-provider="acme"]')).to_be_visible()
+        expect(page.locator('tr[data-provider="acme"] .badge.default')).to_be_visible()
+        no_secret(page, "connections")
+        shot(page, "connections")
+
+        step("search the catalogue and connect beta with an API key")
+        page.get_by_role("link", name="Providers", exact=True).click()
+        page.fill('input[name="q"]', "beta")
+        page.press('input[name="q"]', "Enter")
+        page.wait_for_url(re.compile(r"q=beta"))
+        expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
+        expect(page.locator('tr[data-provider="acme"]')).to_have_count(0)
+        page.locator('tr[data-provider="beta"]').get_by_role("link", name="Connect").click()
+        check(page.locator('input[name="api_key"]').get_attribute("type") == "password", "key field")
+        shot(page, "connect")
+        page.fill('input[name="api_key"]', BETA_KEY)
+        page.get_by_role("button", name="Save").click()
+        page.wait_for_url(re.compile(re.escape(BASE) + r"/\?done=connected"))
+        expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("Connected beta")
+        no_secret(page, "after connect")
+
+        step("a following `authsome run` injects the new key")
+        out = authsome("run", "--", *CURL, f"https://x.acme.test:{UP}/after-connect")
+        check(out.returncode == 0 and out.stdout.strip() == "200", f"{out.stdout} {out.stderr}")
+
+        step("a request appears live on the Requests page")
+        page.get_by_role("link", name="Requests", exact=True).click()
+        expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+        expect(page.locator("#requests tbody tr", has_text="/after-connect")).to_have_count(1)
+        out = authsome("run", "--", *CURL, f"https://api.acme.test:{UP}/live-probe")
+        check(out.stdout.strip() == "200", f"{out.stdout} {out.stderr}")
+        live = page.locator("#requests tbody tr.fresh", has_text="/live-probe")
+        expect(live).to_have_count(1, timeout=15_000)
+        expect(live).to_contain_text("injected")
+        no_secret(page, "requests")
+        shot(page, "requests")
+        page.goto(BASE + "/ui/requests?provider=beta")
+        expect(page.locator("#requests tbody tr", has_text="/after-connect")).to_have_count(1)
+        expect(page.locator("#requests tbody tr", has_text="/live-probe")).to_have_count(0)
+
+        step("log out of beta through the page while a run is active: the proxy fails closed")
+        script = (
+            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/before-logout; "
+            "read go; "
+            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/after-logout"
+        )
+        proc = subprocess.Popen(
+            [BIN, "run", "--", "sh", "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first = proc.stdout.readline().strip()
+        check(first == "200", f"before logout: {first!r}")
+        page.get_by_role("link", name="Runs", exact=True).click()
+        expect(page.locator("#runs tbody tr")).to_have_count(1)
+        shot(page, "runs")
+        page.get_by_role("link", name="Connections", exact=True).click()
+        page.locator('tr[data-provider="beta"]').get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("status")).to_contain_text("Logged out of beta")
+        expect(page.locator('tr[data-provider="beta"]')).to_have_count(0)
+        rest, err = proc.communicate("go\n", timeout=60)
+        check(rest.strip() == "401", f"after logout: {rest!r} {err}")
+
+        step("providers and health pages")
+        page.goto(BASE + "/ui/providers")
+        shot(page, "providers")
+        page.get_by_role("link", name="Health", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("Ready")
+        shot(page, "health")
+
+        step("a forged CSRF token is refused")
+        row = page.locator('tr[data-provider="acme"]')
+        page.goto(BASE + "/")
+        row.locator('input[name="csrf"]').first.evaluate("el => { el.value = 'forged'; }")
+        row.get_by_role("button", name="Log out").click()
+        expect(page.locator("body")).to_contain_text("Refused")
+        page.goto(BASE + "/")
+        expect(row).to_have_count(1)
+
+        step("a cross-origin POST (with the right token, the cookie sent along) is refused")
+        csrf = row.locator('input[name="csrf"]').first.get_attribute("value")
+        Attacker.body = (
+            f'<form method="post" action="{BASE}/ui/connections/acme/default/logout">'
+            f'<input name="csrf" value="{csrf}"></form>'
+            "<script>document.forms[0].submit()</script>"
+        ).encode()
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Attacker)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        page.goto(f"http://127.0.0.1:{srv.server_address[1]}/")
+        page.wait_for_url(BASE + "/ui/connections/acme/default/logout")
+        expect(page.locator("body")).to_contain_text("Refused")
+        srv.shutdown()
+        page.goto(BASE + "/")
+        expect(row).to_have_count(1)
+
+        step("a foreign Host (DNS rebinding) gets nothing")
+        page.goto(f"http://evil.test:{PORT}/")
+        check("host_not_allowed" in page.content(), page.content())
+        check("acme" not in page.content().replace("api.acme", ""), "no data")
+
+        step("a browser without the session, and a reused link, get nothing")
+        other = browser.new_context()
+        q = other.new_page()
+        for url in (BASE + "/", BASE + "/ui/requests", URL):
+            q.goto(url)
+            expect(q.locator("body")).to_contain_text("authsome dashboard")
+            check('data-provider="acme"' not in q.content(), f"{url}: data without a session")
+        other.close()
+
+        step("dark mode")
+        dark = browser.new_context(viewport={"width": 1280, "height": 760}, color_scheme="dark")
+        dark.add_cookies(ctx.cookies())
+        d = dark.new_page()
+        d.goto(BASE + "/")
+        expect(d.locator('tr[data-provider="acme"]')).to_be_visible()
+        shot(d, "connections-dark")
+        dark.close()
+
+        step("sign out")
+        page.goto(BASE + "/")
+        page.get_by_role("button", name="Sign out").click()
+        page.goto(BASE + "/")
+        expect(page.locator('tr[data-provider="acme"]')).to_have_count(0)
+        browser.close()
+    print(json.dumps({"ok": True, "steps": steps}))
+
+
+current = None
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        if current is not None:
+            try:
+                print(f"page at failure: {current.url}\n{current.inner_text('body')}", file=sys.stderr)
+            except Exception:
+                pass
+        raise
