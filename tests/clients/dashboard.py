@@ -171,6 +171,20 @@ def main():
         rest, err = proc.communicate("go\n", timeout=60)
         check(rest.strip() == "401", f"after logout: {rest!r} {err}")
 
+        step("add a custom provider from a file, then remove it")
+        page.goto(BASE + "/ui/providers")
+        gamma = json.dumps({"name": "gamma", "auth_type": "api_key", "flow": "api_key",
+                            "api_url": ["api.gamma.test"], "api_key": {}})
+        page.set_input_files("#definition-file", files=[
+            {"name": "gamma.json", "mimeType": "application/json", "buffer": gamma.encode()}])
+        expect(page.locator('textarea[name="definition"]')).to_have_value(gamma)
+        page.get_by_role("button", name="Register").click()
+        expect(page.get_by_role("status")).to_contain_text("Registered gamma")
+        expect(page.locator('tr[data-provider="gamma"]')).to_contain_text("custom")
+        page.locator('tr[data-provider="gamma"]').get_by_role("button", name="Remove").click()
+        expect(page.get_by_role("status")).to_contain_text("Removed gamma")
+        expect(page.locator('tr[data-provider="gamma"]')).to_have_count(0)
+
         step("providers and health pages")
         page.goto(BASE + "/ui/providers")
         shot(page, "providers")

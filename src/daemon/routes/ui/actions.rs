@@ -34,6 +34,9 @@ pub struct ActionForm {
     force: String,
     #[serde(default)]
     confirm: String,
+    /// A provider definition (the file's text).
+    #[serde(default)]
+    definition: String,
 }
 
 impl std::fmt::Debug for ActionForm {
@@ -272,4 +275,51 @@ pub async fn signout(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// `POST /ui/providers/register`: a custom provider from a file's text,
+/// as `authsome provider register FILE [--force]` does.
+pub async fn register_provider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    let a = match check_post(&state, &headers, &form.csrf) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    match state
+        .logins
+        .register_provider(
+            "the dashboard's form",
+            &form.definition,
+            form.force == "1",
+            Some(ACTOR.into()),
+        )
+        .await
+    {
+        Ok(out) => see_other(&format!(
+            "/ui/providers?q={}&done=registered",
+            enc(&out.provider)
+        )),
+        Err(e) => refused(a.csrf.expose(), e.into()),
+    }
+}
+
+/// `POST /ui/providers/{provider}/remove`: removes a custom provider (a
+/// bundled one of the same name comes back).
+pub async fn remove_provider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    let a = match check_post(&state, &headers, &form.csrf) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    match state.logins.remove_provider(&p, Some(ACTOR.into())).await {
+        Ok(_) => see_other(&format!("/ui/providers?q={}&done=removed", enc(&p))),
+        Err(e) => refused(a.csrf.expose(), e.into()),
+    }
 }

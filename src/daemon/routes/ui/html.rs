@@ -8,7 +8,7 @@ pub use crate::daemon::routes::pages::escape as esc;
 
 /// The stylesheet (`/ui/style.css`).
 pub const STYLE: &str = include_str!("assets/style.css");
-/// The one script (`/ui/app.js`): live rows on the Requests page.
+/// The one script (`/ui/app.js`): the provider file picker, live rows on the Requests page.
 pub const SCRIPT: &str = include_str!("assets/app.js");
 
 /// The pages of the navigation bar: (path, title).

@@ -50,6 +50,11 @@ pub fn router() -> Router<AppState> {
             get(|| async { html::asset("text/javascript; charset=utf-8", html::SCRIPT) }),
         )
         .route("/ui/providers", get(pages::providers))
+        .route("/ui/providers/register", post(actions::register_provider))
+        .route(
+            "/ui/providers/{provider}/remove",
+            post(actions::remove_provider),
+        )
         .route(
             "/ui/providers/{provider}/connect",
             get(pages::connect).post(actions::connect),

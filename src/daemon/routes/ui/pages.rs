@@ -152,6 +152,8 @@ pub async fn home(
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct SearchQuery {
     q: Option<String>,
+    /// A note after a change (a fixed code, never free text).
+    done: Option<String>,
 }
 
 /// What a provider needs, in words.
@@ -187,18 +189,30 @@ pub async fn providers(
                 || p.api_url.iter().any(|h| h.to_lowercase().contains(&needle))
         })
         .collect();
-    let mut body = format!(
+    let flash = match q.done.as_deref() {
+        Some("registered") => format!(
+            r#"<p class="flash" role="status">Registered {}.</p>"#,
+            esc(&needle)
+        ),
+        Some("removed") => format!(
+            r#"<p class="flash" role="status">Removed {}.</p>"#,
+            esc(&needle)
+        ),
+        _ => String::new(),
+    };
+    let mut body = flash;
+    body.push_str(&format!(
         r#"<form class="search" method="get" action="/ui/providers" role="search"><label>Name or host <input type="search" name="q" value="{}" autofocus></label><button type="submit">Search</button></form>
 <p class="muted">{} of {} providers.</p>"#,
         esc(&needle),
         shown.len(),
         list.len()
-    );
+    ));
     body.push_str(
         r#"<table id="providers"><thead><tr><th>Provider</th><th>Needs</th><th>Hosts</th><th>Source</th><th>Connections</th><th></th></tr></thead><tbody>"#,
     );
     for p in shown {
-        let connect = if p.auth_type == AuthType::Browser {
+        let mut connect = if p.auth_type == AuthType::Browser {
             String::new()
         } else {
             format!(
@@ -206,6 +220,16 @@ pub async fn providers(
                 enc(&p.name)
             )
         };
+        if wire(&p.source) != "bundled" {
+            connect.push(' ');
+            connect.push_str(&button(
+                &format!("/ui/providers/{}/remove", enc(&p.name)),
+                csrf,
+                "Remove",
+                "danger",
+                &[],
+            ));
+        }
         body.push_str(&format!(
             r#"<tr data-provider="{n}"><td><b>{d}</b> <code>{n}</code></td><td>{needs}</td><td class="mono">{hosts}</td><td>{src}</td><td>{count}</td><td>{connect}</td></tr>"#,
             n = esc(&p.name),
@@ -217,6 +241,16 @@ pub async fn providers(
         ));
     }
     body.push_str("</tbody></table>");
+    body.push_str(&format!(
+        r#"<h2>Add a custom provider</h2><form method="post" action="/ui/providers/register" class="card" id="register">
+<input type="hidden" name="csrf" value="{}">
+<p class="muted">A provider definition file (JSON, comments allowed), as <code>authsome provider register FILE</code> takes it.</p>
+<label>File <input type="file" id="definition-file" accept=".json,.jsonc,application/json"></label>
+<label>Definition <textarea name="definition" rows="8" cols="70" spellcheck="false" required class="mono"></textarea></label>
+<label><input type="checkbox" name="force" value="1"> Replace a custom provider of that name, or override a bundled one</label>
+<button type="submit" class="primary">Register</button></form>"#,
+        esc(csrf)
+    ));
     page(StatusCode::OK, "/ui/providers", "Providers", csrf, &body)
 }
 

@@ -402,3 +402,72 @@ async fn an_api_key_connects_through_the_form_and_is_never_echoed() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_custom_provider_is_registered_and_removed_through_the_forms() {
+    let (_d, s, id) = state();
+    let (cookie, csrf) = sign_in(&s, &id).await;
+    let def = r#"{"name":"zeta","auth_type":"api_key","flow":"api_key","api_url":["api.zeta.test"],"api_key":{}}"#;
+    let form = format!("csrf={csrf}&definition={}", crate::percent::encode(def));
+    // Forged: nothing registered.
+    let forged = format!("csrf=x&definition={}", crate::percent::encode(def));
+    let r = send(
+        &s,
+        post(
+            "/ui/providers/register",
+            &cookie,
+            &[("origin", ORIGIN)],
+            &forged,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(s.logins.provider_def("zeta").is_none());
+    let r = send(
+        &s,
+        post(
+            "/ui/providers/register",
+            &cookie,
+            &[("origin", ORIGIN)],
+            &form,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        r.headers["location"],
+        "/ui/providers?q=zeta&done=registered"
+    );
+    let page = send(
+        &s,
+        get("/ui/providers?q=zeta&done=registered", Some(&cookie)),
+    )
+    .await;
+    assert!(page.body.contains("Registered zeta."));
+    assert!(page.body.contains(r#"action="/ui/providers/zeta/remove""#));
+    // A broken definition is refused with the parser's words, nothing stored.
+    let bad = format!("csrf={csrf}&definition=%7B%22name%22%3A1");
+    let r = send(
+        &s,
+        post(
+            "/ui/providers/register",
+            &cookie,
+            &[("origin", ORIGIN)],
+            &bad,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = send(
+        &s,
+        post(
+            "/ui/providers/zeta/remove",
+            &cookie,
+            &[("origin", ORIGIN)],
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.logins.provider_def("zeta").is_none());
+}

@@ -1,6 +1,19 @@
-// authsome dashboard: live rows on the Requests page (server-sent events).
+// authsome dashboard: the provider file picker, and live rows on the Requests page (server-sent events).
 // Rows are built with textContent only: nothing from the log is parsed as HTML.
 "use strict";
+// The provider form: a chosen file's text goes into the definition field.
+(function () {
+  var file = document.getElementById("definition-file");
+  var form = document.getElementById("register");
+  if (!file || !form || !window.FileReader) return;
+  file.addEventListener("change", function () {
+    var f = file.files && file.files[0];
+    if (!f) return;
+    var r = new FileReader();
+    r.onload = function () { form.elements.definition.value = String(r.result); };
+    r.readAsText(f);
+  });
+})();
 (function () {
   var table = document.getElementById("requests");
   if (!table || !window.EventSource) return;
