@@ -18,7 +18,34 @@ fn chromium() -> String {
     std::env::var("AUTHSOME_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-fn browser_available() -> bool {
+/// Runs `tests/clients/dashboard.py` on the one-time `url` with the lab's
+/// home and environment (the script runs `authsome` itself) and `extra`.
+pub fn script(lab: &Lab, url: &str, extra: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new("python3");
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/dashboard.py"
+    ))
+    .env_clear();
+    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Ok(v) = std::env::var(k) {
+            c.env(k, v);
+        }
+    }
+    c.env("AUTHSOME_HOME", &lab.home.home)
+        .env("AUTHSOME_KEYRING", "off")
+        .env("AUTHSOME_PORT", "0")
+        .env("NO_COLOR", "1")
+        .envs(Lab::env())
+        .env("DASH_URL", url)
+        .env("BIN", bin())
+        .env("UP", lab.up.port.to_string())
+        .env("CHROMIUM", chromium())
+        .envs(extra.iter().copied());
+    c.output().expect("python3")
+}
+
+pub fn browser_available() -> bool {
     let playwright = Command::new("python3")
         .args(["-c", "import playwright.sync_api"])
         .output()
@@ -37,7 +64,7 @@ fn browser_available() -> bool {
 }
 
 /// `authsome dashboard --no-browser --json`: the one-time URL.
-fn link(lab: &Lab) -> String {
+pub fn link(lab: &Lab) -> String {
     let out = lab
         .cmd(["dashboard", "--no-browser", "--json"])
         .run()
@@ -171,30 +198,15 @@ fn a_person_uses_the_dashboard_in_a_browser() {
     let url = link(&lab);
     let shots = std::env::var("AUTHSOME_TEST_SCREENSHOTS")
         .unwrap_or_else(|_| format!("{}/dashboard-screenshots", env!("CARGO_TARGET_TMPDIR")));
-    let mut c = Command::new("python3");
-    c.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/dashboard.py"
-    ))
-    .env_clear();
-    for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
-        if let Ok(v) = std::env::var(k) {
-            c.env(k, v);
-        }
-    }
-    c.env("AUTHSOME_HOME", &lab.home.home)
-        .env("AUTHSOME_KEYRING", "off")
-        .env("AUTHSOME_PORT", "0")
-        .env("NO_COLOR", "1")
-        .envs(Lab::env())
-        .env("DASH_URL", &url)
-        .env("BIN", bin())
-        .env("UP", lab.up.port.to_string())
-        .env("ACME_KEY", &lab.key)
-        .env("BETA_KEY", &beta_key)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", chromium());
-    let out = c.output().expect("python3");
+    let out = script(
+        &lab,
+        &url,
+        &[
+            ("ACME_KEY", lab.key.as_str()),
+            ("BETA_KEY", beta_key.as_str()),
+            ("SHOTS", shots.as_str()),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -853,3 +853,44 @@ fn client_secret_stdin_without_any_client_id_says_what_is_missing() {
     assert!(out.stderr.contains("--client-id ID"), "{}", out.stderr);
     assert_eq!(t.auth.calls("token_client_credentials"), 0);
 }
+
+/// The dashboard's Revoke (issue #14), in a real browser: the confirmation
+/// page, then the provider is asked to revoke the token and the connection
+/// is gone.
+#[test]
+fn the_dashboard_revokes_an_oauth_connection_at_the_provider() {
+    if !crate::dashboard::browser_available() {
+        return;
+    }
+    let t = oauth_lab("client_credentials");
+    t.auth.state.lock().unwrap().client_secret = Some("CSCANARY_secret".into());
+    t.lab
+        .cmd([
+            "login",
+            "acmeoauth",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-stdin",
+        ])
+        .stdin("CSCANARY_secret\n")
+        .run()
+        .success();
+    let url = crate::dashboard::link(&t.lab);
+    let out = crate::dashboard::script(&t.lab, &url, &[("MODE", "revoke")]);
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked = t.auth.state.lock().unwrap().revoked.clone();
+    assert!(
+        revoked.contains(&("access_token".to_string(), "ATCANARY_1".to_string())),
+        "{revoked:?}"
+    );
+    t.lab
+        .cmd(["list", "--json"])
+        .run()
+        .success()
+        .stdout_has("[]");
+}
