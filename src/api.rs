@@ -477,6 +477,12 @@ pub struct RunSummary {
     pub started_at: i64,
     /// The `authsome run` process.
     pub pid: Option<u32>,
+    /// The hosts the run intercepts (its CA's names).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Its child is confined (`run`'s sandbox).
+    #[serde(default)]
+    pub sandbox: bool,
     pub stats: ProxyStats,
 }
 
@@ -1108,6 +1114,8 @@ mod tests {
                 providers: vec![s("github")],
                 started_at: 1_700_000_000,
                 pid: None,
+                hosts: vec![s("api.github.com")],
+                sandbox: true,
                 stats: stats(),
             }],
         };

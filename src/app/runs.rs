@@ -44,6 +44,10 @@ struct RunEntry {
     providers: Vec<String>,
     started_at: i64,
     client_pid: Option<u32>,
+    /// The hosts the run's CA signs for (shown by the dashboard).
+    hosts: Vec<String>,
+    /// The child is confined.
+    sandbox: bool,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
@@ -243,6 +247,8 @@ impl Runs {
                 providers: providers.clone(),
                 started_at: now_unix(),
                 client_pid: req.client_pid,
+                hosts: names.iter().filter(|n| *n != NOTHING).cloned().collect(),
+                sandbox: req.sandbox,
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
@@ -492,6 +498,8 @@ impl ProxyRuns for Runs {
                 providers: e.providers.clone(),
                 started_at: e.started_at,
                 pid: e.client_pid,
+                hosts: e.hosts.clone(),
+                sandbox: e.sandbox,
                 stats: stats(&e.shared.stats),
             })
             .collect();

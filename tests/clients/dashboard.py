@@ -194,6 +194,8 @@ def main():
         check(first == "200", f"before logout: {first!r}")
         page.get_by_role("link", name="Runs", exact=True).click()
         expect(page.locator("#runs tbody tr")).to_have_count(1)
+        expect(page.locator("#runs tbody tr")).to_contain_text(f"x.acme.test")
+        expect(page.locator("#runs tbody tr")).to_contain_text("yes")
         shot(page, "runs")
         page.get_by_role("link", name="Connections", exact=True).click()
         page.locator('tr[data-provider="beta"]').get_by_role("button", name="Log out").click()
