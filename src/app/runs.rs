@@ -507,6 +507,11 @@ impl ProxyRuns for Runs {
         v
     }
 
+    fn system_listener(&self) -> Option<(u16, api::ProxyStats)> {
+        let guard = self.system.try_lock().ok()?;
+        guard.as_ref().map(|e| (e.port, stats(&e.shared.stats)))
+    }
+
     fn system(&self, listen: bool) -> BoxFuture<'_, Result<api::ProxySystem>> {
         Box::pin(self.start_system(listen))
     }

@@ -111,6 +111,11 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)>;
     /// The open runs, for display (no tokens).
     fn list(&self) -> Vec<crate::api::RunSummary>;
+    /// The system-wide listener's port and counters while it listens (no
+    /// token, no side effect; `None` also while it is being started).
+    fn system_listener(&self) -> Option<(u16, crate::api::ProxyStats)> {
+        None
+    }
     /// Creates (if needed) the persistent CA and, with `listen`, starts the
     /// system-wide listener; describes both.
     fn system(&self, listen: bool) -> BoxFuture<'_, Result<crate::api::ProxySystem, Error>>;

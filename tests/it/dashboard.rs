@@ -136,6 +136,20 @@ fn the_cli_prints_a_link_that_works_once() {
         .unwrap()
         .to_string();
 
+    // The Runs page says whether the system-wide listener runs.
+    let runs = |cookie: &str| {
+        http(
+            "GET",
+            &format!("{base}/ui/runs"),
+            &[("Cookie", cookie)],
+            b"",
+        )
+        .2
+    };
+    assert!(runs(&cookie).contains("Not listening"));
+    lab.cmd(["proxy", "env"]).run().success();
+    assert!(runs(&cookie).contains("Listening on <code>127.0.0.1:"));
+
     // Reused token, no token, foreign Host: nothing.
     for (what, url, headers) in [
         ("reused token", url.clone(), vec![]),

@@ -434,7 +434,16 @@ pub async fn runs(State(state): State<AppState>, headers: HeaderMap) -> Response
         }
         body.push_str("</tbody></table>");
     }
-    body.push_str(r#"<p class="muted">The system-wide listener (<code>authsome proxy env</code>) is not shown here yet.</p>"#);
+    body.push_str("<h2>System-wide listener</h2>");
+    body.push_str(&match state.runs.system_listener() {
+        Some((port, s)) => format!(
+            r#"<p id="system">Listening on <code>127.0.0.1:{port}</code>: {} requests so far ({} injected, {} refused). <a href="/ui/requests?run=system">Its requests</a>.</p>"#,
+            s.injected + s.passed + s.tunnels + s.refused,
+            s.injected,
+            s.refused
+        ),
+        None => r#"<p id="system" class="muted">Not listening. <code>authsome proxy env</code> starts it.</p>"#.into(),
+    });
     page(StatusCode::OK, "/ui/runs", "Runs", csrf, &body)
 }
 

@@ -190,6 +190,9 @@ async fn a_session_sees_every_page_with_its_headers_and_never_a_secret() {
     let home = send(&s, get("/", Some(&cookie))).await;
     assert!(home.body.contains("canaryconn"));
     assert!(home.body.contains(r#"class="badge default""#));
+    let runs = send(&s, get("/ui/runs", Some(&cookie))).await;
+    assert!(runs.body.contains("No <code>authsome run</code> is active"));
+    assert!(runs.body.contains("Not listening"));
     let search = send(&s, get("/ui/providers?q=ahref", Some(&cookie))).await;
     assert!(search.body.contains(r#"data-provider="ahrefs""#));
     assert!(!search.body.contains(r#"data-provider="openai""#));
