@@ -119,9 +119,47 @@ def revoke():
     print(json.dumps({"ok": True, "steps": steps}))
 
 
+def oauth():
+    """Connect `acmeoauth` (PKCE) from the dashboard: no client is stored, so
+    the daemon's client form comes first, then the test authorization server
+    (auth.acme.test, trusted through ignore_https_errors) and its callback."""
+    global current
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--host-resolver-rules=MAP auth.acme.test 127.0.0.1"],
+        )
+        ctx = browser.new_context(ignore_https_errors=True)
+        page = ctx.new_page()
+        current = page
+        step("open the link and start the OAuth sign-in")
+        page.goto(URL)
+        page.goto(BASE + "/ui/providers/acmeoauth/connect")
+        page.get_by_role("button", name="Sign in with").click()
+        step("continue to the daemon's OAuth client form")
+        page.locator("#continue").click()
+        page.fill('input[name="client_id"]', os.environ["CLIENT_ID"])
+        page.fill('input[name="client_secret"]', os.environ["CLIENT_SECRET"])
+        page.get_by_role("button", name="Continue to").click()
+        step("the authorization server sends the browser back to the callback")
+        try:
+            page.wait_for_url(re.compile(r"/auth/callback/oauth"), timeout=10_000)
+        except Exception:
+            fail(f"stuck at {page.url}")
+        expect(page.locator("body")).to_contain_text("acmeoauth")
+        page.goto(BASE + "/")
+        row = page.locator('tr[data-provider="acmeoauth"]')
+        expect(row).to_contain_text("OAuth (pkce)")
+        expect(row).to_contain_text("connected")
+        browser.close()
+    print(json.dumps({"ok": True, "steps": steps}))
+
+
 def main():
     if MODE == "revoke":
         return revoke()
+    if MODE == "oauth":
+        return oauth()
     os.makedirs(SHOTS, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(

@@ -894,3 +894,33 @@ fn the_dashboard_revokes_an_oauth_connection_at_the_provider() {
         .success()
         .stdout_has("[]");
 }
+
+/// The dashboard's Connect for an OAuth provider (issue #14), in a real
+/// browser: the same login `authsome login` starts, through the daemon's
+/// client form and the authorization server, back to the callback.
+#[test]
+fn the_dashboard_connects_an_oauth_provider_in_the_browser() {
+    if !crate::dashboard::browser_available() {
+        return;
+    }
+    let t = oauth_lab("pkce");
+    t.auth.state.lock().unwrap().client_secret = Some("CSCANARY_dash".into());
+    let url = crate::dashboard::link(&t.lab);
+    let out = crate::dashboard::script(
+        &t.lab,
+        &url,
+        &[
+            ("MODE", "oauth"),
+            ("CLIENT_ID", CLIENT_ID),
+            ("CLIENT_SECRET", "CSCANARY_dash"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.call_api("/after-dashboard"), "200");
+    assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
+}

@@ -256,7 +256,8 @@ fn no_provider() -> Response {
     )
 }
 
-/// `Origin` / `Sec-Fetch-Site`, when the browser sends them, must say "this daemon".
+/// `Origin` / `Sec-Fetch-Site`, when the browser sends them, must say "this
+/// daemon" (`Origin: null` only beside `Sec-Fetch-Site: same-origin`).
 fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
@@ -266,6 +267,13 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), String> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
+        // Chromium sends `Origin: null` for a same-origin form post from a
+        // page with `Referrer-Policy: no-referrer` (these pages): accepted
+        // only when `Sec-Fetch-Site` vouches for it.
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if origin == "null" && fetch_site == Some("same-origin") {
+            return Ok(());
+        }
         let ok = state
             .info
             .allowed_hosts

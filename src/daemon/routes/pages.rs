@@ -44,7 +44,17 @@ pub fn client_form_page(
         csrf = escape(csrf),
         scopes = escape(&scopes),
     );
-    page(status, &format!("Connect {}", def.display_name), &body)
+    let mut resp = page(status, &format!("Connect {}", def.display_name), &body);
+    // Its submission answers with a redirect to the provider's authorization
+    // server, which browsers check against `form-action` (Chromium refuses
+    // it under `'self'`). The form's own action is fixed and same-origin.
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    resp
 }
 
 /// An error for a page: escaped, with the hint's `backticked` commands
