@@ -194,7 +194,13 @@ fn the_cli_prints_a_link_that_works_once() {
     // Every link is audited (who asked), never with its token.
     let audit = lab.cmd(["log", "--json"]).run().success();
     assert!(audit.stdout.contains("dashboard_link"), "{}", audit.stdout);
-    assert!(!audit.stdout.contains(url.rsplit('=').next().unwrap()));
+    let token = url.rsplit('=').next().unwrap();
+    assert!(!audit.stdout.contains(token));
+    // Nor in the daemon's log, nor the session cookie.
+    let log = std::fs::read_to_string(lab.home.path("logs/authsome.log")).unwrap();
+    assert!(log.contains("dashboard session opened"), "{log}");
+    assert!(!log.contains(token));
+    assert!(!log.contains(cookie.split_once('=').unwrap().1));
 }
 
 #[test]
