@@ -12,7 +12,7 @@
 //! Pure bookkeeping: the caller passes the time, so tests can move it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -27,6 +27,11 @@ pub const SESSION_TTL: i64 = 12 * 3600;
 const MAX_LINKS: usize = 32;
 /// At most this many browser sessions; the oldest goes first.
 const MAX_SESSIONS: usize = 16;
+/// Live request streams (`/ui/requests/events`) one session may hold open.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+/// Live request streams of all sessions together: each costs a task that
+/// reads the request log twice a second, in the process the proxy runs in.
+pub const MAX_STREAMS: usize = 16;
 
 /// The links and sessions of one daemon.
 #[derive(Debug, Default)]
@@ -40,6 +45,8 @@ struct Inner {
     links: HashMap<[u8; 32], i64>,
     /// SHA-256 of the cookie value → the session.
     sessions: HashMap<[u8; 32], Entry>,
+    /// Open streams per session digest.
+    streams: HashMap<[u8; 32], usize>,
 }
 
 #[derive(Debug)]
@@ -160,6 +167,44 @@ impl DashboardAuth {
     pub fn end(&self, cookie: &str) {
         self.lock().sessions.remove(&digest(cookie));
     }
+
+    /// A slot for one live stream of this session, or `None` when the
+    /// session has no valid session or the session or the daemon already
+    /// holds as many as allowed. The slot is given back when dropped.
+    pub fn open_stream(self: &Arc<Self>, cookie: &str, now: i64) -> Option<StreamSlot> {
+        self.session(cookie, now)?;
+        let key = digest(cookie);
+        let mut inner = self.lock();
+        let total: usize = inner.streams.values().sum();
+        let mine = inner.streams.get(&key).copied().unwrap_or(0);
+        if total >= MAX_STREAMS || mine >= MAX_STREAMS_PER_SESSION {
+            return None;
+        }
+        inner.streams.insert(key, mine + 1);
+        Some(StreamSlot {
+            auth: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One open live stream (see [`DashboardAuth::open_stream`]).
+#[derive(Debug)]
+pub struct StreamSlot {
+    auth: Arc<DashboardAuth>,
+    key: [u8; 32],
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut inner = self.auth.lock();
+        if let Some(n) = inner.streams.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.streams.remove(&self.key);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +227,41 @@ mod tests {
         );
         assert!(a.redeem("", 2000).unwrap().is_none());
         assert!(a.redeem("00", 2000).unwrap().is_none());
+    }
+
+    #[test]
+    fn live_streams_are_capped_per_session_and_in_all() {
+        let a = Arc::new(DashboardAuth::new());
+        assert!(a.open_stream("no-such-session", 1000).is_none());
+        let mut cookies = Vec::new();
+        for _ in 0..(MAX_STREAMS / MAX_STREAMS_PER_SESSION + 1) {
+            let (t, _) = a.issue_link(1000).unwrap();
+            cookies.push(a.redeem(t.expose(), 1000).unwrap().unwrap().cookie);
+        }
+        let first = cookies[0].expose();
+        let mut held: Vec<StreamSlot> = (0..MAX_STREAMS_PER_SESSION)
+            .map(|_| {
+                a.open_stream(first, 1001)
+                    .expect("within the session's share")
+            })
+            .collect();
+        assert!(a.open_stream(first, 1001).is_none(), "per session");
+        held.pop();
+        assert!(
+            a.open_stream(first, 1001).is_some(),
+            "a dropped slot is given back"
+        );
+        for c in &cookies[1..MAX_STREAMS / MAX_STREAMS_PER_SESSION] {
+            for _ in 0..MAX_STREAMS_PER_SESSION {
+                held.push(a.open_stream(c.expose(), 1001).unwrap());
+            }
+        }
+        let last = cookies.last().unwrap().expose();
+        assert_eq!(held.len(), MAX_STREAMS - 1);
+        held.push(a.open_stream(last, 1001).unwrap());
+        assert!(a.open_stream(last, 1001).is_none(), "in all");
+        held.clear();
+        assert!(a.open_stream(last, 1001).is_some());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 pub mod dashboard_auth;
 pub mod docs;
 pub mod error;
+mod peer;
 pub mod routes;
 pub mod state;
 
@@ -376,7 +377,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves or a
-/// client calls `POST /api/daemon/shutdown`.
+/// client calls `POST /api/daemon/shutdown`. Connections of other users are
+/// refused as they are accepted ([`peer`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -389,7 +391,7 @@ pub async fn serve(
             _ = notify.notified() => {}
         }
     };
-    axum::serve(listener, router(state))
+    axum::serve(peer::OwnUserOnly::new(listener), router(state))
         .with_graceful_shutdown(stop)
         .await
 }

@@ -482,6 +482,11 @@ impl ProviderDef {
         if self.display_name.trim().is_empty() {
             self.display_name = self.name.clone();
         }
+        if self.display_name.chars().count() > 80 {
+            return Err(DefError::new(
+                "display_name is longer than 80 characters".to_string(),
+            ));
+        }
         let flow_ok = match self.auth_type {
             AuthType::ApiKey => self.flow == Flow::ApiKey,
             AuthType::Oauth2 => matches!(

@@ -608,3 +608,90 @@ fn a_server_squatting_a_stale_daemon_port_gets_nothing() {
     );
     assert!(!seen.contains("POST"), "{seen}");
 }
+
+/// `curl` as uid 65534: (status, body).
+fn curl_as_nobody(url: &str) -> (u16, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn is_root() -> bool {
+    String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
+}
+
+/// A3, another local user: the one-time dashboard link and the login form's
+/// URL pass through `xdg-open`'s arguments, which every user can read; the
+/// daemon refuses every connection of another uid before reading it, so a
+/// stolen link stays unspent and works for its owner afterwards.
+#[test]
+fn connections_of_another_user_are_refused() {
+    if !is_root() {
+        eprintln!("skipped: switching to another uid needs root (CI runs as root)");
+        return;
+    }
+    let who = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "id",
+            "-u",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&who.stdout).trim(), "65534");
+
+    let (h, url) = started();
+    // The open endpoint and the API.
+    let (st, body) = curl_as_nobody(&format!("{url}/api/health"));
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("serves another user"), "{body}");
+    let (st, _, _) = http("GET", &format!("{url}/api/health"), &[], b"");
+    assert_eq!(st, 200, "its own user still gets in");
+
+    // A dashboard link, tried by the other user first.
+    let link = h
+        .cmd(["dashboard", "--no-browser", "--json"])
+        .run()
+        .success()
+        .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body) = curl_as_nobody(&link);
+    assert_eq!(st, 403, "{body}");
+    let (st, headers, _) = http("GET", &link, &[], b"");
+    assert_eq!(st, 303, "the link was not spent by the refused attempt");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("set-cookie: authsome_dashboard_"),
+        "{headers}"
+    );
+
+    // A login form's URL.
+    let (mut child, form) = start_browser_login(&h, "ahrefs");
+    let (st, body) = curl_as_nobody(&form);
+    assert_eq!(st, 403, "{body}");
+    assert!(!body.contains("csrf"), "no form for another user: {body}");
+    let (st, _, page) = http("GET", &form, &[], b"");
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains(r#"name="csrf""#));
+    child.kill().ok();
+    wait_exit(&mut child);
+}

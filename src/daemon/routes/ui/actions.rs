@@ -277,6 +277,10 @@ pub async fn signout(
     r
 }
 
+/// The largest provider definition the form takes (the bundled ones are
+/// under 4 KiB).
+const MAX_DEFINITION: usize = 64 * 1024;
+
 /// `POST /ui/providers/register`: a custom provider from a file's text,
 /// as `authsome provider register FILE [--force]` does.
 pub async fn register_provider(
@@ -288,6 +292,17 @@ pub async fn register_provider(
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
+    if form.definition.len() > MAX_DEFINITION {
+        let e = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "definition_too_large",
+            format!(
+                "a provider definition is at most {} KiB",
+                MAX_DEFINITION / 1024
+            ),
+        );
+        return refused(a.csrf.expose(), e);
+    }
     match state
         .logins
         .register_provider(

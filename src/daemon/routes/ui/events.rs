@@ -23,6 +23,10 @@ use crate::daemon::state::AppState;
 const POLL: Duration = Duration::from_millis(500);
 /// A comment line this often keeps idle connections open (in polls).
 const HEARTBEAT: u32 = 30;
+/// How far back a stream starts at most: a client's `after` (or
+/// `Last-Event-ID`) older than this many entries is moved up, so no stream
+/// replays the whole log.
+const CATCH_UP: u64 = 200;
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct EventsQuery {
@@ -70,10 +74,36 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    // Streams are capped per session and in all (each is a polling task in
+    // the proxy's process).
+    let Some(slot) = state.dashboard.open_stream(a.cookie.expose(), now_unix()) else {
+        tracing::warn!("dashboard live stream refused: too many open");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many live request streams are open: close other dashboard tabs",
+        )
+            .into_response();
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let cookie = a.cookie;
     tokio::spawn(async move {
-        let mut after = q.after.unwrap_or(0).max(resume);
+        let _slot = slot;
+        let log = state.requests.clone();
+        let newest = tokio::task::spawn_blocking(move || {
+            log.query(&crate::request_log::Filter {
+                limit: 1,
+                ..Default::default()
+            })
+        })
+        .await;
+        let Ok(Ok((_, newest))) = newest else {
+            return;
+        };
+        let mut after = q
+            .after
+            .unwrap_or(0)
+            .max(resume)
+            .max(newest.saturating_sub(CATCH_UP));
         let mut idle = 0u32;
         // Tell the browser how soon to come back after a drop.
         if tx

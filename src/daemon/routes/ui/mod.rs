@@ -152,8 +152,10 @@ fn cookie_name(state: &AppState) -> String {
     format!("authsome_dashboard_{port}")
 }
 
-/// The value of this daemon's session cookie in a request.
-fn cookie_value(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// The values of this daemon's session cookie in a request: every one, since
+/// a server on another port of this host can plant a cookie of the same
+/// name (cookies are not isolated by port) that the browser sends first.
+fn cookie_values(state: &AppState, headers: &HeaderMap) -> Vec<String> {
     let name = cookie_name(state);
     headers
         .get_all(header::COOKIE)
@@ -161,8 +163,10 @@ fn cookie_value(state: &AppState, headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, _)| *k == name)
+        .take(8)
         .map(|(_, v)| v.to_string())
+        .collect()
 }
 
 /// A signed-in browser.
@@ -172,13 +176,17 @@ pub struct Authed {
     pub csrf: Secret<String>,
 }
 
-/// The session of this request, if it has a valid one.
+/// The session of this request, if it has a valid one (a planted cookie of
+/// the same name neither locks the user out nor replaces the session).
 fn authed(state: &AppState, headers: &HeaderMap) -> Option<Authed> {
-    let cookie = Secret::new(cookie_value(state, headers)?);
-    let s = state.dashboard.session(cookie.expose(), now_unix())?;
-    Some(Authed {
-        cookie,
-        csrf: s.csrf,
+    let now = now_unix();
+    cookie_values(state, headers).into_iter().find_map(|v| {
+        let cookie = Secret::new(v);
+        let s = state.dashboard.session(cookie.expose(), now)?;
+        Some(Authed {
+            cookie,
+            csrf: s.csrf,
+        })
     })
 }
 

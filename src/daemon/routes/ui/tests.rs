@@ -474,3 +474,56 @@ async fn a_custom_provider_is_registered_and_removed_through_the_forms() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(s.logins.provider_def("zeta").is_none());
 }
+
+#[tokio::test]
+async fn a_planted_cookie_of_the_same_name_neither_locks_out_nor_replaces() {
+    let (_d, s, id) = state();
+    let (cookie, _) = sign_in(&s, &id).await;
+    // What a server on another port of 127.0.0.1 could plant with a longer
+    // Path, which the browser then sends first.
+    let planted = "0".repeat(64);
+    let r = Request::builder()
+        .uri("/")
+        .header("host", HOST)
+        .header("cookie", format!("{COOKIE}={planted}; {COOKIE}={cookie}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&s, r).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let alone = send(&s, get("/", Some(&planted))).await;
+    assert_eq!(alone.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn live_streams_are_capped_per_session() {
+    use crate::daemon::dashboard_auth::MAX_STREAMS_PER_SESSION;
+    let (_d, s, id) = state();
+    let (cookie, _) = sign_in(&s, &id).await;
+    let open = || async {
+        crate::daemon::router(s.clone())
+            .oneshot(get("/ui/requests/events?after=0", Some(&cookie)))
+            .await
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..MAX_STREAMS_PER_SESSION {
+        let r = open().await;
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let over = open().await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A closed stream gives its slot back (its task sees the browser gone
+    // at its next poll).
+    drop(held.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = open().await;
+        if r.status() == StatusCode::OK {
+            reopened = Some(r);
+            break;
+        }
+    }
+    assert!(reopened.is_some(), "the slot came back");
+}
