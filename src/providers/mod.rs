@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn bundled_catalogue_loads() {
         let r = Registry::bundled().unwrap();
-        assert_eq!(r.len(), 88);
+        assert_eq!(r.len(), 238);
         assert!(r.get("openai").is_some());
     }
 

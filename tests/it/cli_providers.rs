@@ -43,7 +43,7 @@ fn register_show_login_export_remove() {
         .success()
         .stdout_has("injects:   X-Acme-Key: <api_key>");
     let list = h.cmd(["provider", "list", "--json"]).run().success().json();
-    assert_eq!(list.as_array().unwrap().len(), 89);
+    assert_eq!(list.as_array().unwrap().len(), 239);
 
     h.cmd(["login", "acme", "--with-api-key"])
         .stdin("nope")
@@ -236,8 +236,8 @@ fn provider_list_and_show_on_a_fresh_home() {
     let h = TestHome::new();
     let list = h.cmd(["provider", "list"]).run().success();
     assert!(
-        list.stdout.lines().count() == 89,
-        "header + 88 providers:\n{}",
+        list.stdout.lines().count() == 239,
+        "header + 238 providers:\n{}",
         list.stdout
     );
     h.cmd(["provider", "show", "anthropic"])
