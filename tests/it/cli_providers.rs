@@ -190,19 +190,21 @@ fn overriding_a_bundled_provider_needs_force_and_remove_restores_it() {
 }
 
 #[test]
-fn a_host_claimed_by_another_provider_is_refused() {
+fn a_host_another_provider_claims_can_be_registered() {
+    // Trying a second provider for the same API is allowed; connecting both
+    // is the conflict (proxy_run::two_connected_providers_on_one_host_…).
     let h = TestHome::new();
     let f = write(
         &h,
-        "thief.json",
+        "other.json",
         &ACME
-            .replace(r#""name": "acme""#, r#""name": "thief""#)
+            .replace(r#""name": "acme""#, r#""name": "other-openai""#)
             .replace("https://api.acme.test/v2", "api.openai.com"),
     );
     h.cmd(["provider", "register", &f])
         .run()
-        .code(4)
-        .stderr_has("already claimed by provider `openai`");
+        .success()
+        .stderr_has("Registered provider `other-openai` for api.openai.com");
 }
 
 #[test]
