@@ -8,6 +8,12 @@
 //! 2. for the same host pattern, a longer path prefix beats a shorter one (or none).
 //!
 //! Ports must match exactly; a rule without a port means 443.
+//!
+//! Two providers may claim the very same rule (the catalogue has `klaviyo`
+//! and `klaviyo-oauth` on `a.klaviyo.com`). When both are connected, a
+//! request there is never given to one of them silently: the route names
+//! its rivals, and [`Route::choose`] picks one only when the caller chose
+//! (a run's `--connection PROVIDER=NAME`); otherwise the proxy refuses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +28,50 @@ pub struct Route {
     pub provider: Arc<str>,
     #[serde(serialize_with = "ser_rule")]
     pub rule: HostRule,
+    /// Other providers with exactly this rule, sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<Arc<str>>,
+}
+
+impl Route {
+    /// The provider this route's credential comes from. A rule shared by
+    /// several providers needs exactly one of them `chosen`; otherwise
+    /// every claimant is returned, sorted, and nothing is guessed.
+    pub fn choose(&self, chosen: impl Fn(&str) -> bool) -> Result<Arc<str>, Vec<Arc<str>>> {
+        if self.shared_with.is_empty() {
+            return Ok(self.provider.clone());
+        }
+        let mut all: Vec<Arc<str>> = self.shared_with.clone();
+        all.push(self.provider.clone());
+        all.sort();
+        let picked: Vec<&Arc<str>> = all.iter().filter(|p| chosen(p)).collect();
+        match picked[..] {
+            [one] => Ok(one.clone()),
+            _ => Err(all),
+        }
+    }
+}
+
+/// What to say when connected providers share `rule` and none was chosen:
+/// the message and the hint.
+pub fn conflict_message(rule: &str, providers: &[Arc<str>]) -> (String, String) {
+    let names: Vec<&str> = providers.iter().map(AsRef::as_ref).collect();
+    let first = names.first().copied().unwrap_or_default();
+    let last = names.last().copied().unwrap_or_default();
+    (
+        format!(
+            "{} {} connected and claim {rule}; authsome does not guess whose credential to send",
+            names.join(" and "),
+            if names.len() == 2 {
+                "are both"
+            } else {
+                "are all"
+            }
+        ),
+        format!(
+            "choose one per run with `authsome run --connection {first}=default -- …` (or another provider and connection of the ones named), or log out of one (`authsome logout {last}`)"
+        ),
+    )
 }
 
 fn ser_rule<S: serde::Serializer>(r: &HostRule, s: S) -> Result<S::Ok, S::Error> {
@@ -48,6 +98,7 @@ impl RouteTable {
                 let route = Route {
                     provider: name.clone(),
                     rule: rule.clone(),
+                    shared_with: Vec::new(),
                 };
                 let (map, key) = match &rule.host {
                     HostPattern::Exact(h) => (&mut t.exact, (h.clone(), rule.effective_port())),
@@ -61,6 +112,22 @@ impl RouteTable {
             v.sort_by_key(|r| {
                 std::cmp::Reverse(r.rule.path_prefix.as_ref().map_or(0, String::len))
             });
+            let rivals: Vec<Vec<Arc<str>>> = v
+                .iter()
+                .map(|r| {
+                    let mut o: Vec<Arc<str>> = v
+                        .iter()
+                        .filter(|x| x.rule == r.rule && x.provider != r.provider)
+                        .map(|x| x.provider.clone())
+                        .collect();
+                    o.sort();
+                    o.dedup();
+                    o
+                })
+                .collect();
+            for (r, o) in v.iter_mut().zip(rivals) {
+                r.shared_with = o;
+            }
         }
         t
     }
@@ -270,6 +337,31 @@ mod tests {
         assert!(t.path_scoped("www.googleapis.com", 443));
         assert!(!t.path_scoped("api.openai.com", 443));
         assert!(!t.path_scoped("example.com", 443));
+    }
+
+    #[test]
+    fn a_shared_rule_is_never_resolved_by_guessing() {
+        let reg = Registry::bundled().unwrap();
+        let both = ["klaviyo", "klaviyo-oauth"].map(|n| reg.get(n).unwrap().def.as_ref());
+        let t = RouteTable::build(both);
+        let r = t.resolve("a.klaviyo.com", 443, "/api/lists").unwrap();
+        let all: Vec<Arc<str>> = vec!["klaviyo".into(), "klaviyo-oauth".into()];
+        assert_eq!(r.choose(|_| false), Err(all.clone()));
+        assert_eq!(r.choose(|_| true), Err(all));
+        assert_eq!(
+            r.choose(|p| p == "klaviyo-oauth").as_deref(),
+            Ok("klaviyo-oauth")
+        );
+        // One of them connected: no rival, no choice needed.
+        let t = RouteTable::build([both[0]]);
+        let r = t.resolve("a.klaviyo.com", 443, "/").unwrap();
+        assert_eq!(r.choose(|_| false).as_deref(), Ok("klaviyo"));
+        // Rivals are exact rules only: a more specific rule still wins alone.
+        let t = table();
+        let r = t
+            .resolve("gmail.googleapis.com", 443, "/gmail/v1/x")
+            .unwrap();
+        assert!(r.shared_with.is_empty());
     }
 
     #[test]

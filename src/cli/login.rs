@@ -16,8 +16,8 @@ use super::Ctx;
 use super::client::{Client, DaemonError};
 use super::exit::ExitStatus;
 use crate::api::{
-    NextAction, ProviderDef, ProviderDetail, SessionCreate, SessionResume, SessionStatus,
-    SessionView,
+    NextAction, ProviderDef, ProviderDetail, ProviderList, SessionCreate, SessionResume,
+    SessionStatus, SessionView,
 };
 use crate::credentials::DEFAULT_CONNECTION;
 use crate::error::Error;
@@ -179,8 +179,9 @@ fn wait(ctx: &Ctx, client: Client, id: &str) -> anyhow::Result<SessionView> {
 fn finish(ctx: &Ctx, display: &str, s: &SessionView) -> anyhow::Result<ExitStatus> {
     match s.status {
         SessionStatus::Completed => {
+            let rivals = rivals(ctx, &s.provider);
             if ctx.printer.json {
-                ctx.printer.json_line(&json!({"status": "connected", "provider": s.provider, "connection": s.connection}));
+                ctx.printer.json_line(&json!({"status": "connected", "provider": s.provider, "connection": s.connection, "conflicts": conflicts_json(&rivals)}));
             } else {
                 ctx.printer.success(&format!(
                     "Stored the {} as {}/{}",
@@ -188,6 +189,7 @@ fn finish(ctx: &Ctx, display: &str, s: &SessionView) -> anyhow::Result<ExitStatu
                     s.provider,
                     s.connection
                 ));
+                warn_rivals(ctx, &s.provider, &rivals);
             }
             Ok(ExitStatus::Success)
         }
@@ -337,11 +339,13 @@ fn oauth(
     };
     if done.status == SessionStatus::Completed {
         let already = done.message.as_deref() == Some("already connected");
+        let rivals = rivals(ctx, &done.provider);
         if ctx.printer.json {
             ctx.printer.json_line(&json!({
                 "status": if already { "already_connected" } else { "connected" },
                 "provider": done.provider,
                 "connection": done.connection,
+                "conflicts": conflicts_json(&rivals),
             }));
         } else if already {
             ctx.printer.success(&format!(
@@ -354,9 +358,53 @@ fn oauth(
                 done.provider, done.connection
             ));
         }
+        if !ctx.printer.json {
+            warn_rivals(ctx, &done.provider, &rivals);
+        }
         return Ok(ExitStatus::Success);
     }
     finish(ctx, display, &done)
+}
+
+/// Other connected providers that claim one of `provider`'s host rules
+/// verbatim, as `(provider, rule)`: connecting both is a conflict the proxy
+/// will not resolve by guessing. Best effort: the login itself succeeded.
+fn rivals(ctx: &Ctx, provider: &str) -> Vec<(String, String)> {
+    let Ok(list) = ctx
+        .client()
+        .and_then(|c| c.get::<ProviderList>("/api/providers"))
+    else {
+        return Vec::new();
+    };
+    let Some(me) = list.providers.iter().find(|p| p.name == provider) else {
+        return Vec::new();
+    };
+    list.providers
+        .iter()
+        .filter(|p| p.name != provider && p.connections > 0)
+        .flat_map(|p| {
+            p.api_url
+                .iter()
+                .filter(|u| me.api_url.contains(u))
+                .map(|u| (p.name.clone(), u.clone()))
+        })
+        .collect()
+}
+
+fn conflicts_json(rivals: &[(String, String)]) -> serde_json::Value {
+    rivals
+        .iter()
+        .map(|(p, rule)| json!({"provider": p, "rule": rule}))
+        .collect()
+}
+
+/// Names both providers and the ways to choose.
+fn warn_rivals(ctx: &Ctx, provider: &str, rivals: &[(String, String)]) {
+    for (other, rule) in rivals {
+        ctx.printer.warn(&format!(
+            "`{provider}` and `{other}` are both connected and both claim {rule}: requests there are refused (authsome_provider_conflict) until you choose one, per run with `authsome run --connection {provider}=NAME -- …` (or `{other}=NAME`), or for good by logging out of one (`authsome logout {other}`)"
+        ));
+    }
 }
 
 /// Tries the platform's URL opener; false when there is none or no display.

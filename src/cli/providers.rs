@@ -12,11 +12,24 @@ use crate::api::{
     ProviderDetail, ProviderList, ProviderRegistered, ProviderRemoved, RegisterOutcome,
     RegisterProvider, RemoveOutcome,
 };
+use crate::credentials::ProviderSummary;
+use crate::providers::schema::ProviderKind;
+use crate::providers::{Flow, ProviderDef, ProviderSource};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List every known provider.
-    List,
+    /// List the known providers (238 bundled plus your own).
+    #[command(after_help = "Examples:
+  authsome provider list --type mcp
+  authsome provider list --search stripe      # name, display name or host")]
+    List {
+        /// Only providers of this type.
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        kind: Option<KindArg>,
+        /// Only providers whose name, display name or a host contains TEXT (any case).
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+    },
     /// Show one provider's definition.
     Show {
         /// Provider name.
@@ -37,50 +50,224 @@ pub enum Command {
     },
 }
 
+/// The provider types `--type` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    App,
+    Llm,
+    Mcp,
+    Browser,
+}
+
+impl KindArg {
+    fn kind(self) -> ProviderKind {
+        match self {
+            KindArg::App => ProviderKind::App,
+            KindArg::Llm => ProviderKind::Llm,
+            KindArg::Mcp => ProviderKind::Mcp,
+            KindArg::Browser => ProviderKind::Browser,
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
     match cmd {
-        Command::List => list(ctx),
+        Command::List { kind, search } => list(ctx, kind, search.as_deref()),
         Command::Show { name } => show(ctx, &name),
         Command::Register { file, force } => register(ctx, file, force),
         Command::Remove { name } => remove(ctx, &name),
     }
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
+/// Width the table is fitted to: `COLUMNS` when set, else 80.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(80)
+}
+
+/// `s` cut to `max` characters, the last one an ellipsis when cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn matches(p: &ProviderSummary, kind: Option<KindArg>, search: Option<&str>) -> bool {
+    if kind.is_some_and(|k| k.kind() != p.kind) {
+        return false;
+    }
+    let Some(needle) = search.map(str::to_lowercase) else {
+        return true;
+    };
+    p.name.to_lowercase().contains(&needle)
+        || p.display_name.to_lowercase().contains(&needle)
+        || p.api_url.iter().any(|h| h.to_lowercase().contains(&needle))
+}
+
+fn list(ctx: &Ctx, kind: Option<KindArg>, search: Option<&str>) -> anyhow::Result<ExitStatus> {
     let v: ProviderList = ctx.client()?.get("/api/providers")?;
-    let list = v.providers;
+    let total = v.providers.len();
+    let list: Vec<ProviderSummary> = v
+        .providers
+        .into_iter()
+        .filter(|p| matches(p, kind, search))
+        .collect();
     if ctx.printer.json {
         ctx.printer.json(&list);
         return Ok(ExitStatus::Success);
     }
-    let rows: Vec<Vec<String>> = list
+    if list.is_empty() {
+        ctx.printer.status(&format!(
+            "No provider matches (of {total}); `authsome provider list` shows them all"
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    // SOURCE only when some listed provider is not bundled.
+    let with_source = list.iter().any(|p| p.source != ProviderSource::Bundled);
+    let mut rows: Vec<Vec<String>> = list
         .iter()
         .map(|p| {
-            let hosts = &p.api_url;
-            let hosts = match hosts.len() {
-                0 => String::new(),
-                1 => hosts[0].clone(),
-                n => format!("{} (+{})", hosts[0], n - 1),
-            };
-            let conns = p.connections;
-            vec![
-                p.name.clone(),
-                wire_name(&p.auth_type),
+            let mut row = vec![
+                truncate(&p.name, 28),
+                wire_name(&p.kind),
                 wire_name(&p.flow),
-                wire_name(&p.source),
-                if conns > 0 {
-                    conns.to_string()
-                } else {
-                    String::new()
-                },
-                hosts,
-            ]
+            ];
+            if with_source {
+                row.push(wire_name(&p.source));
+            }
+            row.push(if p.connections > 0 {
+                p.connections.to_string()
+            } else {
+                String::new()
+            });
+            row.push(match p.api_url.len() {
+                0 => String::new(),
+                1 => p.api_url[0].clone(),
+                n => format!("{} (+{})", p.api_url[0], n - 1),
+            });
+            row
         })
         .collect();
-    for line in table(&["NAME", "AUTH", "FLOW", "SOURCE", "CONN", "HOSTS"], &rows) {
+    let mut header = vec!["NAME", "TYPE", "LOGIN"];
+    if with_source {
+        header.push("SOURCE");
+    }
+    header.extend(["CONN", "HOSTS"]);
+    // Fit the last column (hosts) into what the others leave of the width.
+    let last = header.len() - 1;
+    let used: usize = (0..last)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let room = terminal_width().saturating_sub(used).max(12);
+    for r in &mut rows {
+        r[last] = truncate(&r[last], room);
+    }
+    for line in table(&header, &rows) {
         ctx.printer.data(&line);
     }
+    if list.len() < total {
+        ctx.printer
+            .status(&format!("{} of {total} providers", list.len()));
+    }
     Ok(ExitStatus::Success)
+}
+
+/// How to log in to `def`: the lines of `provider show`.
+fn login_help(def: &ProviderDef) -> Vec<String> {
+    let name = &def.name;
+    let mut out = Vec::new();
+    let docs = def.docs_url.as_deref();
+    match def.flow {
+        Flow::ApiKey => {
+            out.push("API key, stored encrypted and sent by the proxy".to_string());
+            out.push(format!(
+                "run `authsome login {name}` (a form opens), or `printf %s \"$KEY\" | authsome login {name} --with-api-key`"
+            ));
+            if let Some(hint) = def
+                .api_key
+                .as_ref()
+                .and_then(|k| k.key_pattern_hint.as_deref())
+            {
+                out.push(hint.to_string());
+            }
+            if let Some(d) = docs {
+                out.push(format!("where to get a key: {d}"));
+            }
+        }
+        Flow::DcrPkce => {
+            out.push(
+                "OAuth in the browser; authsome registers its own client (dynamic client registration), so no client id is needed".to_string(),
+            );
+            out.push(format!("run `authsome login {name}`"));
+        }
+        Flow::Pkce | Flow::DeviceCode | Flow::ClientCredentials => {
+            out.push(
+                match def.flow {
+                    Flow::Pkce => "OAuth in the browser (authorization code + PKCE)",
+                    Flow::DeviceCode => {
+                        "OAuth with a device code (enter a code on the provider's page)"
+                    }
+                    _ => "OAuth client credentials (no browser)",
+                }
+                .to_string(),
+            );
+            let bundled_client = def.oauth.as_ref().and_then(|o| o.client_id.as_deref());
+            match (bundled_client, def.flow) {
+                (Some(_), Flow::ClientCredentials) | (None, _) => {
+                    out.push(format!(
+                        "needs the client id (and secret, if it has one) of an OAuth app you register with {}{}",
+                        def.display_name,
+                        if def.flow == Flow::ClientCredentials {
+                            String::new()
+                        } else {
+                            ", with the redirect URI http://127.0.0.1:7998/auth/callback/oauth (the daemon's address)".to_string()
+                        }
+                    ));
+                    if let Some(d) = docs {
+                        out.push(format!("where to register the app: {d}"));
+                    }
+                    out.push(format!(
+                        "run `authsome login {name} --client-id ID --client-secret-stdin < secret.txt` (or just `authsome login {name}`: the form asks for them, and a client is remembered)"
+                    ));
+                }
+                (Some(_), _) => {
+                    out.push(
+                        "a public client id ships with the definition; no app to register"
+                            .to_string(),
+                    );
+                    out.push(format!("run `authsome login {name}`"));
+                }
+            }
+            if def.oauth.as_ref().is_some_and(|o| o.base_url.is_some()) {
+                out.push("another instance (self-hosted): add `--base-url URL`".to_string());
+            }
+        }
+        Flow::Browser => {
+            let cookies = def
+                .browser
+                .as_ref()
+                .map(|b| b.cookies.join(", "))
+                .unwrap_or_default();
+            out.push(format!(
+                "browser session: the proxy sends the session cookies ({cookies})"
+            ));
+            out.push(format!("run `authsome login {name}`"));
+        }
+    }
+    out
 }
 
 fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
@@ -94,6 +281,10 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
     let p = &ctx.printer;
     let def = &d.def;
     p.data(&format!("{} ({})", def.display_name, def.name));
+    if let Some(d) = &def.description {
+        p.data(&format!("  {d}"));
+    }
+    p.data(&format!("  type:      {}", wire_name(&def.kind)));
     p.data(&format!(
         "  auth:      {} / {}",
         wire_name(&def.auth_type),
@@ -128,6 +319,10 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
     }
     if let Some(docs) = &def.docs_url {
         p.data(&format!("  docs:      {docs}"));
+    }
+    p.data("  login:");
+    for line in login_help(def) {
+        p.data(&format!("    {line}"));
     }
     Ok(ExitStatus::Success)
 }

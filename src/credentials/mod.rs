@@ -467,7 +467,11 @@ impl CredentialService {
         let Some(route) = table.resolve(host, port, path) else {
             return Ok(None);
         };
-        self.resolve_connection(&route.provider, None).map(Some)
+        let provider = route.choose(|_| false).map_err(|all| {
+            let (message, hint) = crate::routing::conflict_message(&route.rule.to_string(), &all);
+            Error::invalid(message, Some(hint))
+        })?;
+        self.resolve_connection(&provider, None).map(Some)
     }
 
     /// The credential of one connection (`None`: the provider's default),
@@ -719,7 +723,6 @@ impl CredentialService {
                 });
             }
         };
-        reg.check_conflicts(&def)?;
         let suspended = if before.is_some_and(|b| b != def.binding()) {
             self.vault.suspend_connections(&def.name)?
         } else {
@@ -1020,18 +1023,26 @@ mod tests {
     }
 
     #[test]
-    fn registering_a_claimed_host_is_refused() {
+    fn a_host_shared_by_two_connected_providers_is_never_guessed() {
         let (_d, s) = service();
         let def = crate::providers::parse_file(
             "t",
-            r#"{"name":"fake-openai","auth_type":"api_key","flow":"api_key","api_url":["api.openai.com"],"api_key":{}}"#,
+            r#"{"name":"ahrefs-2","auth_type":"api_key","flow":"api_key","api_url":["api.ahrefs.com"],"api_key":{}}"#,
         )
         .unwrap();
-        let err = s.register_provider(def, true).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("already claimed by provider `openai`")
-        );
+        // Registering a second claimant is allowed.
+        s.register_provider(def, false).unwrap();
+        s.login_api_key("ahrefs", "default", key("AKCANARY_one"), false)
+            .unwrap();
+        let r = s
+            .resolve_for_host("api.ahrefs.com", 443, "/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.provider, "ahrefs");
+        s.login_api_key("ahrefs-2", "default", key("AKCANARY_two"), false)
+            .unwrap();
+        let err = s.resolve_for_host("api.ahrefs.com", 443, "/").unwrap_err();
+        assert!(err.to_string().contains("ahrefs and ahrefs-2"), "{err}");
     }
 
     #[test]

@@ -311,12 +311,33 @@ impl Handler {
             .hint("send the normalised path"));
         }
         let provider = if claimed {
-            self.shared
+            // A rule two connected providers share goes to the one the run
+            // chose (`--connection`), or to none: never a silent guess.
+            let picked = self
+                .shared
                 .tables
                 .routes()
                 .resolve(host, port, path)
                 .or_else(|| self.shared.pinned.resolve(host, port, path))
-                .map(|r| r.provider.clone())
+                .map(|r| {
+                    r.choose(|p| self.shared.connections.contains_key(p))
+                        .map_err(|all| (r.rule.to_string(), all))
+                });
+            match picked {
+                Some(Ok(p)) => Some(p),
+                Some(Err((rule, all))) => {
+                    let (message, hint) = crate::routing::conflict_message(&rule, &all);
+                    return Err(ProxyError::new(
+                        StatusCode::CONFLICT,
+                        "authsome_provider_conflict",
+                        Source::Internal,
+                        message,
+                    )
+                    .host(host)
+                    .hint(hint));
+                }
+                None => None,
+            }
         } else {
             None
         };

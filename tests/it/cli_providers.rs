@@ -43,7 +43,7 @@ fn register_show_login_export_remove() {
         .success()
         .stdout_has("injects:   X-Acme-Key: <api_key>");
     let list = h.cmd(["provider", "list", "--json"]).run().success().json();
-    assert_eq!(list.as_array().unwrap().len(), 89);
+    assert_eq!(list.as_array().unwrap().len(), 239);
 
     h.cmd(["login", "acme", "--with-api-key"])
         .stdin("nope")
@@ -190,19 +190,21 @@ fn overriding_a_bundled_provider_needs_force_and_remove_restores_it() {
 }
 
 #[test]
-fn a_host_claimed_by_another_provider_is_refused() {
+fn a_host_another_provider_claims_can_be_registered() {
+    // Trying a second provider for the same API is allowed; connecting both
+    // is the conflict (proxy_run::two_connected_providers_on_one_host_…).
     let h = TestHome::new();
     let f = write(
         &h,
-        "thief.json",
+        "other.json",
         &ACME
-            .replace(r#""name": "acme""#, r#""name": "thief""#)
+            .replace(r#""name": "acme""#, r#""name": "other-openai""#)
             .replace("https://api.acme.test/v2", "api.openai.com"),
     );
     h.cmd(["provider", "register", &f])
         .run()
-        .code(4)
-        .stderr_has("already claimed by provider `openai`");
+        .success()
+        .stderr_has("Registered provider `other-openai` for api.openai.com");
 }
 
 #[test]
@@ -236,14 +238,90 @@ fn provider_list_and_show_on_a_fresh_home() {
     let h = TestHome::new();
     let list = h.cmd(["provider", "list"]).run().success();
     assert!(
-        list.stdout.lines().count() == 89,
-        "header + 88 providers:\n{}",
+        list.stdout.lines().count() == 239,
+        "header + 238 providers:\n{}",
         list.stdout
     );
+    // Every line fits an 80-column terminal; a cut cell ends in `…`.
+    for l in list.stdout.lines() {
+        assert!(l.chars().count() <= 80, "{l}");
+    }
+    assert!(list.stdout.contains('…'), "{}", list.stdout);
     h.cmd(["provider", "show", "anthropic"])
         .run()
         .success()
         .stdout_has("x-api-key");
+}
+
+#[test]
+fn provider_list_filters_by_type_and_search() {
+    let h = TestHome::new();
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["provider", "list", "--json"];
+        a.extend_from_slice(args);
+        h.cmd(a)
+            .run()
+            .success()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mcp = names(&["--type", "mcp"]);
+    assert_eq!(mcp.len(), 157, "{mcp:?}");
+    assert!(mcp.contains(&"notion-mcp".to_string()) && !mcp.contains(&"openai".to_string()));
+    assert_eq!(names(&["--type", "llm"]).len(), 11);
+    // Name, display name or host, any case.
+    assert_eq!(names(&["--search", "STRIPE"]), ["stripe", "stripe-mcp"]);
+    assert_eq!(
+        names(&["--search", "Column Tax"]),
+        ["aiwyn-tax-formerly-column-tax"]
+    );
+    assert_eq!(
+        names(&["--search", "generativelanguage", "--type", "llm"]),
+        ["gemini"]
+    );
+    assert!(names(&["--search", "stripe", "--type", "llm"]).is_empty());
+    let out = h
+        .cmd(["provider", "list", "--type", "mcp", "--search", "stripe"])
+        .run()
+        .success()
+        .stderr_has("2 of 238 providers");
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    h.cmd(["provider", "list", "--search", "no-such-thing"])
+        .run()
+        .success()
+        .stderr_has("No provider matches");
+    h.cmd(["provider", "list", "--type", "nope"]).run().code(2);
+}
+
+#[test]
+fn provider_show_says_how_to_log_in() {
+    let h = TestHome::new();
+    h.cmd(["provider", "show", "stripe"])
+        .run()
+        .success()
+        .stdout_has("type:      mcp")
+        .stdout_has("printf %s \"$KEY\" | authsome login stripe --with-api-key")
+        .stdout_has("where to get a key: https://docs.stripe.com/mcp");
+    h.cmd(["provider", "show", "notion-mcp"])
+        .run()
+        .success()
+        .stdout_has("no client id is needed")
+        .stdout_has("run `authsome login notion-mcp`");
+    h.cmd(["provider", "show", "klaviyo-oauth"])
+        .run()
+        .success()
+        .stdout_has("needs the client id")
+        .stdout_has("/auth/callback/oauth")
+        .stdout_has("where to register the app: https://developers.klaviyo.com/")
+        .stdout_has("authsome login klaviyo-oauth --client-id ID");
+    h.cmd(["provider", "show", "github"])
+        .run()
+        .success()
+        .stdout_has("--base-url URL");
 }
 
 #[test]

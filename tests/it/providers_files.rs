@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use authsome::providers::{self, AuthType, HostRule, ProviderDef, Registry};
+use authsome::providers::{self, AuthType, HostPattern, HostRule, ProviderDef, Registry};
 
 fn files() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
@@ -32,16 +32,16 @@ fn defs() -> Vec<(String, ProviderDef)> {
 }
 
 #[test]
-fn all_88_files_parse_and_are_embedded() {
+fn all_238_files_parse_and_are_embedded() {
     let d = defs();
-    assert_eq!(d.len(), 88);
+    assert_eq!(d.len(), 238);
     let embedded: Vec<&str> = providers::bundled_files().iter().map(|(f, _)| *f).collect();
     let on_disk: Vec<String> = files().into_iter().map(|(f, _)| f).collect();
     assert_eq!(
         embedded, on_disk,
         "build.rs embeds every file in providers/"
     );
-    assert_eq!(Registry::bundled().unwrap().len(), 88);
+    assert_eq!(Registry::bundled().unwrap().len(), 238);
 }
 
 #[test]
@@ -53,16 +53,164 @@ fn names_are_unique_and_match_file_names() {
     }
 }
 
+/// One line of `tests/fixtures/provider-facts.jsonl`: the reference's
+/// catalogue (238 providers), reduced to what the bundled files must agree with.
+#[derive(serde::Deserialize)]
+struct Fact {
+    name: String,
+    auth_type: String,
+    flow: String,
+    api_url: Vec<String>,
+    header_name: Option<String>,
+}
+
+fn facts() -> BTreeMap<String, Fact> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/provider-facts.jsonl"
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Fact>(l).unwrap())
+        .map(|f| (f.name.clone(), f))
+        .collect()
+}
+
+/// Hosts a rule of ours stands for, to test against a reference regex:
+/// the host itself, or two names under a wildcard.
+fn samples(r: &HostRule) -> Vec<String> {
+    match &r.host {
+        HostPattern::Exact(h) => vec![h.clone()],
+        HostPattern::Suffix(s) => vec![format!("a.{s}"), format!("a.b.{s}")],
+    }
+}
+
+/// Hosts of the reference's regex rules that we leave out on purpose.
+const LEFT_OUT: &[(&str, &str)] = &[("x-browser", "api.twitter.com")];
+
 #[test]
-fn no_host_rule_is_claimed_by_two_providers() {
-    let mut owner: BTreeMap<HostRule, String> = BTreeMap::new();
-    for (_, d) in defs() {
+fn the_catalogue_matches_the_reference_facts() {
+    let facts = facts();
+    let defs: BTreeMap<String, ProviderDef> = defs()
+        .into_iter()
+        .map(|(_, d)| (d.name.clone(), d))
+        .collect();
+    assert_eq!(
+        facts.keys().collect::<Vec<_>>(),
+        defs.keys().collect::<Vec<_>>(),
+        "one bundled file per provider of the facts"
+    );
+    for (name, d) in &defs {
+        let f = &facts[name];
+        assert_eq!(d.auth_type.as_str(), f.auth_type, "{name}");
+        assert_eq!(
+            serde_json::to_value(d.flow).unwrap(),
+            serde_json::Value::String(f.flow.clone()),
+            "{name}"
+        );
+        // `bedrock` sends Bedrock API keys as a bearer token (README).
+        if let (Some(k), Some(h)) = (&d.api_key, &f.header_name)
+            && name != "bedrock"
+        {
+            assert!(k.header_name.eq_ignore_ascii_case(h), "{name}: header");
+        }
+        let (regexes, plain): (Vec<&String>, Vec<&String>) =
+            f.api_url.iter().partition(|u| u.starts_with("regex:"));
+        let plain: Vec<HostRule> = plain.iter().map(|u| HostRule::parse(u).unwrap()).collect();
+        let regexes: Vec<regex_lite::Regex> = regexes
+            .iter()
+            .map(|u| regex_lite::Regex::new(&u["regex:".len()..]).unwrap())
+            .collect();
+        // Nothing less: every plain rule of the facts is ours, verbatim.
+        for r in &plain {
+            assert!(d.rules.contains(r), "{name}: the facts' `{r}` is missing");
+        }
+        // Nothing more: each rule of ours is a plain rule of the facts, or
+        // stands only for hosts one of the facts' regexes matched.
         for r in &d.rules {
-            if let Some(prev) = owner.insert(r.clone(), d.name.clone()) {
-                panic!("`{r}` is claimed by both {prev} and {}", d.name);
+            let from_regex = r.path_prefix.is_none()
+                && r.port.is_none()
+                && samples(r)
+                    .iter()
+                    .all(|h| regexes.iter().any(|re| re.is_match(h)));
+            assert!(
+                plain.contains(r) || from_regex,
+                "{name}: `{r}` is broader than the facts"
+            );
+        }
+        // Every regex of the facts is covered, except the hosts left out on purpose.
+        for re in &regexes {
+            assert!(
+                d.rules
+                    .iter()
+                    .any(|r| samples(r).iter().all(|h| re.is_match(h))),
+                "{name}: nothing of ours stands for `{re}`"
+            );
+        }
+        for (p, host) in LEFT_OUT {
+            if p == name {
+                assert!(regexes.iter().any(|re| re.is_match(host)));
+                assert!(
+                    !d.rules.iter().any(|r| r.matches(host, 443, "/")),
+                    "{name}: {host}"
+                );
             }
         }
     }
+}
+
+#[test]
+fn the_reference_regex_wildcards_are_not_over_broad() {
+    let defs: BTreeMap<String, ProviderDef> = defs()
+        .into_iter()
+        .map(|(_, d)| (d.name.clone(), d))
+        .collect();
+    let google = &defs["google"].rules[0];
+    for host in [
+        "googleapis.evil.example",
+        "googleapis.com",
+        "evilgoogleapis.com",
+    ] {
+        assert!(!google.matches(host, 443, "/"), "{host}");
+    }
+    assert!(google.matches("storage.googleapis.com", 443, "/"));
+}
+
+#[test]
+fn two_providers_share_a_rule_only_where_the_facts_do() {
+    let facts = facts();
+    let mut owners: BTreeMap<HostRule, Vec<String>> = BTreeMap::new();
+    for (_, d) in defs() {
+        for r in &d.rules {
+            owners.entry(r.clone()).or_default().push(d.name.clone());
+        }
+    }
+    let mut shared = Vec::new();
+    for (rule, names) in owners.iter_mut().filter(|(_, n)| n.len() > 1) {
+        names.sort();
+        for n in names.iter() {
+            let theirs: Vec<HostRule> = facts[n]
+                .api_url
+                .iter()
+                .filter_map(|u| HostRule::parse(u).ok())
+                .collect();
+            assert!(
+                theirs.contains(rule),
+                "`{rule}` is claimed by {names:?}, {n} not by the facts"
+            );
+        }
+        shared.push(format!("{rule}: {}", names.join(" ")));
+    }
+    // The two pairs of the facts: API key and OAuth on one API, and an MCP
+    // server listed twice.
+    assert_eq!(
+        shared,
+        [
+            "a.klaviyo.com: klaviyo klaviyo-oauth",
+            "mcp.stripe.com: stripe stripe-mcp"
+        ]
+    );
 }
 
 #[test]
@@ -83,7 +231,12 @@ fn every_header_template_is_resolvable() {
                 assert!(inj.prefix.is_empty() || inj.prefix.ends_with(' '));
                 assert!(!inj.prefix.contains(['\r', '\n']));
             }
-            AuthType::Browser => assert!(d.injection().is_none()),
+            // Cookie-session providers inject their session cookies.
+            AuthType::Browser => {
+                assert!(d.injection().is_none());
+                let cookies = d.browser.as_ref().map(|b| b.cookies.len()).unwrap_or(0);
+                assert!(cookies > 0, "{} names no cookie to inject", d.name);
+            }
         }
         assert!(!d.export.is_empty(), "{} exports nothing", d.name);
     }
@@ -125,7 +278,7 @@ fn catalogue_counts_match_the_reference() {
             count(AuthType::Oauth2),
             count(AuthType::Browser)
         ),
-        (47, 39, 2)
+        (197, 39, 2)
     );
 }
 

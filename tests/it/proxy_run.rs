@@ -427,6 +427,83 @@ fn connection_flag_picks_another_account() {
 }
 
 #[test]
+fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() {
+    let lab = Lab::new();
+    let rule = format!("api.acme.test:{}", lab.up.port);
+    // Registering a second claimant of the same host is allowed.
+    lab.provider(
+        "acme-two",
+        &rule,
+        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"},"export":{"ACME_TWO_KEY":"api_key"}"#,
+    );
+    lab.run_sh(&format!("{CURL} \"$URL/only-acme\"")).success();
+    // Connecting it is the conflict, reported then, naming both and the ways out.
+    lab.cmd(["login", "acme-two", "--with-api-key"])
+        .stdin("AKCANARY_two")
+        .run()
+        .success()
+        .stderr_has(&format!(
+            "`acme-two` and `acme` are both connected and both claim {rule}"
+        ))
+        .stderr_has("--connection acme-two=NAME")
+        .stderr_has("authsome logout acme");
+    let json = lab
+        .cmd([
+            "login",
+            "acme-two",
+            "-c",
+            "second",
+            "--with-api-key",
+            "--json",
+        ])
+        .stdin("AKCANARY_two_b")
+        .run()
+        .success()
+        .json();
+    assert_eq!(json["conflicts"][0]["provider"], "acme");
+    assert_eq!(json["conflicts"][0]["rule"], rule.as_str());
+    // Both connected, nothing chosen: refused, nothing reaches upstream.
+    let out = lab.run_sh(&format!("{CURL} \"$URL/guess\"")).success();
+    assert_eq!(last_line(&out.stdout), "409", "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_provider_conflict"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("acme and acme-two are both connected"),
+        "{}",
+        out.stdout
+    );
+    // A run chooses one with --connection.
+    lab.run_sh_with(
+        &["--connection", "acme-two=default"],
+        &format!("{CURL} \"$URL/chosen\""),
+    )
+    .success();
+    // Logging out of one leaves the other.
+    lab.cmd(["logout", "acme-two"]).run().success();
+    lab.cmd(["logout", "acme-two", "-c", "second"])
+        .run()
+        .success();
+    lab.run_sh(&format!("{CURL} \"$URL/after-logout\""))
+        .success();
+    let recs = lab.up.records();
+    let seen: Vec<(&str, Vec<String>)> = recs
+        .iter()
+        .map(|r| (r.path.as_str(), r.all("authorization")))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/only-acme", vec![format!("Bearer {}", lab.key)]),
+            ("/chosen", vec!["Bearer AKCANARY_two".to_string()]),
+            ("/after-logout", vec![format!("Bearer {}", lab.key)]),
+        ]
+    );
+}
+
+#[test]
 fn server_sent_events_arrive_one_by_one() {
     let lab = Lab::new();
     // Timestamps of each line as curl prints it, unbuffered: the first
