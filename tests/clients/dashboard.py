@@ -65,9 +65,17 @@ def authsome(*args, stdin=None):
     )
 
 
+def master_key():
+    try:
+        with open(os.path.join(os.environ["AUTHSOME_HOME"], "master.key")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def no_secret(page, where):
     html = page.content()
-    for k in (ACME_KEY, BETA_KEY):
+    for k in (ACME_KEY, BETA_KEY, master_key()):
         if not k:
             continue
         check(k not in html, f"{where}: a key is in the page")
@@ -260,8 +268,23 @@ def main():
         page.goto(BASE + "/ui/providers")
         shot(page, "providers")
         page.get_by_role("link", name="Health", exact=True).click()
-        expect(page.get_by_role("status")).to_contain_text("Ready")
-        shot(page, "health")
+        expect(page.locator('#checks tr[data-check="vault"]')).to_contain_text("passes")
+        expect(page.locator('#checks tr[data-check="daemon"]')).to_contain_text("running at")
+        step("health: a vault file others can read fails doctor's check, with its hint")
+        vault = os.path.join(os.environ["AUTHSOME_HOME"], "vault.db")
+        os.chmod(vault, 0o644)
+        try:
+            page.reload()
+            bad = page.locator('#checks tr[data-check="vault file"]')
+            expect(bad).to_contain_text("fails")
+            expect(bad).to_contain_text(f"run `chmod 600 {vault}` so only you can read it")
+            expect(page.get_by_role("status")).to_contain_text("1 check(s) fail")
+            no_secret(page, "health")
+            shot(page, "health")
+        finally:
+            os.chmod(vault, 0o600)
+        page.reload()
+        expect(page.locator('#checks tr[data-check="vault file"]')).to_have_count(0)
 
         step("a forged CSRF token is refused")
         row = page.locator('tr[data-provider="acme"]')

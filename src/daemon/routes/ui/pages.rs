@@ -603,42 +603,65 @@ pub async fn requests(
     page(StatusCode::OK, "/ui/requests", "Requests", csrf, &body)
 }
 
-/// `GET /ui/health`: what `/api/health` and `/api/ready` know, in words.
+/// `GET /ui/health`: what `authsome doctor` says, run by this daemon, in
+/// words with the hints; then the daemon's readiness.
 pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use crate::daemon::state::HealthStatus;
     let Some(a) = authed(&state, &headers) else {
         return locked();
     };
     let csrf = a.csrf.expose();
+    let source = state.health.clone();
+    let checks = match tokio::task::spawn_blocking(move || source.checks()).await {
+        Ok(c) => c,
+        Err(e) => return failed("/ui/health", csrf, e),
+    };
     let ready = match crate::daemon::routes::health::ready(State(state.clone())).await {
         Ok(axum::Json(r)) => r,
         Err(e) => return failed("/ui/health", csrf, e.message),
     };
-    let ok = ready.status == crate::api::ReadyStatus::Ready;
+    let count = |s: HealthStatus| checks.iter().filter(|c| c.status == s).count();
+    let (fails, warns) = (count(HealthStatus::Fail), count(HealthStatus::Warn));
+    let (cls, summary) = match (fails, warns) {
+        (0, 0) => ("ok", "Every check passes.".to_string()),
+        (0, w) => ("warn", format!("No problem; {w} warning(s) below.")),
+        (f, _) => ("bad", format!("{f} check(s) fail: see the hints below.")),
+    };
     let mut body = format!(
-        r#"<p class="{cls}" role="status">{summary}</p><h2>Checks</h2><ul class="checks">"#,
-        cls = if ok { "ok" } else { "bad" },
-        summary = if ok {
-            "Ready: every check passed."
-        } else {
-            "Not ready: some checks failed (below)."
-        },
+        r#"<p class="{cls}" role="status">{summary}</p>
+<table id="checks"><caption>What <code>authsome doctor</code> checks, run by this daemon with its settings</caption><thead><tr><th scope="col">Check</th><th scope="col">Result</th><th scope="col">Found</th><th scope="col">What to do</th></tr></thead><tbody>"#,
+        summary = esc(&summary),
     );
-    for (name, outcome) in &ready.checks {
-        let good = *outcome == crate::api::CheckOutcome::Ok;
+    for c in &checks {
+        let (cls, mark, word) = match c.status {
+            HealthStatus::Pass => ("ok", "✓", "passes"),
+            HealthStatus::Warn => ("warn", "!", "warning"),
+            HealthStatus::Fail => ("bad", "✗", "fails"),
+        };
         body.push_str(&format!(
-            r#"<li>{mark} {name}</li>"#,
-            mark = if good {
-                r#"<span class="ok">✓</span>"#
-            } else {
-                r#"<span class="bad">✗</span>"#
-            },
-            name = esc(&check_words(name)),
+            r#"<tr class="check-{cls}" data-check="{n}"><th scope="row">{n}</th><td><span class="{cls}"><span aria-hidden="true">{mark}</span> {word}</span></td><td>{detail}</td><td class="hint">{hint}</td></tr>"#,
+            n = esc(&c.name),
+            detail = esc(&c.detail),
+            hint = c.hint.as_deref().map(esc).unwrap_or_default(),
         ));
     }
-    body.push_str("</ul>");
+    body.push_str("</tbody></table>");
+    let ready_ok = ready.status == crate::api::ReadyStatus::Ready;
+    body.push_str(&format!(
+        r#"<h2>This daemon</h2><ul><li>Readiness (<code>/api/ready</code>): {r}</li><li>Version {v}</li><li>Secrets encrypted with {enc}</li><li>{runs} open run(s)</li><li>Request log: {dropped} entries dropped since start</li></ul>"#,
+        r = if ready_ok {
+            r#"<span class="ok">ready</span>"#
+        } else {
+            r#"<span class="bad">not ready</span>"#
+        },
+        v = esc(&state.info.version),
+        enc = esc(&ready.encryption_backend),
+        runs = state.runs.list().len(),
+        dropped = state.requests.dropped(),
+    ));
     for (title, list, cls) in [
-        ("Problems", &ready.issues, "bad"),
-        ("Warnings", &ready.warnings, "warn"),
+        ("Readiness problems", &ready.issues, "bad"),
+        ("Readiness warnings", &ready.warnings, "warn"),
     ] {
         if !list.is_empty() {
             body.push_str(&format!("<h2>{title}</h2><ul>"));
@@ -651,27 +674,6 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
             body.push_str("</ul>");
         }
     }
-    body.push_str(&format!(
-        r#"<h2>This daemon</h2><ul><li>Version {v}</li><li>Secrets encrypted with {enc}</li><li>{runs} open run(s)</li><li>Request log: {dropped} entries dropped since start</li></ul>
-<p class="muted">For the full checks (home permissions, keys, the CA, the catalogue files) with hints, run <code>authsome doctor</code>.</p>"#,
-        v = esc(&state.info.version),
-        enc = esc(&ready.encryption_backend),
-        runs = state.runs.list().len(),
-        dropped = state.requests.dropped(),
-    ));
+    body.push_str(r#"<p class="muted">The same checks from a terminal, with this shell's settings: <code>authsome doctor</code>.</p>"#);
     page(StatusCode::OK, "/ui/health", "Health", csrf, &body)
-}
-
-/// A readiness check's name, in words.
-fn check_words(name: &str) -> String {
-    match name {
-        "store" => "The store (SQLite) opens and passes its integrity check".into(),
-        "vault" => "The vault is unlocked with the master key".into(),
-        "integrity" => "Every stored record decrypts".into(),
-        "identity" => "This home's identity is loaded".into(),
-        "providers" => "Every provider definition is valid".into(),
-        "connections" => "Connections can be listed".into(),
-        "spec_version" => "The provider format version is supported".into(),
-        other => other.to_string(),
-    }
 }
