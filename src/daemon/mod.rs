@@ -18,6 +18,7 @@
 //!
 //! [`CredentialService`]: crate::credentials::CredentialService
 
+pub mod command;
 pub mod dashboard_auth;
 pub mod docs;
 pub mod error;

@@ -102,6 +102,8 @@ pub struct RunRequest {
     pub allow_localhost: Vec<u16>,
     /// Replace injected secrets in responses.
     pub redact: bool,
+    /// The child's command, already masked (`daemon::command::mask`).
+    pub command: Vec<String>,
 }
 
 /// A started run.

@@ -38,6 +38,7 @@ SHOTS = os.environ.get("SHOTS", "")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BASE = URL.split("/?", 1)[0]
 PORT = BASE.rsplit(":", 1)[1]
+CMD_SECRET = "cmdsecret-" + os.urandom(6).hex()
 CURL = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n"]
 steps = []
 
@@ -224,7 +225,10 @@ def main():
         expect(page.locator("#requests tbody tr", has_text="/live-probe")).to_have_count(0)
 
         step("log out of beta through the page while a run is active: the proxy fails closed")
+        # `:` does nothing; its arguments stand for a secret typed on the
+        # command line, which the Runs page must not show.
         script = (
+            f": --api-key {CMD_SECRET}; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/before-logout; "
             "read go; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/after-logout"
@@ -242,6 +246,14 @@ def main():
         expect(page.locator("#runs tbody tr")).to_have_count(1)
         expect(page.locator("#runs tbody tr")).to_contain_text(f"x.acme.test")
         expect(page.locator("#runs tbody tr")).to_contain_text("yes")
+        command = page.locator("#runs tbody tr td.command")
+        expect(command).to_contain_text("sh -c ': --api-key •••; curl -sS")
+        check(CMD_SECRET not in page.content(), "a secret typed on the command line is in the page")
+        out = authsome("proxy", "status", "--json")
+        runs = json.loads(out.stdout)["runs"]
+        check(len(runs) == 1 and runs[0]["command"][:2] == ["sh", "-c"], out.stdout)
+        check("--api-key •••;" in runs[0]["command"][2], out.stdout)
+        check(CMD_SECRET not in out.stdout, "a typed secret in GET /api/proxy/runs")
         shot(page, "runs")
         page.get_by_role("link", name="Connections", exact=True).click()
         page.locator('tr[data-provider="beta"]').get_by_role("button", name="Log out").click()

@@ -404,15 +404,16 @@ pub async fn runs(State(state): State<AppState>, headers: HeaderMap) -> Response
         body.push_str(r#"<p>No <code>authsome run</code> is active.</p>"#);
     } else {
         body.push_str(
-            r#"<table id="runs"><thead><tr><th>Run</th><th>Process</th><th>Started</th><th>Providers</th><th>Hosts</th><th>Sandboxed</th><th>Requests</th><th>Injected</th><th>Refused</th><th>Proxy port</th></tr></thead><tbody>"#,
+            r#"<table id="runs"><thead><tr><th>Run</th><th>Command</th><th>Process</th><th>Started</th><th>Providers</th><th>Hosts</th><th>Sandboxed</th><th>Requests</th><th>Injected</th><th>Refused</th><th>Proxy port</th></tr></thead><tbody>"#,
         );
         for r in &runs {
             let s = r.stats;
             let total = s.injected + s.passed + s.tunnels + s.refused;
             body.push_str(&format!(
-                r#"<tr data-run="{id}"><td><a href="/ui/requests?run={ide}" class="mono">{id}</a></td><td>{pid}</td><td><span title="{abs}">{rel}</span></td><td>{providers}</td><td class="mono">{hosts}</td><td>{sandboxed}</td><td>{total}</td><td>{inj}</td><td>{refused}</td><td class="mono">127.0.0.1:{port}</td></tr>"#,
+                r#"<tr data-run="{id}"><td><a href="/ui/requests?run={ide}" class="mono">{id}</a></td><td class="command"><code>{command}</code></td><td>{pid}</td><td><span title="{abs}">{rel}</span></td><td>{providers}</td><td class="mono">{hosts}</td><td>{sandboxed}</td><td>{total}</td><td>{inj}</td><td>{refused}</td><td class="mono">127.0.0.1:{port}</td></tr>"#,
                 id = esc(&r.id),
                 ide = enc(&r.id),
+                command = esc(&crate::daemon::command::display(&r.command)),
                 pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()),
                 abs = esc(&html::time(r.started_at)),
                 rel = esc(&html::relative(r.started_at, now)),
