@@ -10,8 +10,9 @@ system Chromium (no `playwright install`). The environment gives:
   ACME_KEY   the key stored for `acme` by the test (must never appear in a page)
   BETA_KEY   the key this script types into the `beta` connect form
   SHOTS      where to write a screenshot of each page
-  MODE       `tour` (the default: everything above) or `revoke` (revoke the
-             OAuth connection `acmeoauth` through its confirmation page)
+  MODE       `tour` (the default: everything above), `revoke` (revoke the
+             OAuth connection `acmeoauth` through its confirmation page),
+             `oauth` (connect it with PKCE) or `device` (with a device code)
   CHROMIUM   the Chromium binary (default /usr/bin/chromium)
 
 Every authsome variable of the test's home is inherited. Exits non-zero with
@@ -164,11 +165,49 @@ def oauth():
     print(json.dumps({"ok": True, "steps": steps}))
 
 
+def device():
+    """Connect a second account `work` of `acmeoauth` (device code, its
+    OAuth client stored by an earlier `authsome login`) from the dashboard: the code and
+    where to enter it are on the page; the test authorization server
+    approves after a few polls (out of band), and the connection is listed."""
+    global current
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        current = page
+        step("open the link and connect the device-code provider")
+        page.goto(URL)
+        page.goto(BASE + "/ui/providers?q=acmeoauth")
+        page.locator('tr[data-provider="acmeoauth"]').get_by_role("link", name="Connect").click()
+        page.fill('input[name="connection"]', "work")
+        page.get_by_role("button", name="Sign in with").click()
+        step("the user code and the verification URL are on the page")
+        expect(page.locator("body")).to_contain_text("WDJB-MJHT", timeout=10_000)
+        expect(page.locator("body")).to_contain_text("https://auth.acme.test/device")
+        if SHOTS:
+            os.makedirs(SHOTS, exist_ok=True)
+            shot(page, "device")
+        step("approved out of band: the connection is listed")
+        row = page.locator('tr[data-provider="acmeoauth"][data-connection="work"]')
+        for _ in range(30):
+            page.goto(BASE + "/")
+            if row.count():
+                break
+            page.wait_for_timeout(500)
+        expect(row).to_contain_text("OAuth (device_code)")
+        expect(row).to_contain_text("connected")
+        check("ATCANARY" not in page.content(), "a token in the page")
+        browser.close()
+    print(json.dumps({"ok": True, "steps": steps}))
+
+
 def main():
     if MODE == "revoke":
         return revoke()
     if MODE == "oauth":
         return oauth()
+    if MODE == "device":
+        return device()
     os.makedirs(SHOTS, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
