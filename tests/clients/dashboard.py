@@ -84,6 +84,16 @@ def no_secret(page, where):
         check(k not in page.url, f"{where}: a key is in the URL")
 
 
+def focus_visible(page, what):
+    """The focused element shows it: an outline or a ring (computed style)."""
+    outline, width, ring = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.boxShadow]; }"
+    )
+    check((outline != "none" and width != "0px") or ring != "none",
+          f"{what}: no visible focus ({outline} {width}, {ring})")
+
+
 def shot(page, name):
     page.screenshot(path=os.path.join(SHOTS, f"dashboard-{name}.png"), full_page=True)
 
@@ -234,11 +244,25 @@ def main():
         page.wait_for_url(re.compile(r"q=beta"))
         expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
         expect(page.locator('tr[data-provider="acme"]')).to_have_count(0)
-        page.locator('tr[data-provider="beta"]').get_by_role("link", name="Connect").click()
-        check(page.locator('input[name="api_key"]').get_attribute("type") == "password", "key field")
+        step("keyboard only: Tab to beta's Connect, Enter, type the key, Enter")
+        connect = page.locator('tr[data-provider="beta"]').get_by_role("link", name="Connect")
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if connect.evaluate("el => el === document.activeElement"):
+                break
+        else:
+            fail("Tab never reached beta's Connect link")
+        focus_visible(page, "the Connect link")
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"/ui/providers/beta/connect"))
+        key = page.locator('input[name="api_key"]')
+        check(key.get_attribute("type") == "password", "key field")
+        expect(key).to_be_focused()
+        focus_visible(page, "the key field")
+        check(page.locator('label:has(input[name="api_key"])').count() == 1, "the key field has a label")
         shot(page, "connect")
-        page.fill('input[name="api_key"]', BETA_KEY)
-        page.get_by_role("button", name="Save").click()
+        page.keyboard.type(BETA_KEY)
+        page.keyboard.press("Enter")
         page.wait_for_url(re.compile(re.escape(BASE) + r"/\?done=connected"))
         expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
         expect(page.get_by_role("status")).to_contain_text("Connected beta")
@@ -383,6 +407,32 @@ def main():
         d.goto(BASE + "/")
         expect(d.locator('tr[data-provider="acme"]')).to_be_visible()
         shot(d, "connections-dark")
+        step("dark mode, keyboard: the skip link shows on the first Tab and leads to the content")
+        d.keyboard.press("Tab")
+        skip = d.get_by_role("link", name="Skip to the content")
+        expect(skip).to_be_focused()
+        box = skip.bounding_box()
+        check(box is not None and box["x"] >= 0 and box["y"] >= 0, f"skip link off screen: {box}")
+        focus_visible(d, "the skip link (dark)")
+        d.keyboard.press("Enter")
+        check(d.evaluate("() => document.activeElement.id") == "main", "focus did not move to main")
+        for _ in range(10):
+            d.keyboard.press("Tab")
+            if d.evaluate("() => document.activeElement.tagName") == "BUTTON":
+                break
+        focus_visible(d, "a button (dark)")
+        shot(d, "focus-dark")
+        step("dark mode: the revoke confirmation by keyboard (then cancelled)")
+        d.goto(BASE + "/ui/connections/acme/revoke")
+        for _ in range(20):
+            d.keyboard.press("Tab")
+            if d.evaluate("() => document.activeElement.textContent") == "Cancel":
+                break
+        else:
+            fail("Tab never reached Cancel")
+        d.keyboard.press("Enter")
+        d.wait_for_url(BASE + "/")
+        expect(d.locator('tr[data-provider="acme"]')).to_have_count(1)
         dark.close()
 
         step("sign out")

@@ -34,12 +34,12 @@ pub fn page(status: StatusCode, current: &str, title: &str, csrf: &str, body: &s
         })
         .collect();
     let html = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{t} · authsome</title><link rel="stylesheet" href="/ui/style.css"></head>
-<body><header><span class="brand">authsome</span><nav aria-label="Dashboard">{nav}</nav>
+<body><a class="skip" href="#main">Skip to the content</a><header><span class="brand">authsome</span><nav aria-label="Dashboard">{nav}</nav>
 <form method="post" action="/ui/signout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form></header>
-<main><h1>{t}</h1>
-{body}</main><script src="/ui/app.js"></script></body></html>"#,
+<main id="main" tabindex="-1"><h1>{t}</h1>
+{body}</main><script src="/ui/app.js"></script></body></html>"##,
         t = esc(title),
         csrf = esc(csrf),
     );

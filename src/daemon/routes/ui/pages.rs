@@ -92,7 +92,7 @@ pub async fn home(
     }
     let now = now_unix();
     body.push_str(
-        r#"<table id="connections"><thead><tr><th>Provider</th><th>Connection</th><th>Kind</th><th>Status</th><th>Expires</th><th>Scopes</th><th>Actions</th></tr></thead><tbody>"#,
+        r#"<table id="connections"><thead><tr><th scope="col">Provider</th><th scope="col">Connection</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Expires</th><th scope="col">Scopes</th><th scope="col">Actions</th></tr></thead><tbody>"#,
     );
     for c in &conns {
         let r = &c.record;
@@ -209,7 +209,7 @@ pub async fn providers(
         list.len()
     ));
     body.push_str(
-        r#"<table id="providers"><thead><tr><th>Provider</th><th>Needs</th><th>Hosts</th><th>Source</th><th>Connections</th><th></th></tr></thead><tbody>"#,
+        r#"<table id="providers"><thead><tr><th scope="col">Provider</th><th scope="col">Needs</th><th scope="col">Hosts</th><th scope="col">Source</th><th scope="col">Connections</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
     );
     for p in shown {
         let mut connect = if p.auth_type == AuthType::Browser {
@@ -404,7 +404,7 @@ pub async fn runs(State(state): State<AppState>, headers: HeaderMap) -> Response
         body.push_str(r#"<p>No <code>authsome run</code> is active.</p>"#);
     } else {
         body.push_str(
-            r#"<table id="runs"><thead><tr><th>Run</th><th>Command</th><th>Process</th><th>Started</th><th>Providers</th><th>Hosts</th><th>Sandboxed</th><th>Requests</th><th>Injected</th><th>Refused</th><th>Proxy port</th></tr></thead><tbody>"#,
+            r#"<table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Command</th><th scope="col">Process</th><th scope="col">Started</th><th scope="col">Providers</th><th scope="col">Hosts</th><th scope="col">Sandboxed</th><th scope="col">Requests</th><th scope="col">Injected</th><th scope="col">Refused</th><th scope="col">Proxy port</th></tr></thead><tbody>"#,
         );
         for r in &runs {
             let s = r.stats;
@@ -580,7 +580,7 @@ pub async fn requests(
     }
     let mut body = form;
     body.push_str(&format!(
-        r#"<p class="muted">Newest first; never a header value, query or body. <span id="live" class="live">connecting…</span>{}</p>"#,
+        r#"<p class="muted">Newest first; never a header value, query or body. <span id="live" class="live" role="status">connecting…</span>{}</p>"#,
         if state.requests.dropped() > 0 {
             format!(
                 r#" <span class="warn">{} entries were dropped since the daemon started</span>"#,
@@ -591,7 +591,7 @@ pub async fn requests(
         }
     ));
     body.push_str(&format!(
-        r#"<table id="requests" data-events="{}"><thead><tr><th>Time (UTC)</th><th>Run</th><th>Provider</th><th>Method</th><th>Target</th><th>Status</th><th>Credential</th><th>Notes</th><th>Took</th></tr></thead><tbody>"#,
+        r#"<table id="requests" data-events="{}"><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Run</th><th scope="col">Provider</th><th scope="col">Method</th><th scope="col">Target</th><th scope="col">Status</th><th scope="col">Credential</th><th scope="col">Notes</th><th scope="col">Took</th></tr></thead><tbody aria-live="polite" aria-relevant="additions">"#,
         esc(&events)
     ));
     for e in &entries {
