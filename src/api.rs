@@ -408,6 +408,10 @@ pub struct RunCreate {
     /// `authsome run` environment sends `false`). Default on.
     #[serde(default = "on")]
     pub redact: bool,
+    /// The child's program and arguments (for display; the daemon keeps
+    /// only a masked form, see `daemon::command`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 fn on() -> bool {
@@ -423,6 +427,7 @@ impl Default for RunCreate {
             sandbox: false,
             allow_localhost: Vec::new(),
             redact: true,
+            command: Vec::new(),
         }
     }
 }
@@ -483,6 +488,10 @@ pub struct RunSummary {
     /// Its child is confined (`run`'s sandbox).
     #[serde(default)]
     pub sandbox: bool,
+    /// The child's command, capped, every secret-looking value replaced by
+    /// `•••` (the rule: `daemon::command`).
+    #[serde(default)]
+    pub command: Vec<String>,
     pub stats: ProxyStats,
 }
 
@@ -1081,11 +1090,13 @@ mod tests {
             sandbox: true,
             allow_localhost: vec![5432],
             redact: false,
+            command: vec![s("claude"), s("--model"), s("opus")],
         };
         assert_eq!(
             round_trip(&create),
             json!({"connections": {"github": "work"}, "deny_unknown": true, "pid": 4242,
-                   "sandbox": true, "allow_localhost": [5432], "redact": false})
+                   "sandbox": true, "allow_localhost": [5432], "redact": false,
+                   "command": ["claude", "--model", "opus"]})
         );
         assert!(serde_json::from_value::<RunCreate>(json!({"nope": true})).is_err());
         assert_eq!(
@@ -1116,11 +1127,16 @@ mod tests {
                 pid: None,
                 hosts: vec![s("api.github.com")],
                 sandbox: true,
+                command: vec![s("claude"), s("--api-key"), s("•••")],
                 stats: stats(),
             }],
         };
         let v = round_trip(&list);
         assert_eq!(v["runs"][0]["pid"], Value::Null);
+        assert_eq!(
+            v["runs"][0]["command"],
+            json!(["claude", "--api-key", "•••"])
+        );
         assert_eq!(
             v["runs"][0]["stats"],
             json!({"injected": 3, "passed": 2, "tunnels": 1, "refused": 0})

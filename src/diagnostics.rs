@@ -135,6 +135,19 @@ pub fn run(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// The sandbox mode `env` asks for and what this kernel supports (probed:
+/// it starts a confined test process), as `authsome run` would find them.
+pub fn sandbox(env: &dyn crate::config::Env) -> (crate::sandbox::Support, crate::sandbox::Mode) {
+    let mode = env
+        .var(crate::config::ENV_SANDBOX)
+        .and_then(|v| crate::sandbox::Mode::parse(&v))
+        .unwrap_or_default();
+    let pretend = crate::sandbox::Pretend::from_value(
+        env.var(crate::sandbox::ENV_PRETEND_UNAVAILABLE).as_deref(),
+    );
+    (crate::sandbox::probe(pretend), mode)
+}
+
 /// What `authsome run` can confine on this kernel (see [`crate::sandbox`]).
 pub fn check_sandbox(support: &crate::sandbox::Support, mode: crate::sandbox::Mode) -> Check {
     use crate::sandbox::Mode;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 pub mod handoff;
+pub mod health;
 pub mod oauth_http;
 pub mod runs;
 
@@ -517,6 +518,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         runs: runs.clone(),
         requests: requests.clone(),
         dashboard: Arc::new(crate::daemon::dashboard_auth::DashboardAuth::new()),
+        health: Arc::new(health::DoctorChecks::new(
+            config.clone_for_daemon(),
+            &format!("http://127.0.0.1:{port}"),
+        )),
     };
     let file = DaemonFile {
         pid: std::process::id(),

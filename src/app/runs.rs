@@ -48,6 +48,8 @@ struct RunEntry {
     hosts: Vec<String>,
     /// The child is confined.
     sandbox: bool,
+    /// The child's command, masked by the daemon.
+    command: Vec<String>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
@@ -249,6 +251,7 @@ impl Runs {
                 client_pid: req.client_pid,
                 hosts: names.iter().filter(|n| *n != NOTHING).cloned().collect(),
                 sandbox: req.sandbox,
+                command: req.command.clone(),
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
@@ -500,6 +503,7 @@ impl ProxyRuns for Runs {
                 pid: e.client_pid,
                 hosts: e.hosts.clone(),
                 sandbox: e.sandbox,
+                command: e.command.clone(),
                 stats: stats(&e.shared.stats),
             })
             .collect();

@@ -14,14 +14,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     if running {
         daemon_settings(ctx, &mut checks);
     }
-    let env = crate::config::ProcessEnv;
-    let mode = crate::config::Env::var(&env, crate::config::ENV_SANDBOX)
-        .and_then(|v| crate::sandbox::Mode::parse(&v))
-        .unwrap_or_default();
-    let pretend = crate::sandbox::Pretend::from_value(
-        crate::config::Env::var(&env, crate::sandbox::ENV_PRETEND_UNAVAILABLE).as_deref(),
-    );
-    let support = crate::sandbox::probe(pretend);
+    let (support, mode) = diagnostics::sandbox(&crate::config::ProcessEnv);
     checks.push(diagnostics::check_sandbox(&support, mode));
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     if ctx.printer.json {

@@ -86,13 +86,21 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
                 let list = runs.runs;
                 for r in &list {
                     ctx.printer.data(&format!(
-                        "run {}: 127.0.0.1:{} pid={} injected={} tunnels={} refused={}",
+                        "run {}: 127.0.0.1:{} pid={} injected={} tunnels={} refused={}{}",
                         r.id,
                         r.port,
                         or_null(r.pid),
                         r.stats.injected,
                         r.stats.tunnels,
-                        r.stats.refused
+                        r.stats.refused,
+                        if r.command.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " command: {}",
+                                super::printer::sanitize(&r.command.join(" "))
+                            )
+                        }
                     ));
                 }
                 if list.is_empty() {

@@ -173,6 +173,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             sandbox: mode != Mode::Off,
             allow_localhost: args.allow_localhost.clone(),
             redact,
+            // For display (the daemon masks what looks secret and keeps
+            // only that, capped shorter); capped here too.
+            command: args
+                .command
+                .iter()
+                .take(64)
+                .map(|a| a.to_string_lossy().chars().take(512).collect())
+                .collect(),
         },
     )?;
     let id = started.id.clone();

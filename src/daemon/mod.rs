@@ -18,6 +18,7 @@
 //!
 //! [`CredentialService`]: crate::credentials::CredentialService
 
+pub mod command;
 pub mod dashboard_auth;
 pub mod docs;
 pub mod error;
@@ -541,6 +542,31 @@ mod tests {
         }
     }
 
+    /// Router tests render given checks (the real ones, `doctor`'s, are
+    /// wired in by `app` and tested through the binary).
+    #[derive(Debug)]
+    struct Checks;
+
+    impl crate::daemon::state::HealthSource for Checks {
+        fn checks(&self) -> Vec<crate::daemon::state::HealthCheck> {
+            use crate::daemon::state::{HealthCheck, HealthStatus};
+            vec![
+                HealthCheck {
+                    name: "home".into(),
+                    status: HealthStatus::Pass,
+                    detail: "/home/x (mode 700)".into(),
+                    hint: None,
+                },
+                HealthCheck {
+                    name: "vault <file>".into(),
+                    status: HealthStatus::Fail,
+                    detail: "/x/vault.db is readable by others (mode 644)".into(),
+                    hint: Some("run `chmod 600 <vault.db>` so only you can read it".into()),
+                },
+            ]
+        }
+    }
+
     /// Router tests never reach an OAuth server.
     struct NoHttp;
 
@@ -590,6 +616,7 @@ mod tests {
             shutdown: Arc::new(tokio::sync::Notify::new()),
             requests: crate::request_log::RequestLog::discard(),
             dashboard: Arc::new(crate::daemon::dashboard_auth::DashboardAuth::new()),
+            health: Arc::new(Checks),
         };
         (dir, state, id)
     }

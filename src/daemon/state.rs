@@ -57,6 +57,33 @@ pub struct AppState {
     pub requests: RequestLog,
     /// The dashboard's one-time links and browser sessions (memory only).
     pub dashboard: Arc<DashboardAuth>,
+    /// `doctor`'s checks, run in this process (wired in by `app`, so
+    /// `daemon` never imports `diagnostics`).
+    pub health: Arc<dyn HealthSource>,
+}
+
+/// How one health check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One of `doctor`'s checks, for display: what was looked at, what was
+/// found, and the command that fixes it. Never a secret.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub name: String,
+    pub status: HealthStatus,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+/// The checks `authsome doctor` runs, as this daemon sees them (its home,
+/// its settings, this kernel). Blocking: file reads, the vault, a probe.
+pub trait HealthSource: Send + Sync + std::fmt::Debug + 'static {
+    fn checks(&self) -> Vec<HealthCheck>;
 }
 
 /// What `POST /api/proxy/runs` asks for.
@@ -75,6 +102,8 @@ pub struct RunRequest {
     pub allow_localhost: Vec<u16>,
     /// Replace injected secrets in responses.
     pub redact: bool,
+    /// The child's command, already masked (`daemon::command::mask`).
+    pub command: Vec<String>,
 }
 
 /// A started run.

@@ -10,8 +10,9 @@ system Chromium (no `playwright install`). The environment gives:
   ACME_KEY   the key stored for `acme` by the test (must never appear in a page)
   BETA_KEY   the key this script types into the `beta` connect form
   SHOTS      where to write a screenshot of each page
-  MODE       `tour` (the default: everything above) or `revoke` (revoke the
-             OAuth connection `acmeoauth` through its confirmation page)
+  MODE       `tour` (the default: everything above), `revoke` (revoke the
+             OAuth connection `acmeoauth` through its confirmation page),
+             `oauth` (connect it with PKCE) or `device` (with a device code)
   CHROMIUM   the Chromium binary (default /usr/bin/chromium)
 
 Every authsome variable of the test's home is inherited. Exits non-zero with
@@ -38,6 +39,7 @@ SHOTS = os.environ.get("SHOTS", "")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BASE = URL.split("/?", 1)[0]
 PORT = BASE.rsplit(":", 1)[1]
+CMD_SECRET = "cmdsecret-" + os.urandom(6).hex()
 CURL = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n"]
 steps = []
 
@@ -65,13 +67,31 @@ def authsome(*args, stdin=None):
     )
 
 
+def master_key():
+    try:
+        with open(os.path.join(os.environ["AUTHSOME_HOME"], "master.key")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def no_secret(page, where):
     html = page.content()
-    for k in (ACME_KEY, BETA_KEY):
+    for k in (ACME_KEY, BETA_KEY, master_key()):
         if not k:
             continue
         check(k not in html, f"{where}: a key is in the page")
         check(k not in page.url, f"{where}: a key is in the URL")
+
+
+def focus_visible(page, what):
+    """The focused element shows it: an outline or a ring (computed style)."""
+    outline, width, ring = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.boxShadow]; }"
+    )
+    check((outline != "none" and width != "0px") or ring != "none",
+          f"{what}: no visible focus ({outline} {width}, {ring})")
 
 
 def shot(page, name):
@@ -155,11 +175,49 @@ def oauth():
     print(json.dumps({"ok": True, "steps": steps}))
 
 
+def device():
+    """Connect a second account `work` of `acmeoauth` (device code, its
+    OAuth client stored by an earlier `authsome login`) from the dashboard: the code and
+    where to enter it are on the page; the test authorization server
+    approves after a few polls (out of band), and the connection is listed."""
+    global current
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        current = page
+        step("open the link and connect the device-code provider")
+        page.goto(URL)
+        page.goto(BASE + "/ui/providers?q=acmeoauth")
+        page.locator('tr[data-provider="acmeoauth"]').get_by_role("link", name="Connect").click()
+        page.fill('input[name="connection"]', "work")
+        page.get_by_role("button", name="Sign in with").click()
+        step("the user code and the verification URL are on the page")
+        expect(page.locator("body")).to_contain_text("WDJB-MJHT", timeout=10_000)
+        expect(page.locator("body")).to_contain_text("https://auth.acme.test/device")
+        if SHOTS:
+            os.makedirs(SHOTS, exist_ok=True)
+            shot(page, "device")
+        step("approved out of band: the connection is listed")
+        row = page.locator('tr[data-provider="acmeoauth"][data-connection="work"]')
+        for _ in range(30):
+            page.goto(BASE + "/")
+            if row.count():
+                break
+            page.wait_for_timeout(500)
+        expect(row).to_contain_text("OAuth (device_code)")
+        expect(row).to_contain_text("connected")
+        check("ATCANARY" not in page.content(), "a token in the page")
+        browser.close()
+    print(json.dumps({"ok": True, "steps": steps}))
+
+
 def main():
     if MODE == "revoke":
         return revoke()
     if MODE == "oauth":
         return oauth()
+    if MODE == "device":
+        return device()
     os.makedirs(SHOTS, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -186,11 +244,25 @@ def main():
         page.wait_for_url(re.compile(r"q=beta"))
         expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
         expect(page.locator('tr[data-provider="acme"]')).to_have_count(0)
-        page.locator('tr[data-provider="beta"]').get_by_role("link", name="Connect").click()
-        check(page.locator('input[name="api_key"]').get_attribute("type") == "password", "key field")
+        step("keyboard only: Tab to beta's Connect, Enter, type the key, Enter")
+        connect = page.locator('tr[data-provider="beta"]').get_by_role("link", name="Connect")
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if connect.evaluate("el => el === document.activeElement"):
+                break
+        else:
+            fail("Tab never reached beta's Connect link")
+        focus_visible(page, "the Connect link")
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"/ui/providers/beta/connect"))
+        key = page.locator('input[name="api_key"]')
+        check(key.get_attribute("type") == "password", "key field")
+        expect(key).to_be_focused()
+        focus_visible(page, "the key field")
+        check(page.locator('label:has(input[name="api_key"])').count() == 1, "the key field has a label")
         shot(page, "connect")
-        page.fill('input[name="api_key"]', BETA_KEY)
-        page.get_by_role("button", name="Save").click()
+        page.keyboard.type(BETA_KEY)
+        page.keyboard.press("Enter")
         page.wait_for_url(re.compile(re.escape(BASE) + r"/\?done=connected"))
         expect(page.locator('tr[data-provider="beta"]')).to_be_visible()
         expect(page.get_by_role("status")).to_contain_text("Connected beta")
@@ -216,7 +288,10 @@ def main():
         expect(page.locator("#requests tbody tr", has_text="/live-probe")).to_have_count(0)
 
         step("log out of beta through the page while a run is active: the proxy fails closed")
+        # `:` does nothing; its arguments stand for a secret typed on the
+        # command line, which the Runs page must not show.
         script = (
+            f": --api-key {CMD_SECRET}; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/before-logout; "
             "read go; "
             f"curl -sS -o /dev/null -w '%{{http_code}}\\n' https://x.acme.test:{UP}/after-logout"
@@ -234,6 +309,14 @@ def main():
         expect(page.locator("#runs tbody tr")).to_have_count(1)
         expect(page.locator("#runs tbody tr")).to_contain_text(f"x.acme.test")
         expect(page.locator("#runs tbody tr")).to_contain_text("yes")
+        command = page.locator("#runs tbody tr td.command")
+        expect(command).to_contain_text("sh -c ': --api-key •••; curl -sS")
+        check(CMD_SECRET not in page.content(), "a secret typed on the command line is in the page")
+        out = authsome("proxy", "status", "--json")
+        runs = json.loads(out.stdout)["runs"]
+        check(len(runs) == 1 and runs[0]["command"][:2] == ["sh", "-c"], out.stdout)
+        check("--api-key •••;" in runs[0]["command"][2], out.stdout)
+        check(CMD_SECRET not in out.stdout, "a typed secret in GET /api/proxy/runs")
         shot(page, "runs")
         page.get_by_role("link", name="Connections", exact=True).click()
         page.locator('tr[data-provider="beta"]').get_by_role("button", name="Log out").click()
@@ -260,8 +343,23 @@ def main():
         page.goto(BASE + "/ui/providers")
         shot(page, "providers")
         page.get_by_role("link", name="Health", exact=True).click()
-        expect(page.get_by_role("status")).to_contain_text("Ready")
-        shot(page, "health")
+        expect(page.locator('#checks tr[data-check="vault"]')).to_contain_text("passes")
+        expect(page.locator('#checks tr[data-check="daemon"]')).to_contain_text("running at")
+        step("health: a vault file others can read fails doctor's check, with its hint")
+        vault = os.path.join(os.environ["AUTHSOME_HOME"], "vault.db")
+        os.chmod(vault, 0o644)
+        try:
+            page.reload()
+            bad = page.locator('#checks tr[data-check="vault file"]')
+            expect(bad).to_contain_text("fails")
+            expect(bad).to_contain_text(f"run `chmod 600 {vault}` so only you can read it")
+            expect(page.get_by_role("status")).to_contain_text("1 check(s) fail")
+            no_secret(page, "health")
+            shot(page, "health")
+        finally:
+            os.chmod(vault, 0o600)
+        page.reload()
+        expect(page.locator('#checks tr[data-check="vault file"]')).to_have_count(0)
 
         step("a forged CSRF token is refused")
         row = page.locator('tr[data-provider="acme"]')
@@ -309,6 +407,32 @@ def main():
         d.goto(BASE + "/")
         expect(d.locator('tr[data-provider="acme"]')).to_be_visible()
         shot(d, "connections-dark")
+        step("dark mode, keyboard: the skip link shows on the first Tab and leads to the content")
+        d.keyboard.press("Tab")
+        skip = d.get_by_role("link", name="Skip to the content")
+        expect(skip).to_be_focused()
+        box = skip.bounding_box()
+        check(box is not None and box["x"] >= 0 and box["y"] >= 0, f"skip link off screen: {box}")
+        focus_visible(d, "the skip link (dark)")
+        d.keyboard.press("Enter")
+        check(d.evaluate("() => document.activeElement.id") == "main", "focus did not move to main")
+        for _ in range(10):
+            d.keyboard.press("Tab")
+            if d.evaluate("() => document.activeElement.tagName") == "BUTTON":
+                break
+        focus_visible(d, "a button (dark)")
+        shot(d, "focus-dark")
+        step("dark mode: the revoke confirmation by keyboard (then cancelled)")
+        d.goto(BASE + "/ui/connections/acme/revoke")
+        for _ in range(20):
+            d.keyboard.press("Tab")
+            if d.evaluate("() => document.activeElement.textContent") == "Cancel":
+                break
+        else:
+            fail("Tab never reached Cancel")
+        d.keyboard.press("Enter")
+        d.wait_for_url(BASE + "/")
+        expect(d.locator('tr[data-provider="acme"]')).to_have_count(1)
         dark.close()
 
         step("sign out")

@@ -150,6 +150,50 @@ fn the_cli_prints_a_link_that_works_once() {
     lab.cmd(["proxy", "env"]).run().success();
     assert!(runs(&cookie).contains("Listening on <code>127.0.0.1:"));
 
+    // Health: `doctor`'s own checks, run by the daemon, with their hints;
+    // a vault file others can read fails its check and says how to fix it.
+    let health = |cookie: &str| {
+        http(
+            "GET",
+            &format!("{base}/ui/health"),
+            &[("Cookie", cookie)],
+            b"",
+        )
+        .2
+    };
+    let page = health(&cookie);
+    for row in [
+        r#"data-check="home""#,
+        r#"data-check="master key""#,
+        r#"data-check="vault""#,
+        r#"data-check="upstream""#,
+        r#"data-check="identity""#,
+        r#"data-check="daemon""#,
+        r#"data-check="sandbox""#,
+    ] {
+        assert!(page.contains(row), "{row}: {page}");
+    }
+    assert!(page.contains("Every check passes") || page.contains("warning(s) below"));
+    let vault = lab.home.path("vault.db");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let page = health(&cookie);
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(page.contains("1 check(s) fail"), "{page}");
+    let row = page
+        .split(r#"data-check="vault file""#)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no vault file row: {page}"));
+    assert!(row.contains("fails"), "{row}");
+    assert!(
+        row.contains(&format!("run `chmod 600 {}`", vault.display())),
+        "{row}"
+    );
+    let master = std::fs::read_to_string(lab.home.path("master.key")).unwrap_or_default();
+    assert!(master.trim().is_empty() || !page.contains(master.trim()));
+    assert!(!page.contains(&lab.key));
+
     // Reused token, no token, foreign Host: nothing.
     for (what, url, headers) in [
         ("reused token", url.clone(), vec![]),

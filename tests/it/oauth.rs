@@ -924,3 +924,41 @@ fn the_dashboard_connects_an_oauth_provider_in_the_browser() {
     assert_eq!(t.call_api("/after-dashboard"), "200");
     assert_eq!(t.last_auth(), vec!["Bearer ATCANARY_1".to_string()]);
 }
+
+/// The dashboard's Connect for a device-code provider (issue #14), in a
+/// real browser, for a second account: the user code and the verification URL are shown on the
+/// page; the authorization server approves after two pending polls (the
+/// person entering the code elsewhere), and the connection is listed.
+#[test]
+fn the_dashboard_shows_the_device_code_and_lists_the_connection() {
+    if !crate::dashboard::browser_available() {
+        return;
+    }
+    let t = oauth_lab("device_code");
+    // The first account through the CLI stores the OAuth client (the
+    // dashboard asks for a client in a form only for PKCE).
+    t.lab
+        .cmd(["login", "acmeoauth", "--client-id", CLIENT_ID])
+        .run()
+        .success();
+    t.auth.state.lock().unwrap().device_script = ["pending", "pending", "token"].into();
+    let url = crate::dashboard::link(&t.lab);
+    let out = crate::dashboard::script(
+        &t.lab,
+        &url,
+        &[("MODE", "device"), ("CLIENT_ID", CLIENT_ID)],
+    );
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.auth.calls("device"), 2);
+    assert_eq!(t.auth.state.lock().unwrap().device_polls.len(), 4);
+    t.lab
+        .cmd(["list", "--json"])
+        .run()
+        .success()
+        .stdout_has(r#""work""#);
+}

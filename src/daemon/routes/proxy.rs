@@ -91,9 +91,24 @@ pub async fn proxy_runs_create(
             Ok(())
         })
         .await?;
+    // Only the masked command is kept (the rule: `daemon::command`).
+    let argv = req.command;
+    let command = state
+        .read(move |svc| {
+            let reg = svc.registry();
+            let patterns = crate::daemon::command::Patterns::new(reg.iter().filter_map(|e| {
+                e.def
+                    .api_key
+                    .as_ref()
+                    .and_then(|k| k.key_pattern.as_deref())
+            }));
+            Ok(crate::daemon::command::mask(&argv, &patterns))
+        })
+        .await?;
     let started = state
         .runs
         .start(RunRequest {
+            command: command.clone(),
             connections: req.connections,
             deny_unknown: req.deny_unknown,
             client_pid: req.pid,
@@ -131,7 +146,7 @@ pub async fn proxy_runs_create(
             None,
             Some(caller.0),
             "ok",
-            json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown, "redact": req.redact}),
+            json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown, "redact": req.redact, "command": crate::daemon::command::display(&command)}),
         )
         .await;
     Ok(Json(api::RunCreated {

@@ -34,12 +34,12 @@ pub fn page(status: StatusCode, current: &str, title: &str, csrf: &str, body: &s
         })
         .collect();
     let html = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{t} · authsome</title><link rel="stylesheet" href="/ui/style.css"></head>
-<body><header><span class="brand">authsome</span><nav aria-label="Dashboard">{nav}</nav>
+<body><a class="skip" href="#main">Skip to the content</a><header><span class="brand">authsome</span><nav aria-label="Dashboard">{nav}</nav>
 <form method="post" action="/ui/signout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form></header>
-<main><h1>{t}</h1>
-{body}</main><script src="/ui/app.js"></script></body></html>"#,
+<main id="main" tabindex="-1"><h1>{t}</h1>
+{body}</main><script src="/ui/app.js"></script></body></html>"##,
         t = esc(title),
         csrf = esc(csrf),
     );
@@ -127,6 +127,9 @@ fn civil(ts: i64) -> (i64, i64, i64, i64, i64, i64) {
 pub fn relative(ts: i64, now: i64) -> String {
     let delta = ts - now;
     let a = delta.abs();
+    if a < 2 {
+        return "just now".into();
+    }
     let span = if a < 120 {
         format!("{a} s")
     } else if a < 2 * 3600 {
@@ -156,6 +159,7 @@ mod tests {
         assert_eq!(super::time(1_796_164_382), "2026-12-01 22:33 UTC");
         assert_eq!(super::time_ms(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(super::relative(100, 0), "in 100 s");
+        assert_eq!(super::relative(7, 7), "just now");
         assert_eq!(super::relative(0, 7200), "2 h ago");
         assert_eq!(super::relative(3 * 86_400, 0), "in 3 days");
     }

@@ -92,7 +92,7 @@ pub async fn home(
     }
     let now = now_unix();
     body.push_str(
-        r#"<table id="connections"><thead><tr><th>Provider</th><th>Connection</th><th>Kind</th><th>Status</th><th>Expires</th><th>Scopes</th><th>Actions</th></tr></thead><tbody>"#,
+        r#"<table id="connections"><thead><tr><th scope="col">Provider</th><th scope="col">Connection</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Expires</th><th scope="col">Scopes</th><th scope="col">Actions</th></tr></thead><tbody>"#,
     );
     for c in &conns {
         let r = &c.record;
@@ -209,7 +209,7 @@ pub async fn providers(
         list.len()
     ));
     body.push_str(
-        r#"<table id="providers"><thead><tr><th>Provider</th><th>Needs</th><th>Hosts</th><th>Source</th><th>Connections</th><th></th></tr></thead><tbody>"#,
+        r#"<table id="providers"><thead><tr><th scope="col">Provider</th><th scope="col">Needs</th><th scope="col">Hosts</th><th scope="col">Source</th><th scope="col">Connections</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>"#,
     );
     for p in shown {
         let mut connect = if p.auth_type == AuthType::Browser {
@@ -404,15 +404,16 @@ pub async fn runs(State(state): State<AppState>, headers: HeaderMap) -> Response
         body.push_str(r#"<p>No <code>authsome run</code> is active.</p>"#);
     } else {
         body.push_str(
-            r#"<table id="runs"><thead><tr><th>Run</th><th>Process</th><th>Started</th><th>Providers</th><th>Hosts</th><th>Sandboxed</th><th>Requests</th><th>Injected</th><th>Refused</th><th>Proxy port</th></tr></thead><tbody>"#,
+            r#"<table id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Command</th><th scope="col">Process</th><th scope="col">Started</th><th scope="col">Providers</th><th scope="col">Hosts</th><th scope="col">Sandboxed</th><th scope="col">Requests</th><th scope="col">Injected</th><th scope="col">Refused</th><th scope="col">Proxy port</th></tr></thead><tbody>"#,
         );
         for r in &runs {
             let s = r.stats;
             let total = s.injected + s.passed + s.tunnels + s.refused;
             body.push_str(&format!(
-                r#"<tr data-run="{id}"><td><a href="/ui/requests?run={ide}" class="mono">{id}</a></td><td>{pid}</td><td><span title="{abs}">{rel}</span></td><td>{providers}</td><td class="mono">{hosts}</td><td>{sandboxed}</td><td>{total}</td><td>{inj}</td><td>{refused}</td><td class="mono">127.0.0.1:{port}</td></tr>"#,
+                r#"<tr data-run="{id}"><td><a href="/ui/requests?run={ide}" class="mono">{id}</a></td><td class="command"><code>{command}</code></td><td>{pid}</td><td><span title="{abs}">{rel}</span></td><td>{providers}</td><td class="mono">{hosts}</td><td>{sandboxed}</td><td>{total}</td><td>{inj}</td><td>{refused}</td><td class="mono">127.0.0.1:{port}</td></tr>"#,
                 id = esc(&r.id),
                 ide = enc(&r.id),
+                command = esc(&crate::daemon::command::display(&r.command)),
                 pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()),
                 abs = esc(&html::time(r.started_at)),
                 rel = esc(&html::relative(r.started_at, now)),
@@ -579,7 +580,7 @@ pub async fn requests(
     }
     let mut body = form;
     body.push_str(&format!(
-        r#"<p class="muted">Newest first; never a header value, query or body. <span id="live" class="live">connecting…</span>{}</p>"#,
+        r#"<p class="muted">Newest first; never a header value, query or body. <span id="live" class="live" role="status">connecting…</span>{}</p>"#,
         if state.requests.dropped() > 0 {
             format!(
                 r#" <span class="warn">{} entries were dropped since the daemon started</span>"#,
@@ -590,7 +591,7 @@ pub async fn requests(
         }
     ));
     body.push_str(&format!(
-        r#"<table id="requests" data-events="{}"><thead><tr><th>Time (UTC)</th><th>Run</th><th>Provider</th><th>Method</th><th>Target</th><th>Status</th><th>Credential</th><th>Notes</th><th>Took</th></tr></thead><tbody>"#,
+        r#"<table id="requests" data-events="{}"><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Run</th><th scope="col">Provider</th><th scope="col">Method</th><th scope="col">Target</th><th scope="col">Status</th><th scope="col">Credential</th><th scope="col">Notes</th><th scope="col">Took</th></tr></thead><tbody aria-live="polite" aria-relevant="additions">"#,
         esc(&events)
     ));
     for e in &entries {
@@ -603,42 +604,65 @@ pub async fn requests(
     page(StatusCode::OK, "/ui/requests", "Requests", csrf, &body)
 }
 
-/// `GET /ui/health`: what `/api/health` and `/api/ready` know, in words.
+/// `GET /ui/health`: what `authsome doctor` says, run by this daemon, in
+/// words with the hints; then the daemon's readiness.
 pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use crate::daemon::state::HealthStatus;
     let Some(a) = authed(&state, &headers) else {
         return locked();
     };
     let csrf = a.csrf.expose();
+    let source = state.health.clone();
+    let checks = match tokio::task::spawn_blocking(move || source.checks()).await {
+        Ok(c) => c,
+        Err(e) => return failed("/ui/health", csrf, e),
+    };
     let ready = match crate::daemon::routes::health::ready(State(state.clone())).await {
         Ok(axum::Json(r)) => r,
         Err(e) => return failed("/ui/health", csrf, e.message),
     };
-    let ok = ready.status == crate::api::ReadyStatus::Ready;
+    let count = |s: HealthStatus| checks.iter().filter(|c| c.status == s).count();
+    let (fails, warns) = (count(HealthStatus::Fail), count(HealthStatus::Warn));
+    let (cls, summary) = match (fails, warns) {
+        (0, 0) => ("ok", "Every check passes.".to_string()),
+        (0, w) => ("warn", format!("No problem; {w} warning(s) below.")),
+        (f, _) => ("bad", format!("{f} check(s) fail: see the hints below.")),
+    };
     let mut body = format!(
-        r#"<p class="{cls}" role="status">{summary}</p><h2>Checks</h2><ul class="checks">"#,
-        cls = if ok { "ok" } else { "bad" },
-        summary = if ok {
-            "Ready: every check passed."
-        } else {
-            "Not ready: some checks failed (below)."
-        },
+        r#"<p class="{cls}" role="status">{summary}</p>
+<table id="checks"><caption>What <code>authsome doctor</code> checks, run by this daemon with its settings</caption><thead><tr><th scope="col">Check</th><th scope="col">Result</th><th scope="col">Found</th><th scope="col">What to do</th></tr></thead><tbody>"#,
+        summary = esc(&summary),
     );
-    for (name, outcome) in &ready.checks {
-        let good = *outcome == crate::api::CheckOutcome::Ok;
+    for c in &checks {
+        let (cls, mark, word) = match c.status {
+            HealthStatus::Pass => ("ok", "✓", "passes"),
+            HealthStatus::Warn => ("warn", "!", "warning"),
+            HealthStatus::Fail => ("bad", "✗", "fails"),
+        };
         body.push_str(&format!(
-            r#"<li>{mark} {name}</li>"#,
-            mark = if good {
-                r#"<span class="ok">✓</span>"#
-            } else {
-                r#"<span class="bad">✗</span>"#
-            },
-            name = esc(&check_words(name)),
+            r#"<tr class="check-{cls}" data-check="{n}"><th scope="row">{n}</th><td><span class="{cls}"><span aria-hidden="true">{mark}</span> {word}</span></td><td>{detail}</td><td class="hint">{hint}</td></tr>"#,
+            n = esc(&c.name),
+            detail = esc(&c.detail),
+            hint = c.hint.as_deref().map(esc).unwrap_or_default(),
         ));
     }
-    body.push_str("</ul>");
+    body.push_str("</tbody></table>");
+    let ready_ok = ready.status == crate::api::ReadyStatus::Ready;
+    body.push_str(&format!(
+        r#"<h2>This daemon</h2><ul><li>Readiness (<code>/api/ready</code>): {r}</li><li>Version {v}</li><li>Secrets encrypted with {enc}</li><li>{runs} open run(s)</li><li>Request log: {dropped} entries dropped since start</li></ul>"#,
+        r = if ready_ok {
+            r#"<span class="ok">ready</span>"#
+        } else {
+            r#"<span class="bad">not ready</span>"#
+        },
+        v = esc(&state.info.version),
+        enc = esc(&ready.encryption_backend),
+        runs = state.runs.list().len(),
+        dropped = state.requests.dropped(),
+    ));
     for (title, list, cls) in [
-        ("Problems", &ready.issues, "bad"),
-        ("Warnings", &ready.warnings, "warn"),
+        ("Readiness problems", &ready.issues, "bad"),
+        ("Readiness warnings", &ready.warnings, "warn"),
     ] {
         if !list.is_empty() {
             body.push_str(&format!("<h2>{title}</h2><ul>"));
@@ -651,27 +675,6 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
             body.push_str("</ul>");
         }
     }
-    body.push_str(&format!(
-        r#"<h2>This daemon</h2><ul><li>Version {v}</li><li>Secrets encrypted with {enc}</li><li>{runs} open run(s)</li><li>Request log: {dropped} entries dropped since start</li></ul>
-<p class="muted">For the full checks (home permissions, keys, the CA, the catalogue files) with hints, run <code>authsome doctor</code>.</p>"#,
-        v = esc(&state.info.version),
-        enc = esc(&ready.encryption_backend),
-        runs = state.runs.list().len(),
-        dropped = state.requests.dropped(),
-    ));
+    body.push_str(r#"<p class="muted">The same checks from a terminal, with this shell's settings: <code>authsome doctor</code>.</p>"#);
     page(StatusCode::OK, "/ui/health", "Health", csrf, &body)
-}
-
-/// A readiness check's name, in words.
-fn check_words(name: &str) -> String {
-    match name {
-        "store" => "The store (SQLite) opens and passes its integrity check".into(),
-        "vault" => "The vault is unlocked with the master key".into(),
-        "integrity" => "Every stored record decrypts".into(),
-        "identity" => "This home's identity is loaded".into(),
-        "providers" => "Every provider definition is valid".into(),
-        "connections" => "Connections can be listed".into(),
-        "spec_version" => "The provider format version is supported".into(),
-        other => other.to_string(),
-    }
 }

@@ -193,6 +193,26 @@ async fn a_session_sees_every_page_with_its_headers_and_never_a_secret() {
     let runs = send(&s, get("/ui/runs", Some(&cookie))).await;
     assert!(runs.body.contains("No <code>authsome run</code> is active"));
     assert!(runs.body.contains("Not listening"));
+    let health = send(&s, get("/ui/health", Some(&cookie))).await;
+    assert!(health.body.contains("1 check(s) fail"), "{}", health.body);
+    assert!(
+        health
+            .body
+            .contains(r#"<th scope="row">vault &lt;file&gt;</th>"#),
+        "names are escaped: {}",
+        health.body
+    );
+    assert!(
+        health.body.contains("✗</span> fails"),
+        "in words, not colour only"
+    );
+    assert!(
+        health
+            .body
+            .contains("run `chmod 600 &lt;vault.db&gt;` so only you can read it"),
+        "the hint: {}",
+        health.body
+    );
     let search = send(&s, get("/ui/providers?q=ahref", Some(&cookie))).await;
     assert!(search.body.contains(r#"data-provider="ahrefs""#));
     assert!(!search.body.contains(r#"data-provider="openai""#));
