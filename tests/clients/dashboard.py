@@ -176,10 +176,11 @@ def oauth():
 
 
 def device():
-    """Connect a second account `work` of `acmeoauth` (device code, its
-    OAuth client stored by an earlier `authsome login`) from the dashboard: the code and
-    where to enter it are on the page; the test authorization server
-    approves after a few polls (out of band), and the connection is listed."""
+    """Connect `work` of `acmeoauth` (device code, no OAuth client stored
+    yet) from the dashboard: without a client the form says so and offers
+    the client fields; with the client id typed in, the code and where to
+    enter it are on the page; the test authorization server approves after
+    a few polls (out of band), and the connection is listed."""
     global current
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -190,6 +191,11 @@ def device():
         page.goto(BASE + "/ui/providers?q=acmeoauth")
         page.locator('tr[data-provider="acmeoauth"]').get_by_role("link", name="Connect").click()
         page.fill('input[name="connection"]', "work")
+        page.get_by_role("button", name="Sign in with").click()
+        step("no client configured: the form says so and opens the client fields")
+        expect(page.get_by_role("alert")).to_contain_text("no OAuth client is configured")
+        page.fill('input[name="connection"]', "work")
+        page.get_by_label("Client ID").fill(os.environ["CLIENT_ID"])
         page.get_by_role("button", name="Sign in with").click()
         step("the user code and the verification URL are on the page")
         expect(page.locator("body")).to_contain_text("WDJB-MJHT", timeout=10_000)
@@ -327,17 +333,17 @@ def main():
 
         step("add a custom provider from a file, then remove it")
         page.goto(BASE + "/ui/providers")
-        gamma = json.dumps({"name": "gamma", "auth_type": "api_key", "flow": "api_key",
-                            "api_url": ["api.gamma.test"], "api_key": {}})
+        mygamma = json.dumps({"name": "mygamma", "auth_type": "api_key", "flow": "api_key",
+                            "api_url": ["api.mygamma.test"], "api_key": {}})
         page.set_input_files("#definition-file", files=[
-            {"name": "gamma.json", "mimeType": "application/json", "buffer": gamma.encode()}])
-        expect(page.locator('textarea[name="definition"]')).to_have_value(gamma)
+            {"name": "mygamma.json", "mimeType": "application/json", "buffer": mygamma.encode()}])
+        expect(page.locator('textarea[name="definition"]')).to_have_value(mygamma)
         page.get_by_role("button", name="Register").click()
-        expect(page.get_by_role("status")).to_contain_text("Registered gamma")
-        expect(page.locator('tr[data-provider="gamma"]')).to_contain_text("custom")
-        page.locator('tr[data-provider="gamma"]').get_by_role("button", name="Remove").click()
-        expect(page.get_by_role("status")).to_contain_text("Removed gamma")
-        expect(page.locator('tr[data-provider="gamma"]')).to_have_count(0)
+        expect(page.get_by_role("status")).to_contain_text("Registered mygamma")
+        expect(page.locator('tr[data-provider="mygamma"]')).to_contain_text("custom")
+        page.locator('tr[data-provider="mygamma"]').get_by_role("button", name="Remove").click()
+        expect(page.get_by_role("status")).to_contain_text("Removed mygamma")
+        expect(page.locator('tr[data-provider="mygamma"]')).to_have_count(0)
 
         step("providers and health pages")
         page.goto(BASE + "/ui/providers")

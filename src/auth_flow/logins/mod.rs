@@ -417,6 +417,11 @@ impl Logins {
         self.svc.registry().get(name).map(|e| e.def.clone())
     }
 
+    /// Where a provider's definition comes from (bundled, custom, override).
+    pub fn provider_source(&self, name: &str) -> Option<crate::providers::ProviderSource> {
+        self.svc.registry().get(name).map(|e| e.source)
+    }
+
     /// Completes a session waiting for an API key: stores it (audited,
     /// refusals too) and marks the session completed.
     ///

@@ -14,7 +14,7 @@ use crate::auth_flow::NextAction;
 use crate::auth_flow::logins::LoginRequest;
 use crate::daemon::error::ApiError;
 use crate::daemon::state::AppState;
-use crate::providers::AuthType;
+use crate::providers::{AuthType, ProviderSource};
 use crate::secret::Secret;
 
 /// Who the audit log names for a dashboard change.
@@ -37,6 +37,11 @@ pub struct ActionForm {
     /// A provider definition (the file's text).
     #[serde(default)]
     definition: String,
+    /// Your own OAuth client (optional; `--client-id`, `--client-secret`).
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
 }
 
 impl std::fmt::Debug for ActionForm {
@@ -151,6 +156,7 @@ pub async fn connect(
 ) -> Response {
     let mut form = form;
     let key = Secret::new(std::mem::take(&mut form.api_key));
+    let client_secret = Secret::new(std::mem::take(&mut form.client_secret));
     let a = match check_post(&state, &headers, &form.csrf) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
@@ -171,11 +177,20 @@ pub async fn connect(
         c => c.to_string(),
     };
     let force = form.force == "1";
-    let again =
-        |status: StatusCode, msg: &str| connect_form(status, &def, &connection, csrf, Some(msg));
+    let source = state
+        .logins
+        .provider_source(&def.name)
+        .unwrap_or(ProviderSource::Custom);
+    let again = |status: StatusCode, msg: &str| {
+        connect_form(status, &def, source, &connection, csrf, Some(msg))
+    };
     if def.auth_type == AuthType::ApiKey && key.expose().trim().is_empty() {
         return again(StatusCode::BAD_REQUEST, "Paste the API key.");
     }
+    // An OAuth client typed into the form is used as `--client-id` and
+    // `--client-secret` are (stored with the connection's provider).
+    let client_id = form.client_id.trim();
+    let own_client = def.auth_type == AuthType::Oauth2 && !client_id.is_empty();
     let started = state
         .logins
         .start(LoginRequest {
@@ -183,6 +198,9 @@ pub async fn connect(
             connection: Some(connection.clone()),
             force,
             client_form: def.auth_type == AuthType::Oauth2,
+            client_id: own_client.then(|| client_id.to_string()),
+            client_secret: (own_client && !client_secret.expose().trim().is_empty())
+                .then(|| Secret::new(client_secret.expose().trim().to_string())),
             ..LoginRequest::default()
         })
         .await;

@@ -9,7 +9,7 @@ use super::html::{self, button, enc, esc, page};
 use super::{TokenQuery, authed, exchange, locked};
 use crate::clock::now_unix;
 use crate::daemon::state::AppState;
-use crate::providers::{AuthType, ProviderDef};
+use crate::providers::{AuthType, ProviderDef, ProviderSource};
 use crate::request_log::{Entry, EntryKind, Filter, StatusFilter};
 
 /// The wire name of an enum (`connected`, `oauth2`, `pkce`…).
@@ -264,6 +264,7 @@ pub struct ConnectQuery {
 pub fn connect_form(
     status: StatusCode,
     def: &ProviderDef,
+    source: ProviderSource,
     connection: &str,
     csrf: &str,
     error: Option<&str>,
@@ -272,6 +273,22 @@ pub fn connect_form(
         .map(|e| format!(r#"<p class="flash err" role="alert">{}</p>"#, esc(e)))
         .unwrap_or_default();
     let action = format!("/ui/providers/{}/connect", enc(&def.name));
+    // Where the secret will go, before it is typed: a definition added on
+    // this machine decides that, so say so.
+    let hosts: Vec<String> = def
+        .api_url
+        .iter()
+        .map(|h| format!("<code>{}</code>", esc(h)))
+        .collect();
+    let origin = match source {
+        ProviderSource::Bundled => String::new(),
+        ProviderSource::Custom => r#" <span class="warn">This definition was added on this machine, not shipped with authsome: check these hosts before you enter a secret.</span>"#.into(),
+        ProviderSource::Override => r#" <span class="warn">This definition was added on this machine and replaces the one shipped with authsome: check these hosts before you enter a secret.</span>"#.into(),
+    };
+    let err = format!(
+        r#"{err}<p id="where">authsome adds this credential only to requests for {}.{origin}</p>"#,
+        hosts.join(", ")
+    );
     let conn_field = format!(
         r#"<label>Connection name <input type="text" name="connection" value="{}" required spellcheck="false"></label>"#,
         esc(connection)
@@ -294,11 +311,17 @@ pub fn connect_form(
 <input type="hidden" name="csrf" value="{csrf}">
 {conn_field}
 <label><input type="checkbox" name="force" value="1"> Replace an existing connection of this name</label>
+<details{open}><summary>Your own OAuth client (optional)</summary>
+<p class="muted">Needed when no client is configured for {d} (as <code>--client-id</code> is); stored encrypted with its connections.</p>
+<label>Client ID <input type="text" name="client_id" spellcheck="false" autocomplete="off"></label>
+<label>Client secret <input type="password" name="client_secret" spellcheck="false" autocomplete="off"></label>
+</details>
 <button type="submit" class="primary">Sign in with {d}</button>
 </form>"#,
             n = esc(&def.name),
             d = esc(&def.display_name),
             csrf = esc(csrf),
+            open = if error.is_some() { " open" } else { "" },
         ),
         AuthType::Browser => format!(
             "{err}<p>{} signs in with a browser session, which authsome does not run yet.</p>",
@@ -337,7 +360,11 @@ pub async fn connect(
     let connection = q
         .connection
         .unwrap_or_else(|| crate::credentials::DEFAULT_CONNECTION.into());
-    connect_form(StatusCode::OK, &def, &connection, csrf, None)
+    let source = state
+        .logins
+        .provider_source(&provider)
+        .unwrap_or(ProviderSource::Custom);
+    connect_form(StatusCode::OK, &def, source, &connection, csrf, None)
 }
 
 /// `GET /ui/connections/{provider}/revoke`: the confirmation step.

@@ -468,6 +468,33 @@ async fn a_custom_provider_is_registered_and_removed_through_the_forms() {
     .await;
     assert!(page.body.contains("Registered zeta."));
     assert!(page.body.contains(r#"action="/ui/providers/zeta/remove""#));
+    // Its Connect form says where the key would go, and that this
+    // definition was added here; a bundled one names its hosts only.
+    let connect = send(&s, get("/ui/providers/zeta/connect", Some(&cookie))).await;
+    assert!(
+        connect
+            .body
+            .contains("only to requests for <code>api.zeta.test</code>"),
+        "{}",
+        connect.body
+    );
+    assert!(connect.body.contains("added on this machine"));
+    let bundled = send(&s, get("/ui/providers/openai/connect", Some(&cookie))).await;
+    assert!(bundled.body.contains("<code>api.openai.com</code>"));
+    assert!(!bundled.body.contains("added on this machine"));
+    // Too large a definition is refused before it is parsed.
+    let huge = format!("csrf={csrf}&definition={}", "x".repeat(65 * 1024));
+    let r = send(
+        &s,
+        post(
+            "/ui/providers/register",
+            &cookie,
+            &[("origin", ORIGIN)],
+            &huge,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     // A broken definition is refused with the parser's words, nothing stored.
     let bad = format!("csrf={csrf}&definition=%7B%22name%22%3A1");
     let r = send(
