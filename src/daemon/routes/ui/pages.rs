@@ -90,6 +90,29 @@ pub async fn home(
         );
         return page(StatusCode::OK, "/", "Connections", csrf, &body);
     }
+    // Connected providers that claim the same host rule: the proxy refuses
+    // their requests until one is chosen (as `authsome login` warns).
+    if let Ok(list) = state.read(|svc| svc.list_providers()).await {
+        let connected: Vec<_> = list.iter().filter(|p| p.connections > 0).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, a) in connected.iter().enumerate() {
+            for b in &connected[i + 1..] {
+                for rule in a.api_url.iter().filter(|u| b.api_url.contains(u)) {
+                    if !seen.insert((a.name.clone(), b.name.clone(), rule.clone())) {
+                        continue;
+                    }
+                    let names: [std::sync::Arc<str>; 2] =
+                        [a.name.as_str().into(), b.name.as_str().into()];
+                    let (msg, hint) = crate::routing::conflict_message(rule, &names);
+                    body.push_str(&format!(
+                        r#"<p class="flash err conflict" role="alert">{}. {}.</p>"#,
+                        esc(&msg),
+                        esc(&hint)
+                    ));
+                }
+            }
+        }
+    }
     let now = now_unix();
     body.push_str(
         r#"<table id="connections"><thead><tr><th scope="col">Provider</th><th scope="col">Connection</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Expires</th><th scope="col">Scopes</th><th scope="col">Actions</th></tr></thead><tbody>"#,

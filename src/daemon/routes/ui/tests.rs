@@ -574,3 +574,29 @@ async fn live_streams_are_capped_per_session() {
     }
     assert!(reopened.is_some(), "the slot came back");
 }
+
+#[tokio::test]
+async fn two_connected_providers_on_one_host_are_flagged_on_the_connections_page() {
+    let (_d, s, id) = state();
+    let def = r#"{"name":"myopenai","auth_type":"api_key","flow":"api_key","api_url":["api.openai.com"],"api_key":{}}"#;
+    s.logins
+        .register_provider("test", def, false, None)
+        .await
+        .unwrap();
+    store(&s, "openai", "default", "sk-AAAAAAAAAAAAAAAAAAAAAAAAone").await;
+    let (cookie, _) = sign_in(&s, &id).await;
+    let page = send(&s, get("/", Some(&cookie))).await;
+    assert!(
+        !page.body.contains("class=\"flash err conflict\""),
+        "one connected: no conflict"
+    );
+    store(&s, "myopenai", "default", "k-two").await;
+    let page = send(&s, get("/", Some(&cookie))).await;
+    assert!(
+        page.body
+            .contains("myopenai and openai are both connected and claim api.openai.com"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("authsome run --connection"));
+}
