@@ -898,7 +898,7 @@ fn classify(
             r.detail =
                 "reached the check endpoint through the proxy, but without the test credential"
                     .into();
-            r.hint = Some("this is authsome's fault, not the client's: please report it with the output of `authsome doctor --clients -v`".into());
+            r.hint = Some("the client did its part; the proxy did not add the credential: please report this as an authsome bug".into());
         }
         return;
     }
