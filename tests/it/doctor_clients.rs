@@ -43,7 +43,24 @@ impl Setup {
     fn new() -> Setup {
         let home = TestHome::new();
         home.login("openai", &format!("sk-{}", "a".repeat(40)));
+        let pid = home.daemon().unwrap()["pid"].as_u64().unwrap();
         home.stop_daemon();
+        // `daemon stop` returns once the daemon stops answering; its last
+        // writes (log, vault) end when the process does.
+        // (A zombie has exited too: no init may have reaped it yet.)
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        for _ in 0..1000 {
+            if gone() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(gone(), "the daemon (pid {pid}) did not exit");
         let tmp = home.dir.path().join("tmp");
         std::fs::create_dir(&tmp).unwrap();
         Setup { home, tmp }
@@ -162,7 +179,13 @@ fn installed_clients_get_the_credential_and_the_home_is_untouched() {
     assert!(out.stderr.contains("curl: ok"), "{}", out.stderr);
     // The user's home: not one byte changed, no daemon started; the
     // private home and the runs' temp dirs are gone.
-    assert_eq!(before, snapshot(&s.home.home));
+    let after = snapshot(&s.home.home);
+    let changed: Vec<_> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "doctor --clients changed {changed:?}");
     assert!(s.home.daemon().is_none());
     let left: Vec<_> = std::fs::read_dir(&s.tmp).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
