@@ -1168,6 +1168,28 @@ fn probe_namespaces() -> Result<(), String> {
 
 // === the daemon's own process ===
 
+/// `cmd`'s process gets SIGTERM when the thread that starts it exits (so
+/// a helper process, such as `doctor --clients`' private daemon, never
+/// outlives a killed parent). Linux only; elsewhere nothing is set.
+pub fn end_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and makes
+        // one async-signal-safe system call (prctl); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// Hardens the daemon process: not dumpable (no ptrace, no
 /// `/proc/<pid>/{environ,mem}` for other processes of the same user), no
 /// core files. Returns what could not be done.

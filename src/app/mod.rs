@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+pub mod client_check;
 pub mod handoff;
 pub mod health;
 pub mod oauth_http;

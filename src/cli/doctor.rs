@@ -4,9 +4,25 @@ use serde_json::json;
 
 use super::Ctx;
 use super::exit::ExitStatus;
+use crate::app::client_check::{self, ClientResult, ClientStatus};
 use crate::diagnostics::{self, Status};
 
-pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  authsome doctor                   # home, keys, vault, daemon, sandbox
+  authsome doctor --clients         # also: do curl, Python, Node, git, Go get credentials?
+  authsome doctor --clients --json  # the same for scripts")]
+pub struct Args {
+    /// Also run each HTTP client found here (curl, Python requests/httpx/urllib,
+    /// Node fetch/undici, git, Go) through a short `authsome run` against a
+    /// local check endpoint, and report whether it uses the proxy, trusts the
+    /// run's CA and gets the test credential. Nothing leaves this machine, and
+    /// your home is not touched (the check uses a private temporary one).
+    #[arg(long)]
+    clients: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     let mut checks = diagnostics::run(&ctx.config);
     let daemon = daemon_check(ctx);
     let running = daemon.status == Status::Pass;
@@ -16,7 +32,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
     }
     let (support, mode) = diagnostics::sandbox(&crate::config::ProcessEnv);
     checks.push(diagnostics::check_sandbox(&support, mode));
-    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    let clients = if args.clients {
+        Some(check_clients(ctx)?)
+    } else {
+        None
+    };
+    let ok = checks.iter().all(|c| c.status != Status::Fail)
+        && clients
+            .iter()
+            .flatten()
+            .all(|c| c.status != ClientStatus::Fail);
     if ctx.printer.json {
         let applies: Vec<&str> = support
             .confinements()
@@ -32,8 +57,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
             "landlock_error": support.landlock_missing,
             "applies": if mode == crate::sandbox::Mode::Off || support.namespaces.is_err() { Vec::new() } else { applies },
         });
-        ctx.printer
-            .json(&json!({"ok": ok, "checks": checks, "sandbox": sandbox}));
+        let mut out = json!({"ok": ok, "checks": checks, "sandbox": sandbox});
+        if let Some(c) = &clients {
+            out["clients"] = json!(c);
+        }
+        ctx.printer.json(&out);
     } else {
         let p = &ctx.printer;
         for c in &checks {
@@ -54,6 +82,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
                     super::printer::sanitize(h)
                 ));
             }
+        }
+        if let Some(c) = &clients {
+            show_clients(ctx, c);
         }
     }
     Ok(if ok {
@@ -153,5 +184,59 @@ fn daemon_check(ctx: &Ctx) -> diagnostics::Check {
             detail: "not running; commands start it when they need it".into(),
             hint: Some("`authsome daemon start` starts it now; `authsome daemon logs` shows why it stopped".into()),
         },
+    }
+}
+
+/// Runs the client check, with a progress line per client on stderr.
+fn check_clients(ctx: &Ctx) -> anyhow::Result<Vec<ClientResult>> {
+    let p = &ctx.printer;
+    p.status("Checking HTTP clients through `authsome run` (a private home and a local endpoint; nothing leaves this machine)…");
+    client_check::check_clients(|name, done| match done {
+        None => {}
+        Some(r) => p.status(&format!("  {name}: {}", word(r.status))),
+    })
+}
+
+fn word(s: ClientStatus) -> &'static str {
+    match s {
+        ClientStatus::Ok => "ok",
+        ClientStatus::Warn => "does not work (known limitation)",
+        ClientStatus::Fail => "FAILED",
+        ClientStatus::NotFound => "not found",
+    }
+}
+
+fn show_clients(ctx: &Ctx, clients: &[ClientResult]) {
+    let p = &ctx.printer;
+    p.data("");
+    p.data("Clients through `authsome run`:");
+    for c in clients {
+        let mark = match c.status {
+            ClientStatus::Ok => p.paint("32", "✓"),
+            ClientStatus::Warn => p.paint("33", "!"),
+            ClientStatus::Fail => p.paint("31", "✗"),
+            ClientStatus::NotFound => "-".to_string(),
+        };
+        let name = match &c.version {
+            Some(v) => format!("{} ({v})", c.client),
+            None => c.client.to_string(),
+        };
+        let detail = if c.status == ClientStatus::NotFound {
+            "not found".to_string()
+        } else {
+            c.detail.clone()
+        };
+        p.data(&format!(
+            "{mark} {}: {}",
+            super::printer::sanitize(&name),
+            super::printer::sanitize(&detail)
+        ));
+        if let Some(h) = &c.hint {
+            p.data(&format!(
+                "  {} {}",
+                p.paint("36", "hint:"),
+                super::printer::sanitize(h)
+            ));
+        }
     }
 }

@@ -84,8 +84,8 @@ pub enum Command {
     Whoami,
     /// Show the audit log (logins, logouts, exports, provider changes, credential resolutions), or with --requests what the proxy handled.
     Log(log::Args),
-    /// Check the home, keys, vault, catalogue and identity.
-    Doctor,
+    /// Check the home, keys, vault, catalogue and identity (and with --clients, this machine's HTTP clients).
+    Doctor(doctor::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
     /// Print the manual page (roff): `authsome man | man -l -`.
@@ -200,7 +200,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Run(a) => run::run(&ctx, a),
         Command::Whoami => whoami::run(&ctx),
         Command::Log(a) => log::run(&ctx, a),
-        Command::Doctor => doctor::run(&ctx),
+        Command::Doctor(a) => doctor::run(&ctx, a),
         Command::Completions(a) => completions::run(&ctx, a),
         Command::Man => completions::man(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),

@@ -11,6 +11,7 @@ mod common;
 mod daemon_lifecycle;
 mod daemon_security;
 mod dashboard;
+mod doctor_clients;
 mod exit_codes;
 mod layering;
 mod oauth;

@@ -11,7 +11,7 @@
 
 use crate::common::lab::Lab;
 
-fn available(check: &[&str]) -> bool {
+pub fn available(check: &[&str]) -> bool {
     let ok = std::process::Command::new(check[0])
         .args(&check[1..])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node"))
