@@ -90,17 +90,22 @@ impl Handler {
             .filter_map(|v| v.to_str().ok())
             .any(|v| basic_matches(v, token.expose()));
         if ok {
-            Ok(())
+            return Ok(());
+        }
+        let e = ProxyError::new(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "authsome_proxy_auth_required",
+            Source::Downstream,
+            "this proxy needs its per-run token",
+        )
+        .hint("start the program with `authsome run -- …`, which sets HTTPS_PROXY with the token");
+        // No credentials at all: the challenge step of clients that send
+        // them only when asked (git, libcurl with `--proxy-anyauth`), not
+        // worth a line in `authsome run`'s output. A wrong token is.
+        if req.headers().contains_key(header::PROXY_AUTHORIZATION) {
+            Err(e)
         } else {
-            Err(ProxyError::new(
-                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-                "authsome_proxy_auth_required",
-                Source::Downstream,
-                "this proxy needs its per-run token",
-            )
-            .hint(
-                "start the program with `authsome run -- …`, which sets HTTPS_PROXY with the token",
-            ))
+            Err(e.quiet())
         }
     }
 

@@ -38,6 +38,10 @@ pub struct ProxyError {
     pub hint: Option<String>,
     pub provider: Option<String>,
     pub host: Option<String>,
+    /// An expected step rather than a problem (the `407` challenge a
+    /// client answers by retrying with its credentials): recorded in the
+    /// request log, not shown by `authsome run`.
+    pub quiet: bool,
 }
 
 impl ProxyError {
@@ -56,7 +60,14 @@ impl ProxyError {
             hint: None,
             provider: None,
             host: None,
+            quiet: false,
         }
+    }
+
+    /// Marks an expected step (see [`ProxyError::quiet`]).
+    pub fn quiet(mut self) -> ProxyError {
+        self.quiet = true;
+        self
     }
 
     /// Adds a hint.

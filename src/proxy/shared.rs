@@ -226,6 +226,9 @@ impl Handler {
 
 /// Answers a refusal, and counts it for `authsome run` to show.
 pub(super) fn refuse(e: ProxyError, stats: &Stats) -> Response<Body> {
+    if e.quiet {
+        return e.into_response();
+    }
     stats.note_refusal(format!(
         "refused {} ({}): {}",
         e.host.as_deref().unwrap_or("a request"),

@@ -239,6 +239,14 @@ fn requests_without_the_proxy_token_get_407() {
     );
     assert_eq!(last_line(&out.stdout), "407");
     assert!(lab.up.records().is_empty());
+    // `run` shows the wrong token, not the bare challenges (which git and
+    // libcurl's proxy-anyauth answer by retrying with the token).
+    assert_eq!(
+        out.stderr.matches("(authsome_proxy_auth_required)").count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
