@@ -204,7 +204,10 @@ fn compare_mitmproxy_adds_its_rows_when_installed() {
     let path = std::env::var("PATH").unwrap_or_default();
     if !std::env::split_paths(&path).any(|d| d.join("mitmdump").is_file()) {
         let required = std::env::var("AUTHSOME_TEST_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
-        assert!(!required, "mitmdump is not on PATH (.ci/run installs mitmproxy)");
+        assert!(
+            !required,
+            "mitmdump is not on PATH (.ci/run installs mitmproxy)"
+        );
         eprintln!("mitmdump is not on PATH: skipped (pip install mitmproxy)");
         return;
     }
