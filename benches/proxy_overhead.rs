@@ -1,9 +1,11 @@
 //! End to end: what the proxy adds to a request, measured against a direct
 //! request in the same run.
 //!
-//! One process, three runtimes on the same 2 cores: a local HTTPS upstream
-//! (certs/upstream.pem), authsome's proxy engine (the same `proxy::serve` the
-//! daemon runs, with a provider for the upstream and a cached API key) and a
+//! One process, three runtimes on the same 2 cores, built from the parts
+//! `authsome bench` uses (`authsome::bench`): a local HTTPS upstream (its
+//! own throwaway CA; it checks the injected credential on every request),
+//! authsome's proxy engine (the same `Workers::serve` the daemon runs, with
+//! a provider for the upstream and a credential in memory) and a
 //! keep-alive client. Prints a Markdown table:
 //! - latency at low load (one request in flight, keep-alive): p50/p99 direct
 //!   vs through the MITM with injection, and the difference;
@@ -38,56 +40,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authsome::ca::{Ca, RUN_VALIDITY};
-use authsome::credentials::ResolvedCredential;
-use authsome::credentials::cache::CredentialSource;
-use authsome::credentials::proxy_tables::ProxyTables;
-use authsome::providers::{ProviderDef, parse_file};
-use authsome::proxy::tls::LeafAuthority;
+use authsome::bench::client::Hop;
+use authsome::bench::engine::{BenchProxy, ProxyOptions};
+use authsome::bench::upstream::{HOST, LocalUpstream};
+use authsome::proxy::Workers;
 use authsome::proxy::upstream::Upstream;
-use authsome::proxy::{Shared, Stats, Workers};
-use authsome::routing::RouteTable;
 use authsome::secret::Secret;
-use base64::Engine;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hudsucker::futures::stream;
-use hyper::body::{Bytes, Frame};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-mod support;
-
-use support::{CERTS, HOST};
-
-const TOKEN: &str = "bench-token";
 /// The large download of the redaction rows, and how often each way.
 const LARGE: usize = 256 << 20;
 const LARGE_REPS: usize = 5;
-
-struct Source {
-    def: ProviderDef,
-}
-
-impl CredentialSource for Source {
-    fn resolve(
-        &self,
-        provider: &str,
-        _connection: Option<&str>,
-    ) -> authsome::Result<ResolvedCredential> {
-        Ok(ResolvedCredential {
-            provider: provider.into(),
-            connection: "default".into(),
-            injection: self.def.injection().unwrap(),
-            value: Secret::new(format!("Bearer sk-{}", "x".repeat(48))),
-            expires_at: None,
-        })
-    }
-    fn routes(&self) -> authsome::Result<RouteTable> {
-        Ok(RouteTable::build([&self.def]))
-    }
-}
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -97,140 +64,66 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Connections the upstream accepted (pooling shows here).
-static ACCEPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The credential the MITM injects (and the upstream checks on every request).
+fn credential() -> String {
+    format!("Bearer sk-{}", "x".repeat(48))
+}
 
-/// One chunk of a `/bytes/N` answer.
-static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
-
-/// The upstream: HTTPS h1/h2, answers `ok` plus a ~100 B JSON body (which
-/// echoes nothing), or N bytes of `x` streamed in 64 KiB chunks for
-/// `/bytes/N`.
-fn upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let acceptor = support::upstream_tls(if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
+/// `authsome bench`'s upstream: HTTPS h1/h2 (h1 only with
+/// `BENCH_UPSTREAM_H1`), answers a ~100 B JSON body (which echoes nothing),
+/// or N bytes of `x` streamed in 64 KiB chunks for `/bytes/N`; checks the
+/// injected `Authorization` on every request.
+fn upstream(rt: &tokio::runtime::Runtime) -> LocalUpstream {
+    let alpn: &[&[u8]] = if std::env::var("BENCH_UPSTREAM_H1").is_ok() {
         &[b"http/1.1"]
     } else {
         &[b"h2", b"http/1.1"]
-    });
-    let listener = rt.block_on(async {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.set_nodelay(true).unwrap();
-        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        s.listen(1024).unwrap()
-    });
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            ACCEPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let n = req
-                        .uri()
-                        .path()
-                        .strip_prefix("/bytes/")
-                        .and_then(|n| n.parse::<usize>().ok());
-                    let res = match n {
-                        // N bytes of `x` in 64 KiB chunks (one static
-                        // buffer: the upstream's cost stays out of the way).
-                        Some(n) => {
-                            let chunks = stream::unfold(n, |left| async move {
-                                if left == 0 {
-                                    return None;
-                                }
-                                let k = left.min(CHUNK.len());
-                                Some((
-                                    Ok::<_, std::convert::Infallible>(Frame::data(
-                                        Bytes::from_static(&CHUNK[..k]),
-                                    )),
-                                    left - k,
-                                ))
-                            });
-                            hyper::Response::builder()
-                                .header("content-length", n.to_string())
-                                .body(StreamBody::new(chunks).boxed())
-                                .unwrap()
-                        }
-                        None => hyper::Response::new(
-                            Full::new(Bytes::from_static(
-                                br#"{"id":"chatcmpl-bench","object":"chat.completion","choices":[{"message":{"content":"ok"}}]}"#,
-                            ))
-                            .boxed(),
-                        ),
-                    };
-                    Ok::<_, std::convert::Infallible>(res)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    };
+    LocalUpstream::start(rt.handle(), alpn, http::header::AUTHORIZATION, credential()).unwrap()
 }
 
 struct Proxy {
     addr: SocketAddr,
     ca_pem: String,
-    shared: Arc<Shared>,
+    /// `Proxy-Authorization` value.
+    auth: String,
+    engine: BenchProxy,
     workers: Arc<Workers>,
 }
 
-/// The proxy engine on its own worker threads, as the daemon runs it
-/// (`BENCH_PROXY_THREADS`, default 1 like `AUTHSOME_PROXY_THREADS`), with
-/// response redaction on (the default) or off (`AUTHSOME_REDACT=off`).
+/// `authsome bench`'s proxy: the engine on its own worker threads, as the
+/// daemon runs it (`BENCH_PROXY_THREADS`, default 1 like
+/// `AUTHSOME_PROXY_THREADS`), with response redaction on (the default) or
+/// off (`AUTHSOME_REDACT=off`).
 fn proxy(
     rt: &tokio::runtime::Runtime,
-    up: SocketAddr,
+    up: &LocalUpstream,
     workers: Arc<Workers>,
     redact: bool,
 ) -> Proxy {
-    let def = parse_file(
-        "bench",
-        &format!(
-            r#"{{"name":"acme","auth_type":"api_key","flow":"api_key","api_url":["{HOST}:{}"],"api_key":{{"header_name":"Authorization","header_prefix":"Bearer"}}}}"#,
-            up.port()
-        ),
-    )
-    .unwrap();
-    let tables = Arc::new(ProxyTables::new(Arc::new(Source { def })).unwrap());
-    let ca = Arc::new(Ca::generate("bench run CA", &[HOST.into()], RUN_VALIDITY).unwrap());
-    let ca_pem = ca.cert_pem().to_string();
-    let authority = Arc::new(LeafAuthority::new(ca).unwrap());
-    authority.premint([HOST]);
-    let upstream = Upstream::new(
-        Some(std::path::Path::new(&format!("{CERTS}test-ca.pem"))),
+    let upstream = Upstream::with_roots(
+        Some(("the bench upstream's CA".into(), vec![up.ca_der.clone()])),
         &[(HOST.into(), "127.0.0.1".parse().unwrap())],
     )
     .unwrap();
-    let pinned = tables.routes();
-    let shared = Arc::new(Shared {
-        tables,
-        authority,
-        upstream,
-        token: Some(Secret::new(TOKEN.into())),
-        pinned,
-        connections: Default::default(),
-        deny_unknown: false,
-        local_ports: None,
-        run_id: "bench".into(),
-        placeholders: Default::default(),
-        redact,
-        log: authsome::request_log::RequestLog::discard(),
-        redactors: Default::default(),
-        stats: Stats::default(),
-        ended: Default::default(),
-    });
-    let listener = authsome::proxy::bind_loopback(0).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (w, sh) = (workers.clone(), shared.clone());
-    rt.spawn(async move { w.serve(listener, sh, std::future::pending()).await });
+    let engine = BenchProxy::start(
+        rt.handle(),
+        workers.clone(),
+        ProxyOptions {
+            host: HOST,
+            port: up.addr.port(),
+            header: "authorization",
+            value: Secret::new(credential()),
+            upstream,
+            redact,
+        },
+    )
+    .unwrap();
     Proxy {
-        addr,
-        ca_pem,
-        shared,
+        addr: engine.addr,
+        ca_pem: engine.ca_pem.clone(),
+        auth: engine.auth.clone(),
+        engine,
         workers,
     }
 }
@@ -251,7 +144,7 @@ fn child_leg(
     let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
     cmd.env(
         "BENCH_CHILD_CLIENT",
-        format!("{port} {} {}", up.port(), ca.display()),
+        format!("{port} {} {} {}", up.port(), ca.display(), px.auth),
     )
     .stdout(std::process::Stdio::piped());
     let out = rt.block_on(async {
@@ -268,7 +161,7 @@ fn child_leg(
             let child = cmd.spawn().unwrap();
             let h = sb.handoff().expect("the sandbox (run `authsome doctor`)");
             h.proxy.set_nonblocking(true).unwrap();
-            let (w, sh) = (px.workers.clone(), px.shared.clone());
+            let (w, sh) = (px.workers.clone(), px.engine.shared.clone());
             tokio::spawn(async move { w.serve(h.proxy, sh, std::future::pending()).await });
             child.wait_with_output().await.unwrap()
         } else {
@@ -289,6 +182,7 @@ fn child_client(spec: &str) {
     let port: u16 = it.next().unwrap().parse().unwrap();
     let up_port: u16 = it.next().unwrap().parse().unwrap();
     let ca = std::fs::read_to_string(it.next().unwrap()).unwrap();
+    let auth: &'static str = it.collect::<Vec<_>>().join(" ").leak();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -296,7 +190,7 @@ fn child_client(spec: &str) {
     let up: SocketAddr = ([127, 0, 0, 1], up_port).into();
     let px: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut v = rt.block_on(async {
-        let mut c = connect(Via::Mitm(px), up, &support::client_tls(ca.as_bytes())).await;
+        let mut c = connect(Via::Mitm(px, auth), up, &client_tls(ca.as_bytes())).await;
         for _ in 0..2000 {
             get(&mut c, up).await;
         }
@@ -319,9 +213,13 @@ enum Via {
     /// A CONNECT to the upstream's address, which no provider claims: the
     /// proxy tunnels it blind (no TLS termination, no HTTP parsing). The
     /// floor of any in-path proxy on this machine.
-    Tunnel(SocketAddr),
+    Tunnel(SocketAddr, &'static str),
     /// A CONNECT to the provider host: TLS terminated, credential injected.
-    Mitm(SocketAddr),
+    Mitm(SocketAddr, &'static str),
+}
+
+fn client_tls(pem: &[u8]) -> tokio_rustls::TlsConnector {
+    authsome::bench::client::tls_pem(pem).unwrap()
 }
 
 /// A keep-alive HTTP/1.1 connection.
@@ -330,18 +228,19 @@ async fn connect(
     up: SocketAddr,
     tls: &tokio_rustls::TlsConnector,
 ) -> SendRequest<Empty<Bytes>> {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("authsome:{TOKEN}"));
-    let (proxy, target) = match via {
-        Via::Direct => return support::connect(up, None, tls).await,
-        Via::Tunnel(px) => (px, up.to_string()),
-        Via::Mitm(px) => (px, format!("{HOST}:{}", up.port())),
-    };
-    let via = support::Connect {
+    let hop = match via {
+        Via::Direct => None,
+        Via::Tunnel(proxy, auth) => Some((proxy, up.to_string(), auth)),
+        Via::Mitm(proxy, auth) => Some((proxy, format!("{HOST}:{}", up.port()), auth)),
+    }
+    .map(|(proxy, target, auth)| Hop {
         proxy,
-        target: &target,
-        auth: &auth,
-    };
-    support::connect(up, Some(via), tls).await
+        target,
+        auth: Some(auth.to_string()),
+    });
+    authsome::bench::client::connect(up, hop.as_ref(), HOST, tls)
+        .await
+        .unwrap()
 }
 
 /// A TCP echo server: one byte back for each byte, for the round-trip
@@ -364,15 +263,11 @@ fn echo(rt: &tokio::runtime::Runtime) -> SocketAddr {
 }
 
 async fn get(send: &mut SendRequest<Empty<Bytes>>, up: SocketAddr) {
-    send.ready().await.unwrap();
-    let req = hyper::Request::get("/v1/chat/completions")
-        .header("host", format!("{HOST}:{}", up.port()))
-        .header("authorization", "Bearer authsome-managed")
-        .body(Empty::new())
+    let authority = format!("{HOST}:{}", up.port());
+    let status = authsome::bench::client::get(send, &authority, "/v1/chat/completions")
+        .await
         .unwrap();
-    let res = send.send_request(req).await.unwrap();
-    assert_eq!(res.status(), 200);
-    res.into_body().collect().await.unwrap();
+    assert_eq!(status, 200);
 }
 
 /// GET `/bytes/{n}`; returns the body's length.
@@ -380,7 +275,6 @@ async fn download(send: &mut SendRequest<Empty<Bytes>>, up: SocketAddr, n: usize
     send.ready().await.unwrap();
     let req = hyper::Request::get(format!("/bytes/{n}"))
         .header("host", format!("{HOST}:{}", up.port()))
-        .header("authorization", "Bearer authsome-managed")
         .body(Empty::new())
         .unwrap();
     let res = send.send_request(req).await.unwrap();
@@ -433,16 +327,17 @@ fn main() {
     } else {
         runtime(threads("BENCH_CLIENT_THREADS", 1))
     };
-    let up = upstream(&up_rt);
-    let px = proxy(&control_rt, up, workers.clone(), true);
-    let upstream_ca = std::fs::read_to_string(format!("{CERTS}test-ca.pem")).unwrap();
-    let direct_tls = support::client_tls(upstream_ca.as_bytes());
-    let proxied_tls = support::client_tls(px.ca_pem.as_bytes());
+    let server = upstream(&up_rt);
+    let up = server.addr;
+    let px = proxy(&control_rt, &server, workers.clone(), true);
+    let direct_tls = client_tls(server.ca_pem.as_bytes());
+    let proxied_tls = client_tls(px.ca_pem.as_bytes());
+    let px_auth: &'static str = px.auth.clone().leak();
 
     println!(
         "# authsome proxy overhead (loopback, 2 cores shared by upstream, proxy and client)\n"
     );
-    let (tunnel, mitm) = (Via::Tunnel(px.addr), Via::Mitm(px.addr));
+    let (tunnel, mitm) = (Via::Tunnel(px.addr, px_auth), Via::Mitm(px.addr, px_auth));
     let tls_for = |via: Via| {
         if via == mitm {
             proxied_tls.clone()
@@ -497,9 +392,16 @@ fn main() {
     // The upstream accepted three connections: the client's, the blind
     // tunnel's, and the proxy's one pooled connection for every request.
     assert_eq!(
-        ACCEPTS.load(std::sync::atomic::Ordering::Relaxed),
+        server.accepts.load(std::sync::atomic::Ordering::Relaxed),
         3,
         "the proxy must reuse its pooled upstream connection"
+    );
+    // Every MITM request (warm-up included) reached the upstream with the
+    // credential; the direct and tunnelled ones without it.
+    let seen = server.checks.seen();
+    assert_eq!(
+        (seen.injected, seen.wrong, seen.absent),
+        (12_000, 0, 24_000)
     );
     println!("| measure | direct | via authsome | added |");
     println!("|---|---|---|---|");
@@ -638,9 +540,9 @@ fn main() {
     // listener with redaction on (the default, the listener measured above)
     // and one with it off (`AUTHSOME_REDACT=off`), same workers, same
     // upstream, interleaved.
-    let px_off = proxy(&control_rt, up, px.workers.clone(), false);
-    let off_tls = support::client_tls(px_off.ca_pem.as_bytes());
-    let (on_via, off_via) = (mitm, Via::Mitm(px_off.addr));
+    let px_off = proxy(&control_rt, &server, px.workers.clone(), false);
+    let off_tls = client_tls(px_off.ca_pem.as_bytes());
+    let (on_via, off_via) = (mitm, Via::Mitm(px_off.addr, px_off.auth.clone().leak()));
     let (mut lat_on, mut lat_off, mut mbs_on, mut mbs_off) = client_rt.block_on(async {
         let mut on = connect(on_via, up, &proxied_tls).await;
         let mut off = connect(off_via, up, &off_tls).await;

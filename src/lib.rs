@@ -27,6 +27,10 @@
 //!    diagnostics ── doctor's checks as data      sandbox ── confinement of run's child (the one `unsafe`)
 //!    request_log ── the proxy's requests as JSON lines (writer thread, rotation, queries);
 //!                   the proxy records, the daemon reads, `app` wires it (uses home, clock, error)
+//!    bench ──────── `authsome bench` and `cargo bench --bench proxy_overhead`: a local HTTPS
+//!                   upstream, the proxy engine with a throwaway credential in memory, keep-alive
+//!                   clients, mitmproxy as a peer (uses proxy, credentials, providers, ca; never
+//!                   the vault, the daemon or the home)
 //! ```
 //!
 //! - **A proxied request:** `proxy` (hudsucker adapter → decide: intercept,
@@ -51,6 +55,7 @@
 pub mod api;
 pub mod app;
 pub mod auth_flow;
+pub mod bench;
 pub mod ca;
 pub mod cli;
 pub mod clock;

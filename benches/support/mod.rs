@@ -1,7 +1,9 @@
-//! What the end-to-end benches share: the test upstream's TLS settings,
-//! client TLS over a PEM bundle, and a keep-alive HTTP/1.1 connection to
-//! the provider host, direct or through a proxy's CONNECT. (Benches cannot
-//! import `tests/it/common`.)
+//! What the end-to-end benches share: the test upstream's TLS settings
+//! (`certs/upstream.pem`, for benches that start the daemon with the test
+//! CA), and `authsome bench`'s client (client TLS over a PEM bundle, a
+//! keep-alive HTTP/1.1 connection to the provider host, direct or through a
+//! proxy's CONNECT) under the names the benches use. (Benches cannot import
+//! `tests/it/common`.)
 
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
@@ -11,11 +13,8 @@ use std::sync::Arc;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The provider host every bench talks to (reached through the resolver
 /// override or a direct connection, never DNS).
@@ -43,20 +42,9 @@ pub fn upstream_tls(alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
-/// Client TLS trusting every certificate in `pem`.
+/// Client TLS trusting every certificate in `pem` (`authsome bench`'s).
 pub fn client_tls(pem: &[u8]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) =
-        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(pem).filter_map(Result::ok));
-    assert!(added > 0, "no certificate in the bundle");
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    authsome::bench::client::tls_pem(pem).unwrap()
 }
 
 /// A CONNECT through the proxy at `proxy` to `target`.
@@ -68,44 +56,18 @@ pub struct Connect<'a> {
 }
 
 /// A keep-alive HTTP/1.1 connection to [`HOST`] over TLS: to `addr`
-/// directly, or through `via`'s tunnel.
+/// directly, or through `via`'s tunnel (`authsome bench`'s client).
 pub async fn connect(
     addr: SocketAddr,
     via: Option<Connect<'_>>,
     tls: &tokio_rustls::TlsConnector,
 ) -> SendRequest<Empty<Bytes>> {
-    let mut tcp = TcpStream::connect(via.as_ref().map_or(addr, |v| v.proxy))
+    let hop = via.map(|v| authsome::bench::client::Hop {
+        proxy: v.proxy,
+        target: v.target.to_string(),
+        auth: Some(format!("Basic {}", v.auth)),
+    });
+    authsome::bench::client::connect(addr, hop.as_ref(), HOST, tls)
         .await
-        .unwrap();
-    tcp.set_nodelay(true).unwrap();
-    if let Some(Connect { target, auth, .. }) = via {
-        tcp.write_all(
-            format!(
-                "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-    }
-    let stream = tls
-        .connect(ServerName::try_from(HOST).unwrap(), tcp)
-        .await
-        .unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    send
+        .unwrap()
 }

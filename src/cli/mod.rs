@@ -12,6 +12,7 @@ pub mod exit;
 pub mod logfile;
 pub mod printer;
 
+mod bench;
 mod ca;
 mod completions;
 mod daemon;
@@ -86,6 +87,8 @@ pub enum Command {
     Log(log::Args),
     /// Check the home, keys, vault, catalogue and identity (and with --clients, this machine's HTTP clients).
     Doctor(doctor::Args),
+    /// Measure what the proxy adds to a request on this machine (direct, blind tunnel, MITM + injection).
+    Bench(bench::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
     /// Print the manual page (roff): `authsome man | man -l -`.
@@ -201,6 +204,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Whoami => whoami::run(&ctx),
         Command::Log(a) => log::run(&ctx, a),
         Command::Doctor(a) => doctor::run(&ctx, a),
+        Command::Bench(a) => bench::run(&ctx, a),
         Command::Completions(a) => completions::run(&ctx, a),
         Command::Man => completions::man(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),

@@ -271,28 +271,39 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// System roots plus `extra_ca_file`, and the resolver overrides.
     pub fn new(extra_ca_file: Option<&Path>, resolve: &[(String, IpAddr)]) -> Result<Upstream> {
+        let extra = match extra_ca_file {
+            Some(path) => Some((path.display().to_string(), read_pem_certs(path)?)),
+            None => None,
+        };
+        Upstream::with_roots(extra, resolve)
+    }
+
+    /// System roots plus `extra` (where they came from, for errors, and
+    /// the certificates), and the resolver overrides: `authsome bench`
+    /// trusts its throwaway upstream CA this way, without a file.
+    pub fn with_roots(
+        extra: Option<(String, Vec<CertificateDer<'static>>)>,
+        resolve: &[(String, IpAddr)],
+    ) -> Result<Upstream> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             tracing::debug!(error = %e, "a system root could not be read");
         }
         let (system, _) = roots.add_parsable_certificates(native.certs);
-        let mut extra = 0;
-        if let Some(path) = extra_ca_file {
-            let certs = read_pem_certs(path)?;
+        let mut extra_count = 0;
+        if let Some((origin, certs)) = extra {
             for c in certs {
                 roots.add(c).map_err(|e| {
                     Error::invalid(
-                        format!(
-                            "{}: a certificate is not a usable root: {e}",
-                            path.display()
-                        ),
+                        format!("{origin}: a certificate is not a usable root: {e}"),
                         Some("AUTHSOME_UPSTREAM_CA_FILE must hold PEM CA certificates".into()),
                     )
                 })?;
-                extra += 1;
+                extra_count += 1;
             }
         }
+        let extra = extra_count;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

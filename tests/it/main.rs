@@ -3,6 +3,7 @@
 //! against temporary homes.
 
 mod canary;
+mod cli_bench;
 mod cli_keys;
 mod cli_log;
 mod cli_login;
