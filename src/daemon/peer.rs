@@ -16,18 +16,59 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// A listener that hands the server only connections of this process's uid.
+/// Connections are checked concurrently (each reads the socket table on the
+/// blocking pool), at most [`PENDING`] at a time, so a flood of connections
+/// from anyone delays the others only by that bound.
 #[derive(Debug)]
 pub struct OwnUserOnly {
-    inner: TcpListener,
-    uid: u32,
+    accepted: tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>,
+    local: std::io::Result<SocketAddr>,
 }
+
+/// Connections being checked at once.
+const PENDING: usize = 32;
 
 impl OwnUserOnly {
     pub fn new(inner: TcpListener) -> OwnUserOnly {
-        OwnUserOnly {
-            inner,
-            uid: rustix::process::geteuid().as_raw(),
-        }
+        let uid = rustix::process::geteuid().as_raw();
+        let local = inner.local_addr();
+        let (tx, accepted) = tokio::sync::mpsc::channel(PENDING);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PENDING));
+        let mut inner = inner;
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (io, peer) = tokio::select! {
+                    () = tx.closed() => return,
+                    c = axum::serve::Listener::accept(&mut inner) => c,
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let Ok(local) = io.local_addr() else {
+                        return;
+                    };
+                    let found = tokio::task::spawn_blocking(move || owner(peer, local))
+                        .await
+                        .unwrap_or(Owner::Unknown);
+                    match found {
+                        Owner::Uid(u) if u == uid => {
+                            tx.send((io, peer)).await.ok();
+                        }
+                        Owner::Unchecked => {
+                            tx.send((io, peer)).await.ok();
+                        }
+                        found => {
+                            tracing::warn!(%peer, owner = ?found, "connection from another user refused");
+                            refuse(io).await;
+                        }
+                    }
+                });
+            }
+        });
+        OwnUserOnly { accepted, local }
     }
 }
 
@@ -36,24 +77,18 @@ impl axum::serve::Listener for OwnUserOnly {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
-            let Ok(local) = io.local_addr() else {
-                continue;
-            };
-            match owner(peer, local) {
-                Owner::Uid(uid) if uid == self.uid => return (io, peer),
-                Owner::Unchecked => return (io, peer),
-                found => {
-                    tracing::warn!(%peer, owner = ?found, "connection from another user refused");
-                    tokio::spawn(refuse(io));
-                }
-            }
+        match self.accepted.recv().await {
+            Some(c) => c,
+            // The accepting task ended (the runtime is shutting down).
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.local_addr()
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
     }
 }
 
@@ -88,14 +123,17 @@ fn owner(_peer: SocketAddr, _local: SocketAddr) -> Owner {
 
 /// The uid of the socket whose local address is `peer` and whose remote
 /// address is `local` (the client's end of our connection) in a
-/// `/proc/net/tcp`-format table.
+/// `/proc/net/tcp`-format table. Only an established socket counts: a
+/// client that closes before the daemon accepts leaves a row owned by no
+/// one (uid 0 once orphaned) while its request still waits to be read.
 fn find_uid(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    const ESTABLISHED: &str = "01";
     let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     let (peer, local) = (canon(peer), canon(local));
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (l, r, uid) = (f.get(1)?, f.get(2)?, f.get(7)?);
-        (parse_addr(l)? == peer && parse_addr(r)? == local)
+        let (l, r, st, uid) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(7)?);
+        (parse_addr(l)? == peer && parse_addr(r)? == local && *st == ESTABLISHED)
             .then(|| uid.parse().ok())
             .flatten()
     })
@@ -173,12 +211,16 @@ mod tests {
             // Another client of another user.
             row(2, hex4(lo, 51001), hex4(lo, 7998), 65534),
             row(3, hex4(lo, 51000), hex4(lo, 7998), 1001),
+            // Closed before it was accepted (FIN_WAIT2, orphaned: uid 0).
+            row(4, hex4(lo, 51003), hex4(lo, 7998), 0).replacen(" 01 ", " 05 ", 1),
         ]
         .join("\n");
         assert_eq!(find_uid(&table, client, server), Some(1001));
         assert_eq!(find_uid(&table, other, server), Some(65534));
         let stranger: SocketAddr = "127.0.0.1:51002".parse().unwrap();
         assert_eq!(find_uid(&table, stranger, server), None);
+        let closed: SocketAddr = "127.0.0.1:51003".parse().unwrap();
+        assert_eq!(find_uid(&table, closed, server), None, "not established");
         assert_eq!(find_uid("garbage\n1: x y", client, server), None);
     }
 
