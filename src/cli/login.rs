@@ -134,7 +134,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
 fn resume(client: &Client, id: &str, key: Secret<String>) -> anyhow::Result<SessionView> {
     client.post(
         &format!("/api/auth/sessions/{id}/resume"),
-        &SessionResume { api_key: Some(key) },
+        &SessionResume {
+            api_key: Some(key),
+            ..SessionResume::default()
+        },
     )
 }
 
