@@ -12,6 +12,7 @@ pub mod exit;
 pub mod logfile;
 pub mod printer;
 
+mod browser;
 mod ca;
 mod completions;
 mod daemon;
