@@ -82,6 +82,9 @@ impl CredentialSource for Source {
             injection: self.def.injection().unwrap(),
             value: Secret::new(format!("Bearer sk-{}", "x".repeat(48))),
             expires_at: None,
+            extra: Vec::new(),
+            parts: Vec::new(),
+            cookie_names: Vec::new(),
         })
     }
     fn routes(&self) -> authsome::Result<RouteTable> {

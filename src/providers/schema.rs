@@ -639,11 +639,9 @@ impl ProviderDef {
                 b.domains = self
                     .rules
                     .iter()
-                    .filter_map(|r| match &r.host {
-                        super::hosts::HostPattern::Exact(h) => Some(h.clone()),
-                        super::hosts::HostPattern::Suffix(s) => {
-                            Some(s.trim_start_matches('.').to_string())
-                        }
+                    .map(|r| match &r.host {
+                        super::hosts::HostPattern::Exact(h) => h.clone(),
+                        super::hosts::HostPattern::Suffix(s) => s.clone(),
                     })
                     .collect();
                 b.domains.dedup();

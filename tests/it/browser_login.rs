@@ -121,8 +121,8 @@ fn a_browser_session_is_captured_injected_redacted_and_expires() {
     let done: serde_json::Value = login
         .stdout
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
         .unwrap();
     assert_eq!(done["status"], "connected", "{login:?}");
     // The connection ends when the shortest-lived cookie does (XSRF, 600 s).
@@ -174,7 +174,7 @@ fn a_browser_session_is_captured_injected_redacted_and_expires() {
         .rfind(|r| r.path == "/v1/me")
         .unwrap();
     assert_eq!(rec.all("cookie"), [format!("sid={sid}; XSRF=\"{xsrf}\"")]);
-    assert_eq!(rec.all("x-csrf-token"), [xsrf.clone()]);
+    assert_eq!(rec.all("x-csrf-token"), std::slice::from_ref(&xsrf));
 
     // No cookie value anywhere in the home: logs, audit, vault (sealed).
     let mut files = Vec::new();

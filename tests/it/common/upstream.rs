@@ -74,6 +74,10 @@ pub struct Upstream {
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+/// What tests set on a running upstream: the protected-resource metadata
+/// and the sign-in site's cookies.
+type Knobs = (Arc<Mutex<Option<String>>>, Arc<Mutex<Vec<String>>>);
+
 fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
@@ -82,7 +86,7 @@ async fn answer(
     req: Request<Incoming>,
     tls: bool,
     records: Arc<Mutex<Vec<Record>>>,
-    (prm, login): (Arc<Mutex<Option<String>>>, Arc<Mutex<Vec<String>>>),
+    (prm, login): Knobs,
 ) -> Response<Body> {
     if req.uri().path() == "/login" && req.method() == hyper::Method::GET {
         return Response::builder()
