@@ -40,6 +40,9 @@ fn cred(format: KeyFormat, name: &str) -> ResolvedCredential {
         },
         value: Secret::new(format!("Bearer sk-{}", "x".repeat(48))),
         expires_at: None,
+        extra: Vec::new(),
+        parts: Vec::new(),
+        cookie_names: Vec::new(),
     }
 }
 

@@ -35,6 +35,9 @@ fn patterns() -> Arc<Patterns> {
         },
         value: Secret::new(format!("Bearer sk-{}", "x".repeat(48))),
         expires_at: None,
+        extra: Vec::new(),
+        parts: Vec::new(),
+        cookie_names: Vec::new(),
     };
     Arc::new(Patterns::for_credential(&cred, "authsome-managed-acme"))
 }

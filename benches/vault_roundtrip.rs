@@ -30,6 +30,7 @@ fn conn(name: &str) -> NewConnection {
         api_key: Some(Secret::new(VALUE.into())),
         access_token: None,
         refresh_token: None,
+        cookies: None,
         flow: None,
     }
 }

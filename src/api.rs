@@ -316,8 +316,10 @@ pub struct SessionCreate {
     pub client_form: bool,
 }
 
-/// `POST /api/auth/sessions/{id}/resume` request: the key (`--with-api-key`).
-#[derive(Debug, Serialize, Deserialize)]
+/// `POST /api/auth/sessions/{id}/resume` request: the key (`--with-api-key`),
+/// or a browser-session login's cookies (read by the CLI from the browser
+/// it ran) with their expiry times.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SessionResume {
     #[serde(
         default,
@@ -325,6 +327,16 @@ pub struct SessionResume {
         with = "wire::secret_opt"
     )]
     pub api_key: Option<Secret<String>>,
+    /// Cookie name -> value.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "wire::secret_map_opt"
+    )]
+    pub cookies: Option<BTreeMap<String, Secret<String>>>,
+    /// Cookie name -> expiry (unix seconds); session cookies are absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookie_expires: BTreeMap<String, i64>,
 }
 
 /// `GET /api/auth/sessions/{id}/device`: a device-code session's code.
@@ -372,8 +384,11 @@ pub struct Resolved {
     pub connection: String,
     pub header: ResolvedHeader,
     pub format: KeyFormat,
-    /// Unix seconds, for OAuth tokens.
+    /// Unix seconds, for OAuth tokens and browser sessions.
     pub expires_at: Option<i64>,
+    /// Headers sent beside it (a browser session's CSRF header).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_headers: Vec<ResolvedHeader>,
 }
 
 /// The header's name and its value (the credential, with its prefix).
@@ -576,6 +591,8 @@ impl<'de> Deserialize<'de> for Redacted {
             access_token: Option<serde::de::IgnoredAny>,
             #[serde(default)]
             refresh_token: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            cookies: Option<serde::de::IgnoredAny>,
         }
         let f = Fields::deserialize(d)?;
         let mark = |present: Option<serde::de::IgnoredAny>| present.map(|_| REDACTED);
@@ -583,6 +600,7 @@ impl<'de> Deserialize<'de> for Redacted {
             api_key: mark(f.api_key),
             access_token: mark(f.access_token),
             refresh_token: mark(f.refresh_token),
+            cookies: mark(f.cookies),
         })
     }
 }
@@ -653,6 +671,27 @@ mod wire {
                 .into_iter()
                 .map(|(k, v)| (k, Secret::new(v)))
                 .collect())
+        }
+    }
+
+    pub mod secret_map_opt {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            v: &Option<BTreeMap<String, Secret<String>>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(m) => super::secret_map::serialize(m, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<BTreeMap<String, Secret<String>>>, D::Error> {
+            Ok(Option::<BTreeMap<String, String>>::deserialize(d)?
+                .map(|m| m.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()))
         }
     }
 }
@@ -811,6 +850,7 @@ mod tests {
                 has_api_key: true,
                 has_access_token: false,
                 has_refresh_token: false,
+                has_cookies: false,
                 flow: None,
             },
             display_name: s("OpenAI"),
@@ -818,6 +858,7 @@ mod tests {
                 api_key: Some(REDACTED),
                 access_token: None,
                 refresh_token: None,
+                cookies: None,
             },
         };
         let v = round_trip(&ConnectionList {
@@ -996,6 +1037,7 @@ mod tests {
         assert_eq!(
             round_trip(&SessionResume {
                 api_key: Some(secret("sk-test")),
+                ..SessionResume::default()
             }),
             json!({"api_key": "sk-test"})
         );
@@ -1078,6 +1120,7 @@ mod tests {
                 },
                 format: KeyFormat::Header,
                 expires_at: None,
+                extra_headers: Vec::new(),
             }),
             json!({"provider": "github", "connection": "default",
                    "header": {"name": "authorization", "value": "Bearer gho_test"},
@@ -1198,6 +1241,7 @@ mod tests {
             },
             SessionResume {
                 api_key: Some(secret(canary)),
+                ..SessionResume::default()
             },
             Exported {
                 provider: s("openai"),
@@ -1213,6 +1257,7 @@ mod tests {
                 },
                 format: KeyFormat::Header,
                 expires_at: None,
+                extra_headers: Vec::new(),
             },
             RunCreated {
                 id: s("r1"),

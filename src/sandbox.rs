@@ -1228,6 +1228,43 @@ pub unsafe fn forget_env(name: &str) {
     unsafe { std::env::remove_var(name) };
 }
 
+/// Two descriptors a child gets as its fd 3 and fd 4 (Chromium's
+/// `--remote-debugging-pipe` reads commands from 3 and writes to 4). Keep
+/// the value until the child is spawned, then drop it.
+#[derive(Debug)]
+pub struct ChildFds {
+    _fd3: OwnedFd,
+    _fd4: OwnedFd,
+}
+
+/// Makes `cmd`'s child receive `fd3` as descriptor 3 and `fd4` as 4.
+///
+/// The parent's copies are first moved to numbers of 10 and up (close on
+/// exec), so neither already is 3 or 4: `dup2` onto itself would leave the
+/// close-on-exec flag set and the child would find the descriptor closed.
+pub fn pass_fds_3_4(
+    cmd: &mut tokio::process::Command,
+    fd3: OwnedFd,
+    fd4: OwnedFd,
+) -> std::io::Result<ChildFds> {
+    let a = rustix::io::fcntl_dupfd_cloexec(&fd3, 10)?;
+    let b = rustix::io::fcntl_dupfd_cloexec(&fd4, 10)?;
+    drop((fd3, fd4));
+    let (ra, rb) = (a.as_raw_fd(), b.as_raw_fd());
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only two dup2 calls (async-signal-safe) on descriptors that stay
+    // open in the parent until the spawn (`ChildFds`); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(ra, 3) < 0 || libc::dup2(rb, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(ChildFds { _fd3: a, _fd4: b })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,13 @@ use crate::secret::Secret;
 /// Default lifetime of a session, seconds.
 pub const SESSION_TTL: i64 = 300;
 
+/// Lifetime of a browser-session login, seconds: the CLI waits at most
+/// [`BROWSER_LOGIN_MAX_WAIT`] for the user to sign in, then sends the cookies.
+pub const BROWSER_SESSION_TTL: i64 = BROWSER_LOGIN_MAX_WAIT + 60;
+
+/// The longest `authsome login --timeout` of a browser-session login, seconds.
+pub const BROWSER_LOGIN_MAX_WAIT: i64 = 30 * 60;
+
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -291,6 +298,13 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .insert(state.0, (id.to_string(), state.1));
         Some(view)
+    }
+
+    /// Makes a session replace an existing connection when it completes.
+    pub fn set_force(&self, id: &str, force: bool) {
+        if let Some(s) = self.lock().get_mut(id) {
+            s.force = force;
+        }
     }
 
     /// A session that is already over (`completed` with a message).

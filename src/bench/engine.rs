@@ -41,6 +41,9 @@ impl CredentialSource for Source {
                 .ok_or_else(|| Error::invalid("the bench provider injects nothing", None))?,
             value: self.value.duplicate(),
             expires_at: None,
+            extra: Vec::new(),
+            parts: Vec::new(),
+            cookie_names: Vec::new(),
         })
     }
     fn routes(&self) -> Result<RouteTable> {

@@ -5,6 +5,11 @@
 //! with `--no-browser`, its URL is printed) and the CLI waits until the
 //! session completes, fails or expires. With `--json`, each step is one JSON
 //! line on stdout (`{"action":"open_url","url":…}`, then the result).
+//!
+//! Browser-session providers (`linkedin-browser`): the CLI runs Chromium
+//! or Chrome itself at the provider's sign-in page (see [`super::browser`]),
+//! waits until the session cookies exist, and hands them to the daemon's
+//! session like `--with-api-key` hands a key.
 
 use std::io::{IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
@@ -28,7 +33,8 @@ use crate::secret::Secret;
 #[command(after_help = "Examples:
   printf %s \"$OPENAI_API_KEY\" | authsome login openai --with-api-key
   authsome login github                             # OAuth in the browser (or a device code)
-  authsome login openai --connection work --force   # a second account, replacing its key")]
+  authsome login openai --connection work --force   # a second account, replacing its key
+  authsome login linkedin-browser                   # sign in in a browser authsome opens")]
 pub struct Args {
     /// Provider name (see `authsome provider list`).
     provider: String,
@@ -60,6 +66,10 @@ pub struct Args {
     /// Instance URL of a self-hosted provider (GitLab, Jira…).
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
+    /// Browser-session providers: how long to wait for you to sign in (at most 1800).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=crate::auth_flow::BROWSER_LOGIN_MAX_WAIT as u64))]
+    timeout: u64,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
@@ -79,6 +89,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             .into());
         }
         return oauth(ctx, client, &args, &def, &display);
+    }
+    if def.auth_type == AuthType::Browser {
+        return browser_session(ctx, client, &args, &def, &display);
     }
     let session: SessionView = client.post(
         "/api/auth/sessions",
@@ -134,7 +147,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
 fn resume(client: &Client, id: &str, key: Secret<String>) -> anyhow::Result<SessionView> {
     client.post(
         &format!("/api/auth/sessions/{id}/resume"),
-        &SessionResume { api_key: Some(key) },
+        &SessionResume {
+            api_key: Some(key),
+            ..SessionResume::default()
+        },
     )
 }
 
@@ -364,6 +380,149 @@ fn oauth(
         return Ok(ExitStatus::Success);
     }
     finish(ctx, display, &done)
+}
+
+/// A browser-session login: the browser runs here, the cookies go to the
+/// daemon's session.
+fn browser_session(
+    ctx: &Ctx,
+    client: Client,
+    args: &Args,
+    def: &ProviderDef,
+    display: &str,
+) -> anyhow::Result<ExitStatus> {
+    let Some(spec) = def.browser.clone() else {
+        return Err(
+            Error::invalid(format!("`{}` has no browser block", args.provider), None).into(),
+        );
+    };
+    let url = spec.entry_url.clone().unwrap_or_default();
+    if args.with_api_key {
+        return Err(Error::invalid(
+            format!("{display} signs in with a browser session, not with an API key"),
+            Some(format!(
+                "run `authsome login {}`: it opens a browser where you sign in",
+                args.provider
+            )),
+        )
+        .into());
+    }
+    let needs_browser = |why: &str| Error::Unsupported {
+        message: format!(
+            "{display} signs in with a browser session, which needs a browser on this machine{why}: authsome starts it, you sign in, and it reads the session cookies from it"
+        ),
+        hint: Some(format!(
+            "run `authsome login {}` on a desktop with Chromium or Chrome (or set AUTHSOME_BROWSER to one)",
+            args.provider
+        )),
+    };
+    if args.no_browser {
+        let e = needs_browser("");
+        if ctx.printer.json {
+            ctx.printer.json_line(&json!({
+                "action": "open_url",
+                "url": url,
+                "needs": "local_browser",
+                "message": e.to_string(),
+                "hint": e.hint(),
+            }));
+        } else {
+            ctx.printer.status(&format!("{display} signs in at {url}"));
+        }
+        return Err(e.into());
+    }
+    let browser = super::browser::find()?;
+    if !super::browser::has_display() {
+        return Err(
+            needs_browser(" with a display (DISPLAY or WAYLAND_DISPLAY is not set)").into(),
+        );
+    }
+    let session: SessionView = client.post(
+        "/api/auth/sessions",
+        &SessionCreate {
+            provider: args.provider.clone(),
+            connection: Some(args.connection.clone()),
+            force: args.force,
+            ..SessionCreate::default()
+        },
+    )?;
+    if ctx.printer.json {
+        ctx.printer
+            .json_line(&json!({"action": "browser", "url": url, "session_id": session.id}));
+    } else if super::browser::as_root() {
+        ctx.printer.warn(
+            "running as root: Chromium starts without its sandbox (--no-sandbox); sign in only to the page it opens",
+        );
+    }
+    let tty = std::io::stderr().is_terminal() && !ctx.printer.quiet && !ctx.printer.json;
+    if !ctx.printer.json {
+        ctx.printer.status(&format!(
+            "Opened {} at {url}: sign in to {display} there; authsome closes it when you are signed in.",
+            browser.file_name().and_then(|n| n.to_str()).unwrap_or("the browser")
+        ));
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    let captured = client.block_on(super::browser::capture(&browser, &spec, timeout, |left| {
+        if tty {
+            eprint!(
+                "\r\x1b[2KWaiting for you to sign in… ({}:{:02} left, Ctrl-C to cancel)",
+                left.as_secs() / 60,
+                left.as_secs() % 60
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }));
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let captured = match captured {
+        Ok(c) => c,
+        Err(super::browser::Ended::Interrupted) => {
+            ctx.printer
+                .warn("login cancelled; the browser was closed and its profile removed");
+            return Ok(ExitStatus::Interrupted);
+        }
+        Err(super::browser::Ended::Failed(e)) => return Err(e.into()),
+    };
+    let done: SessionView = client.post(
+        &format!("/api/auth/sessions/{}/resume", session.id),
+        &SessionResume {
+            cookies: Some(captured.cookies),
+            cookie_expires: captured.expires,
+            ..SessionResume::default()
+        },
+    )?;
+    if done.status != SessionStatus::Completed {
+        return finish(ctx, display, &done);
+    }
+    let rivals = rivals(ctx, &done.provider);
+    let expires = client
+        .get::<crate::api::ConnectionView>(&format!(
+            "/api/connections/{}/{}",
+            super::seg(&done.provider),
+            super::seg(&done.connection)
+        ))
+        .ok()
+        .and_then(|v| v.record.expires_at);
+    if ctx.printer.json {
+        ctx.printer.json_line(&json!({
+            "status": "connected",
+            "provider": done.provider,
+            "connection": done.connection,
+            "expires_at": expires,
+            "conflicts": conflicts_json(&rivals),
+        }));
+    } else {
+        let until = expires
+            .map(|e| format!(" until {}", super::printer::format_time(e)))
+            .unwrap_or_default();
+        ctx.printer.success(&format!(
+            "Connected to {display} as {}/{} (browser session{until})",
+            done.provider, done.connection
+        ));
+        warn_rivals(ctx, &done.provider, &rivals);
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Other connected providers that claim one of `provider`'s host rules

@@ -13,6 +13,7 @@ pub mod logfile;
 pub mod printer;
 
 mod bench;
+mod browser;
 mod ca;
 mod completions;
 mod daemon;

@@ -171,6 +171,9 @@ mod tests {
                 },
                 value: Secret::new(format!("Bearer token-{n}")),
                 expires_at: self.expires_in.map(|s| now_unix() + s),
+                extra: Vec::new(),
+                parts: Vec::new(),
+                cookie_names: Vec::new(),
             })
         }
 

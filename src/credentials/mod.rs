@@ -61,6 +61,8 @@ pub struct Redacted {
     pub access_token: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookies: Option<&'static str>,
 }
 
 /// One exported variable.
@@ -78,8 +80,51 @@ pub struct ResolvedCredential {
     pub injection: Injection,
     /// The full header (or query parameter) value, prefix included.
     pub value: Secret<String>,
-    /// Unix seconds, for OAuth tokens.
+    /// Unix seconds, for OAuth tokens and browser sessions.
     pub expires_at: Option<i64>,
+    /// Headers written beside it, replacing the client's: a browser
+    /// session's `extract` headers (secret) and `extra_headers`.
+    pub extra: Vec<(String, Secret<String>)>,
+    /// The secrets inside `value` when it holds several (a browser
+    /// session's cookie values, as stored and without quotes): what
+    /// response redaction looks for. Empty: `value` (less its prefix) is the secret.
+    pub parts: Vec<Secret<String>>,
+    /// Cookies a response may not set on the client (a browser session's:
+    /// a rotated session cookie is as much a credential as the stored one).
+    pub cookie_names: Vec<String>,
+}
+
+/// A browser session's cookies as stored: name -> value.
+pub type CookieJar = std::collections::BTreeMap<String, Secret<String>>;
+
+/// A cookie value without the double quotes some sites wrap it in
+/// (LinkedIn's `JSESSIONID` is `"ajax:…"`; its `csrf-token` is the inside).
+pub fn unquoted(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+/// When a browser session captured at `now` stops being used: the
+/// `ttl_from_cookie` cookie's own expiry (else `now + ttl_hours`), and
+/// never after any captured cookie expires. `expiries` holds the cookies'
+/// expiry times (unix seconds; session cookies have none).
+pub fn browser_expiry(
+    spec: &crate::providers::schema::BrowserSpec,
+    expiries: &std::collections::BTreeMap<String, i64>,
+    now: i64,
+) -> i64 {
+    let base = spec
+        .ttl_from_cookie
+        .as_ref()
+        .and_then(|c| expiries.get(c).copied())
+        .filter(|e| *e > 0)
+        .unwrap_or(now + i64::from(spec.ttl_hours) * 3600);
+    spec.cookies
+        .iter()
+        .filter_map(|c| expiries.get(c).copied())
+        .filter(|e| *e > 0)
+        .fold(base, i64::min)
 }
 
 /// A provider as listed.
@@ -322,7 +367,9 @@ impl CredentialService {
                         "run `authsome login {provider}` without --with-api-key: it opens the provider's sign-in"
                     )
                 } else {
-                    "browser-session logins are not available in this build yet".into()
+                    format!(
+                        "run `authsome login {provider}` without --with-api-key: it opens a browser where you sign in"
+                    )
                 }),
             });
         }
@@ -378,7 +425,113 @@ impl CredentialService {
                 api_key: Some(value),
                 access_token: None,
                 refresh_token: None,
+                cookies: None,
                 flow: None,
+            },
+            force,
+        )
+    }
+
+    /// Stores a browser session's cookies for a `browser` provider.
+    ///
+    /// Exactly the provider's `browser.cookies` are accepted, each present
+    /// and a valid cookie value (visible ASCII, no `;`): a value that could
+    /// end the `Cookie` header early or start another is refused. The
+    /// connection expires per [`browser_expiry`]. Errors name cookies,
+    /// never their values.
+    pub fn login_browser(
+        &self,
+        provider: &str,
+        connection: &str,
+        cookies: CookieJar,
+        expiries: &std::collections::BTreeMap<String, i64>,
+        force: bool,
+    ) -> Result<ConnectionRecord> {
+        let reg = self.registry();
+        let def = reg.require(provider)?.def.clone();
+        let spec = match (&def.auth_type, &def.browser) {
+            (AuthType::Browser, Some(spec)) => spec,
+            _ => {
+                return Err(Error::invalid(
+                    format!("`{provider}` does not sign in with a browser session"),
+                    Some(format!("run `authsome login {provider}`")),
+                ));
+            }
+        };
+        check_connection_name(connection)?;
+        if let Some(extra) = cookies.keys().find(|k| !spec.cookies.contains(k)) {
+            return Err(Error::invalid(
+                format!(
+                    "cookie `{}` is not one of {provider}'s session cookies",
+                    extra.escape_debug()
+                ),
+                Some(format!("{provider} takes {}", spec.cookies.join(", "))),
+            ));
+        }
+        let missing: Vec<&str> = spec
+            .cookies
+            .iter()
+            .filter(|c| cookies.get(*c).is_none_or(|v| v.expose().is_empty()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(
+                format!(
+                    "the browser session lacks the cookie(s) {}",
+                    missing.join(", ")
+                ),
+                Some(format!(
+                    "sign in completely, then run `authsome login {provider}` again"
+                )),
+            ));
+        }
+        for (name, v) in &cookies {
+            if !v
+                .expose()
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b';')
+            {
+                return Err(Error::invalid(
+                    format!("cookie `{name}` has a value that cannot be sent in a Cookie header"),
+                    None,
+                ));
+            }
+        }
+        let now = now_unix();
+        let expires_at = browser_expiry(spec, expiries, now);
+        if expires_at <= now {
+            return Err(Error::expired(
+                format!(
+                    "the {} session cookies have already expired",
+                    def.display_name
+                ),
+                Some(format!("sign in again with `authsome login {provider}`")),
+            ));
+        }
+        let json = {
+            let map: serde_json::Map<String, serde_json::Value> = cookies
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().clone())))
+                .collect();
+            let text = serde_json::Value::Object(map).to_string();
+            Secret::new(text)
+        };
+        drop(cookies);
+        self.vault.put_connection(
+            NewConnection {
+                provider: provider.into(),
+                name: connection.into(),
+                auth_type: AuthType::Browser.as_str().into(),
+                status: ConnectionStatus::Connected,
+                account_label: None,
+                token_type: None,
+                scopes: Vec::new(),
+                expires_at: Some(expires_at),
+                api_key: None,
+                access_token: None,
+                refresh_token: None,
+                cookies: Some(json),
+                flow: Some("browser".into()),
             },
             force,
         )
@@ -408,6 +561,10 @@ impl CredentialService {
         let reg = self.registry();
         let def = reg.require(provider)?.def.clone();
         let secrets = self.vault.read_secrets(&rec)?;
+        let jar = match &secrets.cookies {
+            Some(c) => parse_jar(c)?,
+            None => CookieJar::new(),
+        };
         let mut out = Vec::new();
         for (name, role) in export_roles(&def) {
             let value = match role {
@@ -427,7 +584,7 @@ impl CredentialService {
                     ))),
                     HostPattern::Suffix(_) => None,
                 }),
-                ExportRole::Cookie(_) => None,
+                ExportRole::Cookie(c) => jar.get(&c).map(Secret::duplicate),
             };
             if let Some(value) = value {
                 out.push(ExportVar { name, value });
@@ -513,12 +670,29 @@ impl CredentialService {
             });
         }
         if rec.expires_at.is_some_and(|e| e <= now_unix()) {
+            let what = if def.auth_type == AuthType::Browser {
+                "browser session"
+            } else {
+                "token"
+            };
             return Err(Error::expired(
                 format!(
-                    "the `{provider}` token of connection `{}` has expired",
+                    "the `{provider}` {what} of connection `{}` has expired",
                     rec.name
                 ),
-                Some(format!("run `authsome login {provider} --force`")),
+                Some(format!(
+                    "{}run `authsome login {provider}{} --force`",
+                    if def.auth_type == AuthType::Browser {
+                        "sign in again: "
+                    } else {
+                        ""
+                    },
+                    if rec.name == DEFAULT_CONNECTION {
+                        String::new()
+                    } else {
+                        format!(" --connection {}", rec.name)
+                    }
+                )),
             ));
         }
         let injection = def.injection().ok_or_else(|| {
@@ -528,6 +702,9 @@ impl CredentialService {
             )
         })?;
         let secrets = self.vault.read_secrets(&rec)?;
+        if def.auth_type == AuthType::Browser {
+            return browser_credential(&def, rec, injection, secrets.cookies);
+        }
         let raw = match injection.source {
             ExportRole::ApiKey => secrets.api_key,
             _ => secrets.access_token,
@@ -543,8 +720,93 @@ impl CredentialService {
             injection,
             value,
             expires_at: rec.expires_at,
+            extra: Vec::new(),
+            parts: Vec::new(),
+            cookie_names: Vec::new(),
         })
     }
+}
+
+fn parse_jar(stored: &Secret<String>) -> Result<CookieJar> {
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(stored.expose())
+        .map_err(|_e| {
+            Error::invalid(
+                "the stored browser session is unreadable",
+                Some("sign in again with `authsome login … --force`".into()),
+            )
+        })?;
+    Ok(map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+}
+
+/// A browser session as the proxy writes it: one `Cookie` header with the
+/// provider's cookies, in the definition's order, and its `extract` and
+/// `extra_headers` headers.
+fn browser_credential(
+    def: &ProviderDef,
+    rec: ConnectionRecord,
+    injection: Injection,
+    stored: Option<Secret<String>>,
+) -> Result<ResolvedCredential> {
+    let spec = def.browser.as_ref().ok_or_else(|| {
+        Error::invalid(
+            format!("provider `{}` has no browser block", def.name),
+            None,
+        )
+    })?;
+    let stored = stored.ok_or_else(|| Error::ConnectionNotFound {
+        provider: def.name.clone(),
+        connection: rec.name.clone(),
+    })?;
+    let jar = parse_jar(&stored)?;
+    let bad = || {
+        Error::invalid(
+            "the stored browser session has an invalid format",
+            Some(format!(
+                "sign in again with `authsome login {} --force`",
+                def.name
+            )),
+        )
+    };
+    let mut header = String::new();
+    let mut parts = Vec::new();
+    for name in &spec.cookies {
+        let v = jar.get(name).ok_or_else(bad)?;
+        let raw = v.expose();
+        if raw.is_empty() || !raw.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b';') {
+            return Err(bad());
+        }
+        if !header.is_empty() {
+            header.push_str("; ");
+        }
+        header.push_str(name);
+        header.push('=');
+        header.push_str(raw);
+        parts.push(Secret::new(raw.clone()));
+        if unquoted(raw) != raw {
+            parts.push(Secret::new(unquoted(raw).to_string()));
+        }
+    }
+    let mut extra = Vec::new();
+    for e in &spec.extract {
+        let v = jar.get(&e.cookie).ok_or_else(bad)?;
+        extra.push((
+            e.header.clone(),
+            Secret::new(format!("{}{}", e.prefix, unquoted(v.expose()))),
+        ));
+    }
+    for (k, v) in &spec.extra_headers {
+        extra.push((k.clone(), Secret::new(v.clone())));
+    }
+    Ok(ResolvedCredential {
+        provider: def.name.clone(),
+        connection: rec.name,
+        injection,
+        value: Secret::new(header),
+        expires_at: rec.expires_at,
+        extra,
+        parts,
+        cookie_names: spec.cookies.clone(),
+    })
 }
 
 /// Builds the value written into the request. The one place a stored secret
@@ -629,6 +891,7 @@ fn view(reg: &Registry, record: ConnectionRecord) -> ConnectionView {
         api_key: mark(record.has_api_key),
         access_token: mark(record.has_access_token),
         refresh_token: mark(record.has_refresh_token),
+        cookies: mark(record.has_cookies),
     };
     ConnectionView {
         record,
@@ -1043,6 +1306,124 @@ mod tests {
             .unwrap();
         let err = s.resolve_for_host("api.ahrefs.com", 443, "/").unwrap_err();
         assert!(err.to_string().contains("ahrefs and ahrefs-2"), "{err}");
+    }
+
+    fn jar(pairs: &[(&str, &str)]) -> CookieJar {
+        pairs.iter().map(|(k, v)| (k.to_string(), key(v))).collect()
+    }
+
+    #[test]
+    fn a_browser_session_is_checked_stored_and_injected_as_cookie_and_csrf() {
+        let (_d, s) = service();
+        let none = std::collections::BTreeMap::new();
+        let err = s
+            .login_browser(
+                "linkedin-browser",
+                "default",
+                jar(&[("li_at", "AQEDx")]),
+                &none,
+                false,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("JSESSIONID"), "{err}");
+        let err = s
+            .login_browser(
+                "linkedin-browser",
+                "default",
+                jar(&[("li_at", "x;CANARY=1"), ("JSESSIONID", "\"ajax:1\"")]),
+                &none,
+                false,
+            )
+            .unwrap_err();
+        assert!(!err.to_string().contains("CANARY"), "{err}");
+        let err = s
+            .login_browser(
+                "linkedin-browser",
+                "default",
+                jar(&[("li_at", "a"), ("JSESSIONID", "b"), ("other", "c")]),
+                &none,
+                false,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("other"), "{err}");
+        assert!(
+            s.login_browser("openai", "default", jar(&[("li_at", "a")]), &none, false)
+                .is_err()
+        );
+
+        let now = now_unix();
+        let exp = [("li_at".to_string(), now + 7200)].into();
+        let rec = s
+            .login_browser(
+                "linkedin-browser",
+                "default",
+                jar(&[
+                    ("li_at", "AQEDsecretCANARY"),
+                    ("JSESSIONID", "\"ajax:77CANARY\""),
+                ]),
+                &exp,
+                false,
+            )
+            .unwrap();
+        assert_eq!(rec.expires_at, Some(now + 7200), "the cookie's own expiry");
+        assert!(rec.has_cookies && !rec.has_api_key);
+        let r = s
+            .resolve_for_host("www.linkedin.com", 443, "/voyager/api/me")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.injection.name, "Cookie");
+        assert_eq!(
+            r.value.expose(),
+            "li_at=AQEDsecretCANARY; JSESSIONID=\"ajax:77CANARY\""
+        );
+        assert_eq!(r.extra.len(), 1);
+        assert_eq!(r.extra[0].0, "csrf-token");
+        assert_eq!(r.extra[0].1.expose(), "ajax:77CANARY", "without its quotes");
+        assert_eq!(r.cookie_names, ["li_at", "JSESSIONID"]);
+        assert!(!format!("{r:?}").contains("CANARY"));
+        let view = s.get_connection("linkedin-browser", None).unwrap();
+        let json = serde_json::to_string(&view).unwrap();
+        assert!(
+            json.contains(r#""cookies":"***""#) && !json.contains("CANARY"),
+            "{json}"
+        );
+        let (_, vars) = s.export("linkedin-browser", None).unwrap();
+        let li = vars.iter().find(|v| v.name == "LINKEDIN_LI_AT").unwrap();
+        assert_eq!(li.value.expose(), "AQEDsecretCANARY");
+
+        // A second login needs --force; without a cookie expiry, ttl_hours.
+        let again = || jar(&[("li_at", "AQEDnew"), ("JSESSIONID", "\"ajax:78\"")]);
+        assert!(matches!(
+            s.login_browser("linkedin-browser", "default", again(), &none, false),
+            Err(Error::ConnectionExists { .. })
+        ));
+        let rec = s
+            .login_browser("linkedin-browser", "default", again(), &none, true)
+            .unwrap();
+        let e = rec.expires_at.unwrap() - now;
+        assert!((24 * 3600..24 * 3600 + 60).contains(&e), "{e}");
+        // Cookies that already expired are refused.
+        let past = [("li_at".to_string(), now - 10)].into();
+        let err = s
+            .login_browser("linkedin-browser", "default", again(), &past, true)
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Expired);
+    }
+
+    #[test]
+    fn browser_expiry_is_the_cookies_own_and_never_past_any_cookie() {
+        let reg = Registry::bundled().unwrap();
+        let spec = reg.get("x-browser").unwrap().def.browser.clone().unwrap();
+        let e = |pairs: &[(&str, i64)]| {
+            let m = pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            browser_expiry(&spec, &m, 1000)
+        };
+        assert_eq!(e(&[]), 1000 + 24 * 3600);
+        assert_eq!(e(&[("auth_token", 500_000)]), 500_000);
+        assert_eq!(e(&[("auth_token", 500_000), ("ct0", 9000)]), 9000);
+        assert_eq!(e(&[("ct0", 9000)]), 9000);
+        assert_eq!(unquoted("\"ajax:1\""), "ajax:1");
+        assert_eq!(unquoted("\"x"), "\"x");
     }
 
     #[test]

@@ -268,6 +268,7 @@ impl CredentialService {
                 api_key: None,
                 access_token: Some(tokens.access_token),
                 refresh_token: tokens.refresh_token,
+                cookies: None,
                 flow: Some(flow.into()),
             },
             force,

@@ -193,14 +193,62 @@ pub struct RegistrationSpec {
     pub registration_endpoint: String,
 }
 
-/// The `browser` block of cookie-session providers.
+/// The `browser` block of cookie-session providers: where the user signs
+/// in, which cookies of which domains make the session, and what the proxy
+/// sends besides the `Cookie` header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct BrowserSpec {
+    /// The page the login opens (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_url: Option<String>,
+    /// The cookie domains read: a cookie of `www.x.com` or `.x.com` counts
+    /// for `x.com`. Default: the exact hosts of `api_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// The cookies captured, stored and sent; the login completes once all
+    /// of them exist. No other cookie is read.
     #[serde(default)]
     pub cookies: Vec<String>,
-    /// Other keys of the reference's browser block, kept as written.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
+    /// Headers whose value is a cookie's (CSRF tokens such as LinkedIn's
+    /// `csrf-token`, the `JSESSIONID` value without its quotes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extract: Vec<ExtractSpec>,
+    /// Fixed headers sent with the session (not secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_headers: BTreeMap<String, String>,
+    /// How long a session is used when `ttl_from_cookie` gives no expiry.
+    #[serde(default = "default_ttl_hours")]
+    pub ttl_hours: u32,
+    /// The cookie whose own expiry ends the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_from_cookie: Option<String>,
+}
+
+fn default_ttl_hours() -> u32 {
+    24
+}
+
+/// One `extract` entry: `header: prefix + value of cookie` (quotes removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractSpec {
+    pub cookie: String,
+    pub header: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+impl BrowserSpec {
+    /// True when a cookie stored for `cookie_domain` belongs to one of the
+    /// provider's domains (the same name, or a subdomain of one).
+    pub fn covers_domain(&self, cookie_domain: &str) -> bool {
+        let d = cookie_domain.trim_start_matches('.').to_ascii_lowercase();
+        self.domains.iter().any(|want| {
+            let want = want.trim_start_matches('.');
+            d == want || d.strip_suffix(want).is_some_and(|rest| rest.ends_with('.'))
+        })
+    }
 }
 
 /// What an exported environment variable holds.
@@ -425,7 +473,10 @@ impl ProviderDef {
                 o.base_url.as_deref().unwrap_or("")
             )
         });
-        serde_json::json!({"hosts": hosts, "injection": injection, "oauth": oauth}).to_string()
+        let browser = self.browser.as_ref().map(|b| {
+            serde_json::json!({"domains": b.domains, "cookies": b.cookies, "extract": b.extract, "extra_headers": b.extra_headers})
+        });
+        serde_json::json!({"hosts": hosts, "injection": injection, "oauth": oauth, "browser": browser}).to_string()
     }
 
     /// The header (or query parameter) the proxy writes for this provider.
@@ -465,7 +516,17 @@ impl ProviderDef {
                 format: KeyFormat::Header,
                 source: ExportRole::AccessToken,
             }),
-            AuthType::Browser => None,
+            AuthType::Browser => Some(Injection {
+                name: "Cookie".into(),
+                prefix: String::new(),
+                format: KeyFormat::Header,
+                source: ExportRole::Cookie(
+                    self.browser
+                        .as_ref()
+                        .map(|b| b.cookies.join(","))
+                        .unwrap_or_default(),
+                ),
+            }),
         }
     }
 
@@ -515,6 +576,9 @@ impl ProviderDef {
             // endpoints are then discovered (RFC 9728 + RFC 8414).
             AuthType::Oauth2 if self.oauth.is_none() && self.flow != Flow::DcrPkce => {
                 return Err(DefError::new("auth_type `oauth2` needs an `oauth` block"));
+            }
+            AuthType::Browser if self.browser.is_none() => {
+                return Err(DefError::new("auth_type `browser` needs a `browser` block"));
             }
             _ => {}
         }
@@ -567,6 +631,23 @@ impl ProviderDef {
         }
         if let Some(o) = &self.oauth {
             self.validate_oauth(o)?;
+        }
+        if self.auth_type == AuthType::Browser
+            && let Some(mut b) = self.browser.take()
+        {
+            if b.domains.is_empty() {
+                b.domains = self
+                    .rules
+                    .iter()
+                    .map(|r| match &r.host {
+                        super::hosts::HostPattern::Exact(h) => h.clone(),
+                        super::hosts::HostPattern::Suffix(s) => s.clone(),
+                    })
+                    .collect();
+                b.domains.dedup();
+            }
+            validate_browser(&b)?;
+            self.browser = Some(b);
         }
         if let Some(r) = &self.registration {
             check_https(
@@ -675,20 +756,8 @@ fn validate_api_key(k: &ApiKeySpec) -> Result<(), DefError> {
             k.header_name.escape_debug()
         )));
     }
-    const FORBIDDEN: &[&str] = &[
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "proxy-authorization",
-        "proxy-connection",
-        "upgrade",
-        "te",
-        "trailer",
-        "keep-alive",
-        "cookie",
-    ];
-    if FORBIDDEN.contains(&k.header_name.to_ascii_lowercase().as_str()) {
+
+    if FORBIDDEN_HEADERS.contains(&k.header_name.to_ascii_lowercase().as_str()) {
         return Err(DefError::new(format!(
             "api_key.header_name `{}` cannot carry a credential",
             k.header_name
@@ -718,6 +787,103 @@ fn validate_api_key(k: &ApiKeySpec) -> Result<(), DefError> {
     if let Some(pat) = &k.key_pattern {
         regex_lite::Regex::new(pat)
             .map_err(|e| DefError::new(format!("api_key.key_pattern does not compile: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Headers a definition may not set: framing, routing, the proxy's own,
+/// and the `Cookie` the proxy writes itself.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "proxy-authorization",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "cookie",
+];
+
+fn validate_browser(b: &BrowserSpec) -> Result<(), DefError> {
+    match &b.entry_url {
+        Some(u) => check_https("browser.entry_url", u)?,
+        None => {
+            return Err(DefError::new(
+                "a browser provider needs `browser.entry_url` (the page where the user signs in)",
+            ));
+        }
+    }
+    if b.cookies.is_empty() {
+        return Err(DefError::new(
+            "`browser.cookies` names no cookie, so a login could never complete",
+        ));
+    }
+    for c in &b.cookies {
+        if !is_token(c) {
+            return Err(DefError::new(format!(
+                "browser.cookies: `{}` is not a cookie name",
+                c.escape_debug()
+            )));
+        }
+    }
+    for d in &b.domains {
+        let d = d.trim_start_matches('.');
+        if d.is_empty()
+            || !d
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        {
+            return Err(DefError::new(format!(
+                "browser.domains: `{}` is not a domain name",
+                d.escape_debug()
+            )));
+        }
+    }
+    let header_ok = |field: &str, name: &str| -> Result<(), DefError> {
+        if !is_token(name) || FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(DefError::new(format!(
+                "{field}: `{}` cannot be sent as a header",
+                name.escape_debug()
+            )));
+        }
+        Ok(())
+    };
+    for e in &b.extract {
+        if !b.cookies.contains(&e.cookie) {
+            return Err(DefError::new(format!(
+                "browser.extract reads cookie `{}`, which `browser.cookies` does not list",
+                e.cookie
+            )));
+        }
+        header_ok("browser.extract", &e.header)?;
+        if has_control(&e.prefix) || !e.prefix.is_ascii() {
+            return Err(DefError::new(
+                "browser.extract prefix must be visible ASCII",
+            ));
+        }
+    }
+    for (k, v) in &b.extra_headers {
+        header_ok("browser.extra_headers", k)?;
+        if has_control(v) || !v.is_ascii() {
+            return Err(DefError::new(
+                "browser.extra_headers values must be visible ASCII",
+            ));
+        }
+    }
+    if !(1..=24 * 366).contains(&b.ttl_hours) {
+        return Err(DefError::new(
+            "browser.ttl_hours must be between 1 and 8784 (a year)",
+        ));
+    }
+    if let Some(c) = &b.ttl_from_cookie
+        && !b.cookies.contains(c)
+    {
+        return Err(DefError::new(format!(
+            "browser.ttl_from_cookie names `{c}`, which `browser.cookies` does not list"
+        )));
     }
     Ok(())
 }
@@ -807,6 +973,43 @@ fn normalize_reference_form(mut obj: Map<String, Value>) -> Result<Map<String, V
         // the reference writes `"env_var": null` etc.; absent and null mean the same there,
         // except for header_prefix where null means "no prefix"
         o.retain(|k, v| k == "header_prefix" || !v.is_null());
+    }
+    if let Some(Value::Object(b)) = obj.get_mut("browser") {
+        // The reference's block: `auth_cookies` say when the user is
+        // signed in, `extract` reads more; we capture and send both.
+        // `validate_url` (unused there) and `note` are informational.
+        b.remove("validate_url");
+        b.remove("note");
+        if let Some(Value::Array(auth)) = b.remove("auth_cookies") {
+            let mut cookies = match b.remove("cookies") {
+                Some(Value::Array(c)) => c,
+                _ => Vec::new(),
+            };
+            let extracted: Vec<Value> = match b.get("extract") {
+                Some(Value::Array(e)) => {
+                    e.iter().filter_map(|x| x.get("cookie").cloned()).collect()
+                }
+                _ => Vec::new(),
+            };
+            for c in auth.into_iter().chain(extracted) {
+                if !cookies.contains(&c) {
+                    cookies.push(c);
+                }
+            }
+            b.insert("cookies".into(), Value::Array(cookies));
+        }
+        if let Some(Value::Array(e)) = b.get_mut("extract") {
+            for x in e {
+                if let Value::Object(x) = x
+                    && matches!(x.get("prefix"), Some(Value::Null))
+                {
+                    x.remove("prefix");
+                }
+            }
+        }
+        if matches!(b.get("ttl_from_cookie"), Some(Value::Null)) {
+            b.remove("ttl_from_cookie");
+        }
     }
     if matches!(obj.get("docs_url"), Some(Value::Null)) {
         obj.remove("docs_url");
@@ -1017,6 +1220,64 @@ mod tests {
     fn bad_key_pattern_is_reported() {
         let t = OPENAI.replace("^sk-.+$", "^sk-(");
         assert!(err(&t).contains("key_pattern"));
+    }
+
+    #[test]
+    fn the_reference_browser_block_is_read_and_checked() {
+        let t = r#"{"name":"li","auth_type":"browser","flow":"browser","api_url":"www.linkedin.com",
+          "browser":{"auth_cookies":["li_at"],"domains":[".linkedin.com","linkedin.com"],
+                     "entry_url":"https://www.linkedin.com/login","extra_headers":{},"validate_url":null,
+                     "extract":[{"cookie":"JSESSIONID","header":"csrf-token","prefix":null}],
+                     "ttl_from_cookie":"li_at","ttl_hours":24},
+          "export":{"env":{"li_at":"LI_AT"}}}"#;
+        let d = ProviderDef::parse(t).unwrap();
+        let b = d.browser.as_ref().unwrap();
+        assert_eq!(b.cookies, ["li_at", "JSESSIONID"]);
+        assert!(b.covers_domain(".www.linkedin.com") && b.covers_domain("linkedin.com"));
+        assert!(!b.covers_domain("evil-linkedin.com") && !b.covers_domain("com"));
+        assert_eq!(d.injection().unwrap().name, "Cookie");
+        assert_eq!(ProviderDef::parse(&d.to_json()).unwrap(), d);
+        for (from, to, why) in [
+            (
+                r#""header":"csrf-token""#,
+                r#""header":"Cookie""#,
+                "cannot be sent",
+            ),
+            (
+                r#""header":"csrf-token""#,
+                r#""header":"Host""#,
+                "cannot be sent",
+            ),
+            (
+                r#""https://www.linkedin.com/login""#,
+                r#""http://x.test/""#,
+                "https",
+            ),
+            (
+                r#""ttl_from_cookie":"li_at""#,
+                r#""ttl_from_cookie":"nope""#,
+                "nope",
+            ),
+            (r#""ttl_hours":24"#, r#""ttl_hours":0"#, "ttl_hours"),
+            (
+                r#""auth_cookies":["li_at"]"#,
+                r#""auth_cookies":["li at"]"#,
+                "cookie name",
+            ),
+            (
+                r#""extra_headers":{}"#,
+                r#""extra_headers":{"x-a":"b\r\nc: d"}"#,
+                "visible",
+            ),
+            (r#""ttl_hours":24}"#, r#""ttl_hours":24,"nope":1}"#, "nope"),
+        ] {
+            let bad = t.replace(from, to);
+            assert_ne!(bad, t, "{from}");
+            assert!(err(&bad).contains(why), "{to}: {}", err(&bad));
+        }
+        let no_block =
+            r#"{"name":"b","auth_type":"browser","flow":"browser","api_url":["b.test"]}"#;
+        assert!(err(no_block).contains("browser"));
     }
 
     #[test]

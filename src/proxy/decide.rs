@@ -414,6 +414,9 @@ impl Handler {
         self.note.provider = Some(provider.to_string());
         self.note.connection = Some(cred.connection.clone());
         self.note.injected = true;
+        if !cred.cookie_names.is_empty() {
+            self.note.session_cookies = Some(cred.cookie_names.clone().into());
+        }
         if self.shared.redact {
             let placeholder = self.shared.placeholders.get(&provider).map_err(|e| {
                 ProxyError::new(

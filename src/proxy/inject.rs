@@ -107,7 +107,11 @@ pub fn strip_hop_by_hop<B>(req: &mut Request<B>) {
 /// Writes `cred` into `req`: strips hop-by-hop headers, removes every
 /// client-supplied instance of the credential's header (or query
 /// parameter), and sets exactly one value, marked sensitive so HTTP/2
-/// never puts it in a compression table.
+/// never puts it in a compression table. The same for each of its `extra`
+/// headers (a browser session's CSRF header). A browser session's `Cookie`
+/// replaces the client's whole `Cookie` header: the agent's own cookies
+/// for the provider's hosts are not sent (a cookie it set could otherwise
+/// shadow or join the user's session).
 pub fn inject<B>(req: &mut Request<B>, cred: &ResolvedCredential) -> Result<(), InjectError> {
     strip_hop_by_hop(req);
     let inj = &cred.injection;
@@ -122,6 +126,16 @@ pub fn inject<B>(req: &mut Request<B>, cred: &ResolvedCredential) -> Result<(), 
             let headers = req.headers_mut();
             headers.remove(&name);
             headers.insert(name, value);
+            for (name, value) in &cred.extra {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_e| InjectError::InvalidName)?;
+                let mut value = HeaderValue::from_str(value.expose())
+                    .map_err(|_e| InjectError::InvalidValue)?;
+                value.set_sensitive(true);
+                let headers = req.headers_mut();
+                headers.remove(&name);
+                headers.insert(name, value);
+            }
         }
         KeyFormat::Query => {
             let uri = with_query_param(req.uri(), &inj.name, cred.value.expose())?;
@@ -210,7 +224,33 @@ mod tests {
             },
             value: Secret::new(value.into()),
             expires_at: None,
+            extra: Vec::new(),
+            parts: Vec::new(),
+            cookie_names: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_browser_session_replaces_the_clients_cookies_and_csrf_header() {
+        let mut c = cred(
+            "Cookie",
+            KeyFormat::Header,
+            "li_at=AQEDsecret; JSESSIONID=\"ajax:123\"",
+        );
+        c.extra = vec![("csrf-token".into(), Secret::new("ajax:123".into()))];
+        let mut req = Request::builder()
+            .header("Cookie", "li_at=agent-guess; lang=en")
+            .header("cookie", "JSESSIONID=mine")
+            .header("Csrf-Token", "agent")
+            .header("csrf-token", "agent2")
+            .body(())
+            .unwrap();
+        inject(&mut req, &c).unwrap();
+        let cookies: Vec<_> = req.headers().get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["li_at=AQEDsecret; JSESSIONID=\"ajax:123\""]);
+        let csrf: Vec<_> = req.headers().get_all("csrf-token").iter().collect();
+        assert_eq!(csrf, ["ajax:123"]);
+        assert!(csrf[0].is_sensitive());
     }
 
     #[test]

@@ -142,6 +142,14 @@ impl Patterns {
         let value = cred.value.expose().as_bytes();
         let ph = placeholder.as_bytes();
         let mut pairs = Vec::new();
+        if !cred.parts.is_empty() {
+            // Several secrets in one header (a browser session's cookies):
+            // each is searched for on its own.
+            for part in &cred.parts {
+                forms_of(part.expose().as_bytes(), ph, &mut pairs);
+            }
+            return Patterns::new(pairs);
+        }
         match cred.injection.format {
             KeyFormat::Header => {
                 let bare = value
@@ -1142,7 +1150,33 @@ mod tests {
             },
             value: Secret::new(value.into()),
             expires_at: None,
+            extra: Vec::new(),
+            parts: Vec::new(),
+            cookie_names: Vec::new(),
         }
+    }
+
+    #[test]
+    fn each_cookie_of_a_browser_session_is_redacted() {
+        let mut c = cred(
+            KeyFormat::Header,
+            "",
+            "li_at=AQEDcookieSecret1; JSESSIONID=\"ajax:55554444\"",
+        );
+        c.parts = vec![
+            Secret::new("AQEDcookieSecret1".into()),
+            Secret::new("\"ajax:55554444\"".into()),
+            Secret::new("ajax:55554444".into()),
+        ];
+        let p = Patterns::for_credential(&c, PH);
+        let body = br#"{"cookie":"li_at=AQEDcookieSecret1; JSESSIONID=\"ajax:55554444\"","csrf":"ajax:55554444"}"#;
+        let (out, n) = p.redact_value(body).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(n >= 3, "{out}");
+        assert!(
+            !out.contains("AQEDcookieSecret1") && !out.contains("55554444"),
+            "{out}"
+        );
     }
 
     fn header_patterns() -> Arc<Patterns> {

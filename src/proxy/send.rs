@@ -57,8 +57,12 @@ impl Handler {
             .then(|| hyper::upgrade::on(&mut req));
         let redact = self.note.redact.clone();
         let counter = self.note.counter.clone().unwrap_or_default();
+        let session_cookies = self.note.session_cookies.clone();
         match client.request(req).await {
             Ok(mut res) => {
+                if let Some(names) = &session_cookies {
+                    drop_session_cookies(res.headers_mut(), names);
+                }
                 if let Some(p) = &redact {
                     let n = redact_headers(res.headers_mut(), p);
                     counter
@@ -108,6 +112,43 @@ impl Handler {
                 recorder.entry.refused = Some(e.code.to_string());
                 recorder.attach(e.into_response())
             }
+        }
+    }
+}
+
+/// Removes every `Set-Cookie` of the answer that sets one of `names` (a
+/// browser session's cookies, whatever their case): the server rotating
+/// the session must not hand the new value to the agent. Redaction would
+/// only catch the value authsome sent, not a new one.
+pub(super) fn drop_session_cookies(headers: &mut http::HeaderMap, names: &[String]) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<header::HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .as_bytes()
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            !names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        })
+        .cloned()
+        .collect();
+    let dropped = headers.get_all(header::SET_COOKIE).iter().count() - kept.len();
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "session cookies set by the upstream were not passed on"
+        );
+        headers.remove(header::SET_COOKIE);
+        for v in kept {
+            headers.append(header::SET_COOKIE, v);
         }
     }
 }
@@ -407,6 +448,21 @@ pub(super) fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rotated_session_cookie_never_reaches_the_client() {
+        let mut h = http::HeaderMap::new();
+        for v in [
+            "li_at=NEWSECRET; Domain=.linkedin.com; Secure",
+            " JSESSIONID =\"ajax:9\"; Path=/",
+            "lang=v=2&lang=en-us; Path=/",
+        ] {
+            h.append(http::header::SET_COOKIE, v.parse().unwrap());
+        }
+        super::drop_session_cookies(&mut h, &["li_at".into(), "jsessionid".into()]);
+        let left: Vec<_> = h.get_all(http::header::SET_COOKIE).iter().collect();
+        assert_eq!(left, ["lang=v=2&lang=en-us; Path=/"]);
+    }
+
     #[test]
     fn certificate_problems_are_said_in_words_with_a_fix() {
         let (w, h) = super::certificate_problem(

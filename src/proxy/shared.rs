@@ -209,6 +209,8 @@ pub(super) struct Note {
     pub(super) redact: Option<Arc<super::redact::Patterns>>,
     /// Replacements made in the answer, by where.
     pub(super) counter: Option<Arc<super::redact::Counter>>,
+    /// Cookies the answer may not set on the client (a browser session's).
+    pub(super) session_cookies: Option<Arc<[String]>>,
 }
 
 impl Handler {

@@ -1,6 +1,6 @@
 //! Stored connections: the records (provider, name, status, default flag,
 //! scopes, expiry) and their secret fields (API key, access token, refresh
-//! token), each sealed under the data key and bound to its row and column.
+//! token, a browser session's cookies), each sealed under the data key and bound to its row and column.
 //!
 //! Listing and finding return a [`ConnectionRecord`], which carries no
 //! secret; only [`Vault::read_secrets`] decrypts. Each provider has at most
@@ -18,7 +18,7 @@ use crate::secret::Secret;
 
 /// The table whose rows the secret fields' associated data names.
 pub(super) const TABLE: &str = "connections";
-const SECRET_FIELDS: [&str; 3] = ["api_key", "access_token", "refresh_token"];
+const SECRET_FIELDS: [&str; 4] = ["api_key", "access_token", "refresh_token", "cookies"];
 
 /// Lifecycle state of a stored connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,9 @@ pub struct ConnectionRecord {
     pub has_api_key: bool,
     pub has_access_token: bool,
     pub has_refresh_token: bool,
+    /// A browser session's cookies are stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_cookies: bool,
     /// The login flow that made an OAuth connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
@@ -99,6 +102,8 @@ pub struct NewConnection {
     pub api_key: Option<Secret<String>>,
     pub access_token: Option<Secret<String>>,
     pub refresh_token: Option<Secret<String>>,
+    /// A browser session's cookies: a JSON object of name -> value.
+    pub cookies: Option<Secret<String>>,
     /// The login flow (OAuth connections).
     pub flow: Option<String>,
 }
@@ -109,11 +114,13 @@ pub struct ConnectionSecrets {
     pub api_key: Option<Secret<String>>,
     pub access_token: Option<Secret<String>>,
     pub refresh_token: Option<Secret<String>>,
+    /// A JSON object of cookie name -> value.
+    pub cookies: Option<Secret<String>>,
 }
 
 const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_default, account_label, token_type, \
      scopes, expires_at, created_at, updated_at, api_key IS NOT NULL, access_token IS NOT NULL, \
-     refresh_token IS NOT NULL, flow";
+     refresh_token IS NOT NULL, flow, cookies IS NOT NULL";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
     let scopes: String = r.get(8)?;
@@ -134,6 +141,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
         has_access_token: r.get(13)?,
         has_refresh_token: r.get(14)?,
         flow: r.get(15)?,
+        has_cookies: r.get(16)?,
     })
 }
 
@@ -184,9 +192,9 @@ impl Vault {
         let conn = self.conn()?;
         let (key_version, blobs) = conn
             .query_row(
-                "SELECT key_version, api_key, access_token, refresh_token FROM connections WHERE id = ?1",
+                "SELECT key_version, api_key, access_token, refresh_token, cookies FROM connections WHERE id = ?1",
                 [&record.id],
-                |r| Ok((r.get::<_, u32>(0)?, [r.get::<_, Option<Vec<u8>>>(1)?, r.get(2)?, r.get(3)?])),
+                |r| Ok((r.get::<_, u32>(0)?, [r.get::<_, Option<Vec<u8>>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?])),
             )
             .optional()
             .map_err(|e| Error::db("cannot read a connection", e))?
@@ -195,17 +203,18 @@ impl Vault {
                 connection: record.name.clone(),
             })?;
         drop(conn);
-        let mut out: [Option<Secret<String>>; 3] = [None, None, None];
+        let mut out: [Option<Secret<String>>; 4] = [None, None, None, None];
         for (i, blob) in blobs.iter().enumerate() {
             if let Some(blob) = blob {
                 out[i] = Some(self.open_field(record, SECRET_FIELDS[i], key_version, blob)?);
             }
         }
-        let [api_key, access_token, refresh_token] = out;
+        let [api_key, access_token, refresh_token, cookies] = out;
         Ok(ConnectionSecrets {
             api_key,
             access_token,
             refresh_token,
+            cookies,
         })
     }
 
@@ -237,10 +246,15 @@ impl Vault {
     pub fn put_connection(&self, new: NewConnection, replace: bool) -> Result<ConnectionRecord> {
         let id = random_id()?;
         let now = now_unix();
-        let mut sealed: [Option<Vec<u8>>; 3] = [None, None, None];
-        for (i, value) in [&new.api_key, &new.access_token, &new.refresh_token]
-            .into_iter()
-            .enumerate()
+        let mut sealed: [Option<Vec<u8>>; 4] = [None, None, None, None];
+        for (i, value) in [
+            &new.api_key,
+            &new.access_token,
+            &new.refresh_token,
+            &new.cookies,
+        ]
+        .into_iter()
+        .enumerate()
         {
             if let Some(v) = value {
                 let aad = Aad {
@@ -291,8 +305,8 @@ impl Vault {
         .map_err(ctx)?;
         tx.execute(
             "INSERT INTO connections (id, provider, name, auth_type, status, is_default, account_label, token_type, \
-             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow, cookies) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 id,
                 new.provider,
@@ -310,7 +324,8 @@ impl Vault {
                 sealed[2],
                 created_at,
                 now,
-                new.flow
+                new.flow,
+                sealed[3]
             ],
         )
         .map_err(ctx)?;

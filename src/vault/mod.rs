@@ -337,6 +337,7 @@ mod tests {
             api_key: Some(Secret::new(key.into())),
             access_token: None,
             refresh_token: None,
+            cookies: None,
             flow: None,
         }
     }

@@ -368,6 +368,7 @@ mod tests {
                     api_key: None,
                     access_token: Some(s("AT1")),
                     refresh_token: Some(s("RT1")),
+                    cookies: None,
                     flow: Some("pkce".into()),
                 },
                 false,

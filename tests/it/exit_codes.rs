@@ -79,7 +79,7 @@ fn every_documented_exit_code_is_what_the_command_returns() {
         &[],
     );
     expect(6, &["provider", "register", p], None, &[]);
-    expect(7, &["login", "linkedin-browser"], None, &[]);
+    expect(7, &["login", "linkedin-browser", "--no-browser"], None, &[]);
     expect(
         8,
         &["run", "--sandbox", "require", "--", "true"],

@@ -2,6 +2,7 @@
 //! Integration tests: one binary, driving the real `authsome` executable
 //! against temporary homes.
 
+mod browser_login;
 mod canary;
 mod cli_bench;
 mod cli_keys;

@@ -233,9 +233,21 @@ fn every_header_template_is_resolvable() {
             }
             // Cookie-session providers inject their session cookies.
             AuthType::Browser => {
-                assert!(d.injection().is_none());
-                let cookies = d.browser.as_ref().map(|b| b.cookies.len()).unwrap_or(0);
-                assert!(cookies > 0, "{} names no cookie to inject", d.name);
+                assert_eq!(d.injection().map(|i| i.name), Some("Cookie".into()));
+                let b = d.browser.as_ref().expect("a browser block");
+                assert!(
+                    !b.cookies.is_empty(),
+                    "{} names no cookie to inject",
+                    d.name
+                );
+                assert!(
+                    b.entry_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://")),
+                    "{} has no entry_url",
+                    d.name
+                );
+                assert!(!b.domains.is_empty(), "{}", d.name);
             }
         }
         assert!(!d.export.is_empty(), "{} exports nothing", d.name);
@@ -287,5 +299,47 @@ fn bundled_files_are_in_canonical_form() {
     // What `provider show --json` prints for a bundled provider parses back to the same definition.
     for (_, d) in defs() {
         assert_eq!(ProviderDef::parse(&d.to_json()).unwrap(), d, "{}", d.name);
+    }
+}
+
+#[test]
+fn the_browser_session_providers_carry_the_reference_facts() {
+    // From the reference's newer catalogue (`provider-facts-head.jsonl`):
+    // entry_url, auth cookie, domains, extract, ttl.
+    let d: BTreeMap<String, ProviderDef> = defs()
+        .into_iter()
+        .map(|(_, d)| (d.name.clone(), d))
+        .collect();
+    for (name, entry, auth, extract, header, domains) in [
+        (
+            "linkedin-browser",
+            "https://www.linkedin.com/login",
+            "li_at",
+            "JSESSIONID",
+            "csrf-token",
+            &["linkedin.com"][..],
+        ),
+        (
+            "x-browser",
+            "https://x.com/login",
+            "auth_token",
+            "ct0",
+            "x-csrf-token",
+            &["x.com", "twitter.com"][..],
+        ),
+    ] {
+        let b = d[name].browser.as_ref().unwrap();
+        assert_eq!(b.entry_url.as_deref(), Some(entry));
+        assert!(b.cookies.iter().any(|c| c == auth) && b.cookies.iter().any(|c| c == extract));
+        assert_eq!(b.ttl_from_cookie.as_deref(), Some(auth));
+        assert_eq!(b.ttl_hours, 24);
+        assert_eq!(
+            (b.extract[0].cookie.as_str(), b.extract[0].header.as_str()),
+            (extract, header)
+        );
+        assert_eq!(b.domains, domains);
+        for host in &d[name].api_url {
+            assert!(b.covers_domain(host), "{name}: {host}");
+        }
     }
 }

@@ -363,18 +363,6 @@ impl Logins {
         if def.auth_type == AuthType::Oauth2 {
             return self.start_oauth((*def).clone(), req, connection).await;
         }
-        if def.auth_type != AuthType::ApiKey {
-            return Err(Error::Unsupported {
-                message: format!(
-                    "`{}` signs in with a browser session, which this daemon does not run yet",
-                    req.provider
-                ),
-                hint: Some(
-                    "API-key and OAuth providers work: `authsome provider list` shows their AUTH column"
-                        .into(),
-                ),
-            });
-        }
         let (p, c, force) = (req.provider.clone(), connection.clone(), req.force);
         self.blocking(move |svc| {
             if !force && svc.has_connection(&p, &c)? {
@@ -386,6 +374,27 @@ impl Logins {
             Ok(())
         })
         .await?;
+        if def.auth_type == AuthType::Browser {
+            // The CLI runs the browser on the user's desktop (the daemon
+            // may have no display) and sends the cookies it read.
+            let entry_url = def
+                .browser
+                .as_ref()
+                .and_then(|b| b.entry_url.clone())
+                .unwrap_or_default();
+            let view = self.sessions.create_waiting(
+                &req.provider,
+                &connection,
+                def.flow,
+                NextAction::OpenUrl { url: entry_url },
+                super::BROWSER_SESSION_TTL,
+                None,
+                now_unix(),
+            )?;
+            self.sessions.set_force(&view.id, req.force);
+            tracing::info!(session = %short(&view.id), provider = %view.provider, "browser login started");
+            return Ok(view);
+        }
         let view = self.sessions.create(
             &req.provider,
             &connection,
@@ -473,6 +482,76 @@ impl Logins {
             .complete(id, now_unix())
             .ok_or_else(|| Error::SessionFinished {
                 message: "the session ended while the key was being stored".into(),
+                hint: None,
+            })
+    }
+
+    /// Completes a browser-session login with the cookies the CLI read
+    /// from the browser it ran: stores them (audited, refusals too; the
+    /// record names the cookies, never their values) and marks the session
+    /// completed.
+    pub async fn resume_with_cookies(
+        self: &Arc<Self>,
+        id: &str,
+        cookies: crate::credentials::CookieJar,
+        expiries: std::collections::BTreeMap<String, i64>,
+        actor: String,
+    ) -> Result<SessionView> {
+        let (me, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move { me.store_cookies(&id, cookies, expiries, actor).await })
+            .await
+            .map_err(task_failed)?
+    }
+
+    async fn store_cookies(
+        &self,
+        id: &str,
+        cookies: crate::credentials::CookieJar,
+        expiries: std::collections::BTreeMap<String, i64>,
+        actor: String,
+    ) -> Result<SessionView> {
+        let ctx = self.sessions.input_context(id, now_unix());
+        let mut change = match &ctx {
+            Some(ctx) => Change::of("login", &ctx.view.provider, Some(&ctx.view.connection)),
+            None => Change {
+                event: "login",
+                provider: None,
+                connection: None,
+                actor: None,
+                detail: json!({}),
+                scope: Scope::Nothing,
+            },
+        }
+        .by(Some(actor));
+        change.note("flow", "browser");
+        change.note("cookies", cookies.keys().collect::<Vec<_>>());
+        let (provider, connection) = self
+            .commit(change, move |svc, change| {
+                let ctx = ctx.ok_or(Error::SessionNotFound)?;
+                let v = ctx.view;
+                if v.flow != crate::providers::Flow::Browser {
+                    return Err(Error::invalid(
+                        "this login session does not take browser cookies",
+                        None,
+                    ));
+                }
+                if v.status != SessionStatus::WaitingForUser {
+                    return Err(Error::SessionFinished {
+                        message: format!("this login session is {:?}", v.status).to_lowercase(),
+                        hint: Some(format!("start again with `authsome login {}`", v.provider)),
+                    });
+                }
+                let rec =
+                    svc.login_browser(&v.provider, &v.connection, cookies, &expiries, ctx.force)?;
+                change.note("expires_at", rec.expires_at);
+                Ok((v.provider, v.connection))
+            })
+            .await?;
+        tracing::info!(session = %short(id), %provider, %connection, "browser login completed");
+        self.sessions
+            .complete(id, now_unix())
+            .ok_or_else(|| Error::SessionFinished {
+                message: "the session ended while the cookies were being stored".into(),
                 hint: None,
             })
     }

@@ -62,6 +62,14 @@ pub async fn auth_sessions_resume(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SessionResume>,
 ) -> ApiResult<Json<SessionView>> {
+    if let Some(cookies) = req.cookies {
+        return Ok(Json(
+            state
+                .logins
+                .resume_with_cookies(&id, cookies, req.cookie_expires, caller.0)
+                .await?,
+        ));
+    }
     let Some(key) = req.api_key else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -180,6 +188,14 @@ pub async fn auth_sessions_input_submit(
             StatusCode::FORBIDDEN,
             "Refused",
             "<p>This form has expired or was not opened by authsome. Reload the page from the link in your terminal.</p>",
+        );
+    }
+    if ctx.view.flow == Flow::Browser {
+        // Its cookies come from the CLI (`resume`), never from a form.
+        return page(
+            StatusCode::CONFLICT,
+            "Not here",
+            "<p>This login completes in the browser window <code>authsome login</code> opened.</p>",
         );
     }
     let def = state.logins.provider_def(&ctx.view.provider);

@@ -73,6 +73,11 @@ pub async fn credentials_resolve(
         },
         format: r.injection.format,
         expires_at: r.expires_at,
+        extra_headers: r
+            .extra
+            .into_iter()
+            .map(|(name, value)| api::ResolvedHeader { name, value })
+            .collect(),
     }))
 }
 
@@ -128,7 +133,10 @@ pub async fn proxy_runs_create(
                     for (name, role) in crate::credentials::export_roles(&e.def) {
                         if matches!(
                             role,
-                            ExportRole::ApiKey | ExportRole::AccessToken | ExportRole::RefreshToken
+                            ExportRole::ApiKey
+                                | ExportRole::AccessToken
+                                | ExportRole::RefreshToken
+                                | ExportRole::Cookie(_)
                         ) {
                             out.insert(name, value.clone());
                         }

@@ -21,6 +21,10 @@
 //! - `/echo/range`: `{"auth":"Bearer K"}`, honouring a `Range: bytes=A-B`
 //!   (206 with that slice); `/echo/partial`: always 206;
 //! - `/echo/reason`: 200 with the reason phrase `OK K`.
+//!
+//! A sign-in site (browser-session logins): `GET /login` is a page whose
+//! form submits itself; `POST /login` answers 303 to `/home` setting every
+//! cookie of [`Upstream::login_cookies`] (whole `Set-Cookie` values).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -62,11 +66,17 @@ pub struct Upstream {
     records: Arc<Mutex<Vec<Record>>>,
     /// The body of `/.well-known/oauth-protected-resource` (RFC 9728), if any.
     pub resource_metadata: Arc<Mutex<Option<String>>>,
+    /// `Set-Cookie` values `POST /login` answers with.
+    pub login_cookies: Arc<Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What tests set on a running upstream: the protected-resource metadata
+/// and the sign-in site's cookies.
+type Knobs = (Arc<Mutex<Option<String>>>, Arc<Mutex<Vec<String>>>);
 
 fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
@@ -76,8 +86,25 @@ async fn answer(
     req: Request<Incoming>,
     tls: bool,
     records: Arc<Mutex<Vec<Record>>>,
-    prm: Arc<Mutex<Option<String>>>,
+    (prm, login): Knobs,
 ) -> Response<Body> {
+    if req.uri().path() == "/login" && req.method() == hyper::Method::GET {
+        return Response::builder()
+            .header("content-type", "text/html")
+            .body(full(
+                "<!doctype html><title>Sign in</title><form method=post action=/login>\
+                 <input name=user value=me><button>Sign in</button></form>\
+                 <script>setTimeout(() => document.forms[0].submit(), 300)</script>",
+            ))
+            .unwrap();
+    }
+    if req.uri().path() == "/login" && req.method() == hyper::Method::POST {
+        let mut b = Response::builder().status(303).header("location", "/home");
+        for c in login.lock().unwrap().iter() {
+            b = b.header("set-cookie", c);
+        }
+        return b.body(full("")).unwrap();
+    }
     if req.uri().path() == "/.well-known/oauth-protected-resource" {
         return match prm.lock().unwrap().clone() {
             Some(b) => Response::builder()
@@ -390,7 +417,8 @@ impl Upstream {
     pub fn start() -> Upstream {
         let records = Arc::new(Mutex::new(Vec::new()));
         let prm: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let prm_t = prm.clone();
+        let login: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let prm_t = (prm.clone(), login.clone());
         let (ports_tx, ports_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let recs = records.clone();
@@ -470,6 +498,7 @@ impl Upstream {
             http_port: b.port(),
             records,
             resource_metadata: prm,
+            login_cookies: login,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
