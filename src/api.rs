@@ -925,6 +925,7 @@ mod tests {
             source: first.source,
             api_url: first.def.api_url.clone(),
             connections: 1,
+            chosen_on: vec![first.def.api_url[0].clone()],
         };
         let v = round_trip(&ProviderList {
             providers: vec![summary],

@@ -62,7 +62,9 @@ impl Logins {
         .await
     }
 
-    /// Makes `connection` the provider's default.
+    /// Makes `connection` the provider's default, and the provider the
+    /// chosen one where it shares a host rule with another connected
+    /// provider (the rules go on the record as `chosen_on`).
     pub async fn set_default(
         &self,
         provider: &str,
@@ -71,8 +73,14 @@ impl Logins {
     ) -> Result<()> {
         let change = Change::of("set_default", provider, Some(connection)).by(actor);
         let (p, c) = (provider.to_string(), connection.to_string());
-        self.commit(change, move |svc, _| svc.set_default(&p, &c))
-            .await
+        self.commit(change, move |svc, change| {
+            let rules = svc.set_default(&p, &c)?;
+            if !rules.is_empty() {
+                change.note("chosen_on", rules);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// A connection's values as environment variables: the one explicit
