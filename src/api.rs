@@ -211,6 +211,10 @@ pub struct DefaultSet {
     pub status: String,
     pub provider: String,
     pub default_connection: String,
+    /// Host rules other connected providers also claim, where this
+    /// provider is now the chosen one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chosen_on: Vec<String>,
 }
 
 /// `POST /api/credentials/export` request.
@@ -848,6 +852,7 @@ mod tests {
             status: s("ok"),
             provider: s("github"),
             default_connection: s("work"),
+            chosen_on: vec![s("api.github.com")],
         });
         assert_eq!(
             round_trip(&ExportRequest {

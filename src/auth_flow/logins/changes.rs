@@ -64,21 +64,34 @@ impl Logins {
 
     /// Makes `connection` the provider's default, and the provider the
     /// chosen one where it shares a host rule with another connected
-    /// provider (the rules go on the record as `chosen_on`).
+    /// provider.
     pub async fn set_default(
         &self,
         provider: &str,
         connection: &str,
         actor: Option<String>,
     ) -> Result<()> {
+        self.set_default_choosing(provider, connection, actor)
+            .await
+            .map(drop)
+    }
+
+    /// [`Logins::set_default`], returning the host rules where the provider
+    /// is now the chosen one (on the record as `chosen_on`).
+    pub async fn set_default_choosing(
+        &self,
+        provider: &str,
+        connection: &str,
+        actor: Option<String>,
+    ) -> Result<Vec<String>> {
         let change = Change::of("set_default", provider, Some(connection)).by(actor);
         let (p, c) = (provider.to_string(), connection.to_string());
         self.commit(change, move |svc, change| {
             let rules = svc.set_default(&p, &c)?;
             if !rules.is_empty() {
-                change.note("chosen_on", rules);
+                change.note("chosen_on", &rules);
             }
-            Ok(())
+            Ok(rules)
         })
         .await
     }
