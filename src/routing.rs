@@ -413,8 +413,8 @@ mod tests {
         assert_eq!(r.choose(|_| false).as_deref(), Ok("klaviyo"));
         // A lasting choice decides when the run did not choose; the run's
         // choice still wins; a choice of a provider not here is ignored.
-        let t2 = RouteTable::build(both)
-            .with_choices(&[("a.klaviyo.com".into(), "klaviyo".into())]);
+        let t2 =
+            RouteTable::build(both).with_choices(&[("a.klaviyo.com".into(), "klaviyo".into())]);
         let r = t2.resolve("a.klaviyo.com", 443, "/").unwrap();
         assert_eq!(r.chosen.as_deref(), Some("klaviyo"));
         assert_eq!(r.choose(|_| false).as_deref(), Ok("klaviyo"));
@@ -424,8 +424,8 @@ mod tests {
         );
         assert_eq!(r.choose(|_| true).as_deref(), Ok("klaviyo"));
         assert_eq!(t2.shared_rules("klaviyo"), ["a.klaviyo.com"]);
-        let t3 = RouteTable::build(both)
-            .with_choices(&[("a.klaviyo.com".into(), "klaviyo-mcp".into())]);
+        let t3 =
+            RouteTable::build(both).with_choices(&[("a.klaviyo.com".into(), "klaviyo-mcp".into())]);
         let r = t3.resolve("a.klaviyo.com", 443, "/").unwrap();
         assert!(r.chosen.is_none());
         assert!(r.choose(|_| false).is_err());

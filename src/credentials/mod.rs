@@ -995,21 +995,35 @@ mod tests {
                 .map(|c| c.unwrap().value.expose().clone())
         };
         // Alone, a provider setting its default chooses nothing.
-        s.login_api_key("acme", "default", key("k1"), false).unwrap();
+        s.login_api_key("acme", "default", key("k1"), false)
+            .unwrap();
         assert!(s.set_default("acme", "default").unwrap().is_empty());
-        s.login_api_key("acme2", "default", key("k2"), false).unwrap();
+        s.login_api_key("acme2", "default", key("k2"), false)
+            .unwrap();
         let err = v(&s).unwrap_err();
         assert!(
-            err.hint().unwrap().contains("authsome set-default PROVIDER CONNECTION"),
+            err.hint()
+                .unwrap()
+                .contains("authsome set-default PROVIDER CONNECTION"),
             "{err:?}"
         );
         // Chosen for good: rivals connected later keep the choice.
-        assert_eq!(s.set_default("acme2", "default").unwrap(), ["api.acme.test"]);
+        assert_eq!(
+            s.set_default("acme2", "default").unwrap(),
+            ["api.acme.test"]
+        );
         assert_eq!(v(&s).unwrap(), "k2");
         s.login_api_key("acme", "other", key("k3"), false).unwrap();
         assert_eq!(v(&s).unwrap(), "k2");
         let listed = s.list_providers().unwrap();
-        let chosen = |n: &str| listed.iter().find(|p| p.name == n).unwrap().chosen_on.clone();
+        let chosen = |n: &str| {
+            listed
+                .iter()
+                .find(|p| p.name == n)
+                .unwrap()
+                .chosen_on
+                .clone()
+        };
         assert_eq!(chosen("acme2"), ["api.acme.test"]);
         assert!(chosen("acme").is_empty());
         // Another choice replaces it.
@@ -1021,8 +1035,12 @@ mod tests {
         s.logout("acme", Some("other")).unwrap();
         assert!(s.vault().provider_choices().unwrap().is_empty());
         assert_eq!(v(&s).unwrap(), "k2");
-        s.login_api_key("acme", "default", key("k1"), false).unwrap();
-        assert!(v(&s).is_err(), "logging in again does not bring the choice back");
+        s.login_api_key("acme", "default", key("k1"), false)
+            .unwrap();
+        assert!(
+            v(&s).is_err(),
+            "logging in again does not bring the choice back"
+        );
     }
 
     #[test]

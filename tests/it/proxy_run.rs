@@ -485,7 +485,8 @@ fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() 
         out.stdout
     );
     assert!(
-        out.stdout.contains("authsome set-default PROVIDER CONNECTION"),
+        out.stdout
+            .contains("authsome set-default PROVIDER CONNECTION"),
         "{}",
         out.stdout
     );
