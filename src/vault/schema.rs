@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_oauth_redirect_uri.sql"),
     include_str!("migrations/0006_connection_flow.sql"),
     include_str!("migrations/0007_provider_tags.sql"),
-    include_str!("migrations/0008_provider_choices.sql"),
+    include_str!("migrations/0009_provider_choices.sql"),
 ];
 
 /// The schema version this build writes.
