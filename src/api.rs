@@ -211,6 +211,10 @@ pub struct DefaultSet {
     pub status: String,
     pub provider: String,
     pub default_connection: String,
+    /// Host rules other connected providers also claim, where this
+    /// provider is now the chosen one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chosen_on: Vec<String>,
 }
 
 /// `POST /api/credentials/export` request.
@@ -889,6 +893,7 @@ mod tests {
             status: s("ok"),
             provider: s("github"),
             default_connection: s("work"),
+            chosen_on: vec![s("api.github.com")],
         });
         assert_eq!(
             round_trip(&ExportRequest {
@@ -966,6 +971,7 @@ mod tests {
             source: first.source,
             api_url: first.def.api_url.clone(),
             connections: 1,
+            chosen_on: vec![first.def.api_url[0].clone()],
         };
         let v = round_trip(&ProviderList {
             providers: vec![summary],

@@ -12,8 +12,10 @@
 //! Two providers may claim the very same rule (the catalogue has `klaviyo`
 //! and `klaviyo-oauth` on `a.klaviyo.com`). When both are connected, a
 //! request there is never given to one of them silently: the route names
-//! its rivals, and [`Route::choose`] picks one only when the caller chose
-//! (a run's `--connection PROVIDER=NAME`); otherwise the proxy refuses.
+//! its rivals, and [`Route::choose`] picks one only when the user chose:
+//! a run's `--connection PROVIDER=NAME` first, else the lasting choice
+//! `authsome set-default` records (see [`RouteTable::with_choices`]);
+//! otherwise the proxy refuses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,29 +33,36 @@ pub struct Route {
     /// Other providers with exactly this rule, sorted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shared_with: Vec<Arc<str>>,
+    /// On a shared rule, the claimant the user chose for good
+    /// (`authsome set-default`), if it is one of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Arc<str>>,
 }
 
 impl Route {
     /// The provider this route's credential comes from. A rule shared by
-    /// several providers needs exactly one of them `chosen`; otherwise
-    /// every claimant is returned, sorted, and nothing is guessed.
-    pub fn choose(&self, chosen: impl Fn(&str) -> bool) -> Result<Arc<str>, Vec<Arc<str>>> {
+    /// several providers goes to the one the run chose (exactly one of
+    /// them `run_chose`), else to the one chosen for good
+    /// ([`Route::chosen`]); otherwise every claimant is returned, sorted,
+    /// and nothing is guessed.
+    pub fn choose(&self, run_chose: impl Fn(&str) -> bool) -> Result<Arc<str>, Vec<Arc<str>>> {
         if self.shared_with.is_empty() {
             return Ok(self.provider.clone());
         }
         let mut all: Vec<Arc<str>> = self.shared_with.clone();
         all.push(self.provider.clone());
         all.sort();
-        let picked: Vec<&Arc<str>> = all.iter().filter(|p| chosen(p)).collect();
-        match picked[..] {
-            [one] => Ok(one.clone()),
+        let picked: Vec<&Arc<str>> = all.iter().filter(|p| run_chose(p)).collect();
+        match (&picked[..], &self.chosen) {
+            ([one], _) => Ok((*one).clone()),
+            (_, Some(c)) => Ok(c.clone()),
             _ => Err(all),
         }
     }
 }
 
 /// What to say when connected providers share `rule` and none was chosen:
-/// the message and the hint.
+/// the message and the hint (the ways to choose).
 pub fn conflict_message(rule: &str, providers: &[Arc<str>]) -> (String, String) {
     let names: Vec<&str> = providers.iter().map(AsRef::as_ref).collect();
     let first = names.first().copied().unwrap_or_default();
@@ -69,7 +78,7 @@ pub fn conflict_message(rule: &str, providers: &[Arc<str>]) -> (String, String) 
             }
         ),
         format!(
-            "choose one per run with `authsome run --connection {first}=default -- …` (or another provider and connection of the ones named), or log out of one (`authsome logout {last}`)"
+            "choose one for good with `authsome set-default PROVIDER CONNECTION` (e.g. `authsome set-default {first} default`), for one run with `authsome run --connection {first}=default -- …`, or log out of one (`authsome logout {last}`)"
         ),
     )
 }
@@ -99,6 +108,7 @@ impl RouteTable {
                     provider: name.clone(),
                     rule: rule.clone(),
                     shared_with: Vec::new(),
+                    chosen: None,
                 };
                 let (map, key) = match &rule.host {
                     HostPattern::Exact(h) => (&mut t.exact, (h.clone(), rule.effective_port())),
@@ -130,6 +140,51 @@ impl RouteTable {
             }
         }
         t
+    }
+
+    /// Applies the lasting choices, `(rule, provider)` as `authsome
+    /// set-default` records them: on a shared rule whose chosen provider is
+    /// one of its claimants (so still connected), that provider is
+    /// [`Route::chosen`]. A choice for a provider no longer here is ignored.
+    pub fn with_choices(mut self, choices: &[(String, String)]) -> RouteTable {
+        if choices.is_empty() {
+            return self;
+        }
+        for v in self.exact.values_mut().chain(self.suffix.values_mut()) {
+            let claimants: Vec<(String, Arc<str>)> = v
+                .iter()
+                .map(|r| (r.rule.to_string(), r.provider.clone()))
+                .collect();
+            for r in v.iter_mut().filter(|r| !r.shared_with.is_empty()) {
+                let rule = r.rule.to_string();
+                r.chosen = choices
+                    .iter()
+                    .find(|(c, _)| *c == rule)
+                    .and_then(|(_, p)| {
+                        claimants
+                            .iter()
+                            .find(|(cr, cp)| *cr == rule && cp.as_ref() == p)
+                    })
+                    .map(|(_, p)| p.clone());
+            }
+        }
+        self
+    }
+
+    /// The rules `provider` shares with other providers in this table (as
+    /// written, e.g. `a.klaviyo.com`). Sorted, unique.
+    pub fn shared_rules(&self, provider: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .exact
+            .values()
+            .chain(self.suffix.values())
+            .flatten()
+            .filter(|r| r.provider.as_ref() == provider && !r.shared_with.is_empty())
+            .map(|r| r.rule.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Number of rules.
@@ -356,6 +411,31 @@ mod tests {
         let t = RouteTable::build([both[0]]);
         let r = t.resolve("a.klaviyo.com", 443, "/").unwrap();
         assert_eq!(r.choose(|_| false).as_deref(), Ok("klaviyo"));
+        // A lasting choice decides when the run did not choose; the run's
+        // choice still wins; a choice of a provider not here is ignored.
+        let t2 =
+            RouteTable::build(both).with_choices(&[("a.klaviyo.com".into(), "klaviyo".into())]);
+        let r = t2.resolve("a.klaviyo.com", 443, "/").unwrap();
+        assert_eq!(r.chosen.as_deref(), Some("klaviyo"));
+        assert_eq!(r.choose(|_| false).as_deref(), Ok("klaviyo"));
+        assert_eq!(
+            r.choose(|p| p == "klaviyo-oauth").as_deref(),
+            Ok("klaviyo-oauth")
+        );
+        assert_eq!(r.choose(|_| true).as_deref(), Ok("klaviyo"));
+        assert_eq!(t2.shared_rules("klaviyo"), ["a.klaviyo.com"]);
+        let t3 =
+            RouteTable::build(both).with_choices(&[("a.klaviyo.com".into(), "klaviyo-mcp".into())]);
+        let r = t3.resolve("a.klaviyo.com", 443, "/").unwrap();
+        assert!(r.chosen.is_none());
+        assert!(r.choose(|_| false).is_err());
+        let (msg, hint) = conflict_message("a.klaviyo.com", &r.choose(|_| false).unwrap_err());
+        assert!(msg.contains("klaviyo and klaviyo-oauth"), "{msg}");
+        assert!(
+            hint.contains("authsome set-default PROVIDER CONNECTION")
+                && hint.contains("--connection klaviyo=default"),
+            "{hint}"
+        );
         // Rivals are exact rules only: a more specific rule still wins alone.
         let t = table();
         let r = t

@@ -29,6 +29,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
             "{}/{} is now the default",
             args.provider, args.connection
         ));
+        for rule in &v.chosen_on {
+            ctx.printer.success(&format!(
+                "{} is now the chosen provider on {rule}, which other connected providers also claim (a run's `--connection` still overrides it)",
+                args.provider
+            ));
+        }
     }
     Ok(ExitStatus::Success)
 }

@@ -525,10 +525,19 @@ fn browser_session(
     Ok(ExitStatus::Success)
 }
 
+/// Another connected provider that claims one of our host rules verbatim.
+struct Rival {
+    provider: String,
+    rule: String,
+    /// The provider chosen there for good (`set-default`), if any.
+    chosen: Option<String>,
+}
+
 /// Other connected providers that claim one of `provider`'s host rules
-/// verbatim, as `(provider, rule)`: connecting both is a conflict the proxy
-/// will not resolve by guessing. Best effort: the login itself succeeded.
-fn rivals(ctx: &Ctx, provider: &str) -> Vec<(String, String)> {
+/// verbatim: connecting both is a conflict the proxy will not resolve by
+/// guessing (unless one was chosen with `set-default`). Best effort: the
+/// login itself succeeded.
+fn rivals(ctx: &Ctx, provider: &str) -> Vec<Rival> {
     let Ok(list) = ctx
         .client()
         .and_then(|c| c.get::<ProviderList>("/api/providers"))
@@ -538,31 +547,51 @@ fn rivals(ctx: &Ctx, provider: &str) -> Vec<(String, String)> {
     let Some(me) = list.providers.iter().find(|p| p.name == provider) else {
         return Vec::new();
     };
-    list.providers
-        .iter()
-        .filter(|p| p.name != provider && p.connections > 0)
+    let connected = || list.providers.iter().filter(|p| p.connections > 0);
+    connected()
+        .filter(|p| p.name != provider)
         .flat_map(|p| {
             p.api_url
                 .iter()
                 .filter(|u| me.api_url.contains(u))
-                .map(|u| (p.name.clone(), u.clone()))
+                .map(|u| Rival {
+                    provider: p.name.clone(),
+                    rule: u.clone(),
+                    chosen: connected()
+                        .find(|c| c.chosen_on.contains(u))
+                        .map(|c| c.name.clone()),
+                })
         })
         .collect()
 }
 
-fn conflicts_json(rivals: &[(String, String)]) -> serde_json::Value {
+fn conflicts_json(rivals: &[Rival]) -> serde_json::Value {
     rivals
         .iter()
-        .map(|(p, rule)| json!({"provider": p, "rule": rule}))
+        .map(|r| json!({"provider": r.provider, "rule": r.rule, "chosen": r.chosen}))
         .collect()
 }
 
-/// Names both providers and the ways to choose.
-fn warn_rivals(ctx: &Ctx, provider: &str, rivals: &[(String, String)]) {
-    for (other, rule) in rivals {
-        ctx.printer.warn(&format!(
-            "`{provider}` and `{other}` are both connected and both claim {rule}: requests there are refused (authsome_provider_conflict) until you choose one, per run with `authsome run --connection {provider}=NAME -- …` (or `{other}=NAME`), or for good by logging out of one (`authsome logout {other}`)"
-        ));
+/// Names both providers and the ways to choose (or the one chosen).
+fn warn_rivals(ctx: &Ctx, provider: &str, rivals: &[Rival]) {
+    for Rival {
+        provider: other,
+        rule,
+        chosen,
+    } in rivals
+    {
+        let both = format!("`{provider}` and `{other}` are both connected and both claim {rule}");
+        ctx.printer.warn(&match chosen {
+            Some(c) => {
+                let not = if c == provider { other } else { provider };
+                format!(
+                    "{both}: requests there go with `{c}`'s credential, chosen with `authsome set-default`; to send `{not}`'s instead, `authsome set-default {not} CONNECTION` (for good) or `authsome run --connection {not}=NAME -- …` (one run)"
+                )
+            }
+            None => format!(
+                "{both}: requests there are refused (authsome_provider_conflict) until you choose one, for good with `authsome set-default {provider} CONNECTION` (or `{other}`), per run with `authsome run --connection {provider}=NAME -- …` (or `{other}=NAME`), or by logging out of one (`authsome logout {other}`)"
+            ),
+        });
     }
 }
 

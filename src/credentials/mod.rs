@@ -139,6 +139,10 @@ pub struct ProviderSummary {
     pub source: ProviderSource,
     pub api_url: Vec<String>,
     pub connections: usize,
+    /// Host rules this provider is the chosen one on, among connected
+    /// providers that share them (`authsome set-default`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chosen_on: Vec<String>,
 }
 
 /// What `register_provider` did.
@@ -544,10 +548,15 @@ impl CredentialService {
         Ok(rec)
     }
 
-    /// Makes `connection` the provider's default.
-    pub fn set_default(&self, provider: &str, connection: &str) -> Result<()> {
+    /// Makes `connection` the provider's default, and the provider the
+    /// chosen one on every host rule it shares with other connected
+    /// providers (a lasting answer to a conflict; the run's `--connection`
+    /// still overrides it). Returns those rules.
+    pub fn set_default(&self, provider: &str, connection: &str) -> Result<Vec<String>> {
         self.registry().require(provider)?;
-        self.vault.set_default(provider, connection)
+        let rules = self.routes()?.shared_rules(provider);
+        self.vault.set_default(provider, connection, &rules)?;
+        Ok(rules)
     }
 
     /// The values of a connection as environment variables (the provider's
@@ -593,7 +602,8 @@ impl CredentialService {
         Ok((rec, out))
     }
 
-    /// The routing table over providers that have at least one connection.
+    /// The routing table over providers that have at least one connection,
+    /// with the providers chosen on shared rules (`set-default`).
     pub fn routes(&self) -> Result<RouteTable> {
         let reg = self.registry();
         let mut names: Vec<String> = self
@@ -608,12 +618,14 @@ impl CredentialService {
                 .iter()
                 .filter_map(|n| reg.get(n))
                 .map(|e| e.def.as_ref()),
-        ))
+        )
+        .with_choices(&self.vault.provider_choices()?))
     }
 
     /// The credential for a request to `host:port` + `path`, or `Ok(None)`
     /// when no connected provider claims it. Fails closed: a provider host
-    /// whose connection is unusable is an error, never `Ok(None)`.
+    /// whose connection is unusable is an error, never `Ok(None)`; so is a
+    /// rule several connected providers share with none chosen.
     pub fn resolve_for_host(
         &self,
         host: &str,
@@ -923,6 +935,7 @@ impl CredentialService {
     /// Every provider with its connection count.
     pub fn list_providers(&self) -> Result<Vec<ProviderSummary>> {
         let conns = self.vault.list_connections()?;
+        let choices = self.vault.provider_choices()?;
         Ok(self
             .registry()
             .iter()
@@ -935,6 +948,11 @@ impl CredentialService {
                 source: e.source,
                 api_url: e.def.api_url.clone(),
                 connections: conns.iter().filter(|c| c.provider == e.def.name).count(),
+                chosen_on: choices
+                    .iter()
+                    .filter(|(_, p)| *p == e.def.name)
+                    .map(|(r, _)| r.clone())
+                    .collect(),
             })
             .collect())
     }
@@ -1220,6 +1238,72 @@ mod tests {
         assert_eq!(v(&s), "Bearer home-key");
         s.logout("ahrefs", None).unwrap();
         assert_eq!(v(&s), "Bearer work-key");
+    }
+
+    #[test]
+    fn set_default_chooses_among_rivals_until_the_chosen_one_logs_out() {
+        let (_d, s) = service();
+        for name in ["acme", "acme2"] {
+            let def = crate::providers::parse_file(
+                "t",
+                &format!(
+                    r#"{{"name":"{name}","auth_type":"api_key","flow":"api_key","api_url":["api.acme.test"],"api_key":{{"header_name":"X-Acme-Key","header_prefix":null}}}}"#
+                ),
+            )
+            .unwrap();
+            s.register_provider(def, false).unwrap();
+        }
+        let v = |s: &CredentialService| {
+            s.resolve_for_host("api.acme.test", 443, "/")
+                .map(|c| c.unwrap().value.expose().clone())
+        };
+        // Alone, a provider setting its default chooses nothing.
+        s.login_api_key("acme", "default", key("k1"), false)
+            .unwrap();
+        assert!(s.set_default("acme", "default").unwrap().is_empty());
+        s.login_api_key("acme2", "default", key("k2"), false)
+            .unwrap();
+        let err = v(&s).unwrap_err();
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains("authsome set-default PROVIDER CONNECTION"),
+            "{err:?}"
+        );
+        // Chosen for good: rivals connected later keep the choice.
+        assert_eq!(
+            s.set_default("acme2", "default").unwrap(),
+            ["api.acme.test"]
+        );
+        assert_eq!(v(&s).unwrap(), "k2");
+        s.login_api_key("acme", "other", key("k3"), false).unwrap();
+        assert_eq!(v(&s).unwrap(), "k2");
+        let listed = s.list_providers().unwrap();
+        let chosen = |n: &str| {
+            listed
+                .iter()
+                .find(|p| p.name == n)
+                .unwrap()
+                .chosen_on
+                .clone()
+        };
+        assert_eq!(chosen("acme2"), ["api.acme.test"]);
+        assert!(chosen("acme").is_empty());
+        // Another choice replaces it.
+        s.set_default("acme", "other").unwrap();
+        assert_eq!(v(&s).unwrap(), "k3");
+        // The chosen provider's last connection gone: the choice goes too.
+        s.logout("acme", Some("default")).unwrap();
+        assert_eq!(v(&s).unwrap(), "k3");
+        s.logout("acme", Some("other")).unwrap();
+        assert!(s.vault().provider_choices().unwrap().is_empty());
+        assert_eq!(v(&s).unwrap(), "k2");
+        s.login_api_key("acme", "default", key("k1"), false)
+            .unwrap();
+        assert!(
+            v(&s).is_err(),
+            "logging in again does not bring the choice back"
+        );
     }
 
     #[test]

@@ -370,12 +370,35 @@ impl Vault {
             )
             .map_err(ctx)?;
         }
+        // The provider's last connection gone: it is no longer anyone's
+        // choice (connecting it again does not make it chosen again).
+        tx.execute(
+            "DELETE FROM provider_choices WHERE provider = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM connections WHERE provider = ?1)",
+            [provider],
+        )
+        .map_err(ctx)?;
         tx.commit().map_err(ctx)?;
         Ok(true)
     }
 
-    /// Makes `name` the provider's default connection.
-    pub fn set_default(&self, provider: &str, name: &str) -> Result<()> {
+    /// `(rule, provider)`: the provider chosen on each host rule several
+    /// providers claim, sorted by rule.
+    pub fn provider_choices(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn()?;
+        let ctx = |e| Error::db("cannot read the chosen providers", e);
+        let mut stmt = conn
+            .prepare_cached("SELECT rule, provider FROM provider_choices ORDER BY rule")
+            .map_err(ctx)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(ctx)
+    }
+
+    /// Makes `name` the provider's default connection, and the provider the
+    /// chosen one on each of `rules` (host rules it shares with other
+    /// connected providers), in one transaction.
+    pub fn set_default(&self, provider: &str, name: &str, rules: &[String]) -> Result<()> {
         let mut conn = self.conn()?;
         let ctx = |e| {
             Error::db(
@@ -406,6 +429,14 @@ impl Vault {
         .map_err(ctx)?;
         tx.execute("UPDATE connections SET is_default = 1, updated_at = ?3 WHERE provider = ?1 AND name = ?2", params![provider, name, now_unix()])
             .map_err(ctx)?;
+        for rule in rules {
+            tx.execute(
+                "INSERT INTO provider_choices (rule, provider, chosen_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (rule) DO UPDATE SET provider = excluded.provider, chosen_at = excluded.chosen_at",
+                params![rule, provider, now_unix()],
+            )
+            .map_err(ctx)?;
+        }
         tx.commit().map_err(ctx)
     }
 }
@@ -542,7 +573,7 @@ mod tests {
             v.default_connection("openai").unwrap().unwrap().name,
             "work"
         );
-        v.set_default("openai", "home").unwrap();
+        v.set_default("openai", "home", &[]).unwrap();
         assert_eq!(
             v.default_connection("openai").unwrap().unwrap().name,
             "home"
@@ -554,7 +585,7 @@ mod tests {
         );
         assert!(!v.delete_connection("openai", "home").unwrap());
         assert!(matches!(
-            v.set_default("openai", "nope"),
+            v.set_default("openai", "nope", &[]),
             Err(Error::ConnectionNotFound { .. })
         ));
     }

@@ -454,6 +454,7 @@ fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() 
             "`acme-two` and `acme` are both connected and both claim {rule}"
         ))
         .stderr_has("--connection acme-two=NAME")
+        .stderr_has("authsome set-default acme-two CONNECTION")
         .stderr_has("authsome logout acme");
     let json = lab
         .cmd([
@@ -483,19 +484,63 @@ fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() 
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout
+            .contains("authsome set-default PROVIDER CONNECTION"),
+        "{}",
+        out.stdout
+    );
     // A run chooses one with --connection.
     lab.run_sh_with(
         &["--connection", "acme-two=default"],
         &format!("{CURL} \"$URL/chosen\""),
     )
     .success();
-    // Logging out of one leaves the other.
-    lab.cmd(["logout", "acme-two"]).run().success();
+    // set-default chooses one for good (runs started later, too).
+    lab.cmd(["set-default", "acme-two", "second"])
+        .run()
+        .success()
+        .stderr_has(&format!("acme-two is now the chosen provider on {rule}"));
+    lab.run_sh(&format!("{CURL} \"$URL/set-default\""))
+        .success();
+    // The run's --connection still overrides it.
+    lab.run_sh_with(
+        &["--connection", "acme=default"],
+        &format!("{CURL} \"$URL/override\""),
+    )
+    .success();
+    // A rival connected after the choice keeps it, and the login says so.
+    lab.provider(
+        "acme-three",
+        &rule,
+        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
+    );
+    lab.cmd(["login", "acme-three", "--with-api-key"])
+        .stdin("AKCANARY_three")
+        .run()
+        .success()
+        .stderr_has("requests there go with `acme-two`'s credential")
+        .stderr_has("authsome set-default acme-three CONNECTION");
+    lab.run_sh(&format!("{CURL} \"$URL/still-chosen\""))
+        .success();
+    lab.cmd(["logout", "acme-three"]).run().success();
+    // Logging out of the chosen one drops the choice; the other, alone, serves.
+    lab.cmd(["logout", "acme-two", "-c", "default"])
+        .run()
+        .success();
     lab.cmd(["logout", "acme-two", "-c", "second"])
         .run()
         .success();
     lab.run_sh(&format!("{CURL} \"$URL/after-logout\""))
         .success();
+    // Connecting it again does not bring the old choice back.
+    lab.cmd(["login", "acme-two", "--with-api-key"])
+        .stdin("AKCANARY_two")
+        .run()
+        .success()
+        .stderr_has("requests there are refused");
+    let out = lab.run_sh(&format!("{CURL} \"$URL/again\"")).success();
+    assert_eq!(last_line(&out.stdout), "409", "{}", out.stdout);
     let recs = lab.up.records();
     let seen: Vec<(&str, Vec<String>)> = recs
         .iter()
@@ -506,6 +551,9 @@ fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() 
         vec![
             ("/only-acme", vec![format!("Bearer {}", lab.key)]),
             ("/chosen", vec!["Bearer AKCANARY_two".to_string()]),
+            ("/set-default", vec!["Bearer AKCANARY_two_b".to_string()]),
+            ("/override", vec![format!("Bearer {}", lab.key)]),
+            ("/still-chosen", vec!["Bearer AKCANARY_two_b".to_string()]),
             ("/after-logout", vec![format!("Bearer {}", lab.key)]),
         ]
     );

@@ -62,17 +62,38 @@ impl Logins {
         .await
     }
 
-    /// Makes `connection` the provider's default.
+    /// Makes `connection` the provider's default, and the provider the
+    /// chosen one where it shares a host rule with another connected
+    /// provider.
     pub async fn set_default(
         &self,
         provider: &str,
         connection: &str,
         actor: Option<String>,
     ) -> Result<()> {
+        self.set_default_choosing(provider, connection, actor)
+            .await
+            .map(drop)
+    }
+
+    /// [`Logins::set_default`], returning the host rules where the provider
+    /// is now the chosen one (on the record as `chosen_on`).
+    pub async fn set_default_choosing(
+        &self,
+        provider: &str,
+        connection: &str,
+        actor: Option<String>,
+    ) -> Result<Vec<String>> {
         let change = Change::of("set_default", provider, Some(connection)).by(actor);
         let (p, c) = (provider.to_string(), connection.to_string());
-        self.commit(change, move |svc, _| svc.set_default(&p, &c))
-            .await
+        self.commit(change, move |svc, change| {
+            let rules = svc.set_default(&p, &c)?;
+            if !rules.is_empty() {
+                change.note("chosen_on", &rules);
+            }
+            Ok(rules)
+        })
+        .await
     }
 
     /// A connection's values as environment variables: the one explicit

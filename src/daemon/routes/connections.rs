@@ -66,11 +66,15 @@ pub async fn connections_set_default(
     Extension(caller): Extension<Caller>,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<DefaultSet>> {
-    state.logins.set_default(&p, &c, Some(caller.0)).await?;
+    let chosen_on = state
+        .logins
+        .set_default_choosing(&p, &c, Some(caller.0))
+        .await?;
     Ok(Json(DefaultSet {
         status: "ok".into(),
         provider: p,
         default_connection: c,
+        chosen_on,
     }))
 }
 

@@ -91,13 +91,21 @@ pub async fn home(
         return page(StatusCode::OK, "/", "Connections", csrf, &body);
     }
     // Connected providers that claim the same host rule: the proxy refuses
-    // their requests until one is chosen (as `authsome login` warns).
+    // their requests until one is chosen (as `authsome login` warns); "Make
+    // default" on one of them chooses it.
     if let Ok(list) = state.read(|svc| svc.list_providers()).await {
         let connected: Vec<_> = list.iter().filter(|p| p.connections > 0).collect();
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in connected.iter().enumerate() {
             for b in &connected[i + 1..] {
-                for rule in a.api_url.iter().filter(|u| b.api_url.contains(u)) {
+                // (None when one of them was chosen there with set-default.)
+                let unchosen = |u: &&String| !connected.iter().any(|p| p.chosen_on.contains(u));
+                for rule in a
+                    .api_url
+                    .iter()
+                    .filter(|u| b.api_url.contains(u))
+                    .filter(unchosen)
+                {
                     if !seen.insert((a.name.clone(), b.name.clone(), rule.clone())) {
                         continue;
                     }

@@ -599,4 +599,19 @@ async fn two_connected_providers_on_one_host_are_flagged_on_the_connections_page
         page.body
     );
     assert!(page.body.contains("authsome run --connection"));
+    assert!(
+        page.body
+            .contains("authsome set-default PROVIDER CONNECTION")
+    );
+    // Making one the default chooses it: no conflict left to flag.
+    s.logins
+        .set_default("openai", "default", None)
+        .await
+        .unwrap();
+    let page = send(&s, get("/", Some(&cookie))).await;
+    assert!(
+        !page.body.contains("class=\"flash err conflict\""),
+        "{}",
+        page.body
+    );
 }
