@@ -346,6 +346,9 @@ impl Drop for Scratch {
 struct Env {
     set: Vec<(String, String)>,
     remove: Vec<String>,
+    /// Where every process starts: the private directory, so no client
+    /// imports modules from (or writes into) the user's current directory.
+    cwd: std::path::PathBuf,
 }
 
 impl Env {
@@ -354,6 +357,7 @@ impl Env {
             crate::config::ENV_SANDBOX,
             crate::sandbox::ENV_PRETEND_UNAVAILABLE,
         ];
+        let cwd = home.parent().unwrap_or(home).to_path_buf();
         let remove = std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
             .filter(|k| k.starts_with("AUTHSOME_") && !KEEP.contains(&k.as_str()))
@@ -377,15 +381,22 @@ impl Env {
             // Go never fetches a toolchain or a module.
             ("GOTOOLCHAIN", "local".into()),
             ("GOPROXY", "off".into()),
+            // Go's caches in the private directory, not the user's home.
+            (
+                "GOCACHE",
+                cwd.join("go-cache").to_string_lossy().into_owned(),
+            ),
+            ("GOPATH", cwd.join("go").to_string_lossy().into_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Env { set, remove }
+        Env { set, remove, cwd }
     }
 
     fn command(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
+        c.current_dir(&self.cwd);
         for k in &self.remove {
             c.env_remove(k);
         }
