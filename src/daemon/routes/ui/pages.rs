@@ -355,8 +355,9 @@ pub fn connect_form(
             open = if error.is_some() { " open" } else { "" },
         ),
         AuthType::Browser => format!(
-            "{err}<p>{} signs in with a browser session, which authsome does not run yet.</p>",
-            esc(&def.display_name)
+            "{err}<p>{d} signs in with a browser session: run <code>authsome login {n}</code> in a terminal on this machine. It opens Chromium or Chrome at {d}'s sign-in page and keeps the session's cookies once you are signed in.</p>",
+            d = esc(&def.display_name),
+            n = esc(&def.name)
         ),
     };
     page(
