@@ -395,6 +395,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_is_shared_however_its_port_and_scheme_are_written() {
+        let def = |name: &str, url: &str| {
+            ProviderDef::parse(&format!(
+                r#"{{"name":"{name}","auth_type":"api_key","flow":"api_key","api_url":["{url}"],"api_key":{{"header_name":"X-Key","header_prefix":null}}}}"#
+            ))
+            .unwrap()
+        };
+        let a = def("acme-a", "api.acme.test:443");
+        let b = def("acme-b", "https://API.acme.test/");
+        let t = RouteTable::build([&a, &b]);
+        let r = t.resolve("api.acme.test", 443, "/v1").unwrap();
+        assert_eq!(r.shared_with.len(), 1, "{r:?}");
+        assert!(r.choose(|_| false).is_err());
+        assert_eq!(t.shared_rules("acme-a"), ["api.acme.test"]);
+        // Another port is another rule.
+        let c = def("acme-c", "api.acme.test:8443");
+        let t = RouteTable::build([&a, &c]);
+        assert!(
+            t.resolve("api.acme.test", 443, "/")
+                .unwrap()
+                .shared_with
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_shared_rule_is_never_resolved_by_guessing() {
         let reg = Registry::bundled().unwrap();
         let both = ["klaviyo", "klaviyo-oauth"].map(|n| reg.get(n).unwrap().def.as_ref());

@@ -84,7 +84,8 @@ pub enum HostPattern {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostRule {
     pub host: HostPattern,
-    /// `None` means 443.
+    /// `None` means 443 (a written `:443` is parsed as `None`, so
+    /// `host:443` and `host` are one rule).
     pub port: Option<u16>,
     /// Without a trailing slash; `None` means every path.
     pub path_prefix: Option<String>,
@@ -157,6 +158,7 @@ impl HostRule {
             None => (rest, None),
         };
         let (host, port) = split_port(authority, s)?;
+        let port = port.filter(|p| *p != 443);
         let host = host.to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host).to_string();
         let pattern = if let Some(suffix) = host.strip_prefix("*.") {
@@ -364,6 +366,16 @@ mod tests {
             "graph.microsoft.com/v1.0/me/drive"
         );
         assert_eq!(ok("api.acme.test:8443").to_string(), "api.acme.test:8443");
+        // One rule however it is written.
+        for same in [
+            "api.acme.test:443",
+            "https://API.acme.test:443/",
+            "api.acme.test.",
+        ] {
+            assert_eq!(ok(same), ok("api.acme.test"), "{same}");
+            assert_eq!(ok(same).to_string(), "api.acme.test");
+        }
+        assert_eq!(ok("https://api.acme.test:443/v1/"), ok("api.acme.test/v1"));
         assert_eq!(ok("*.googleapis.com").to_string(), "*.googleapis.com");
         assert_eq!(ok("api.example.com.").to_string(), "api.example.com");
     }

@@ -438,10 +438,11 @@ fn connection_flag_picks_another_account() {
 fn two_connected_providers_on_one_host_are_a_conflict_the_proxy_never_guesses() {
     let lab = Lab::new();
     let rule = format!("api.acme.test:{}", lab.up.port);
-    // Registering a second claimant of the same host is allowed.
+    // Registering a second claimant of the same host is allowed (written
+    // differently here: it is still the same rule).
     lab.provider(
         "acme-two",
-        &rule,
+        &format!("https://API.acme.test:{}/", lab.up.port),
         r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"},"export":{"ACME_TWO_KEY":"api_key"}"#,
     );
     lab.run_sh(&format!("{CURL} \"$URL/only-acme\"")).success();
