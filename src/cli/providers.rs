@@ -292,6 +292,15 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
     ));
     p.data(&format!("  source:    {}", wire_name(&d.source)));
     p.data(&format!("  hosts:     {}", def.api_url.join(", ")));
+    if let Some(m) = &def.mcp {
+        p.data(&format!(
+            "  mcp:       {}{}",
+            m.url,
+            m.transport
+                .map(|t| format!(" ({})", t.description()))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(inj) = def.injection() {
         p.data(&format!(
             "  injects:   {}: {}<{}>",
@@ -323,6 +332,16 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
     p.data("  login:");
     for line in login_help(def) {
         p.data(&format!("    {line}"));
+    }
+    if let Some(m) = &def.mcp {
+        p.data("  use:");
+        p.data(&format!(
+            "    add the server to your MCP client without a token, e.g. `claude mcp add --transport {} {} {}`,",
+            m.transport.map_or("http", |t| t.flag()),
+            def.name,
+            m.url
+        ));
+        p.data("    then start the client with `authsome run -- claude`: the proxy sends the credential");
     }
     Ok(ExitStatus::Success)
 }

@@ -193,6 +193,61 @@ pub struct RegistrationSpec {
     pub registration_endpoint: String,
 }
 
+/// The `mcp` block of a remote MCP server's provider: the URL an MCP
+/// client connects to. One of `api_url`'s rules must cover it; on a host
+/// that also serves other things, that rule is the endpoint's path, so the
+/// credential goes to the MCP server and nowhere else on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    /// `https://host[:port]/path[?query]`.
+    pub url: String,
+    /// How the server talks MCP, when its documentation says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<McpTransport>,
+}
+
+/// An MCP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpTransport {
+    /// Streamable HTTP (`claude mcp add --transport http`).
+    StreamableHttp,
+    /// Server-sent events, the older transport (`--transport sse`).
+    Sse,
+}
+
+impl McpTransport {
+    /// In words.
+    pub fn description(self) -> &'static str {
+        match self {
+            McpTransport::StreamableHttp => "streamable HTTP",
+            McpTransport::Sse => "server-sent events",
+        }
+    }
+
+    /// As `claude mcp add --transport` spells it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            McpTransport::StreamableHttp => "http",
+            McpTransport::Sse => "sse",
+        }
+    }
+}
+
+impl McpSpec {
+    /// The endpoint as a host rule (no query): what a request to it looks
+    /// like to the router.
+    pub fn endpoint_rule(&self) -> Result<HostRule, DefError> {
+        check_https("mcp.url", &self.url)?;
+        let no_query = self.url.split(['?', '#']).next().unwrap_or("");
+        HostRule::parse(no_query).map_err(|e| DefError {
+            message: format!("mcp.url: {}", e.message),
+            hint: e.hint,
+        })
+    }
+}
+
 /// The `browser` block of cookie-session providers: where the user signs
 /// in, which cookies of which domains make the session, and what the proxy
 /// sends besides the `Cookie` header.
@@ -333,6 +388,9 @@ pub struct ProviderDef {
     pub registration: Option<RegistrationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browser: Option<BrowserSpec>,
+    /// An MCP server's endpoint (MCP providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpSpec>,
     #[serde(default)]
     pub export: BTreeMap<String, ExportRole>,
     /// The shape of the placeholder a run's child holds in place of the
@@ -648,6 +706,26 @@ impl ProviderDef {
             }
             validate_browser(&b)?;
             self.browser = Some(b);
+        }
+        if let Some(m) = &self.mcp {
+            let ep = m.endpoint_rule()?;
+            let super::hosts::HostPattern::Exact(host) = &ep.host else {
+                return Err(DefError::new("mcp.url names a wildcard host"));
+            };
+            let path = ep.path_prefix.as_deref().unwrap_or("/");
+            if !self
+                .rules
+                .iter()
+                .any(|r| r.matches(host, ep.effective_port(), path))
+            {
+                return Err(DefError {
+                    message: format!(
+                        "mcp.url `{}` is not covered by api_url, so the MCP server would never get the credential",
+                        m.url.escape_debug()
+                    ),
+                    hint: Some(format!("add `{ep}` to api_url")),
+                });
+            }
         }
         if let Some(r) = &self.registration {
             check_https(
@@ -1149,6 +1227,64 @@ mod tests {
 
     fn err(text: &str) -> String {
         ProviderDef::parse(text).unwrap_err().message
+    }
+
+    #[test]
+    fn an_mcp_endpoint_must_be_covered_by_api_url() {
+        let with = |api_url: &str, mcp: &str| {
+            OPENAI
+                .replace(r#"["api.openai.com"]"#, api_url)
+                .replace(r#""export""#, &format!(r#""mcp": {mcp}, "export""#))
+        };
+        let d = ProviderDef::parse(&with(
+            r#"["huggingface.co/mcp"]"#,
+            r#"{"url": "https://huggingface.co/mcp?login", "transport": "streamable-http"}"#,
+        ))
+        .unwrap();
+        let m = d.mcp.as_ref().unwrap();
+        assert_eq!(m.transport.map(McpTransport::flag), Some("http"));
+        assert_eq!(ProviderDef::parse(&d.to_json()).unwrap(), d);
+        // A whole-host rule covers any path on it.
+        ProviderDef::parse(&with(
+            r#"["mcp.acme.test"]"#,
+            r#"{"url": "https://mcp.acme.test/sse", "transport": "sse"}"#,
+        ))
+        .unwrap();
+        for (api_url, mcp, says) in [
+            (
+                r#"["huggingface.co/mcp"]"#,
+                r#"{"url": "https://huggingface.co/api"}"#,
+                "not covered",
+            ),
+            (
+                r#"["huggingface.co/mcp"]"#,
+                r#"{"url": "https://hf.co/mcp"}"#,
+                "not covered",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "http://huggingface.co/mcp"}"#,
+                "https://",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://u:p@huggingface.co/mcp"}"#,
+                "not a valid URL",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://huggingface.co:8443/mcp"}"#,
+                "not covered",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://huggingface.co/", "transport": "websocket"}"#,
+                "websocket",
+            ),
+        ] {
+            let e = err(&with(api_url, mcp));
+            assert!(e.contains(says), "{mcp}: {e}");
+        }
     }
 
     #[test]

@@ -322,6 +322,34 @@ fn provider_show_says_how_to_log_in() {
         .run()
         .success()
         .stdout_has("--base-url URL");
+    // An MCP server's endpoint, and on a general-purpose host only its path
+    // gets the credential.
+    h.cmd(["provider", "show", "hugging-face"])
+        .run()
+        .success()
+        .stdout_has("hosts:     huggingface.co/mcp\n")
+        .stdout_has("mcp:       https://huggingface.co/mcp (streamable HTTP)")
+        .stdout_has("claude mcp add --transport http hugging-face https://huggingface.co/mcp`")
+        .stdout_has("authsome run -- claude");
+    h.cmd(["provider", "show", "square"])
+        .run()
+        .success()
+        .stdout_has("hosts:     mcp.squareup.com\n")
+        .stdout_has("mcp:       https://mcp.squareup.com/sse (server-sent events)")
+        .stdout_has("--transport sse square");
+    let json = h
+        .cmd(["provider", "show", "wordpress-com", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(
+        json["mcp"]["url"],
+        "https://public-api.wordpress.com/wpcom/v2/mcp/v1"
+    );
+    assert_eq!(
+        json["api_url"][0],
+        "public-api.wordpress.com/wpcom/v2/mcp/v1"
+    );
 }
 
 #[test]

@@ -122,20 +122,35 @@ fn the_catalogue_matches_the_reference_facts() {
             .iter()
             .map(|u| regex_lite::Regex::new(&u["regex:".len()..]).unwrap())
             .collect();
-        // Nothing less: every plain rule of the facts is ours, verbatim.
+        // A plain rule of the facts narrowed to the provider's MCP endpoint
+        // (same host and port, the endpoint's path).
+        let narrowed = |fact: &HostRule| {
+            let ep = d.mcp.as_ref()?.endpoint_rule().ok()?;
+            (fact.path_prefix.is_none() && ep.host == fact.host && ep.port == fact.port)
+                .then_some(ep)
+        };
+        // Nothing less: every plain rule of the facts is ours, verbatim, or
+        // narrowed to the MCP endpoint.
         for r in &plain {
-            assert!(d.rules.contains(r), "{name}: the facts' `{r}` is missing");
+            assert!(
+                d.rules.contains(r) || narrowed(r).is_some_and(|ep| d.rules.contains(&ep)),
+                "{name}: the facts' `{r}` is missing"
+            );
         }
-        // Nothing more: each rule of ours is a plain rule of the facts, or
-        // stands only for hosts one of the facts' regexes matched.
+        // Nothing more: each rule of ours is a plain rule of the facts (or
+        // one narrowed to the MCP endpoint), or stands only for hosts one of
+        // the facts' regexes matched.
         for r in &d.rules {
             let from_regex = r.path_prefix.is_none()
                 && r.port.is_none()
                 && samples(r)
                     .iter()
                     .all(|h| regexes.iter().any(|re| re.is_match(h)));
+            let from_plain = plain
+                .iter()
+                .any(|f| f == r || narrowed(f).as_ref() == Some(r));
             assert!(
-                plain.contains(r) || from_regex,
+                from_plain || from_regex,
                 "{name}: `{r}` is broader than the facts"
             );
         }
@@ -157,6 +172,61 @@ fn the_catalogue_matches_the_reference_facts() {
                 );
             }
         }
+    }
+}
+
+/// Every MCP provider names its endpoint (`provider show` prints it), and
+/// on a host that also serves other things (no `mcp` in its name) the
+/// credential goes to the endpoint's path only.
+#[test]
+fn mcp_providers_name_their_endpoint_and_are_narrowed_on_shared_hosts() {
+    let mut narrowed = Vec::new();
+    let mut endpoints = 0;
+    for (_, d) in defs() {
+        let Some(m) = &d.mcp else {
+            assert!(
+                d.kind != providers::schema::ProviderKind::Mcp,
+                "{}: an MCP provider without its endpoint",
+                d.name
+            );
+            continue;
+        };
+        endpoints += 1;
+        let ep = m.endpoint_rule().unwrap();
+        let HostPattern::Exact(host) = &ep.host else {
+            panic!("{}: wildcard endpoint", d.name)
+        };
+        let path = ep.path_prefix.clone().unwrap_or_default();
+        assert!(
+            d.rules
+                .iter()
+                .any(|r| r.matches(host, 443, &format!("{path}/"))),
+            "{}: the endpoint is not covered",
+            d.name
+        );
+        if !host.split('.').any(|label| label.contains("mcp")) {
+            assert!(!path.is_empty(), "{}: no path on a shared host", d.name);
+            for r in &d.rules {
+                assert_eq!(r.path_prefix.as_deref(), Some(path.as_str()), "{}", d.name);
+                // Elsewhere on the host: no credential.
+                assert!(!r.matches(host, 443, "/"), "{}", d.name);
+                assert!(!r.matches(host, 443, &format!("{path}x")), "{}", d.name);
+            }
+            narrowed.push(d.name.clone());
+        }
+    }
+    // 149 MCP servers of the newer catalogue and the 8 of the released one.
+    assert_eq!(endpoints, 157);
+    // Those on hosts that are not dedicated to MCP (api.brex.com,
+    // huggingface.co, learn.microsoft.com, public-api.wordpress.com, …).
+    assert_eq!(narrowed.len(), 43, "{narrowed:?}");
+    for n in [
+        "hugging-face",
+        "microsoft-learn",
+        "wordpress-com",
+        "github-mcp",
+    ] {
+        assert!(narrowed.iter().any(|x| x == n), "{n}");
     }
 }
 

@@ -60,3 +60,19 @@ fn the_local_https_server_recipe_works_as_written() {
         "stderr:\n{stderr}"
     );
 }
+
+#[test]
+fn the_definition_example_is_a_valid_definition() {
+    let readme = include_str!("../../README.md");
+    let at = readme
+        .find("A definition (our schema")
+        .expect("the definition example");
+    let rest = &readme[at..];
+    let start = rest.find("```jsonc\n").expect("a jsonc block") + "```jsonc\n".len();
+    let end = rest[start..].find("\n```\n").expect("its end");
+    let def = authsome::providers::ProviderDef::parse(&rest[start..start + end])
+        .unwrap_or_else(|e| panic!("{}: {:?}", e.message, e.hint));
+    assert_eq!(def.name, "acme");
+    assert!(def.mcp.is_some());
+    assert_eq!(def.rules.len(), 2);
+}
