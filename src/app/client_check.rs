@@ -381,6 +381,10 @@ impl Env {
             // Go never fetches a toolchain or a module.
             ("GOTOOLCHAIN", "local".into()),
             ("GOPROXY", "off".into()),
+            // `go run FILE` stands alone: no workspace or flags of the
+            // user's (a `-mod=vendor` in GOFLAGS would fail it).
+            ("GOWORK", "off".into()),
+            ("GOFLAGS", String::new()),
             // Go's caches in the private directory, not the user's home.
             (
                 "GOCACHE",

@@ -66,6 +66,15 @@ impl Setup {
         Setup { home, tmp }
     }
 
+    /// The `$HOME` the doctor runs with (the clients' own caches, such as
+    /// Go's or pip's, must not land there either).
+    fn user_home(&self) -> PathBuf {
+        let h = self.home.dir.path().join("user-home");
+        std::fs::create_dir_all(h.join(".config")).unwrap();
+        std::fs::write(h.join(".config/keep"), "x").unwrap();
+        h
+    }
+
     /// `doctor --clients --json` with `path_first` ahead of PATH.
     fn doctor(&self, path_first: Option<&Path>) -> Out {
         let path = std::env::var("PATH").unwrap_or_default();
@@ -77,6 +86,7 @@ impl Setup {
             .cmd(["doctor", "--clients", "--json"])
             .env("PATH", &path)
             .env("TMPDIR", self.tmp.to_str().unwrap())
+            .env("HOME", self.user_home().to_str().unwrap())
             .env("NODE_PATH", NODE_MODULES)
             .run()
     }
@@ -126,6 +136,7 @@ fn assert_ok(v: &serde_json::Value, name: &str) {
 fn installed_clients_get_the_credential_and_the_home_is_untouched() {
     let s = Setup::new();
     let before = snapshot(&s.home.home);
+    let user_before = snapshot(&s.user_home());
     let out = s.doctor(None);
     let v = out.json();
     assert_ok(&v, "curl");
@@ -139,6 +150,9 @@ fn installed_clients_get_the_credential_and_the_home_is_untouched() {
     }
     if available(&["node", "-e", "require.resolve('undici')"]) {
         assert_ok(&v, "node undici");
+    }
+    if available(&["go", "version"]) {
+        assert_ok(&v, "go net/http");
     }
     // Node's built-in fetch uses the proxy from Node 24 on (with the
     // NODE_USE_ENV_PROXY that `run` sets); before, it goes direct, which
@@ -186,6 +200,11 @@ fn installed_clients_get_the_credential_and_the_home_is_untouched() {
         .filter(|k| before.get(*k) != after.get(*k))
         .collect();
     assert!(changed.is_empty(), "doctor --clients changed {changed:?}");
+    assert_eq!(
+        user_before,
+        snapshot(&s.user_home()),
+        "doctor --clients wrote to $HOME"
+    );
     assert!(s.home.daemon().is_none());
     let left: Vec<_> = std::fs::read_dir(&s.tmp).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
