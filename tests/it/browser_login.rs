@@ -253,3 +253,132 @@ fn without_a_local_browser_the_login_says_where_and_why() {
         .code(4)
         .stderr_has("browser session");
 }
+
+/// An X server for one test (Debian's `xvfb`, installed by `.ci/run`),
+/// stopped when dropped.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Option<Xvfb> {
+        let found = std::process::Command::new("sh")
+            .args(["-c", "command -v Xvfb"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            let required = std::env::var("AUTHSOME_TEST_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
+            assert!(!required, "Xvfb missing; run .ci/run");
+            eprintln!("skipped: Xvfb is not installed here");
+            return None;
+        }
+        // `-displayfd 1`: the server picks a free display and prints its number.
+        let mut child = std::process::Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "1280x800x24",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let n = line.trim();
+        assert!(
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+            "Xvfb said {line:?}"
+        );
+        Some(Xvfb {
+            display: format!(":{n}"),
+            child,
+        })
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The desktop case: no `AUTHSOME_BROWSER`, a display, and the browser
+/// found on `PATH` opens a real window (on an Xvfb display here) where the
+/// sign-in happens; the session is captured the same way.
+#[test]
+fn on_a_desktop_the_browser_on_path_opens_a_window() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(x) = Xvfb::start() else {
+        return;
+    };
+    let lab = Lab::bare();
+    register(&lab);
+    let sid = canary("SIDCANARY");
+    let xsrf = canary("XSRFCANARY");
+    *lab.up.login_cookies.lock().unwrap() = vec![
+        format!("sid={sid}; Domain=acme.test; Path=/; Secure; HttpOnly; Max-Age=7200"),
+        format!("XSRF={xsrf}; Domain=acme.test; Path=/; Secure; Max-Age=7200"),
+    ];
+    // `chromium` on PATH: the same wrapper minus `--headless` (it only
+    // maps the test names to 127.0.0.1 and trusts the test upstream's key).
+    let (script, args_file) = wrapper(&lab);
+    let text = std::fs::read_to_string(&script).unwrap();
+    let bin = lab.home.dir.path().join("desktop-bin");
+    std::fs::create_dir(&bin).unwrap();
+    let headful = bin.join("chromium");
+    std::fs::write(&headful, text.replace(" --headless=new", "")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&headful, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let login = lab
+        .cmd(["login", "acmesession", "--json", "--timeout", "60"])
+        .env_remove("AUTHSOME_BROWSER")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("DISPLAY", &x.display)
+        .env("PATH", &path)
+        .run();
+    assert_eq!(login.code, 0, "{login:?}");
+    assert_clean(
+        "login output",
+        &(login.stdout.clone() + &login.stderr),
+        &[&sid, &xsrf],
+    );
+    let done: serde_json::Value = login
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(done["status"], "connected", "{login:?}");
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert!(!args.contains("headless"), "{args}");
+    assert!(args.contains("--remote-debugging-pipe"), "{args}");
+
+    let out = lab.run_sh("curl -sS \"$URL/v1/desk\"");
+    assert_eq!(out.code, 0, "{out:?}");
+    let rec = lab
+        .up
+        .records()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/desk")
+        .unwrap();
+    assert_eq!(rec.all("cookie"), [format!("sid={sid}; XSRF={xsrf}")]);
+}
