@@ -1175,12 +1175,19 @@ pub fn end_with_parent(cmd: &mut std::process::Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and makes
-        // one async-signal-safe system call (prctl); it allocates nothing.
+        // async-signal-safe system calls (prctl, getppid); it allocates
+        // nothing.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The parent died between fork and prctl: the signal will
+                // never come, so do not start at all.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });
