@@ -62,7 +62,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui/runs", get(pages::runs))
         .route("/ui/requests", get(pages::requests))
         .route("/ui/requests/events", get(events::stream))
-        .route("/ui/health", get(pages::health))
+        .route(
+            "/ui/health",
+            get(pages::health).post(actions::recheck_health),
+        )
         .route(
             "/ui/connections/{provider}/revoke",
             get(pages::revoke_confirm).post(actions::revoke),
@@ -77,6 +80,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/signout", post(actions::signout))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(middleware::from_fn(own_pages_only))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -104,6 +108,40 @@ pub async fn links_create(
         ),
         expires_at,
     }))
+}
+
+/// A `GET` (or `HEAD`) of a `/ui/…` page from another site is refused
+/// before any work: the session cookie is `SameSite=Strict`, but a site is
+/// the host without its port, so a page of another server on 127.0.0.1 could
+/// otherwise load the dashboard's pages with the cookie attached (say,
+/// hundreds of `<img src=".../ui/health">`). Allowed: `Sec-Fetch-Site:
+/// same-origin` (the dashboard's own links, fetches and event stream),
+/// `none` (the address bar, a bookmark) and no header (curl). The one-time
+/// link (`/?t=…`, opened by `xdg-open`, so `none`) is not under `/ui/`.
+async fn own_pages_only(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if read && req.uri().path().starts_with("/ui/") {
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .map(|v| v.to_str().unwrap_or(""));
+        if let Some(site) = site
+            && site != "same-origin"
+            && site != "none"
+        {
+            tracing::warn!(
+                site,
+                path = req.uri().path(),
+                "dashboard read from another site refused"
+            );
+            return html::locked(
+                StatusCode::FORBIDDEN,
+                "Refused: dashboard pages open only from the dashboard itself or from the address bar.",
+            );
+        }
+    }
+    next.run(req).await
 }
 
 /// The headers every dashboard response carries.
