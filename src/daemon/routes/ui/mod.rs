@@ -13,6 +13,8 @@
 //! - Every change is a `POST` carrying the session's CSRF token (compared in
 //!   constant time) from a page of this daemon's origin (`Origin`, or
 //!   `Sec-Fetch-Site: same-origin`); a `GET` changes nothing.
+//! - A `GET` of a `/ui/…` page from another site (`Sec-Fetch-Site:
+//!   same-site` or `cross-site`) is refused before any work.
 //! - Every response carries a strict CSP (scripts and styles from this
 //!   origin only, no framing), `X-Frame-Options: DENY`, `no-referrer` and
 //!   `no-store`. The daemon's `Host` allowlist runs before all of it.
@@ -214,8 +216,10 @@ pub struct Authed {
     pub csrf: Secret<String>,
 }
 
-/// The session of this request, if it has a valid one (a planted cookie of
-/// the same name neither locks the user out nor replaces the session).
+/// The session of this request, if it has a valid one (a cookie of the same
+/// name planted with another path, sent beside the real one, is skipped; one
+/// planted with the same path replaces the real one in the browser, which
+/// signs the user out but gives no session).
 fn authed(state: &AppState, headers: &HeaderMap) -> Option<Authed> {
     let now = now_unix();
     cookie_values(state, headers).into_iter().find_map(|v| {
