@@ -16,7 +16,9 @@
 //!   `sig`, `pin`, `otp` or `totp` (so `DB_PASS` is one, `compass` is not).
 //!   A word becomes [`HIDDEN`] (or its value part does) when:
 //!   - it follows a flag with a secret name (`--api-key VALUE`), or a bare
-//!     word ending in one (`aws configure set aws_secret_access_key VALUE`);
+//!     word ending in one (`aws configure set aws_secret_access_key VALUE`,
+//!     `Bearer VALUE`); when such a flag (or one of the next two rules')
+//!     ends its argument, the whole next argument is its value;
 //!   - it follows `-p`, `-P`, `-a` or `-k` (`sshpass -p …`, `redis-cli -a
 //!     …`), or is attached to one (`-pVALUE`), unless it is a number
 //!     (`-p 8080`, `-p 8080:80`), a URL or a path starting with `/`, `./`,
@@ -28,7 +30,8 @@
 //!     word (`--token=…`, `DB_PASS=…`, `--from-literal=password=…`: the rest
 //!     of the word hides), of a URL's query or fragment parameter
 //!     (`?api_key=…&sig=…`), or of `"NAME":VALUE` in JSON (each pair);
-//!   - it follows `NAME:` with a secret name (a header, or `pass:…`): the
+//!   - it follows `NAME:` with a secret name (a header, or `pass:…`, also
+//!     as `--header=Authorization: …`): the
 //!     rest of the argument hides, and when the argument ends there (or
 //!     with an auth scheme like `Bearer`), the following arguments hide too
 //!     up to one that starts with `-` or holds a URL;
@@ -90,6 +93,7 @@ const SECRET_NOUNS: &[&str] = &[
     "credentials",
     "cookie",
     "signature",
+    "bearer",
 ];
 
 /// The words of a name: split at anything but a letter or digit, and where
@@ -535,10 +539,19 @@ fn auth_scheme(word: &str) -> bool {
 /// `NAME:` at the end of a word, `NAME` a secret name (`Authorization:`,
 /// `"password":`).
 fn ends_with_secret_name(word: &str) -> bool {
-    word.strip_suffix(':').is_some_and(|n| {
-        let n = n.trim_start_matches(['{', ',']).trim_matches(['"', '\'']);
-        !n.is_empty() && n.chars().all(name_char) && secret_name(n)
-    })
+    word.strip_suffix(':')
+        .is_some_and(|n| secret_name(trailing_name(n.trim_end_matches(['"', '\'']))))
+}
+
+/// The name at the end of `s` (`--header=Authorization` → `Authorization`).
+fn trailing_name(s: &str) -> &str {
+    let start = s
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| name_char(*c))
+        .last()
+        .map_or(s.len(), |(i, _)| i);
+    &s[start..]
 }
 
 /// Cuts `s` to `max` characters, marking the cut.
@@ -565,6 +578,21 @@ pub fn mask(argv: &[String], patterns: &Patterns) -> Vec<String> {
                 carried = false;
             } else {
                 out.push(HIDDEN.to_string());
+                continue;
+            }
+        }
+        // The value of a flag that ended the previous argument is this whole
+        // argument (`--cookie "sid=a; uid=b"`, `-p 'two words'`).
+        if !arg.starts_with('-') {
+            let whole = match next {
+                Next::Secret => Some(HIDDEN.to_string()),
+                Next::Short if !plain_short_value(arg.trim()) => Some(HIDDEN.to_string()),
+                Next::User => user_password(&arg),
+                _ => None,
+            };
+            if let Some(w) = whole {
+                out.push(w);
+                next = Next::Plain;
                 continue;
             }
         }
@@ -612,9 +640,8 @@ pub fn mask(argv: &[String], patterns: &Patterns) -> Vec<String> {
                 rest_hidden = Some(Vec::new());
             } else if let Some((name, value)) = word.split_once(':')
                 && !word.contains("://")
-                && !name.is_empty()
-                && name.chars().all(name_char)
-                && secret_name(name)
+                && !value.is_empty()
+                && secret_name(trailing_name(name))
             {
                 words.push(format!("{lead}{name}:{HIDDEN}"));
                 rest_hidden = Some(vec![value.to_string()]);
@@ -911,6 +938,28 @@ mod tests {
             m(&["curl", "-H", "X-Api-Key:abc", "list"]),
             "curl -H X-Api-Key:••• list"
         );
+    }
+
+    #[test]
+    fn a_flag_ending_an_argument_hides_all_of_the_next_one() {
+        assert_eq!(
+            m(&["curl", "--cookie", "sid=abc; uid=xyz", "u"]),
+            "curl --cookie ••• u"
+        );
+        assert_eq!(
+            m(&["sshpass", "-p", "two words", "ssh"]),
+            "sshpass -p ••• ssh"
+        );
+        assert_eq!(m(&["curl", "-u", "me:two words"]), "curl -u me:•••");
+        assert_eq!(
+            m(&["curl", "--header=Authorization: Bearer abc", "u"]),
+            "curl '--header=Authorization: •••' u"
+        );
+        assert_eq!(
+            m(&["curl", "--header=Authorization:Bearer", "abc"]),
+            "curl --header=Authorization:••• •••"
+        );
+        assert_eq!(m(&["echo", "Bearer", "abc"]), "echo Bearer •••");
     }
 
     #[test]
