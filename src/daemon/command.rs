@@ -256,49 +256,31 @@ fn secret_shape(word: &str, patterns: &Patterns) -> bool {
 /// The value of the first `NAME=` with a secret name hides, with the rest of
 /// the word (`--token=…`, `DB_PASS=…`, `--from-literal=password=…`).
 fn mask_assignment(word: &str) -> Option<String> {
-    for (i, _) in word.match_indices('=') {
-        let before = &word[..i];
-        let start = before
-            .char_indices()
-            .rev()
-            .take_while(|(_, c)| name_char(*c))
-            .last()
-            .map_or(i, |(j, _)| j);
-        if i + 1 < word.len() && secret_name(&word[start..i]) {
-            return Some(format!("{}={HIDDEN}", &word[..i]));
-        }
-    }
-    None
+    word.match_indices('=')
+        .map(|(i, _)| i)
+        .find(|&i| i + 1 < word.len() && secret_name(trailing_name(&word[..i])))
+        .map(|i| format!("{}={HIDDEN}", &word[..i]))
 }
 
 /// Hides the values of the `name=value` pairs with a secret name of a
 /// query or a fragment (`a=1&token=x`).
 fn mask_pairs(query: &str) -> Option<String> {
     let mut changed = false;
-    let out: Vec<String> = query
-        .split(['&', ';'])
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !v.is_empty() && secret_name(k) => {
-                changed = true;
-                format!("{k}={HIDDEN}")
+    let out: String = query
+        .split_inclusive(['&', ';'])
+        .map(|piece| {
+            let pair = piece.trim_end_matches(['&', ';']);
+            let sep = &piece[pair.len()..];
+            match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() && secret_name(k) => {
+                    changed = true;
+                    format!("{k}={HIDDEN}{sep}")
+                }
+                _ => piece.to_string(),
             }
-            _ => pair.to_string(),
         })
         .collect();
-    if !changed {
-        return None;
-    }
-    // Put the separators back as they were.
-    let seps = query.chars().filter(|c| matches!(c, '&' | ';'));
-    let mut s = String::new();
-    let mut seps = seps;
-    for (i, p) in out.iter().enumerate() {
-        if i > 0 {
-            s.push(seps.next().unwrap_or('&'));
-        }
-        s.push_str(p);
-    }
-    Some(s)
+    changed.then_some(out)
 }
 
 /// A URL's password and its query's and fragment's secret parameters;
