@@ -519,9 +519,12 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         runs: runs.clone(),
         requests: requests.clone(),
         dashboard: Arc::new(crate::daemon::dashboard_auth::DashboardAuth::new()),
-        health: Arc::new(health::DoctorChecks::new(
-            config.clone_for_daemon(),
-            &format!("http://127.0.0.1:{port}"),
+        health: Arc::new(health::Cached::new(
+            health::DoctorChecks::new(
+                config.clone_for_daemon(),
+                &format!("http://127.0.0.1:{port}"),
+            ),
+            health::KEEP,
         )),
     };
     let file = DaemonFile {

@@ -84,6 +84,9 @@ pub struct HealthCheck {
 /// its settings, this kernel). Blocking: file reads, the vault, a probe.
 pub trait HealthSource: Send + Sync + std::fmt::Debug + 'static {
     fn checks(&self) -> Vec<HealthCheck>;
+    /// Drops a kept result, so the next [`checks`](Self::checks) runs them
+    /// again (the Health page's "Check again").
+    fn forget(&self) {}
 }
 
 /// What `POST /api/proxy/runs` asks for.

@@ -355,7 +355,8 @@ def main():
         vault = os.path.join(os.environ["AUTHSOME_HOME"], "vault.db")
         os.chmod(vault, 0o644)
         try:
-            page.reload()
+            # The result is kept for a few seconds: "Check again" runs them anew.
+            page.get_by_role("button", name="Check again").click()
             bad = page.locator('#checks tr[data-check="vault file"]')
             expect(bad).to_contain_text("fails")
             expect(bad).to_contain_text(f"run `chmod 600 {vault}` so only you can read it")
@@ -364,7 +365,7 @@ def main():
             shot(page, "health")
         finally:
             os.chmod(vault, 0o600)
-        page.reload()
+        page.get_by_role("button", name="Check again").click()
         expect(page.locator('#checks tr[data-check="vault file"]')).to_have_count(0)
 
         step("a forged CSRF token is refused")
@@ -388,7 +389,18 @@ def main():
         page.goto(f"http://127.0.0.1:{srv.server_address[1]}/")
         page.wait_for_url(BASE + "/ui/connections/acme/default/logout")
         expect(page.locator("body")).to_contain_text("Refused")
+        step("a page of another port (same site: the cookie is sent) cannot load a dashboard page")
+        Attacker.body = (
+            f'<a id="go" href="{BASE}/ui/health">health</a>'
+            "<script>document.getElementById('go').click()</script>"
+        ).encode()
+        page.goto(f"http://127.0.0.1:{srv.server_address[1]}/")
+        page.wait_for_url(BASE + "/ui/health")
+        expect(page.locator("body")).to_contain_text("Refused: dashboard pages open only")
+        check("data-check" not in page.content(), "no checks in the refusal")
         srv.shutdown()
+        page.goto(BASE + "/ui/health")
+        expect(page.locator('#checks tr[data-check="daemon"]')).to_contain_text("running at")
         page.goto(BASE + "/")
         expect(row).to_have_count(1)
 

@@ -177,6 +177,18 @@ fn the_cli_prints_a_link_that_works_once() {
     let vault = lab.home.path("vault.db");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The result is kept for a few seconds; "Check again" runs the checks anew.
+    let (st, head, _) = http(
+        "POST",
+        &format!("{base}/ui/health"),
+        &[
+            ("Cookie", &cookie),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    );
+    assert_eq!(st, 303, "{head}");
     let page = health(&cookie);
     std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(page.contains("1 check(s) fail"), "{page}");
@@ -190,9 +202,28 @@ fn the_cli_prints_a_link_that_works_once() {
         row.contains(&format!("run `chmod 600 {}`", vault.display())),
         "{row}"
     );
-    let master = std::fs::read_to_string(lab.home.path("master.key")).unwrap_or_default();
-    assert!(master.trim().is_empty() || !page.contains(master.trim()));
+    // The lab's master key: generated into the home (the keyring is off and
+    // no AUTHSOME_MASTER_KEY is set), shown nowhere.
+    assert!(page.contains("Secrets encrypted with"), "{page}");
+    let master = std::fs::read_to_string(lab.home.path("master.key")).expect("master.key");
+    let master = master.trim();
+    assert!(master.len() >= 40, "base64 of 32 bytes: {}", master.len());
+    assert!(!page.contains(master));
     assert!(!page.contains(&lab.key));
+
+    // The same page loaded by another site's page (a server on another
+    // port of 127.0.0.1 is the same site, and gets the cookie): refused
+    // before any check runs.
+    for site in ["cross-site", "same-site"] {
+        let (st, _, body) = http(
+            "GET",
+            &format!("{base}/ui/health"),
+            &[("Cookie", &cookie), ("Sec-Fetch-Site", site)],
+            b"",
+        );
+        assert_eq!(st, 403, "{site}: {body}");
+        assert!(!body.contains("data-check"), "{site}: {body}");
+    }
 
     // Reused token, no token, foreign Host: nothing.
     for (what, url, headers) in [

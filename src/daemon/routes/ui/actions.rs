@@ -273,6 +273,20 @@ fn oauth_next(csrf: &str, display: &str, next: NextAction) -> Response {
     )
 }
 
+/// `POST /ui/health`: "Check again": the Health page's checks run anew
+/// (instead of showing the result kept from a few seconds ago).
+pub async fn recheck_health(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    if let Err(r) = check_post(&state, &headers, &form.csrf) {
+        return r.into_response();
+    }
+    state.health.forget();
+    see_other("/ui/health")
+}
+
 /// `POST /ui/signout`: ends this browser's session.
 pub async fn signout(
     State(state): State<AppState>,

@@ -13,6 +13,8 @@
 //! - Every change is a `POST` carrying the session's CSRF token (compared in
 //!   constant time) from a page of this daemon's origin (`Origin`, or
 //!   `Sec-Fetch-Site: same-origin`); a `GET` changes nothing.
+//! - A `GET` of a `/ui/…` page from another site (`Sec-Fetch-Site:
+//!   same-site` or `cross-site`) is refused before any work.
 //! - Every response carries a strict CSP (scripts and styles from this
 //!   origin only, no framing), `X-Frame-Options: DENY`, `no-referrer` and
 //!   `no-store`. The daemon's `Host` allowlist runs before all of it.
@@ -62,7 +64,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui/runs", get(pages::runs))
         .route("/ui/requests", get(pages::requests))
         .route("/ui/requests/events", get(events::stream))
-        .route("/ui/health", get(pages::health))
+        .route(
+            "/ui/health",
+            get(pages::health).post(actions::recheck_health),
+        )
         .route(
             "/ui/connections/{provider}/revoke",
             get(pages::revoke_confirm).post(actions::revoke),
@@ -77,6 +82,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/signout", post(actions::signout))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(middleware::from_fn(own_pages_only))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -104,6 +110,40 @@ pub async fn links_create(
         ),
         expires_at,
     }))
+}
+
+/// A `GET` (or `HEAD`) of a `/ui/…` page from another site is refused
+/// before any work: the session cookie is `SameSite=Strict`, but a site is
+/// the host without its port, so a page of another server on 127.0.0.1 could
+/// otherwise load the dashboard's pages with the cookie attached (say,
+/// hundreds of `<img src=".../ui/health">`). Allowed: `Sec-Fetch-Site:
+/// same-origin` (the dashboard's own links, fetches and event stream),
+/// `none` (the address bar, a bookmark) and no header (curl). The one-time
+/// link (`/?t=…`, opened by `xdg-open`, so `none`) is not under `/ui/`.
+async fn own_pages_only(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if read && req.uri().path().starts_with("/ui/") {
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .map(|v| v.to_str().unwrap_or(""));
+        if let Some(site) = site
+            && site != "same-origin"
+            && site != "none"
+        {
+            tracing::warn!(
+                site,
+                path = req.uri().path(),
+                "dashboard read from another site refused"
+            );
+            return html::locked(
+                StatusCode::FORBIDDEN,
+                "Refused: dashboard pages open only from the dashboard itself or from the address bar.",
+            );
+        }
+    }
+    next.run(req).await
 }
 
 /// The headers every dashboard response carries.
@@ -176,8 +216,10 @@ pub struct Authed {
     pub csrf: Secret<String>,
 }
 
-/// The session of this request, if it has a valid one (a planted cookie of
-/// the same name neither locks the user out nor replaces the session).
+/// The session of this request, if it has a valid one (a cookie of the same
+/// name planted with another path, sent beside the real one, is skipped; one
+/// planted with the same path replaces the real one in the browser, which
+/// signs the user out but gives no session).
 fn authed(state: &AppState, headers: &HeaderMap) -> Option<Authed> {
     let now = now_unix();
     cookie_values(state, headers).into_iter().find_map(|v| {

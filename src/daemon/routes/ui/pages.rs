@@ -706,6 +706,10 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
         ));
     }
     body.push_str("</tbody></table>");
+    body.push_str(&format!(
+        r#"<div class="recheck"><p class="muted">The checks' result is kept for a few seconds (they are costly: the vault is opened and read, a sandbox probe started).</p>{}</div>"#,
+        button("/ui/health", csrf, "Check again", "", &[])
+    ));
     let ready_ok = ready.status == crate::api::ReadyStatus::Ready;
     body.push_str(&format!(
         r#"<h2>This daemon</h2><ul><li>Readiness (<code>/api/ready</code>): {r}</li><li>Version {v}</li><li>Secrets encrypted with {enc}</li><li>{runs} open run(s)</li><li>Request log: {dropped} entries dropped since start</li></ul>"#,

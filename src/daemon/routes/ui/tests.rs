@@ -224,6 +224,100 @@ async fn a_session_sees_every_page_with_its_headers_and_never_a_secret() {
 }
 
 #[tokio::test]
+async fn pages_loaded_from_another_site_are_refused_even_with_a_session() {
+    let (_d, s, id) = state();
+    store(&s, "ahrefs", "canaryconn", "k-CANARYKEY").await;
+    let (cookie, _) = sign_in(&s, &id).await;
+    let with_site = |p: &str, method: &str, site: &str| {
+        Request::builder()
+            .method(method)
+            .uri(p)
+            .header("host", HOST)
+            .header("cookie", format!("{COOKIE}={cookie}"))
+            .header("sec-fetch-site", site)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ui = PAGES.iter().filter(|p| p.starts_with("/ui/"));
+    for p in ui.clone().chain(&["/ui/style.css", "/ui/app.js"]) {
+        for site in ["cross-site", "same-site", "bogus"] {
+            for method in ["GET", "HEAD"] {
+                let r = send(&s, with_site(p, method, site)).await;
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {p} {site}");
+                assert_framing_headers(&r, p);
+                assert!(!r.body.contains("canaryconn"), "{p}: {}", r.body);
+                assert!(!r.body.contains("Ahrefs"), "{p}: no page");
+                assert!(!r.body.contains("check(s) fail"), "{p}: no checks");
+            }
+        }
+    }
+    // The dashboard's own requests, the address bar, curl: the page.
+    for p in ui {
+        if *p == "/ui/requests/events" {
+            continue;
+        }
+        for site in ["same-origin", "none"] {
+            let r = send(&s, with_site(p, "GET", site)).await;
+            assert_eq!(r.status, StatusCode::OK, "{p} {site}: {}", r.body);
+        }
+        let r = send(&s, get(p, Some(&cookie))).await;
+        assert_eq!(r.status, StatusCode::OK, "{p}, no header");
+    }
+    // The one-time link is opened by `xdg-open` (`none`); `/` is not under
+    // `/ui/`.
+    let r = send(&s, with_site("/", "GET", "none")).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn check_again_is_a_change_of_the_dashboard_pages() {
+    let (_d, s, id) = state();
+    let (cookie, csrf) = sign_in(&s, &id).await;
+    let good = format!("csrf={csrf}");
+    let r = send(
+        &s,
+        post(
+            "/ui/health",
+            &cookie,
+            &[("origin", "http://evil.test")],
+            &good,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &s,
+        post(
+            "/ui/health",
+            &cookie,
+            &[("sec-fetch-site", "same-origin")],
+            "csrf=x",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &s,
+        post(
+            "/ui/health",
+            &cookie,
+            &[("sec-fetch-site", "same-origin")],
+            &good,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers["location"], "/ui/health");
+    let page = send(&s, get("/ui/health", Some(&cookie))).await;
+    assert!(
+        page.body.contains(r#"action="/ui/health""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Check again"));
+}
+
+#[tokio::test]
 async fn changes_need_the_csrf_token_and_the_same_origin() {
     let (_d, s, id) = state();
     store(&s, "ahrefs", "default", "k-1").await;
