@@ -391,6 +391,12 @@ impl Env {
                 cwd.join("go-cache").to_string_lossy().into_owned(),
             ),
             ("GOPATH", cwd.join("go").to_string_lossy().into_owned()),
+            // Go (1.23+) writes telemetry counters, and tools their
+            // settings, under the config directory: the private one.
+            (
+                "XDG_CONFIG_HOME",
+                cwd.join("config").to_string_lossy().into_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

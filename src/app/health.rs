@@ -147,14 +147,26 @@ mod tests {
         let source = Arc::new(Counting::default());
         let cached = Cached::new(source.clone(), Duration::from_secs(3600));
         let held = source.gate.lock().unwrap();
+        let started = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
-            let calls: Vec<_> = (0..8).map(|_| s.spawn(|| cached.checks())).collect();
-            // The first caller is inside the checks (it counted its run);
-            // the others wait for it rather than start their own.
-            for _ in 0..10_000 {
-                if source.runs.load(Ordering::SeqCst) > 0 {
+            let calls: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        cached.checks()
+                    })
+                })
+                .collect();
+            // Every caller has started and the first is inside the checks
+            // (it counted its run); the others wait for it rather than
+            // start their own (a second run would count "run 2").
+            for _ in 0..100_000 {
+                if started.load(Ordering::SeqCst) == 8 && source.runs.load(Ordering::SeqCst) > 0 {
                     break;
                 }
+                std::thread::yield_now();
+            }
+            for _ in 0..1_000 {
                 std::thread::yield_now();
             }
             drop(held);

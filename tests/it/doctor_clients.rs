@@ -23,6 +23,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
+                // A directory made there counts as a change too.
+                out.insert(p.clone(), b"<dir>".to_vec());
                 todo.push(p);
             } else {
                 out.insert(p.clone(), std::fs::read(&p).unwrap_or_default());

@@ -112,18 +112,21 @@ pub async fn links_create(
     }))
 }
 
-/// A `GET` (or `HEAD`) of a `/ui/…` page from another site is refused
+/// A `GET` (or `HEAD`) of `/` or a `/ui/…` page from another site is refused
 /// before any work: the session cookie is `SameSite=Strict`, but a site is
 /// the host without its port, so a page of another server on 127.0.0.1 could
 /// otherwise load the dashboard's pages with the cookie attached (say,
 /// hundreds of `<img src=".../ui/health">`). Allowed: `Sec-Fetch-Site:
 /// same-origin` (the dashboard's own links, fetches and event stream),
 /// `none` (the address bar, a bookmark) and no header (curl). The one-time
-/// link (`/?t=…`, opened by `xdg-open`, so `none`) is not under `/ui/`.
+/// link (`/?t=…`) is opened by `xdg-open` or pasted, so it comes as `none`;
+/// `/` is guarded too, so another site cannot put its text in the page's
+/// notice (`/?done=…&p=…`).
 async fn own_pages_only(req: Request, next: Next) -> Response {
     use axum::http::Method;
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
-    if read && req.uri().path().starts_with("/ui/") {
+    let path = req.uri().path();
+    if read && (path.starts_with("/ui/") || path == "/") {
         let site = req
             .headers()
             .get("sec-fetch-site")

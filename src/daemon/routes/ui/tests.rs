@@ -238,8 +238,11 @@ async fn pages_loaded_from_another_site_are_refused_even_with_a_session() {
             .body(Body::empty())
             .unwrap()
     };
-    let ui = PAGES.iter().filter(|p| p.starts_with("/ui/"));
-    for p in ui.clone().chain(&["/ui/style.css", "/ui/app.js"]) {
+    let ui = PAGES.iter().filter(|p| p.starts_with("/ui/") || **p == "/");
+    for p in ui
+        .clone()
+        .chain(&["/ui/style.css", "/ui/app.js", "/?done=revoked&p=PLANTED"])
+    {
         for site in ["cross-site", "same-site", "bogus"] {
             for method in ["GET", "HEAD"] {
                 let r = send(&s, with_site(p, method, site)).await;
@@ -248,6 +251,7 @@ async fn pages_loaded_from_another_site_are_refused_even_with_a_session() {
                 assert!(!r.body.contains("canaryconn"), "{p}: {}", r.body);
                 assert!(!r.body.contains("Ahrefs"), "{p}: no page");
                 assert!(!r.body.contains("check(s) fail"), "{p}: no checks");
+                assert!(!r.body.contains("PLANTED"), "{p}: no planted notice");
             }
         }
     }
@@ -263,8 +267,7 @@ async fn pages_loaded_from_another_site_are_refused_even_with_a_session() {
         let r = send(&s, get(p, Some(&cookie))).await;
         assert_eq!(r.status, StatusCode::OK, "{p}, no header");
     }
-    // The one-time link is opened by `xdg-open` (`none`); `/` is not under
-    // `/ui/`.
+    // The one-time link is opened by `xdg-open` (`none`).
     let r = send(&s, with_site("/", "GET", "none")).await;
     assert_eq!(r.status, StatusCode::OK);
 }
