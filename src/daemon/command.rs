@@ -243,7 +243,7 @@ fn uuid(s: &str) -> bool {
 }
 
 /// A piece of a name that does not look random: a number, a word (one
-/// case, or camelCase of parts of 3+ letters), a short code (`4o`, `x86`,
+/// case, or camelCase of parts of 2+ letters), a short code (`4o`, `x86`,
 /// `api03`, `aarch64`: letters of one case, at most two turns between
 /// letters and digits).
 fn plain_piece(s: &str) -> bool {
@@ -258,7 +258,7 @@ fn plain_piece(s: &str) -> bool {
         || letters.chars().all(|c| c.is_ascii_uppercase())
         || name_parts(&letters) == [letters.to_ascii_lowercase()];
     if letters.len() == s.len() {
-        return one_case || name_parts(s).iter().all(|p| p.len() >= 3);
+        return one_case || name_parts(s).iter().all(|p| p.len() >= 2);
     }
     let turns = s
         .as_bytes()
@@ -1018,7 +1018,7 @@ fn mask_arg(arg: &str, cmd: &mut Cmd, carried: &mut bool, patterns: &Patterns) -
     for word in arg.split_whitespace() {
         if let Some(hidden) = rest_hidden.as_mut() {
             hidden.push(word.to_string());
-            if words.last().map(String::as_str) != Some(HIDDEN) {
+            if !words.last().is_some_and(|w: &String| w.ends_with(HIDDEN)) {
                 words.push(HIDDEN.to_string());
             }
             continue;
@@ -1588,6 +1588,302 @@ mod tests {
             let shown = m(argv);
             assert!(!shown.contains(HIDDEN), "{argv:?} -> {shown}");
         }
+    }
+
+    #[test]
+    fn urls_inside_a_word_hide_their_password() {
+        for (argv, shown) in [
+            (
+                &[
+                    "sh",
+                    "-c",
+                    "DATABASE_URL=postgres://app:s3cret@localhost/app npm test",
+                ][..],
+                "sh -c 'DATABASE_URL=postgres://app:•••@localhost/app npm test'",
+            ),
+            (
+                &[
+                    "env",
+                    "DATABASE_URL=postgres://app:s3cret@localhost/app",
+                    "npm",
+                    "test",
+                ],
+                "env DATABASE_URL=postgres://app:•••@localhost/app npm test",
+            ),
+            (
+                &["pg_dump", "--dbname=postgresql://u:hunter2@db/x"],
+                "pg_dump --dbname=postgresql://u:•••@db/x",
+            ),
+            (
+                &[
+                    "docker",
+                    "run",
+                    "-e",
+                    "REDIS_URL=redis://:hunter2@r:6379",
+                    "img",
+                ],
+                "docker run -e REDIS_URL=redis://:•••@r:6379 img",
+            ),
+            (
+                &[
+                    "sh",
+                    "-c",
+                    "export https_proxy=http://bob:hunter2@proxy:3128",
+                ],
+                "sh -c 'export https_proxy=http://bob:•••@proxy:3128'",
+            ),
+            (
+                &[
+                    "kubectl",
+                    "create",
+                    "secret",
+                    "generic",
+                    "s",
+                    "--from-literal=DB_URL=postgres://u:hunter2@h/d",
+                ],
+                "kubectl create secret generic s --from-literal=DB_URL=postgres://u:•••@h/d",
+            ),
+            (
+                &[
+                    "curl",
+                    "-d",
+                    r#"{"url":"https://u:hunter2@h/x"}"#,
+                    "https://x",
+                ],
+                r#"curl -d {"url":"https://u:•••@h/x"} https://x"#,
+            ),
+            (
+                &[
+                    "curl",
+                    "-d",
+                    r#"{"url":"https://u:hunter2@h/x","token":"abc"}"#,
+                ],
+                r#"curl -d {"url":"https://u:•••@h/x","token":"•••"}"#,
+            ),
+            (&["tool", "--token=https://h.test/x"], "tool --token=•••"),
+            (
+                &["tool", "a=https://u:p1@h,b=ftp://v:p2@g"],
+                "tool a=https://u:•••@h,b=ftp://v:•••@g",
+            ),
+            // A proxy's user and password without a scheme.
+            (
+                &["curl", "-x", "bob:hunter2@proxy:3128", "https://x"],
+                "curl -x bob:•••@proxy:3128 https://x",
+            ),
+            (
+                &["curl", "--proxy", "bob:hunter2@proxy.test", "u"],
+                "curl --proxy bob:•••@proxy.test u",
+            ),
+            (
+                &["curl", "--proxy-user", "bob:hunter2", "u"],
+                "curl --proxy-user bob:••• u",
+            ),
+        ] {
+            assert_eq!(m(argv), shown);
+        }
+        for argv in [
+            &["git", "clone", "git@github.com:org/repo.git"][..],
+            &["docker", "pull", "nginx:1.25@sha256:4f3a9c"],
+            &["env", "API_BASE=https://api.acme.test/v1", "cmd"],
+            &["scp", "me@host:/srv/a", "."],
+        ] {
+            assert_eq!(m(argv), typed(argv));
+        }
+    }
+
+    #[test]
+    fn a_key_given_as_the_user_hides_whole() {
+        for (argv, shown) in [
+            (
+                &[
+                    "curl",
+                    "https://api.stripe.com/v1/charges",
+                    "-u",
+                    "sk_test_4eC39HqLyjWDarjtT1zdp7dc:",
+                ][..],
+                "curl https://api.stripe.com/v1/charges -u •••",
+            ),
+            (
+                &["curl", "--user=sk_test_4eC39HqLyjWDarjtT1zdp7dc:", "x"],
+                "curl --user=••• x",
+            ),
+            (
+                &["curl", "-usk_live_4eC39HqLyjWDarjtT1zdp7dc:", "x"],
+                "curl -u••• x",
+            ),
+            (&["curl", "-u", "somekey:", "x"], "curl -u ••• x"),
+            (
+                &["curl", "-u", "ghp_A1b2C3d4E5f6G7h8I9j0K1l2:x-oauth-basic"],
+                "curl -u •••",
+            ),
+            (&["curl", "-u", "me:pw", "x"], "curl -u me:••• x"),
+            (
+                &["curl", "-u", "api:key-3ax6xnjp29jd6fds4gc373sgvjxteol0"],
+                "curl -u api:•••",
+            ),
+        ] {
+            assert_eq!(m(argv), shown);
+        }
+    }
+
+    #[test]
+    fn agent_commands_stay_readable() {
+        for argv in [
+            &["claude", "-p", "fix the failing test"][..],
+            &["claude", "--model", "claude-sonnet-4-5-20250929"],
+            &[
+                "claude",
+                "--model",
+                "claude-3-5-sonnet-20241022",
+                "-p",
+                "hi",
+            ],
+            &["codex", "exec", "add a test for the parser"],
+            &["codex", "-m", "gpt-4o-mini-2024-07-18"],
+            &["gemini", "-m", "gemini-2.5-pro", "-p", "fix the build"],
+            &["cargo", "build", "--target", "x86_64-unknown-linux-gnu"],
+            &["cargo", "build", "--target", "aarch64-apple-darwin"],
+            &["ls", "docs/2024-01-15-release-notes.md"],
+            &["python3", "scripts/gen_fixtures_v2_2024.py"],
+            &["ollama", "run", "Qwen2.5-Coder-32B-Instruct"],
+            &["tool", "--name", "getUserById-v2-20240101"],
+            &["sh", "-c", "cargo test -p authsome && pytest -k login"],
+        ] {
+            assert_eq!(m(argv), typed(argv), "{argv:?}");
+        }
+        // Real token shapes still hide, with or without `-` and `_`.
+        for word in [
+            "sk-proj-Zq9xWv7Lm2Np4Rt6Ab3Cd5Ef7Gh9",
+            "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "0123456789abcdef0123456789abcdef01234567",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
+            "ya29.a0AfH6SMBx-Yk3_qLm9ZtR7vW2nPq",
+            "AKIAZ3MF7QX2LNB4YT6W",
+        ] {
+            assert_eq!(m(&["tool", word]), "tool •••", "{word}");
+        }
+    }
+
+    #[test]
+    fn random_base64url_secrets_with_dashes_are_hidden() {
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for len in [32, 43] {
+            for _ in 0..2000 {
+                let s: String = (0..len)
+                    .map(|_| B64[(rand() % 64) as usize] as char)
+                    .collect();
+                if s.starts_with('-') {
+                    continue;
+                }
+                assert_eq!(m(&["tool", &s]), "tool •••", "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn more_leaks_of_the_review_are_closed() {
+        for (argv, shown) in [
+            (
+                &["gh", "secret", "set", "API_KEY", "--body", "hunter2"][..],
+                "gh secret set API_KEY --body •••",
+            ),
+            (
+                &["gh", "secret", "set", "API_KEY", "-b", "hunter2"],
+                "gh secret set API_KEY -b •••",
+            ),
+            (
+                &["gh", "secret", "set", "API_KEY", "--body=hunter2"],
+                "gh secret set API_KEY --body=•••",
+            ),
+            (
+                &[
+                    "node",
+                    "-e",
+                    r#"fetch(u,{headers:{Authorization:"Bearer hunter2"}})"#,
+                ],
+                "node -e fetch(u,{headers:{Authorization:•••",
+            ),
+            (
+                &[
+                    "node",
+                    "-e",
+                    r#"fetch("https://x.test/a",{headers:{"x-api-key":k,Authorization:"Bearer hunter2"}})"#,
+                ],
+                r#"node -e fetch("https://x.test/a",{headers:{"x-api-key":•••,Authorization:•••"#,
+            ),
+            (&["curl", "-b", "sid=hunter2", "u"], "curl -b ••• u"),
+            (&["curl", "-bsid=hunter2", "u"], "curl -b••• u"),
+            (
+                &["curl", "--cookie", "sid=hunter2", "u"],
+                "curl --cookie ••• u",
+            ),
+            (
+                &["curl", "-d", r#"{"user":"u", "password" : "hunter2"}"#],
+                r#"curl -d '{"user":"u", "password" : "•••'"#,
+            ),
+            (
+                &["xfreerdp", "/v:h", "/u:me", "/p:hunter2"],
+                "xfreerdp /v:h /u:me /p:•••",
+            ),
+        ] {
+            assert_eq!(m(argv), shown);
+        }
+        for argv in [
+            &["curl", "-b", "cookies.txt", "u"][..],
+            &[
+                "kubectl",
+                "create",
+                "secret",
+                "generic",
+                "db",
+                "--from-file=./x",
+            ],
+            &["docker", "run", "-v", "/srv/secrets:/run/secrets", "img"],
+            &["git", "log", "-b", "main"],
+        ] {
+            assert_eq!(m(argv), typed(argv));
+        }
+    }
+
+    #[test]
+    fn the_cap_shows_no_part_of_a_cut_secret() {
+        // A token that the cap would cut: hidden whole, the text before shows.
+        let arg = format!(
+            "{} ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+            "a ".repeat(120)
+        );
+        let out = mask(&[arg], &Patterns::default());
+        assert!(!out[0].contains("ghp_"), "{}", out[0]);
+        assert!(
+            out[0].ends_with("•••") && out[0].starts_with("a a"),
+            "{}",
+            out[0]
+        );
+        // Masked first: a cut word is left out, not shown in part.
+        let arg = format!("{} {}", "a".repeat(250), "abcdefghij".repeat(3));
+        let out = mask(&[arg], &Patterns::default());
+        assert_eq!(out[0], format!("{}…", "a".repeat(250)));
+        // Past what is read, a word cut in two is left out too.
+        let arg = format!(
+            "{} --token abc {}",
+            "w ".repeat(505),
+            "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+        );
+        let out = mask(&[arg], &Patterns::default());
+        assert!(
+            !out[0].contains("ghp") && out[0].ends_with('…'),
+            "{}",
+            out[0]
+        );
     }
 
     #[test]
