@@ -6,8 +6,8 @@
 //! keeps only the masked form ([`mask`]), never the raw one. The rule:
 //!
 //! - at most [`MAX_ARGS`] arguments of at most [`MAX_ARG_CHARS`] characters
-//!   each are kept (the rest is cut, marked `…`; `run` sends at most 64 of
-//!   512);
+//!   each are shown (the rest is cut, marked `…`; `run` sends at most 64
+//!   of 512);
 //! - each argument is read word by word (split on white space, so the
 //!   script of `sh -c "…"` is read too). A *secret name* is one holding
 //!   `key`, `token`, `secret`, `passw`, `pwd`, `auth`, `credential`,
@@ -17,34 +17,60 @@
 //!   A word becomes [`HIDDEN`] (or its value part does) when:
 //!   - it follows a flag with a secret name (`--api-key VALUE`), or a bare
 //!     word ending in one (`aws configure set aws_secret_access_key VALUE`,
-//!     `Bearer VALUE`); when such a flag (or one of the next two rules')
-//!     ends its argument, the whole next argument is its value;
-//!   - it follows `-p`, `-P`, `-a` or `-k` (`sshpass -p …`, `redis-cli -a
-//!     …`), or is attached to one (`-pVALUE`), unless it is a number
-//!     (`-p 8080`, `-p 8080:80`), a URL or a path starting with `/`, `./`,
-//!     `../` or `~/`; a bundle of up to three letters (`-al`, `-avz`) and a
-//!     few known words (`-print`, `-path`, `-pthread`…) stay flags;
+//!     `Bearer VALUE`; a verb right after the name shows: `gh secret set`,
+//!     `kubectl create secret generic`); when such a flag (or one of the
+//!     next two rules') ends its argument, the whole next argument is its
+//!     value;
+//!   - it follows a short flag that takes a password *for this program*,
+//!     or is attached to one: `mysql -pVALUE` (attached only: a separate
+//!     word is the database), `sshpass -p`, `redis-cli -a`, `zip`/`unzip
+//!     -P`, `7z -pVALUE`, `docker`/`podman`/`helm … login -p`, `az -p`,
+//!     `mongo* -p`, `sqlcmd -P`, `ldapsearch -w`, `openssl -k` (see
+//!     [`password_flag`]); then even a number hides. The program is the
+//!     first word of the command (after `sudo`, `env`, `NAME=VALUE`…, and
+//!     again after `;`, `&&`, `|`, `$(`, `--` and in `sh -c` scripts), or a
+//!     later word naming one of these programs (`docker exec db mysql`).
+//!     Other programs' `-p`, `-a`, `-k` are plain flags (`claude -p`,
+//!     `cargo test -p`, `mkdir -p`, `cp -a`, `pytest -k`);
 //!   - it is the part after `:` of `USER:PASSWORD` after `-u`, `-U`,
-//!     `--user`, `--proxy-user`, or in `--user=…` or `-uUSER:…`;
+//!     `--user`, `--proxy-user`, httpie's `-a`, or in `--user=…` or
+//!     `-uUSER:…`; all of it when the password is empty or the user looks
+//!     like a secret (an API key as the user: `curl -u sk_test_…:`);
+//!     smbclient's `-U USER%PASSWORD` too;
+//!   - it is the value after curl's `-b` when it holds `=` (a cookie, not a
+//!     file), or the value flag (`--body`, `-b`, `--value`, `--data`, `-d`)
+//!     after a bare secret name (`gh secret set API_KEY --body VALUE`);
 //!   - it is the value of `NAME=VALUE` with a secret name anywhere in the
 //!     word (`--token=…`, `DB_PASS=…`, `--from-literal=password=…`: the rest
 //!     of the word hides), of a URL's query or fragment parameter
 //!     (`?api_key=…&sig=…`), or of `"NAME":VALUE` in JSON (each pair);
-//!   - it follows `NAME:` with a secret name (a header, or `pass:…`, also
-//!     as `--header=Authorization: …`): the
-//!     rest of the argument hides, and when the argument ends there (or
-//!     with an auth scheme like `Bearer`), the following arguments hide too
-//!     up to one that starts with `-` or holds a URL;
-//!   - it holds a URL with a password (`scheme://user:***@host`);
+//!   - it follows `NAME:` with a secret name, at any `:` of the word
+//!     outside URLs (a header, `pass:…`, `--header=Authorization: …`, a JS
+//!     object `{headers:{Authorization:"…"}}`): the rest of the argument
+//!     hides, and when the argument ends there (or with an auth scheme like
+//!     `Bearer`), the following arguments hide too up to one that starts
+//!     with `-` or holds a URL;
+//!   - it is the password of a URL anywhere in the word (the scheme is the
+//!     run of letters, digits, `+`, `-`, `.` before `://`, so
+//!     `DATABASE_URL=postgres://u:•••@h/db`, `{"url":"https://u:•••@h"}`),
+//!     or of `USER:PASSWORD@host` without a scheme (`curl -x
+//!     bob:•••@proxy:3128`); the user hides too when it looks like a secret;
 //!   - what is left of it looks random or matches a provider's
 //!     `key_pattern`: a run of 20+ letters, digits, `_`, `-`, `+`, `/`
 //!     (`%XX` counts as one) with letters and digits mixed, or 32+ of mixed
-//!     case. A run is judged as a path, part by part between the `/`, only
-//!     when it starts with `/` (as after `/`, `./`, `../`, `~/`) or has no
-//!     capital letter; otherwise it is judged whole (base64 holds `/`).
+//!     case, unless its pieces between `-` and `_` are all words, numbers or
+//!     short codes (`claude-sonnet-4-5-20250929`, `gpt-4o-mini-2024-07-18`,
+//!     `x86_64-unknown-linux-gnu`); a UUID hides. A run is judged as a
+//!     path, part by part between the `/`, only when it starts with `/` (as
+//!     after `/`, `./`, `../`, `~/`) or has no capital letter; otherwise it
+//!     is judged whole (base64 holds `/`).
 //!
-//! It over-hides on purpose (a long hex commit id, `mkdir -p build`'s
-//! directory). It is a filter for what people usually type, not a proof: a
+//! Each argument is masked first (up to [`MAX_ARG_CHARS`] × 4 characters,
+//! cut at white space) and cut after, at white space when there is some, so
+//! a cut never shows the start of a secret.
+//!
+//! It over-hides on purpose (a long hex commit id, a UUID, the word after
+//! `token` in a commit message). It is a filter for what people usually type, not a proof: a
 //! secret of plain words (`CorrectHorseBatteryStaple`) passed where no name
 //! says what it is still shows, so pass secrets through the environment or
 //! the vault, not on the command line.
@@ -906,10 +932,9 @@ fn secret_colon(word: &str) -> Option<usize> {
     let b = word.as_bytes();
     word.match_indices(':').map(|(i, _)| i).find(|&i| {
         let value = &word[i + 1..];
-        !spans.iter().any(|&(s, e)| (s..e).contains(&i))
-            && !value.is_empty()
-            && !value.starts_with([':', '/', '~'])
-            && !(i > 0 && matches!(b[i - 1], b':' | b'"' | b'\''))
+        let quoted = i > 0 && matches!(b[i - 1], b':' | b'"' | b'\'');
+        let in_url = spans.iter().any(|&(s, e)| (s..e).contains(&i));
+        !(in_url || quoted || value.is_empty() || value.starts_with([':', '/', '~']))
             && secret_name(trailing_name(&word[..i]))
     })
 }
@@ -1048,9 +1073,9 @@ fn mask_arg(arg: &str, cmd: &mut Cmd, carried: &mut bool, patterns: &Patterns) -
             Next::Secret
         } else if matches!(prev, Next::Noun | Next::Secret) && VALUE_FLAGS.contains(&word) {
             prev
-        } else if prev == Next::Noun && matches!(word, ":" | "=") {
-            Next::Noun
-        } else if !matches!(prev, Next::Secret | Next::Noun) && secret_noun(word) {
+        } else if (prev == Next::Noun && matches!(word, ":" | "="))
+            || (!matches!(prev, Next::Secret | Next::Noun) && secret_noun(word))
+        {
             Next::Noun
         } else if word.starts_with('-') {
             cmd.after_flag(word)
