@@ -498,7 +498,9 @@ fn mask_userinfo(word: &str, p: &Patterns) -> Option<String> {
         }
         let start = word[..at]
             .rfind(|c: char| c.is_whitespace() || "=/\"'{}(),<>[]".contains(c) || stand_in(c))
-            .map_or(0, |j| j + 1);
+            .map_or(0, |j| {
+                j + word[j..].chars().next().map_or(1, char::len_utf8)
+            });
         if !word[start..at].contains(':') || b.get(start) == Some(&b'-') {
             continue;
         }
@@ -1909,6 +1911,23 @@ mod tests {
             "{}",
             out[0]
         );
+    }
+
+    #[test]
+    fn other_scripts_and_odd_input_do_not_panic() {
+        for arg in [
+            "\u{3000}bob:pw@proxy:80",
+            "x\u{e000}https://u:p@h/\u{e001}",
+            "é://x:y@h é:pw@h -é -pé a=\u{1F600}://u:p@h",
+            "{\"url\":\"https://u:pw@h\u{e000}\"}",
+            "://:@:",
+            "a@b:c@",
+        ] {
+            for prog in ["curl", "mysql", "sh"] {
+                let out = m(&[prog, "-c", arg, "-p", arg]);
+                assert!(!out.contains("pw@") && !out.contains(":p@"), "{out}");
+            }
+        }
     }
 
     #[test]
