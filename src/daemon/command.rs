@@ -391,7 +391,16 @@ fn mask_url(url: &str, p: &Patterns) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return HIDDEN.into();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // A password holding `/` (`u:pa/ss@host`, which curl takes): what
+    // follows the `:` is no port, and an `@` comes before the query.
+    if let Some((_, port)) = rest[..end].split_once(':')
+        && !rest[..end].contains('@')
+        && !port.chars().all(|c| c.is_ascii_digit())
+        && let Some(at) = rest[..rest.find(['?', '#']).unwrap_or(rest.len())].rfind('@')
+    {
+        end = at + rest[at..].find(['/', '?', '#']).unwrap_or(rest.len() - at);
+    }
     let (authority, tail) = rest.split_at(end);
     let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
@@ -1689,6 +1698,10 @@ mod tests {
             ),
             (&["tool", "--token=https://h.test/x"], "tool --token=•••"),
             (
+                &["curl", "https://u:pa/ss@host/x"],
+                "curl https://u:•••@host/x",
+            ),
+            (
                 &["tool", "a=https://u:p1@h,b=ftp://v:p2@g"],
                 "tool a=https://u:•••@h,b=ftp://v:•••@g",
             ),
@@ -1713,6 +1726,8 @@ mod tests {
             &["docker", "pull", "nginx:1.25@sha256:4f3a9c"],
             &["env", "API_BASE=https://api.acme.test/v1", "cmd"],
             &["scp", "me@host:/srv/a", "."],
+            &["curl", "http://h.test:8080/@scope/pkg"],
+            &["curl", "https://medium.com/@someone/a-post"],
         ] {
             assert_eq!(m(argv), typed(argv));
         }
