@@ -1946,6 +1946,33 @@ mod tests {
     }
 
     #[test]
+    fn random_punctuation_and_multibyte_input_never_panics() {
+        const ALPHABET: &[&str] = &[
+            "a", "Z", "0", "7", ":", "@", "/", "=", "\"", "'", "-", "p", " ", "é", "\u{3000}",
+            "\u{e000}", "%4", "?", "#", "{", "}", "$(", "`", "://", ";", "|", "_", ".", "ü",
+        ];
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut rand = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let len = (rand() % 40) as usize;
+            let arg: String = (0..len)
+                .map(|_| ALPHABET[(rand() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let prog = ["curl", "mysql", "sh", "redis-cli"][(rand() % 4) as usize];
+            let out = mask(
+                &[prog.to_string(), "-p".into(), arg.clone(), "-c".into(), arg],
+                &Patterns::default(),
+            );
+            assert_eq!(out.len(), 5);
+        }
+    }
+
+    #[test]
     fn long_commands_are_capped() {
         let many: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
         let out = mask(&many, &Patterns::default());
