@@ -101,10 +101,12 @@ impl Handler {
                 // The protocol the client chose in ALPN is served without
                 // sniffing the first bytes: the sniffer's 24-byte prefix
                 // made hyper grow each tunnel's read buffer to 16 KiB.
+                // No ALPN over TLS is HTTP/1.1 (HTTP/2 over TLS is
+                // negotiated with ALPN, RFC 9113 §3.2), as nginx serves it.
                 let alpn = match tls.get_ref().1.alpn_protocol() {
                     Some(b"h2") => Alpn::H2,
-                    Some(b"http/1.1") => Alpn::H1,
-                    _ => Alpn::Unknown,
+                    Some(b"http/1.1") | None => Alpn::H1,
+                    Some(_) => Alpn::Unknown,
                 };
                 self.serve_requests(hyper_util::rt::TokioIo::new(tls), Scheme::HTTPS, alpn)
                     .await;
@@ -270,7 +272,7 @@ impl Handler {
 enum Alpn {
     H1,
     H2,
-    /// None (or not TLS): told apart by the first bytes.
+    /// Another protocol, or not TLS: told apart by the first bytes.
     Unknown,
 }
 
