@@ -2,7 +2,8 @@
 //! proxy) mode on a free loopback port, with a one-line addon that sets
 //! the same header, its CA and configuration in a private temporary
 //! directory (never `~/.mitmproxy`), trusting the upstream's CA on its
-//! upstream leg. Stopped (killed and reaped) when dropped.
+//! upstream leg. Stopped (killed and reaped) when dropped, and ended with
+//! a killed `authsome` (parent-death signal).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -154,6 +155,9 @@ impl MitmDump {
         let log_err = log_file
             .try_clone()
             .map_err(|e| Error::io_at("cannot write", &log, e))?;
+        // A killed `authsome bench` takes mitmdump with it (SIGTERM when
+        // the thread that started it ends); `Drop` covers every other exit.
+        crate::sandbox::end_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log_file)

@@ -201,11 +201,48 @@ struct Target {
     path: String,
 }
 
+/// `url` as printed (report, table, errors): scheme, host, port and path
+/// as given, user information left out, and each query value replaced by
+/// `…` (a query may carry a token: `?api_key=…`). Not a URL: nothing of it.
+pub fn shown_url(url: &str) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return "(not a URL)".into();
+    };
+    let mut out = String::new();
+    if let Some(s) = uri.scheme_str() {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(a) = uri.authority() {
+        let a = a.as_str();
+        out.push_str(
+            a.rsplit_once('@')
+                .map_or(a, |(_userinfo, hostport)| hostport),
+        );
+    }
+    out.push_str(uri.path());
+    if let Some(q) = uri.query() {
+        out.push('?');
+        let masked: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _value)) => format!("{k}=…"),
+                None if kv.is_empty() => String::new(),
+                // A bare `?token` is a value too.
+                None => "…".into(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    out
+}
+
 /// Parses `--against`: an `https://` URL with a host name.
 fn parse_against(url: &str) -> Result<(String, u16, String, String)> {
+    let shown = shown_url(url);
     let bad = |why: &str| {
         Error::invalid(
-            format!("--against `{url}`: {why}"),
+            format!("--against `{shown}`: {why}"),
             Some("name an HTTPS endpoint, e.g. --against https://api.example.com/health".into()),
         )
     };
@@ -223,7 +260,7 @@ fn parse_against(url: &str) -> Result<(String, u16, String, String)> {
     }
     if host.parse::<IpAddr>().is_ok() {
         return Err(Error::invalid(
-            format!("--against `{url}`: the MITM needs a host name, not an IP address"),
+            format!("--against `{shown}`: the MITM needs a host name, not an IP address"),
             Some(
                 "use the name the server's certificate is for; AUTHSOME_RESOLVE=NAME=IP reaches it at an address"
                     .into(),
@@ -670,7 +707,10 @@ pub fn run(opts: &Options, progress: &Arc<Progress>) -> Result<Report> {
         _ => None,
     };
     let report = Report {
-        target: opts.against.clone().unwrap_or_else(|| "local".into()),
+        target: opts
+            .against
+            .as_deref()
+            .map_or_else(|| "local".into(), shown_url),
         requests: n as u64,
         concurrency: c as u64,
         header: header.as_str().to_string(),
@@ -790,6 +830,27 @@ mod tests {
         ] {
             assert!(parse_against(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn against_urls_are_shown_without_query_values_or_user_information() {
+        assert_eq!(
+            shown_url("https://api.example.com:8443/v1/models?key=sk-123&x=1&flag"),
+            "https://api.example.com:8443/v1/models?key=…&x=…&…"
+        );
+        assert_eq!(
+            shown_url("https://user:pw@api.example.com/"),
+            "https://api.example.com/"
+        );
+        assert_eq!(
+            shown_url("https://api.example.com"),
+            "https://api.example.com/"
+        );
+        assert_eq!(shown_url("not a url at all"), "(not a URL)");
+        let e = parse_against("http://api.example.com/?token=sk-9").unwrap_err();
+        assert!(!e.to_string().contains("sk-9"), "{e}");
+        let e = parse_against("https://user:pw@api.example.com/").unwrap_err();
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 
     #[test]

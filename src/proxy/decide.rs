@@ -135,10 +135,13 @@ impl Handler {
                 .host(&host)
                 .hint("under `authsome run`, start the program again; in system-wide mode, `authsome doctor` says how to renew the CA"));
             }
+            // A copy: the request's own `Authority` shares the proxy
+            // connection's whole read buffer (16 KiB), which the tunnel would
+            // keep alive for as long as it stays open.
             let authority = req
                 .uri()
                 .authority()
-                .cloned()
+                .and_then(|a| http::uri::Authority::try_from(a.as_str()).ok())
                 .ok_or_else(misdirected_connect)?;
             let mut tunnel = self.clone();
             tunnel.tunnel = Some(Arc::new(Tunnel {

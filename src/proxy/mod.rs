@@ -102,6 +102,26 @@ pub(crate) fn server_builder() -> ServerBuilder<TokioExecutor> {
     server
 }
 
+/// The HTTP/1.1 server of an intercepted tunnel whose client chose
+/// `http/1.1` in ALPN: the settings of [`server_builder`], without its
+/// sniffing of the first bytes (whose 24-byte prefix makes hyper grow the
+/// connection's read buffer from 8 to 16 KiB, for the tunnel's life).
+pub(crate) fn http1_server() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30));
+    b
+}
+
+/// The HTTP/2 server of an intercepted tunnel whose client chose `h2`:
+/// the settings of [`server_builder`].
+pub(crate) fn http2_server() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(256);
+    b
+}
+
 /// hudsucker takes its CA by value; ours is shared with whoever pre-mints.
 struct LeafAuthorityHandle(Arc<tls::LeafAuthority>);
 

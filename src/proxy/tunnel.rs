@@ -39,8 +39,12 @@ impl Handler {
             Ok(Ok(Hello::Tls(accepted, seen, io))) => (accepted, seen, io),
             Ok(Ok(Hello::Plain(seen, io))) => {
                 let io = super::prefixed::Prefixed::new(seen, io);
-                self.serve_requests(hyper_util::rt::TokioIo::new(io), Scheme::HTTP)
-                    .await;
+                self.serve_requests(
+                    hyper_util::rt::TokioIo::new(io),
+                    Scheme::HTTP,
+                    Alpn::Unknown,
+                )
+                .await;
                 return;
             }
             Ok(Err(e)) => {
@@ -83,6 +87,9 @@ impl Handler {
             }
             return;
         }
+        // The client hello's bytes are only replayed on a blind pass-through:
+        // not kept for the (long) life of an intercepted tunnel.
+        drop(seen);
         let Some(config) = self.shared.authority.config_for(&t.host) else {
             return;
         };
@@ -91,7 +98,17 @@ impl Handler {
             .await
         {
             Ok(tls) => {
-                self.serve_requests(hyper_util::rt::TokioIo::new(tls), Scheme::HTTPS)
+                // The protocol the client chose in ALPN is served without
+                // sniffing the first bytes: the sniffer's 24-byte prefix
+                // made hyper grow each tunnel's read buffer to 16 KiB.
+                // No ALPN over TLS is HTTP/1.1 (HTTP/2 over TLS is
+                // negotiated with ALPN, RFC 9113 §3.2), as nginx serves it.
+                let alpn = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Alpn::H2,
+                    Some(b"http/1.1") | None => Alpn::H1,
+                    Some(_) => Alpn::Unknown,
+                };
+                self.serve_requests(hyper_util::rt::TokioIo::new(tls), Scheme::HTTPS, alpn)
                     .await;
             }
             Err(e) => {
@@ -101,7 +118,7 @@ impl Handler {
     }
 
     /// Serves the requests of one intercepted tunnel's connection.
-    async fn serve_requests<I>(self, io: I, scheme: Scheme)
+    async fn serve_requests<I>(self, io: I, scheme: Scheme, alpn: Alpn)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -137,10 +154,24 @@ impl Handler {
                 Ok::<_, std::convert::Infallible>(res)
             }
         });
-        if let Err(e) = super::server_builder()
-            .serve_connection_with_upgrades(io, service)
+        // Each connection future is boxed: the tunnel's task then holds only
+        // the protocol in use, not room for the largest of the three.
+        let ended: Result<(), Box<dyn std::error::Error + Send + Sync>> = match alpn {
+            Alpn::H1 => Box::pin(
+                super::http1_server()
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            )
             .await
-        {
+            .map_err(Into::into),
+            Alpn::H2 => Box::pin(super::http2_server().serve_connection(io, service))
+                .await
+                .map_err(Into::into),
+            Alpn::Unknown => {
+                Box::pin(super::server_builder().serve_connection_with_upgrades(io, service)).await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "tunnel connection ended");
         }
     }
@@ -236,6 +267,15 @@ impl Handler {
     }
 }
 
+/// The protocol a tunnel's client chose in ALPN.
+#[derive(Debug, Clone, Copy)]
+enum Alpn {
+    H1,
+    H2,
+    /// Another protocol, or not TLS: told apart by the first bytes.
+    Unknown,
+}
+
 /// The first bytes of a tunnel: a complete TLS client hello (and the bytes
 /// it took), or the start of something else.
 enum Hello<I> {
@@ -251,7 +291,9 @@ async fn read_client_hello<I: tokio::io::AsyncRead + Unpin>(
     use tokio::io::AsyncReadExt;
     let mut acceptor = rustls::server::Acceptor::default();
     let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
+    // On the heap, not in the tunnel task's future (which lives as long
+    // as the tunnel).
+    let mut buf = vec![0u8; 4096];
     loop {
         let n = io.read(&mut buf).await?;
         if n == 0 {
