@@ -93,15 +93,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     if def.auth_type == AuthType::Browser {
         return browser_session(ctx, client, &args, &def, &display);
     }
-    let session: SessionView = client.post(
-        "/api/auth/sessions",
-        &SessionCreate {
-            provider: args.provider.clone(),
-            connection: Some(args.connection.clone()),
-            force: args.force,
-            ..SessionCreate::default()
-        },
-    )?;
+    let session = start_session(&client, &args)?;
     let id = session.id;
     let url = match session.next_action {
         NextAction::OpenUrl { url } => url,
@@ -144,6 +136,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
 }
 
 /// Sends the key of a waiting API-key session.
+/// Starts a login session for `args`' provider and connection.
+fn start_session(client: &Client, args: &Args) -> anyhow::Result<SessionView> {
+    client.post(
+        "/api/auth/sessions",
+        &SessionCreate {
+            provider: args.provider.clone(),
+            connection: Some(args.connection.clone()),
+            force: args.force,
+            ..SessionCreate::default()
+        },
+    )
+}
+
 fn resume(client: &Client, id: &str, key: Secret<String>) -> anyhow::Result<SessionView> {
     client.post(
         &format!("/api/auth/sessions/{id}/resume"),
@@ -437,15 +442,7 @@ fn browser_session(
             needs_browser(" with a display (DISPLAY or WAYLAND_DISPLAY is not set)").into(),
         );
     }
-    let session: SessionView = client.post(
-        "/api/auth/sessions",
-        &SessionCreate {
-            provider: args.provider.clone(),
-            connection: Some(args.connection.clone()),
-            force: args.force,
-            ..SessionCreate::default()
-        },
-    )?;
+    let session = start_session(&client, args)?;
     if ctx.printer.json {
         ctx.printer
             .json_line(&json!({"action": "browser", "url": url, "session_id": session.id}));

@@ -77,6 +77,25 @@ fn assert_clean(label: &str, text: &str, secrets: &[&str]) {
     }
 }
 
+/// The login succeeded, printed no cookie value, and ended with a
+/// `connected` line (returned).
+fn connected(login: &Out, secrets: &[&str]) -> serde_json::Value {
+    assert_eq!(login.code, 0, "{login:?}");
+    assert_clean(
+        "login output",
+        &(login.stdout.clone() + &login.stderr),
+        secrets,
+    );
+    let done: serde_json::Value = login
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(done["status"], "connected", "{login:?}");
+    done
+}
+
 /// Every file under `dir`, read whole.
 fn all_files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -112,19 +131,7 @@ fn a_browser_session_is_captured_injected_redacted_and_expires() {
         .env("AUTHSOME_BROWSER", &browser)
         .env("AUTHSOME_LOG", "debug")
         .run();
-    assert_eq!(login.code, 0, "{login:?}");
-    assert_clean(
-        "login output",
-        &(login.stdout.clone() + &login.stderr),
-        &secrets,
-    );
-    let done: serde_json::Value = login
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap();
-    assert_eq!(done["status"], "connected", "{login:?}");
+    let done = connected(&login, &secrets);
     // The connection ends when the shortest-lived cookie does (XSRF, 600 s).
     let expires = done["expires_at"].as_i64().unwrap();
     let now = std::time::SystemTime::now()
@@ -365,19 +372,7 @@ fn on_a_desktop_the_browser_on_path_opens_a_window() {
         .env("DISPLAY", &x.display)
         .env("PATH", &path)
         .run();
-    assert_eq!(login.code, 0, "{login:?}");
-    assert_clean(
-        "login output",
-        &(login.stdout.clone() + &login.stderr),
-        &[&sid, &xsrf],
-    );
-    let done: serde_json::Value = login
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap();
-    assert_eq!(done["status"], "connected", "{login:?}");
+    connected(&login, &[&sid, &xsrf]);
     let args = std::fs::read_to_string(&args_file).unwrap();
     assert!(!args.contains("headless"), "{args}");
     assert!(args.contains("--remote-debugging-pipe"), "{args}");

@@ -287,3 +287,53 @@ fn plain_http_inside_an_intercepted_tunnel_gets_no_credential() {
     assert!(out.stdout.contains("authsome_plaintext_refused"));
     assert!(lab.up.records().is_empty(), "{:?}", lab.up.records());
 }
+
+/// An MCP server on a host that serves other things too (like
+/// `huggingface.co/mcp`): the provider's rule is the endpoint's path, so an
+/// MCP client's JSON-RPC POST there gets the key and a request elsewhere on
+/// the host gets none; `provider show` names the endpoint.
+#[test]
+fn an_mcp_provider_on_a_shared_host_sends_its_key_to_the_endpoint_only() {
+    let lab = Lab::bare();
+    let port = lab.up.port;
+    lab.provider(
+        "acme-mcp",
+        &format!("api.acme.test:{port}/mcp"),
+        &format!(
+            r#""type":"mcp","mcp":{{"url":"https://api.acme.test:{port}/mcp","transport":"streamable-http"}},"api_key":{{"header_name":"Authorization","header_prefix":"Bearer"}}"#
+        ),
+    );
+    lab.cmd(["login", "acme-mcp", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    lab.cmd(["provider", "show", "acme-mcp"])
+        .run()
+        .success()
+        .stdout_has(&format!(
+            "mcp:       https://api.acme.test:{port}/mcp (streamable HTTP)"
+        ));
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} -X POST -H 'Content-Type: application/json' \
+               -H 'Accept: application/json, text/event-stream' \
+               -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{}}}}' \
+               \"$URL/mcp\"; echo; \
+             {CURL} \"$URL/api/models\""
+        ))
+        .success();
+    assert_eq!(codes(&out.stdout), vec!["200", "200"], "{}", out.stdout);
+    assert!(!out.stdout.contains(&lab.key));
+    let recs = lab.up.records();
+    let seen: Vec<(&str, Vec<String>)> = recs
+        .iter()
+        .map(|r| (r.path.as_str(), r.all("authorization")))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/mcp", vec![format!("Bearer {}", lab.key)]),
+            ("/api/models", vec![]),
+        ]
+    );
+}

@@ -449,8 +449,26 @@ impl Logins {
     }
 
     async fn store_key(&self, id: &str, key: Secret<String>, actor: String) -> Result<SessionView> {
+        let (ctx, mut change) = self.input_login(id, actor);
+        change.note("flow", "api_key");
+        let (provider, connection) = self
+            .commit(change, move |svc, _| {
+                let ctx = ctx.ok_or(Error::SessionNotFound)?;
+                let v = ctx.view;
+                still_waiting(&v, SessionStatus::WaitingForInput)?;
+                svc.login_api_key(&v.provider, &v.connection, key, ctx.force)?;
+                Ok((v.provider, v.connection))
+            })
+            .await?;
+        tracing::info!(session = %short(id), %provider, %connection, "login completed");
+        self.complete_input(id, "the key")
+    }
+
+    /// A waiting session's context and the audit record of its login
+    /// (provider and connection unknown when the session is gone).
+    fn input_login(&self, id: &str, actor: String) -> (Option<InputContext>, Change) {
         let ctx = self.sessions.input_context(id, now_unix());
-        let mut change = match &ctx {
+        let change = match &ctx {
             Some(ctx) => Change::of("login", &ctx.view.provider, Some(&ctx.view.connection)),
             None => Change {
                 event: "login",
@@ -462,26 +480,15 @@ impl Logins {
             },
         }
         .by(Some(actor));
-        change.note("flow", "api_key");
-        let (provider, connection) = self
-            .commit(change, move |svc, _| {
-                let ctx = ctx.ok_or(Error::SessionNotFound)?;
-                let v = ctx.view;
-                if v.status != SessionStatus::WaitingForInput {
-                    return Err(Error::SessionFinished {
-                        message: format!("this login session is {:?}", v.status).to_lowercase(),
-                        hint: Some(format!("start again with `authsome login {}`", v.provider)),
-                    });
-                }
-                svc.login_api_key(&v.provider, &v.connection, key, ctx.force)?;
-                Ok((v.provider, v.connection))
-            })
-            .await?;
-        tracing::info!(session = %short(id), %provider, %connection, "login completed");
+        (ctx, change)
+    }
+
+    /// Marks a session whose `what` was stored completed.
+    fn complete_input(&self, id: &str, what: &str) -> Result<SessionView> {
         self.sessions
             .complete(id, now_unix())
             .ok_or_else(|| Error::SessionFinished {
-                message: "the session ended while the key was being stored".into(),
+                message: format!("the session ended while {what} was being stored"),
                 hint: None,
             })
     }
@@ -510,19 +517,7 @@ impl Logins {
         expiries: std::collections::BTreeMap<String, i64>,
         actor: String,
     ) -> Result<SessionView> {
-        let ctx = self.sessions.input_context(id, now_unix());
-        let mut change = match &ctx {
-            Some(ctx) => Change::of("login", &ctx.view.provider, Some(&ctx.view.connection)),
-            None => Change {
-                event: "login",
-                provider: None,
-                connection: None,
-                actor: None,
-                detail: json!({}),
-                scope: Scope::Nothing,
-            },
-        }
-        .by(Some(actor));
+        let (ctx, mut change) = self.input_login(id, actor);
         change.note("flow", "browser");
         change.note("cookies", cookies.keys().collect::<Vec<_>>());
         let (provider, connection) = self
@@ -535,12 +530,7 @@ impl Logins {
                         None,
                     ));
                 }
-                if v.status != SessionStatus::WaitingForUser {
-                    return Err(Error::SessionFinished {
-                        message: format!("this login session is {:?}", v.status).to_lowercase(),
-                        hint: Some(format!("start again with `authsome login {}`", v.provider)),
-                    });
-                }
+                still_waiting(&v, SessionStatus::WaitingForUser)?;
                 let rec =
                     svc.login_browser(&v.provider, &v.connection, cookies, &expiries, ctx.force)?;
                 change.note("expires_at", rec.expires_at);
@@ -548,12 +538,7 @@ impl Logins {
             })
             .await?;
         tracing::info!(session = %short(id), %provider, %connection, "browser login completed");
-        self.sessions
-            .complete(id, now_unix())
-            .ok_or_else(|| Error::SessionFinished {
-                message: "the session ended while the cookies were being stored".into(),
-                hint: None,
-            })
+        self.complete_input(id, "the cookies")
     }
 
     /// Marks a waiting session failed (the form shows why).
@@ -572,4 +557,15 @@ impl Logins {
             _ => Err(Error::NoDeviceCode),
         }
     }
+}
+
+/// An error unless the session still waits as `expected`.
+fn still_waiting(v: &SessionView, expected: SessionStatus) -> Result<()> {
+    if v.status == expected {
+        return Ok(());
+    }
+    Err(Error::SessionFinished {
+        message: format!("this login session is {:?}", v.status).to_lowercase(),
+        hint: Some(format!("start again with `authsome login {}`", v.provider)),
+    })
 }
