@@ -45,7 +45,7 @@ pub enum Error {
     #[error("{context}: {}", describe_db(cause))]
     Database {
         context: String,
-        cause: rusqlite::Error,
+        cause: crate::vault::db::DbError,
     },
     #[error("{} is accessible by other users (mode {mode:03o})", path.display())]
     InsecurePermissions { path: PathBuf, mode: u32, dir: bool },
@@ -140,10 +140,10 @@ impl Error {
     }
 
     /// A database failure with what was being done.
-    pub fn db(context: impl Into<String>, source: rusqlite::Error) -> Self {
+    pub fn db(context: impl Into<String>, source: impl Into<crate::vault::db::DbError>) -> Self {
         Error::Database {
             context: context.into(),
-            cause: source,
+            cause: source.into(),
         }
     }
 
@@ -292,14 +292,9 @@ fn strip_os_code(e: &io::Error) -> String {
     }
 }
 
-/// SQLite's own message, without rusqlite's repetition of it.
-fn describe_db(e: &rusqlite::Error) -> String {
-    match e {
-        rusqlite::Error::SqliteFailure(code, Some(msg)) if msg.is_empty() => code.to_string(),
-        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
-        rusqlite::Error::SqliteFailure(code, None) => code.to_string(),
-        other => other.to_string(),
-    }
+/// The database's own message, without the driver's repetition of it.
+fn describe_db(e: &crate::vault::db::DbError) -> String {
+    e.describe()
 }
 
 /// True when the failure means "you may not write here".
@@ -309,12 +304,7 @@ fn is_readonly(e: &Error) -> bool {
             cause.kind(),
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
         ),
-        Error::Database { cause, .. } => matches!(
-            cause.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::ReadOnly)
-                | Some(rusqlite::ErrorCode::CannotOpen)
-                | Some(rusqlite::ErrorCode::PermissionDenied)
-        ),
+        Error::Database { cause, .. } => cause.is_readonly(),
         _ => false,
     }
 }

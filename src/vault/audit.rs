@@ -2,12 +2,12 @@
 //! exports, provider changes, credential use), appended and listed newest
 //! first. Rows carry names, hosts and outcomes, never a secret.
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
+use super::db::params;
 use crate::clock::now_unix;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One audit record. Carries names, hosts and outcomes; never a secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,39 +38,36 @@ impl Vault {
         outcome: &str,
         detail: &serde_json::Value,
     ) -> Result<()> {
-        self.conn()?
-            .execute(
+        self.write("cannot write the audit log", |tx| {
+            tx.execute(
                 "INSERT INTO audit (ts, event, provider, connection, actor, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![now_unix(), event, provider, connection, actor, outcome, detail.to_string()],
             )
-            .map_err(|e| Error::db("cannot write the audit log", e))?;
+        })?;
         Ok(())
     }
 
     /// The newest `limit` audit records, newest first.
     pub fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.read("cannot read the audit log", |tx| {
+            tx.query(
                 "SELECT id, ts, event, provider, connection, actor, outcome, detail FROM audit ORDER BY ts DESC, id DESC LIMIT ?1",
-            )
-            .map_err(|e| Error::db("cannot read the audit log", e))?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                let detail: String = r.get(7)?;
+                params![limit as i64],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(AuditEntry {
-                    id: r.get(0)?,
-                    ts: r.get(1)?,
-                    event: r.get(2)?,
-                    provider: r.get(3)?,
-                    connection: r.get(4)?,
-                    actor: r.get(5)?,
-                    outcome: r.get(6)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    id: r.i64(0)?,
+                    ts: r.i64(1)?,
+                    event: r.str(2)?,
+                    provider: r.opt_str(3)?,
+                    connection: r.opt_str(4)?,
+                    actor: r.opt_str(5)?,
+                    outcome: r.str(6)?,
+                    detail: serde_json::from_str(&r.str(7)?).unwrap_or(serde_json::Value::Null),
                 })
             })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| Error::db("cannot read the audit log", e))?;
-        Ok(rows)
+            .collect()
+        })
     }
 }

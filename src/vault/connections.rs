@@ -7,10 +7,10 @@
 //! one default connection: the first stored becomes it, and when it is
 //! deleted the oldest remaining one takes over.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, Aad};
+use super::db::{Row, Topic, params};
 use super::{Vault, crypto_to_io};
 use crate::clock::now_unix;
 use crate::error::{Error, Result};
@@ -122,87 +122,93 @@ const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_defa
      scopes, expires_at, created_at, updated_at, api_key IS NOT NULL, access_token IS NOT NULL, \
      refresh_token IS NOT NULL, flow, cookies IS NOT NULL";
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
-    let scopes: String = r.get(8)?;
+pub(super) fn row_to_record(r: &Row) -> Result<ConnectionRecord> {
+    let scopes = r.str(8)?;
     Ok(ConnectionRecord {
-        id: r.get(0)?,
-        provider: r.get(1)?,
-        name: r.get(2)?,
-        auth_type: r.get(3)?,
-        status: ConnectionStatus::parse(&r.get::<_, String>(4)?),
-        is_default: r.get(5)?,
-        account_label: r.get(6)?,
-        token_type: r.get(7)?,
+        id: r.str(0)?,
+        provider: r.str(1)?,
+        name: r.str(2)?,
+        auth_type: r.str(3)?,
+        status: ConnectionStatus::parse(&r.str(4)?),
+        is_default: r.bool(5)?,
+        account_label: r.opt_str(6)?,
+        token_type: r.opt_str(7)?,
         scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-        expires_at: r.get(9)?,
-        created_at: r.get(10)?,
-        updated_at: r.get(11)?,
-        has_api_key: r.get(12)?,
-        has_access_token: r.get(13)?,
-        has_refresh_token: r.get(14)?,
-        flow: r.get(15)?,
-        has_cookies: r.get(16)?,
+        expires_at: r.opt_i64(9)?,
+        created_at: r.i64(10)?,
+        updated_at: r.i64(11)?,
+        has_api_key: r.bool(12)?,
+        has_access_token: r.bool(13)?,
+        has_refresh_token: r.bool(14)?,
+        flow: r.opt_str(15)?,
+        has_cookies: r.bool(16)?,
     })
 }
 
 impl Vault {
     /// Every connection, ordered by provider then name.
     pub fn list_connections(&self) -> Result<Vec<ConnectionRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY provider, name"
-            ))
-            .map_err(|e| Error::db("cannot list connections", e))?;
-        let rows = stmt
-            .query_map([], row_to_record)
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| Error::db("cannot list connections", e))?;
-        Ok(rows)
+        self.read("cannot list connections", |tx| {
+            tx.query(
+                &format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY provider, name"),
+                &[],
+            )?
+            .iter()
+            .map(row_to_record)
+            .collect()
+        })
     }
 
     /// One connection's record, if it exists.
     pub fn find_connection(&self, provider: &str, name: &str) -> Result<Option<ConnectionRecord>> {
-        let conn = self.conn()?;
-        conn.query_row(
-            &format!(
-                "SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND name = ?2"
-            ),
-            [provider, name],
-            row_to_record,
-        )
-        .optional()
-        .map_err(|e| Error::db("cannot read a connection", e))
+        self.read("cannot read a connection", |tx| {
+            tx.query_opt(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND name = ?2"
+                ),
+                params![provider, name],
+            )?
+            .as_ref()
+            .map(row_to_record)
+            .transpose()
+        })
     }
 
     /// The provider's default connection, if any.
     pub fn default_connection(&self, provider: &str) -> Result<Option<ConnectionRecord>> {
-        let conn = self.conn()?;
-        conn.query_row(
-            &format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND is_default = 1"),
-            [provider],
-            row_to_record,
-        )
-        .optional()
-        .map_err(|e| Error::db("cannot read a connection", e))
+        self.read("cannot read a connection", |tx| {
+            tx.query_opt(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM connections WHERE provider = ?1 AND is_default = 1"
+                ),
+                params![provider],
+            )?
+            .as_ref()
+            .map(row_to_record)
+            .transpose()
+        })
     }
 
     /// Decrypts a connection's secret fields.
     pub fn read_secrets(&self, record: &ConnectionRecord) -> Result<ConnectionSecrets> {
-        let conn = self.conn()?;
-        let (key_version, blobs) = conn
-            .query_row(
-                "SELECT key_version, api_key, access_token, refresh_token, cookies FROM connections WHERE id = ?1",
-                [&record.id],
-                |r| Ok((r.get::<_, u32>(0)?, [r.get::<_, Option<Vec<u8>>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?])),
-            )
-            .optional()
-            .map_err(|e| Error::db("cannot read a connection", e))?
+        let row = self
+            .read("cannot read a connection", |tx| {
+                tx.query_opt(
+                    "SELECT key_version, api_key, access_token, refresh_token, cookies FROM connections WHERE id = ?1",
+                    params![&record.id],
+                )
+            })?
             .ok_or_else(|| Error::ConnectionNotFound {
                 provider: record.provider.clone(),
                 connection: record.name.clone(),
             })?;
-        drop(conn);
+        let key_version = row.u32(0)?;
+        let blobs = [
+            row.opt_blob(1)?,
+            row.opt_blob(2)?,
+            row.opt_blob(3)?,
+            row.opt_blob(4)?,
+        ];
         let mut out: [Option<Secret<String>>; 4] = [None, None, None, None];
         for (i, blob) in blobs.iter().enumerate() {
             if let Some(blob) = blob {
@@ -269,68 +275,61 @@ impl Vault {
             }
         }
         let scopes = serde_json::to_string(&new.scopes).unwrap_or_else(|_| "[]".into());
-        let mut conn = self.conn()?;
-        let ctx = |e| {
-            Error::db(
-                format!("cannot store connection {}/{}", new.provider, new.name),
-                e,
-            )
-        };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx)?;
-        let existing: Option<(bool, i64)> = tx
-            .query_row(
-                "SELECT is_default, created_at FROM connections WHERE provider = ?1 AND name = ?2",
-                [&new.provider, &new.name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(ctx)?;
-        if existing.is_some() && !replace {
-            return Err(Error::ConnectionExists {
-                provider: new.provider,
-                connection: new.name,
-            });
-        }
-        let has_default: bool = tx
-            .query_row("SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND is_default = 1 AND name != ?2)", [&new.provider, &new.name], |r| r.get(0))
-            .map_err(ctx)?;
-        let is_default = existing.map(|(d, _)| d).unwrap_or(false) || !has_default;
-        let created_at = existing.map(|(_, c)| c).unwrap_or(now);
-        tx.execute(
-            "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
-            [&new.provider, &new.name],
-        )
-        .map_err(ctx)?;
-        tx.execute(
-            "INSERT INTO connections (id, provider, name, auth_type, status, is_default, account_label, token_type, \
-             scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow, cookies) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            params![
-                id,
-                new.provider,
-                new.name,
-                new.auth_type,
-                new.status.as_str(),
-                is_default,
-                new.account_label,
-                new.token_type,
-                scopes,
-                new.expires_at,
-                self.key_version,
-                sealed[0],
-                sealed[1],
-                sealed[2],
-                created_at,
-                now,
-                new.flow,
-                sealed[3]
-            ],
-        )
-        .map_err(ctx)?;
-        tx.commit().map_err(ctx)?;
-        drop(conn);
+        let what = format!("cannot store connection {}/{}", new.provider, new.name);
+        self.write(&what, |tx| {
+            tx.lock_key(&format!("connections:{}", new.provider))?;
+            let existing = tx
+                .query_opt(
+                    "SELECT is_default, created_at FROM connections WHERE provider = ?1 AND name = ?2",
+                    params![&new.provider, &new.name],
+                )?
+                .map(|r| Ok::<_, Error>((r.bool(0)?, r.i64(1)?)))
+                .transpose()?;
+            if existing.is_some() && !replace {
+                return Err(Error::ConnectionExists {
+                    provider: new.provider.clone(),
+                    connection: new.name.clone(),
+                });
+            }
+            let has_default = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND is_default = 1 AND name != ?2)",
+                    params![&new.provider, &new.name],
+                )?
+                .bool(0)?;
+            let is_default = existing.map(|(d, _)| d).unwrap_or(false) || !has_default;
+            let created_at = existing.map(|(_, c)| c).unwrap_or(now);
+            tx.execute(
+                "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
+                params![&new.provider, &new.name],
+            )?;
+            tx.execute(
+                "INSERT INTO connections (id, provider, name, auth_type, status, is_default, account_label, token_type, \
+                 scopes, expires_at, key_version, api_key, access_token, refresh_token, created_at, updated_at, flow, cookies) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                params![
+                    &id,
+                    &new.provider,
+                    &new.name,
+                    &new.auth_type,
+                    new.status.as_str(),
+                    is_default,
+                    &new.account_label,
+                    &new.token_type,
+                    scopes,
+                    new.expires_at,
+                    self.key_version,
+                    &sealed[0],
+                    &sealed[1],
+                    &sealed[2],
+                    created_at,
+                    now,
+                    &new.flow,
+                    &sealed[3]
+                ],
+            )?;
+            tx.notify(&Topic::Provider(new.provider.clone()))
+        })?;
         self.find_connection(&new.provider, &new.name)?
             .ok_or_else(|| Error::ConnectionNotFound {
                 provider: new.provider.clone(),
@@ -341,103 +340,92 @@ impl Vault {
     /// Deletes a connection; returns whether it existed. When it was the
     /// default, the oldest remaining connection of the provider takes over.
     pub fn delete_connection(&self, provider: &str, name: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let ctx = |e| Error::db(format!("cannot remove connection {provider}/{name}"), e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx)?;
-        let was_default: Option<bool> = tx
-            .query_row(
-                "SELECT is_default FROM connections WHERE provider = ?1 AND name = ?2",
-                [provider, name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(ctx)?;
-        let Some(was_default) = was_default else {
-            return Ok(false);
-        };
-        tx.execute(
-            "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
-            [provider, name],
-        )
-        .map_err(ctx)?;
-        if was_default {
+        let what = format!("cannot remove connection {provider}/{name}");
+        self.write(&what, |tx| {
+            tx.lock_key(&format!("connections:{provider}"))?;
+            let Some(was_default) = tx
+                .query_opt(
+                    "SELECT is_default FROM connections WHERE provider = ?1 AND name = ?2",
+                    params![provider, name],
+                )?
+                .map(|r| r.bool(0))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
             tx.execute(
-                "UPDATE connections SET is_default = 1 WHERE id = \
-                 (SELECT id FROM connections WHERE provider = ?1 ORDER BY created_at, name LIMIT 1)",
-                [provider],
-            )
-            .map_err(ctx)?;
-        }
-        // The provider's last connection gone: it is no longer anyone's
-        // choice (connecting it again does not make it chosen again).
-        tx.execute(
-            "DELETE FROM provider_choices WHERE provider = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM connections WHERE provider = ?1)",
-            [provider],
-        )
-        .map_err(ctx)?;
-        tx.commit().map_err(ctx)?;
-        Ok(true)
+                "DELETE FROM connections WHERE provider = ?1 AND name = ?2",
+                params![provider, name],
+            )?;
+            if was_default {
+                tx.execute(
+                    "UPDATE connections SET is_default = 1 WHERE id = \
+                     (SELECT id FROM connections WHERE provider = ?1 ORDER BY created_at, name LIMIT 1)",
+                    params![provider],
+                )?;
+            }
+            // The provider's last connection gone: it is no longer anyone's
+            // choice (connecting it again does not make it chosen again).
+            tx.execute(
+                "DELETE FROM provider_choices WHERE provider = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM connections WHERE provider = ?1)",
+                params![provider],
+            )?;
+            tx.notify(&Topic::Provider(provider.to_string()))?;
+            Ok(true)
+        })
     }
 
     /// `(rule, provider)`: the provider chosen on each host rule several
     /// providers claim, sorted by rule.
     pub fn provider_choices(&self) -> Result<Vec<(String, String)>> {
-        let conn = self.conn()?;
-        let ctx = |e| Error::db("cannot read the chosen providers", e);
-        let mut stmt = conn
-            .prepare_cached("SELECT rule, provider FROM provider_choices ORDER BY rule")
-            .map_err(ctx)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(ctx)
+        self.read("cannot read the chosen providers", |tx| {
+            tx.query(
+                "SELECT rule, provider FROM provider_choices ORDER BY rule",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.str(0)?, r.str(1)?)))
+            .collect()
+        })
     }
 
     /// Makes `name` the provider's default connection, and the provider the
     /// chosen one on each of `rules` (host rules it shares with other
     /// connected providers), in one transaction.
     pub fn set_default(&self, provider: &str, name: &str, rules: &[String]) -> Result<()> {
-        let mut conn = self.conn()?;
-        let ctx = |e| {
-            Error::db(
-                format!("cannot change the default connection of {provider}"),
-                e,
-            )
-        };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx)?;
-        let exists: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND name = ?2)",
-                [provider, name],
-                |r| r.get(0),
-            )
-            .map_err(ctx)?;
-        if !exists {
-            return Err(Error::ConnectionNotFound {
-                provider: provider.into(),
-                connection: name.into(),
-            });
-        }
-        tx.execute(
-            "UPDATE connections SET is_default = 0 WHERE provider = ?1",
-            [provider],
-        )
-        .map_err(ctx)?;
-        tx.execute("UPDATE connections SET is_default = 1, updated_at = ?3 WHERE provider = ?1 AND name = ?2", params![provider, name, now_unix()])
-            .map_err(ctx)?;
-        for rule in rules {
+        let what = format!("cannot change the default connection of {provider}");
+        self.write(&what, |tx| {
+            tx.lock_key(&format!("connections:{provider}"))?;
+            let exists = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM connections WHERE provider = ?1 AND name = ?2)",
+                    params![provider, name],
+                )?
+                .bool(0)?;
+            if !exists {
+                return Err(Error::ConnectionNotFound {
+                    provider: provider.into(),
+                    connection: name.into(),
+                });
+            }
             tx.execute(
-                "INSERT INTO provider_choices (rule, provider, chosen_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (rule) DO UPDATE SET provider = excluded.provider, chosen_at = excluded.chosen_at",
-                params![rule, provider, now_unix()],
-            )
-            .map_err(ctx)?;
-        }
-        tx.commit().map_err(ctx)
+                "UPDATE connections SET is_default = 0 WHERE provider = ?1",
+                params![provider],
+            )?;
+            tx.execute(
+                "UPDATE connections SET is_default = 1, updated_at = ?3 WHERE provider = ?1 AND name = ?2",
+                params![provider, name, now_unix()],
+            )?;
+            for rule in rules {
+                tx.execute(
+                    "INSERT INTO provider_choices (rule, provider, chosen_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (rule) DO UPDATE SET provider = excluded.provider, chosen_at = excluded.chosen_at",
+                    params![rule, provider, now_unix()],
+                )?;
+            }
+            tx.notify(&Topic::Provider(provider.to_string()))
+        })
     }
 }
 
@@ -449,8 +437,6 @@ fn random_id() -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::params;
-
     use super::*;
     use crate::vault::tests::{api_key_conn, fresh};
 
@@ -476,21 +462,20 @@ mod tests {
         let b = v
             .put_connection(api_key_conn("anthropic", "default", "sk-ant-BBBB"), false)
             .unwrap();
-        {
-            let c = v.conn().unwrap();
-            let blob: Vec<u8> = c
-                .query_row(
+        v.write("test", |tx| {
+            let blob = tx
+                .query_one(
                     "SELECT api_key FROM connections WHERE id = ?1",
-                    [&a.id],
-                    |r| r.get(0),
-                )
+                    params![&a.id],
+                )?
+                .opt_blob(0)?
                 .unwrap();
-            c.execute(
+            tx.execute(
                 "UPDATE connections SET api_key = ?1 WHERE id = ?2",
-                params![blob, b.id],
+                params![blob, &b.id],
             )
-            .unwrap();
-        }
+        })
+        .unwrap();
         assert!(matches!(v.read_secrets(&b), Err(Error::Corrupt { .. })));
         // the untouched record still opens
         assert_eq!(
@@ -512,14 +497,13 @@ mod tests {
         n.access_token = Some(Secret::new("at".into()));
         n.refresh_token = Some(Secret::new("rt".into()));
         let rec = v.put_connection(n, false).unwrap();
-        {
-            let c = v.conn().unwrap();
-            c.execute(
+        v.write("test", |tx| {
+            tx.execute(
                 "UPDATE connections SET access_token = refresh_token WHERE id = ?1",
-                [&rec.id],
+                params![&rec.id],
             )
-            .unwrap();
-        }
+        })
+        .unwrap();
         assert!(matches!(v.read_secrets(&rec), Err(Error::Corrupt { .. })));
     }
 
@@ -529,13 +513,20 @@ mod tests {
         let rec = v
             .put_connection(api_key_conn("openai", "default", "sk-one"), false)
             .unwrap();
-        v.conn()
-            .unwrap()
-            .execute(
-                "UPDATE connections SET api_key = substr(api_key, 1, 5) WHERE id = ?1",
-                [&rec.id],
+        v.write("test", |tx| {
+            let blob = tx
+                .query_one(
+                    "SELECT api_key FROM connections WHERE id = ?1",
+                    params![&rec.id],
+                )?
+                .opt_blob(0)?
+                .unwrap();
+            tx.execute(
+                "UPDATE connections SET api_key = ?1 WHERE id = ?2",
+                params![blob[..5].to_vec(), &rec.id],
             )
-            .unwrap();
+        })
+        .unwrap();
         assert!(matches!(v.read_secrets(&rec), Err(Error::Corrupt { .. })));
     }
 
@@ -597,10 +588,13 @@ mod tests {
         for _ in 0..200 {
             v.put_connection(api_key_conn("openai", "default", "sk-same"), true)
                 .unwrap();
-            let blob: Vec<u8> = v
-                .conn()
-                .unwrap()
-                .query_row("SELECT api_key FROM connections", [], |r| r.get(0))
+            let blob = v
+                .read("test", |tx| {
+                    Ok(tx
+                        .query_one("SELECT api_key FROM connections", &[])?
+                        .opt_blob(0)?
+                        .unwrap())
+                })
                 .unwrap();
             assert!(seen.insert(blob[1..13].to_vec()));
         }

@@ -11,12 +11,11 @@
 //! Also here: suspending a provider's connections, for when its definition
 //! changes where the credential goes.
 
-use rusqlite::{TransactionBehavior, params};
-
 use super::crypto::{self, Aad};
+use super::db::{Topic, params};
 use super::{Vault, crypto_to_io};
 use crate::clock::now_unix;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `(name, definition)` of the stored definitions that pass their check, and
 /// the names of those that do not.
@@ -32,14 +31,16 @@ impl Vault {
     /// The custom providers that pass their integrity check, and the names of
     /// those that do not (edited in the file, outside authsome).
     pub fn custom_providers_checked(&self) -> Result<CheckedProviders> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT name, definition, tag FROM custom_providers ORDER BY name")
-            .map_err(|e| Error::db("cannot list custom providers", e))?;
-        let rows: Vec<(String, String, Option<Vec<u8>>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| Error::db("cannot list custom providers", e))?;
+        let rows: Vec<(String, String, Option<Vec<u8>>)> =
+            self.read("cannot list custom providers", |tx| {
+                tx.query(
+                    "SELECT name, definition, tag FROM custom_providers ORDER BY name",
+                    &[],
+                )?
+                .iter()
+                .map(|r| Ok((r.str(0)?, r.str(1)?, r.opt_blob(2)?)))
+                .collect()
+            })?;
         let (mut good, mut bad) = (Vec::new(), Vec::new());
         for (name, definition, tag) in rows {
             if tag.is_some_and(|t| self.provider_tag_ok(&name, &definition, &t)) {
@@ -81,68 +82,67 @@ impl Vault {
     /// schema version back to run the migration again fails: the column
     /// exists.)
     pub(super) fn tag_legacy_providers(&self) -> Result<()> {
-        let mut conn = self.conn()?;
-        let ctx = |e| Error::db("cannot tag the stored provider definitions", e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx)?;
-        let rows: Vec<(String, String)> = tx
-            .prepare("SELECT name, definition FROM custom_providers WHERE tag IS NULL")
-            .and_then(|mut st| {
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            })
-            .map_err(ctx)?;
-        for (name, definition) in rows {
-            let tag = self.provider_tag(&name, &definition)?;
-            tx.execute(
-                "UPDATE custom_providers SET tag = ?2 WHERE name = ?1",
-                params![name, tag],
-            )
-            .map_err(ctx)?;
-        }
-        tx.commit().map_err(ctx)
+        self.write("cannot tag the stored provider definitions", |tx| {
+            let rows = tx.query(
+                "SELECT name, definition FROM custom_providers WHERE tag IS NULL",
+                &[],
+            )?;
+            for r in rows {
+                let (name, definition) = (r.str(0)?, r.str(1)?);
+                let tag = self.provider_tag(&name, &definition)?;
+                tx.execute(
+                    "UPDATE custom_providers SET tag = ?2 WHERE name = ?1",
+                    params![name, tag],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Stores (or replaces) a custom provider definition, with its tag.
     pub fn put_custom_provider(&self, name: &str, definition: &str) -> Result<()> {
         let now = now_unix();
         let tag = self.provider_tag(name, definition)?;
-        self.conn()?
-            .execute(
+        self.write(&format!("cannot store provider {name}"), |tx| {
+            tx.execute(
                 "INSERT INTO custom_providers (name, definition, created_at, updated_at, tag) VALUES (?1, ?2, ?3, ?3, ?4) \
                  ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at, tag = excluded.tag",
                 params![name, definition, now, tag],
-            )
-            .map_err(|e| Error::db(format!("cannot store provider {name}"), e))?;
-        Ok(())
+            )?;
+            tx.notify(&Topic::Providers)
+        })
     }
 
     /// Suspends every usable connection of `provider` (its definition changed
     /// where the credential goes); returns the names of those suspended.
     pub fn suspend_connections(&self, provider: &str) -> Result<Vec<String>> {
-        let conn = self.conn()?;
-        let ctx = |e| Error::db(format!("cannot suspend the connections of {provider}"), e);
-        let mut stmt = conn
-            .prepare_cached(
-                "UPDATE connections SET status = 'suspended', updated_at = ?2 \
-                 WHERE provider = ?1 AND status != 'suspended' RETURNING name",
-            )
-            .map_err(ctx)?;
-        let mut names = stmt
-            .query_map(params![provider, now_unix()], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(ctx)?;
+        let what = format!("cannot suspend the connections of {provider}");
+        let mut names = self.write(&what, |tx| {
+            let names = tx
+                .query(
+                    "UPDATE connections SET status = 'suspended', updated_at = ?2 \
+                     WHERE provider = ?1 AND status != 'suspended' RETURNING name",
+                    params![provider, now_unix()],
+                )?
+                .iter()
+                .map(|r| r.str(0))
+                .collect::<Result<Vec<_>>>()?;
+            tx.notify(&Topic::Provider(provider.to_string()))?;
+            Ok(names)
+        })?;
         names.sort();
         Ok(names)
     }
 
     /// Deletes a custom provider; returns whether it existed.
     pub fn delete_custom_provider(&self, name: &str) -> Result<bool> {
-        let n = self
-            .conn()?
-            .execute("DELETE FROM custom_providers WHERE name = ?1", [name])
-            .map_err(|e| Error::db(format!("cannot remove provider {name}"), e))?;
-        Ok(n > 0)
+        self.write(&format!("cannot remove provider {name}"), |tx| {
+            let n = tx.execute(
+                "DELETE FROM custom_providers WHERE name = ?1",
+                params![name],
+            )?;
+            tx.notify(&Topic::Providers)?;
+            Ok(n > 0)
+        })
     }
 }

@@ -45,6 +45,7 @@ mod audit;
 mod connections;
 pub mod crypto;
 mod custom_providers;
+pub(crate) mod db;
 pub mod master_key;
 pub mod oauth;
 mod schema;
@@ -53,8 +54,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
+
+use self::db::{Tx, TxInner, params};
 
 pub use self::audit::AuditEntry;
 pub use self::connections::{ConnectionRecord, ConnectionSecrets, ConnectionStatus, NewConnection};
@@ -82,16 +85,25 @@ pub struct IntegrityReport {
 
 /// The open vault.
 pub struct Vault {
-    conn: Mutex<Connection>,
+    store: Store,
     dek: Key,
     key_version: u32,
-    path: PathBuf,
+}
+
+/// Where the rows live.
+enum Store {
+    /// One file under the home, behind a lock: calls are short and never
+    /// held across an `.await`.
+    Sqlite {
+        conn: Mutex<Connection>,
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("path", &self.path)
+            .field("location", &self.location())
             .field("key_version", &self.key_version)
             .finish()
     }
@@ -124,12 +136,15 @@ impl Vault {
             .map_err(|e| Error::db(format!("cannot open the vault {}", path.display()), e))?;
         configure(&conn, &path)?;
         let found = schema::migrate(&mut conn)?;
-        let (dek, key_version) = unlock(&mut conn, master)?;
-        let vault = Vault {
+        let store = Store::Sqlite {
             conn: Mutex::new(conn),
+            path,
+        };
+        let (dek, key_version) = unlock(&store, master)?;
+        let vault = Vault {
+            store,
             dek,
             key_version,
-            path,
         };
         if found < schema::PROVIDER_TAGS_VERSION {
             vault.tag_legacy_providers()?;
@@ -139,7 +154,14 @@ impl Vault {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.store {
+            Store::Sqlite { path, .. } => path,
+        }
+    }
+
+    /// Where the store is, for people: a file path (never a password).
+    pub fn location(&self) -> String {
+        self.path().display().to_string()
     }
 
     /// The version of the data key in use.
@@ -147,11 +169,57 @@ impl Vault {
         self.key_version
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
-        self.conn
-            .lock()
-            .map_err(|_err| Error::invalid("the vault lock was poisoned by a panic", None))
+    /// Runs `f` in a writing transaction: committed when `f` returns `Ok`,
+    /// rolled back otherwise. Writers are serialised (SQLite: `BEGIN
+    /// IMMEDIATE`). `what` is the context of every error inside.
+    pub(crate) fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.store.write(what, f)
     }
+
+    /// Runs `f` over reads that need no transaction of their own.
+    pub(crate) fn read<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match &self.store {
+            Store::Sqlite { conn, .. } => {
+                let c = lock(conn)?;
+                f(&mut Tx {
+                    inner: TxInner::Sqlite(&c),
+                    what,
+                })
+            }
+        }
+    }
+}
+
+impl Store {
+    fn write<T>(&self, what: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        match self {
+            Store::Sqlite { conn, .. } => {
+                let mut c = lock(conn)?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| Error::db(what, e))?;
+                let out = f(&mut Tx {
+                    inner: TxInner::Sqlite(&tx),
+                    what,
+                })?;
+                tx.commit().map_err(|e| Error::db(what, e))?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>> {
+    conn.lock()
+        .map_err(|_err| Error::invalid("the vault lock was poisoned by a panic", None))
 }
 
 fn configure(conn: &Connection, path: &Path) -> Result<()> {
@@ -172,42 +240,44 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 /// Checks the master key and unwraps the data key; on a new vault, creates both.
-fn unlock(conn: &mut Connection, master: &MasterKey) -> Result<(Key, u32)> {
-    if let Some(found) = read_meta(conn)? {
-        return open_meta(found, master);
+fn unlock(store: &Store, master: &MasterKey) -> Result<(Key, u32)> {
+    const WHAT: &str = "cannot initialise the vault";
+    // New vault: initialise inside one writing transaction, under a lock,
+    // so two processes starting at once cannot both write a data key; the
+    // loser reads the winner's.
+    let found = store.write(WHAT, |tx| {
+        tx.lock_key("vault-init")?;
+        if let Some(found) = read_meta(tx)? {
+            return Ok(Err(found));
+        }
+        let mut salt = [0u8; 16];
+        crate::secret::fill_random(&mut salt)?;
+        let kek = master.kek(&salt)?;
+        let key_version = 1u32;
+        let dek = Key::generate().map_err(crypto_to_io)?;
+        let kcv = crypto::seal(&kek, &meta_aad("kcv", key_version), KCV_PLAINTEXT)
+            .map_err(crypto_to_io)?;
+        let wrapped =
+            crypto::seal(&kek, &meta_aad("dek", key_version), dek.bytes()).map_err(crypto_to_io)?;
+        let sql = "INSERT INTO meta (name, value) VALUES (?1, ?2)";
+        tx.execute(sql, params!["salt", salt.to_vec()])?;
+        tx.execute(sql, params!["key_version", meta_int(tx, key_version)])?;
+        tx.execute(sql, params!["kcv", kcv])?;
+        tx.execute(sql, params!["dek", wrapped])?;
+        Ok(Ok((dek, key_version)))
+    })?;
+    match found {
+        Ok(new) => Ok(new),
+        Err(meta) => open_meta(meta, master),
     }
-    // New vault: initialise under an IMMEDIATE transaction so two processes
-    // starting at once cannot both write a data key.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| Error::db("cannot initialise the vault", e))?;
-    if let Some(found) = read_meta(&tx)? {
-        drop(tx);
-        return open_meta(found, master);
+}
+
+/// The key version as `meta` stores it: an integer in SQLite's untyped
+/// column.
+fn meta_int(tx: &Tx<'_>, v: u32) -> db::Value {
+    match tx.inner {
+        TxInner::Sqlite(_) => v.into(),
     }
-    let mut salt = [0u8; 16];
-    crate::secret::fill_random(&mut salt)?;
-    let kek = master.kek(&salt)?;
-    let key_version = 1u32;
-    let dek = Key::generate().map_err(crypto_to_io)?;
-    let kcv =
-        crypto::seal(&kek, &meta_aad("kcv", key_version), KCV_PLAINTEXT).map_err(crypto_to_io)?;
-    let wrapped =
-        crypto::seal(&kek, &meta_aad("dek", key_version), dek.bytes()).map_err(crypto_to_io)?;
-    let insert = |name: &str, value: &dyn rusqlite::ToSql| {
-        tx.execute(
-            "INSERT INTO meta (name, value) VALUES (?1, ?2)",
-            params![name, value],
-        )
-        .map_err(|e| Error::db("cannot initialise the vault", e))
-    };
-    insert("salt", &salt.to_vec())?;
-    insert("key_version", &key_version)?;
-    insert("kcv", &kcv)?;
-    insert("dek", &wrapped)?;
-    tx.commit()
-        .map_err(|e| Error::db("cannot initialise the vault", e))?;
-    Ok((dek, key_version))
 }
 
 struct Meta {
@@ -217,32 +287,33 @@ struct Meta {
     dek: Vec<u8>,
 }
 
-fn read_meta(conn: &Connection) -> Result<Option<Meta>> {
-    let get_blob = |name: &str| -> Result<Option<Vec<u8>>> {
-        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })
-        .optional()
-        .map_err(|e| Error::db("cannot read the vault metadata", e))
-    };
-    let Some(kcv) = get_blob("kcv")? else {
-        return Ok(None);
+fn read_meta(tx: &mut Tx<'_>) -> Result<Option<Meta>> {
+    let mut get = |name: &str| -> Result<Option<db::Value>> {
+        Ok(tx
+            .query_opt("SELECT value FROM meta WHERE name = ?1", params![name])?
+            .and_then(|r| r.0.into_iter().next()))
     };
     let corrupt = |what: &str| Error::Corrupt {
         what: format!("the vault's {what} record"),
     };
-    let key_version: u32 = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'key_version'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|_err| corrupt("key version"))?;
+    let blob = |v: Option<db::Value>, what: &str| match v {
+        Some(db::Value::Blob(b)) => Ok(b),
+        _ => Err(corrupt(what)),
+    };
+    let Some(kcv) = get("kcv")? else {
+        return Ok(None);
+    };
+    let key_version = match get("key_version")? {
+        Some(db::Value::Int(v)) => u32::try_from(v).ok(),
+        Some(db::Value::Blob(b)) => std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()),
+        _ => None,
+    }
+    .ok_or_else(|| corrupt("key version"))?;
     Ok(Some(Meta {
-        salt: get_blob("salt")?.ok_or_else(|| corrupt("salt"))?,
+        salt: blob(get("salt")?, "salt")?,
         key_version,
-        kcv,
-        dek: get_blob("dek")?.ok_or_else(|| corrupt("data key"))?,
+        kcv: blob(Some(kcv), "key-check")?,
+        dek: blob(get("dek")?, "data key")?,
     }))
 }
 
@@ -292,12 +363,12 @@ fn crypto_to_io(e: CryptoError) -> Error {
 // === impl Vault: integrity ===
 
 impl Vault {
-    /// Runs `PRAGMA quick_check` and opens every secret field.
+    /// Asks the store to check itself (SQLite: `PRAGMA quick_check`) and
+    /// opens every secret field.
     pub fn check_integrity(&self) -> Result<IntegrityReport> {
-        let quick: String = self
-            .conn()?
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| Error::db("cannot check the vault", e))?;
+        let quick = self.read("cannot check the vault", |tx| match tx.inner {
+            TxInner::Sqlite(_) => tx.query_one("PRAGMA quick_check", &[])?.str(0),
+        })?;
         let records = self.list_connections()?;
         let mut damaged = Vec::new();
         for rec in &records {
@@ -365,13 +436,14 @@ mod tests {
     #[test]
     fn pragmas_are_durable_and_shared() {
         let (_d, _h, v) = fresh();
-        let c = v.conn().unwrap();
-        let mode: String = c
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
-        let busy: i64 = c
-            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        let (mode, sync, busy) = v
+            .read("test", |tx| {
+                Ok((
+                    tx.query_one("PRAGMA journal_mode", &[])?.str(0)?,
+                    tx.query_one("PRAGMA synchronous", &[])?.i64(0)?,
+                    tx.query_one("PRAGMA busy_timeout", &[])?.i64(0)?,
+                ))
+            })
             .unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL");
@@ -413,10 +485,13 @@ mod tests {
     #[test]
     fn damaged_key_check_is_corruption_not_wrong_key() {
         let (_d, home, v) = fresh();
-        v.conn()
-            .unwrap()
-            .execute("UPDATE meta SET value = x'00' WHERE name = 'kcv'", [])
-            .unwrap();
+        v.write("test", |tx| {
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'kcv'",
+                params![vec![0u8]],
+            )
+        })
+        .unwrap();
         drop(v);
         assert!(matches!(
             Vault::open(&home, &key(1)),

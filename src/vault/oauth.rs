@@ -10,9 +10,8 @@
 //! was refreshed (compare-and-swap), so a second refresher cannot overwrite
 //! a newer pair with an older one.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
 use super::crypto::{self, Aad};
+use super::db::{Topic, params};
 use super::{ConnectionRecord, ConnectionStatus, Vault, crypto_to_io};
 use crate::clock::now_unix;
 use crate::error::{Error, Result};
@@ -118,70 +117,60 @@ impl Vault {
             .map(|s| self.seal_client_field(&c.provider, "registration_access_token", s))
             .transpose()?;
         let now = now_unix();
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO oauth_clients (provider, client_id, source, base_url, registration_client_uri, \
-             key_version, client_secret, registration_access_token, created_at, updated_at, endpoints, \
-             redirect_uri) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) \
-             ON CONFLICT (provider) DO UPDATE SET client_id = ?2, source = ?3, base_url = ?4, \
-             registration_client_uri = ?5, key_version = ?6, client_secret = ?7, \
-             registration_access_token = ?8, updated_at = ?9, endpoints = ?10, redirect_uri = ?11",
-            params![
-                c.provider,
-                c.client_id,
-                c.source.as_str(),
-                c.base_url,
-                c.registration_client_uri,
-                self.key_version,
-                secret,
-                rat,
-                now,
-                c.endpoints,
-                c.redirect_uri
-            ],
-        )
-        .map_err(|e| Error::db(format!("cannot store the OAuth client of {}", c.provider), e))?;
+        self.write(
+            &format!("cannot store the OAuth client of {}", c.provider),
+            |tx| {
+                tx.execute(
+                    "INSERT INTO oauth_clients (provider, client_id, source, base_url, registration_client_uri, \
+                     key_version, client_secret, registration_access_token, created_at, updated_at, endpoints, \
+                     redirect_uri) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) \
+                     ON CONFLICT (provider) DO UPDATE SET client_id = ?2, source = ?3, base_url = ?4, \
+                     registration_client_uri = ?5, key_version = ?6, client_secret = ?7, \
+                     registration_access_token = ?8, updated_at = ?9, endpoints = ?10, redirect_uri = ?11",
+                    params![
+                        &c.provider,
+                        &c.client_id,
+                        c.source.as_str(),
+                        &c.base_url,
+                        &c.registration_client_uri,
+                        self.key_version,
+                        secret,
+                        rat,
+                        now,
+                        &c.endpoints,
+                        &c.redirect_uri
+                    ],
+                )
+            },
+        )?;
         Ok(())
     }
 
     /// The stored OAuth client of a provider, secrets decrypted.
     pub fn get_oauth_client(&self, provider: &str) -> Result<Option<OAuthClient>> {
-        type Row = (
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            u32,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<String>,
-            Option<String>,
-        );
-        let conn = self.conn()?;
-        let row: Option<Row> = conn
-            .query_row(
+        let row = self.read("cannot read an OAuth client", |tx| {
+            tx.query_opt(
                 "SELECT client_id, source, base_url, registration_client_uri, key_version, \
                  client_secret, registration_access_token, endpoints, redirect_uri FROM oauth_clients \
                  WHERE provider = ?1",
-                [provider],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| Error::db("cannot read an OAuth client", e))?;
-        drop(conn);
+                params![provider],
+            )?
+            .map(|r| {
+                Ok((
+                    r.str(0)?,
+                    r.str(1)?,
+                    r.opt_str(2)?,
+                    r.opt_str(3)?,
+                    r.u32(4)?,
+                    r.opt_blob(5)?,
+                    r.opt_blob(6)?,
+                    r.opt_str(7)?,
+                    r.opt_str(8)?,
+                ))
+            })
+            .transpose()
+        })?;
         let Some((client_id, source, base_url, uri, kv, secret, rat, endpoints, redirect_uri)) =
             row
         else {
@@ -206,11 +195,12 @@ impl Vault {
 
     /// Forgets a provider's OAuth client. True when there was one.
     pub fn delete_oauth_client(&self, provider: &str) -> Result<bool> {
-        let conn = self.conn()?;
-        let n = conn
-            .execute("DELETE FROM oauth_clients WHERE provider = ?1", [provider])
-            .map_err(|e| Error::db("cannot remove an OAuth client", e))?;
-        Ok(n > 0)
+        self.write("cannot remove an OAuth client", |tx| {
+            Ok(tx.execute(
+                "DELETE FROM oauth_clients WHERE provider = ?1",
+                params![provider],
+            )? > 0)
+        })
     }
 
     /// Replaces the tokens of `record` after a refresh, if the row still
@@ -225,80 +215,75 @@ impl Vault {
         refresh: Option<&Secret<String>>,
         expires_at: Option<i64>,
     ) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let ctx = |e| {
-            Error::db(
-                format!(
-                    "cannot store the new token of {}/{}",
-                    record.provider, record.name
-                ),
-                e,
-            )
-        };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx)?;
-        let row: Option<(u32, Option<Vec<u8>>)> = tx
-            .query_row(
+        let what = format!(
+            "cannot store the new token of {}/{}",
+            record.provider, record.name
+        );
+        self.write(&what, |tx| {
+            let Some(row) = tx.query_opt(
                 "SELECT key_version, refresh_token FROM connections WHERE id = ?1",
-                [&record.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(ctx)?;
-        let Some((kv, current)) = row else {
-            return Ok(false);
-        };
-        if kv != self.key_version {
-            return Err(Error::invalid(
-                "the connection was sealed with another key version",
-                Some("log in again".into()),
-            ));
-        }
-        let current = current
-            .map(|b| self.open_field(record, "refresh_token", kv, &b))
-            .transpose()?;
-        let unchanged = match (used, &current) {
-            (Some(u), Some(c)) => u.expose() == c.expose(),
-            (None, None) => true,
-            _ => false,
-        };
-        if !unchanged {
-            return Ok(false);
-        }
-        let seal = |field: &str, v: &Secret<String>| {
-            let aad = Aad {
-                table: super::connections::TABLE,
-                record_id: &record.id,
-                field,
-                key_version: kv,
+                params![&record.id],
+            )?
+            else {
+                return Ok(false);
             };
-            crypto::seal(&self.dek, &aad, v.expose().as_bytes()).map_err(crypto_to_io)
-        };
-        let access_blob = seal("access_token", access)?;
-        let refresh_blob = match refresh.or(current.as_ref()) {
-            Some(r) => Some(seal("refresh_token", r)?),
-            None => None,
-        };
-        tx.execute(
-            "UPDATE connections SET access_token = ?2, refresh_token = ?3, expires_at = ?4, \
-             status = 'connected', updated_at = ?5 WHERE id = ?1",
-            params![record.id, access_blob, refresh_blob, expires_at, now_unix()],
-        )
-        .map_err(ctx)?;
-        tx.commit().map_err(ctx)?;
-        Ok(true)
+            let (kv, current) = (row.u32(0)?, row.opt_blob(1)?);
+            if kv != self.key_version {
+                return Err(Error::invalid(
+                    "the connection was sealed with another key version",
+                    Some("log in again".into()),
+                ));
+            }
+            let current = current
+                .map(|b| self.open_field(record, "refresh_token", kv, &b))
+                .transpose()?;
+            let unchanged = match (used, &current) {
+                (Some(u), Some(c)) => u.expose() == c.expose(),
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged {
+                return Ok(false);
+            }
+            let seal = |field: &str, v: &Secret<String>| {
+                let aad = Aad {
+                    table: super::connections::TABLE,
+                    record_id: &record.id,
+                    field,
+                    key_version: kv,
+                };
+                crypto::seal(&self.dek, &aad, v.expose().as_bytes()).map_err(crypto_to_io)
+            };
+            let access_blob = seal("access_token", access)?;
+            let refresh_blob = match refresh.or(current.as_ref()) {
+                Some(r) => Some(seal("refresh_token", r)?),
+                None => None,
+            };
+            tx.execute(
+                "UPDATE connections SET access_token = ?2, refresh_token = ?3, expires_at = ?4, \
+                 status = 'connected', updated_at = ?5 WHERE id = ?1",
+                params![
+                    &record.id,
+                    access_blob,
+                    refresh_blob,
+                    expires_at,
+                    now_unix()
+                ],
+            )?;
+            tx.notify(&Topic::Provider(record.provider.clone()))?;
+            Ok(true)
+        })
     }
 
     /// Sets a connection's status (e.g. `expired` after `invalid_grant`).
     pub fn set_status(&self, record: &ConnectionRecord, status: ConnectionStatus) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "UPDATE connections SET status = ?2, updated_at = ?3 WHERE id = ?1",
-            params![record.id, status.as_str(), now_unix()],
-        )
-        .map_err(|e| Error::db("cannot update a connection's status", e))?;
-        Ok(())
+        self.write("cannot update a connection's status", |tx| {
+            tx.execute(
+                "UPDATE connections SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![&record.id, status.as_str(), now_unix()],
+            )?;
+            tx.notify(&Topic::Provider(record.provider.clone()))
+        })
     }
 }
 
