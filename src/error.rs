@@ -43,10 +43,7 @@ pub enum Error {
     #[error("{context}: {}", strip_os_code(cause))]
     Io { context: String, cause: io::Error },
     #[error("{context}: {}", describe_db(cause))]
-    Database {
-        context: String,
-        cause: crate::vault::db::DbError,
-    },
+    Database { context: String, cause: DbError },
     #[error("{} is accessible by other users (mode {mode:03o})", path.display())]
     InsecurePermissions { path: PathBuf, mode: u32, dir: bool },
     #[error("{} is a symbolic link; refusing to follow it", path.display())]
@@ -140,7 +137,7 @@ impl Error {
     }
 
     /// A database failure with what was being done.
-    pub fn db(context: impl Into<String>, source: impl Into<crate::vault::db::DbError>) -> Self {
+    pub fn db(context: impl Into<String>, source: impl Into<DbError>) -> Self {
         Error::Database {
             context: context.into(),
             cause: source.into(),
@@ -293,7 +290,7 @@ fn strip_os_code(e: &io::Error) -> String {
 }
 
 /// The database's own message, without the driver's repetition of it.
-fn describe_db(e: &crate::vault::db::DbError) -> String {
+fn describe_db(e: &DbError) -> String {
     e.describe()
 }
 
@@ -306,5 +303,43 @@ fn is_readonly(e: &Error) -> bool {
         ),
         Error::Database { cause, .. } => cause.is_readonly(),
         _ => false,
+    }
+}
+
+/// A failure of the database itself (not of the data in it).
+#[derive(Debug)]
+pub enum DbError {
+    Sqlite(rusqlite::Error),
+}
+
+impl DbError {
+    /// The driver's own message, without its repetitions.
+    pub fn describe(&self) -> String {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(code, Some(msg))) if msg.is_empty() => {
+                code.to_string()
+            }
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => msg.clone(),
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(code, None)) => code.to_string(),
+            DbError::Sqlite(other) => other.to_string(),
+        }
+    }
+
+    /// True when the failure means "you may not write here".
+    pub fn is_readonly(&self) -> bool {
+        match self {
+            DbError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly)
+                    | Some(rusqlite::ErrorCode::CannotOpen)
+                    | Some(rusqlite::ErrorCode::PermissionDenied)
+            ),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        DbError::Sqlite(e)
     }
 }

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 
+pub(crate) use crate::error::DbError;
 use crate::error::{Error, Result};
 
 /// A parameter or a column value.
@@ -158,44 +159,6 @@ fn kind(v: &Value) -> &'static str {
 fn bad_column(i: usize, found: &str) -> Error {
     Error::Corrupt {
         what: format!("a stored row (column {i} is {found})"),
-    }
-}
-
-/// A failure of the database itself (not of the data in it).
-#[derive(Debug)]
-pub enum DbError {
-    Sqlite(rusqlite::Error),
-}
-
-impl DbError {
-    /// The driver's own message, without its repetitions.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(code, Some(msg))) if msg.is_empty() => {
-                code.to_string()
-            }
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => msg.clone(),
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(code, None)) => code.to_string(),
-            DbError::Sqlite(other) => other.to_string(),
-        }
-    }
-
-    /// True when the failure means "you may not write here".
-    pub(crate) fn is_readonly(&self) -> bool {
-        match self {
-            DbError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::ReadOnly)
-                    | Some(rusqlite::ErrorCode::CannotOpen)
-                    | Some(rusqlite::ErrorCode::PermissionDenied)
-            ),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for DbError {
-    fn from(e: rusqlite::Error) -> DbError {
-        DbError::Sqlite(e)
     }
 }
 
