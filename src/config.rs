@@ -17,6 +17,13 @@ pub const ENV_HOME: &str = "AUTHSOME_HOME";
 pub const ENV_MASTER_KEY: &str = "AUTHSOME_MASTER_KEY";
 /// A file holding the master key (mode 0600).
 pub const ENV_MASTER_KEY_FILE: &str = "AUTHSOME_MASTER_KEY_FILE";
+/// The team store: `postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=require]`.
+/// Unset (or `sqlite:`): the vault file in the home.
+pub const ENV_DATABASE_URL: &str = "AUTHSOME_DATABASE_URL";
+/// Extra PEM roots for the store's TLS certificate.
+pub const ENV_DATABASE_CA_FILE: &str = "AUTHSOME_DATABASE_CA_FILE";
+/// The most connections a daemon opens to the store (default 8).
+pub const ENV_DATABASE_POOL: &str = "AUTHSOME_DATABASE_POOL";
 /// `off` (or `0`, `false`, `no`) skips the OS keyring entirely.
 pub const ENV_KEYRING: &str = "AUTHSOME_KEYRING";
 /// Forces the daemon's port (`0` = any free port).
@@ -177,6 +184,13 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Whether the OS keyring may be tried.
     pub keyring: bool,
+    /// `AUTHSOME_DATABASE_URL` (or `daemon serve --store`): a PostgreSQL
+    /// store instead of the home's SQLite file. May hold a password.
+    pub database_url: Option<Secret<String>>,
+    /// `AUTHSOME_DATABASE_CA_FILE`.
+    pub database_ca_file: Option<PathBuf>,
+    /// `AUTHSOME_DATABASE_POOL`.
+    pub database_pool: usize,
     /// `AUTHSOME_PORT`: a forced daemon port (`Some(0)` = ephemeral).
     pub port: Option<u16>,
     /// The port tried first when none is forced.
@@ -226,6 +240,18 @@ impl Config {
                 .as_deref(),
             Some("off" | "0" | "false" | "no")
         );
+        let database_pool = match non_empty(env, ENV_DATABASE_POOL) {
+            None => 8,
+            Some(p) => match p.trim().parse::<usize>() {
+                Ok(n) if (2..=256).contains(&n) => n,
+                _ => {
+                    return Err(Error::invalid(
+                        format!("{ENV_DATABASE_POOL}=`{p}` is not a pool size"),
+                        Some("use a number from 2 to 256".into()),
+                    ));
+                }
+            },
+        };
         let port = match non_empty(env, ENV_PORT) {
             None => None,
             Some(p) => Some(p.trim().parse::<u16>().map_err(|_e| {
@@ -243,6 +269,11 @@ impl Config {
             master_key: non_empty(env, ENV_MASTER_KEY).map(Secret::new),
             master_key_file: non_empty(env, ENV_MASTER_KEY_FILE).map(PathBuf::from),
             keyring,
+            database_url: non_empty(env, ENV_DATABASE_URL)
+                .filter(|u| !u.trim().starts_with("sqlite:"))
+                .map(Secret::new),
+            database_ca_file: non_empty(env, ENV_DATABASE_CA_FILE).map(PathBuf::from),
+            database_pool,
             port,
             preferred_port,
             base_url: non_empty(env, ENV_BASE_URL)

@@ -277,7 +277,11 @@ pub fn count(n: usize, noun: &str) -> String {
 
 /// `Permission denied (os error 13)` → `permission denied`.
 fn strip_os_code(e: &io::Error) -> String {
-    let s = e.to_string();
+    strip_os_code_str(&e.to_string())
+}
+
+fn strip_os_code_str(s: &str) -> String {
+    let s = s.to_string();
     let s = match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
@@ -310,6 +314,7 @@ fn is_readonly(e: &Error) -> bool {
 #[derive(Debug)]
 pub enum DbError {
     Sqlite(rusqlite::Error),
+    Postgres(postgres::Error),
 }
 
 impl DbError {
@@ -322,6 +327,14 @@ impl DbError {
             DbError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => msg.clone(),
             DbError::Sqlite(rusqlite::Error::SqliteFailure(code, None)) => code.to_string(),
             DbError::Sqlite(other) => other.to_string(),
+            DbError::Postgres(e) => match e.as_db_error() {
+                Some(db) => db.message().to_string(),
+                None => {
+                    // "error connecting to server: Connection refused (os error 111)"
+                    let s = e.to_string();
+                    strip_os_code_str(&s)
+                }
+            },
         }
     }
 
@@ -334,7 +347,14 @@ impl DbError {
                     | Some(rusqlite::ErrorCode::CannotOpen)
                     | Some(rusqlite::ErrorCode::PermissionDenied)
             ),
+            DbError::Postgres(_) => false,
         }
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> DbError {
+        DbError::Postgres(e)
     }
 }
 

@@ -348,6 +348,7 @@ pub fn run_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()> {
     #[allow(unsafe_code)]
     unsafe {
         crate::sandbox::forget_env(crate::config::ENV_MASTER_KEY);
+        crate::sandbox::forget_env(crate::config::ENV_DATABASE_URL);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -567,17 +568,22 @@ impl Config {
     pub fn clone_for_daemon(&self) -> Config {
         Config {
             master_key: self.master_key.as_ref().map(|k| k.duplicate()),
+            database_url: self.database_url.as_ref().map(|k| k.duplicate()),
             ..self.clone_without_secrets()
         }
     }
 
-    /// A copy without the master key (that is copied explicitly where needed).
+    /// A copy without the master key or the store URL (which may hold a
+    /// password): those are copied explicitly where needed.
     fn clone_without_secrets(&self) -> Config {
         Config {
             home: self.home.clone(),
             master_key: None,
             master_key_file: self.master_key_file.clone(),
             keyring: self.keyring,
+            database_url: None,
+            database_ca_file: self.database_ca_file.clone(),
+            database_pool: self.database_pool,
             port: self.port,
             preferred_port: self.preferred_port,
             base_url: self.base_url.clone(),

@@ -26,6 +26,11 @@ pub enum Command {
         /// hands it to a daemon it starts: never through the environment.
         #[arg(long, hide = true)]
         master_key_stdin: bool,
+        /// Keep the vault in PostgreSQL (`postgres://USER@HOST:PORT/DB`), shared
+        /// by several daemons; default: the home's SQLite file. A URL with a
+        /// password belongs in AUTHSOME_DATABASE_URL, not on the command line.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Start the daemon in the background if it is not running.
     Start,
@@ -41,6 +46,36 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 80)]
         lines: usize,
     },
+}
+
+/// `--store URL`: a PostgreSQL URL without a password (argv is readable in
+/// `/proc/PID/cmdline` for the daemon's lifetime), or `sqlite:` for the
+/// home's file.
+fn store_flag(url: &str) -> anyhow::Result<Option<crate::secret::Secret<String>>> {
+    if url.trim().starts_with("sqlite:") {
+        return Ok(None);
+    }
+    if !crate::vault::is_postgres_url(url) {
+        return Err(crate::error::Error::invalid(
+            format!("--store `{url}` is not a store URL"),
+            Some("use postgres://USER@HOST:PORT/DATABASE, or sqlite: for this home's file".into()),
+        )
+        .into());
+    }
+    let authority = url.split("://").nth(1).unwrap_or_default();
+    let userinfo = authority.split(['/', '?']).next().unwrap_or_default();
+    if userinfo
+        .rsplit_once('@')
+        .is_some_and(|(u, _)| u.contains(':'))
+        || url.contains("password=")
+    {
+        return Err(crate::error::Error::invalid(
+            "--store must not carry the database password: command lines are readable by every process",
+            Some("put the URL in AUTHSOME_DATABASE_URL instead (or use a .pgpass-style passwordless role)".into()),
+        )
+        .into());
+    }
+    Ok(Some(crate::secret::Secret::new(url.to_string())))
 }
 
 /// The master key a starting CLI writes to the daemon's stdin (then closes it).
@@ -73,10 +108,14 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             host,
             port,
             master_key_stdin,
+            store,
         } => {
             let mut config = ctx.config.clone_for_daemon();
             if port.is_some() {
                 config.port = port;
+            }
+            if let Some(url) = store {
+                config.database_url = store_flag(&url)?;
             }
             if master_key_stdin {
                 config.master_key = Some(read_master_key_stdin()?);

@@ -473,6 +473,8 @@ fn child_env(started: &RunCreated, bundle: &Path, ctx: &Ctx) -> Vec<(String, Opt
     // Never hand the child the vault's key (or say where it is).
     out.push((ENV_MASTER_KEY.into(), None));
     out.push((crate::config::ENV_MASTER_KEY_FILE.into(), None));
+    // ... nor the store's URL, which may carry the database's password.
+    out.push((crate::config::ENV_DATABASE_URL.into(), None));
     for (k, v) in &started.placeholders {
         out.push((k.clone(), Some(v.clone())));
     }

@@ -199,21 +199,39 @@ pub fn refresh_due(issued_at: i64, expires_at: i64, now: i64) -> bool {
 
 impl CredentialService {
     /// Resolves the master key, opens the vault and loads the catalogue.
+    ///
+    /// With a PostgreSQL store (`AUTHSOME_DATABASE_URL`), the master key is
+    /// never generated: every daemon on the store must be given the same one
+    /// (env, file or keyring), and the first to initialise the store records
+    /// this home's identity as its creator (the team's first admin).
     pub fn open(config: &Config) -> Result<CredentialService> {
         let home = Home::new(&config.home);
         let keyring = config.keyring.then(|| OsKeyring::for_home(&home));
-        let master = master_key::resolve(
-            config,
-            &home,
-            keyring.as_ref().map(|k| k as &dyn KeyStore),
-            Vault::exists(&home),
-        )?;
+        let keyring = keyring.as_ref().map(|k| k as &dyn KeyStore);
+        if let Some(url) = &config.database_url {
+            let master = master_key::resolve(config, &home, keyring, true)?;
+            home.ensure()?;
+            let creator = crate::identity::Identity::load_or_create(&home)?;
+            let vault = Vault::open_postgres(
+                url.expose(),
+                config.database_pool,
+                config.database_ca_file.as_deref(),
+                &master,
+                Some(creator.did()),
+            )?;
+            return CredentialService::with_vault(home, vault, &master);
+        }
+        let master = master_key::resolve(config, &home, keyring, Vault::exists(&home))?;
         CredentialService::open_with(home, &master)
     }
 
     /// Opens with an already resolved master key.
     pub fn open_with(home: Home, master: &MasterKey) -> Result<CredentialService> {
         let vault = Vault::open(&home, master)?;
+        CredentialService::with_vault(home, vault, master)
+    }
+
+    fn with_vault(home: Home, vault: Vault, master: &MasterKey) -> Result<CredentialService> {
         let (custom, tampered) = vault.custom_providers_checked()?;
         let registry = Registry::with_custom_checked(&custom, &tampered)?;
         Ok(CredentialService {

@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 
-pub(crate) use crate::error::DbError;
 use crate::error::{Error, Result};
 
 /// A parameter or a column value.
@@ -173,6 +172,50 @@ pub(crate) enum Topic {
     Providers,
 }
 
+/// The channel daemons sharing a PostgreSQL store listen on.
+pub(crate) const CHANNEL: &str = "authsome_changes";
+
+/// This process's id among the daemons sharing a store, so each can skip
+/// the notifications it sent itself.
+pub(crate) fn replica_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ignored = crate::secret::fill_random(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    })
+}
+
+impl Topic {
+    /// The notification's text: small JSON, far below PostgreSQL's 8000 bytes.
+    pub(crate) fn payload(&self) -> String {
+        let v = match self {
+            Topic::Provider(p) => {
+                serde_json::json!({"v": 1, "topic": "provider", "provider": p, "from": replica_id()})
+            }
+            Topic::Providers => {
+                serde_json::json!({"v": 1, "topic": "providers", "from": replica_id()})
+            }
+        };
+        v.to_string()
+    }
+
+    /// Reads a notification's text; `None` for one this build does not know
+    /// (a newer replica's), and for this process's own.
+    #[allow(dead_code)] // read by the change listener (next step)
+    pub(crate) fn parse(payload: &str) -> Option<Topic> {
+        let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+        if v.get("from").and_then(|f| f.as_str()) == Some(replica_id()) {
+            return None;
+        }
+        match v.get("topic")?.as_str()? {
+            "provider" => Some(Topic::Provider(v.get("provider")?.as_str()?.to_string())),
+            "providers" => Some(Topic::Providers),
+            _ => None,
+        }
+    }
+}
+
 /// One statement-level view of the store, inside a transaction that
 /// [`super::Vault::write`] or [`super::Vault::read`] opened. Every error
 /// carries the context the transaction was opened with.
@@ -183,17 +226,15 @@ pub(crate) struct Tx<'c> {
 
 pub(super) enum TxInner<'c> {
     Sqlite(&'c rusqlite::Connection),
+    Pg(postgres::Transaction<'c>),
 }
 
 impl Tx<'_> {
-    fn err(&self, e: impl Into<DbError>) -> Error {
-        Error::db(self.what, e.into())
-    }
-
     /// Runs a statement that returns rows.
     pub(crate) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-        match &self.inner {
-            TxInner::Sqlite(c) => sqlite_query(c, sql, params).map_err(|e| self.err(e)),
+        match &mut self.inner {
+            TxInner::Sqlite(c) => sqlite_query(c, sql, params).map_err(|e| Error::db(self.what, e)),
+            TxInner::Pg(tx) => pg_query(tx, sql, params).map_err(|e| Error::db(self.what, e)),
         }
     }
 
@@ -211,29 +252,58 @@ impl Tx<'_> {
 
     /// Runs a statement; the number of rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
-        match &self.inner {
+        let what = self.what;
+        match &mut self.inner {
             TxInner::Sqlite(c) => {
-                let mut st = c.prepare_cached(sql).map_err(|e| self.err(e))?;
+                let mut st = c.prepare_cached(sql).map_err(|e| Error::db(what, e))?;
                 let n = st
                     .execute(rusqlite::params_from_iter(params.iter()))
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| Error::db(what, e))?;
                 Ok(n as u64)
+            }
+            TxInner::Pg(tx) => {
+                let refs = pg_params(params);
+                tx.execute(dollar_placeholders(sql).as_ref(), &refs)
+                    .map_err(|e| Error::db(what, e))
             }
         }
     }
 
     /// Tells the other daemons on this store, when the transaction commits.
-    pub(crate) fn notify(&mut self, _topic: &Topic) -> Result<()> {
+    pub(crate) fn notify(&mut self, topic: &Topic) -> Result<()> {
         match &self.inner {
             TxInner::Sqlite(_) => Ok(()),
+            TxInner::Pg(_) => {
+                let payload = topic.payload();
+                self.execute(
+                    "SELECT pg_notify(?1, ?2)",
+                    &[Value::from(CHANNEL), Value::from(payload)],
+                )
+                .map(drop)
+            }
         }
     }
 
     /// Serialises writers on `key` until the transaction ends. SQLite's
     /// write transaction already holds the whole file.
-    pub(crate) fn lock_key(&mut self, _key: &str) -> Result<()> {
+    pub(crate) fn lock_key(&mut self, key: &str) -> Result<()> {
         match &self.inner {
             TxInner::Sqlite(_) => Ok(()),
+            TxInner::Pg(_) => self
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                    &[Value::from(key)],
+                )
+                .map(drop),
+        }
+    }
+
+    /// Runs several `;`-separated statements without parameters (a migration).
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        let what = self.what;
+        match &mut self.inner {
+            TxInner::Sqlite(c) => c.execute_batch(sql).map_err(|e| Error::db(what, e)),
+            TxInner::Pg(tx) => tx.batch_execute(sql).map_err(|e| Error::db(what, e)),
         }
     }
 }
@@ -277,8 +347,75 @@ fn sqlite_query(
     Ok(out)
 }
 
+impl postgres::types::ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        use postgres::types::{IsNull, Type};
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => v.to_string().to_sql(ty, out),
+                _ => Err(format!("an integer cannot be sent as {ty}").into()),
+            },
+            Value::Text(v) => v.as_str().to_sql(ty, out),
+            Value::Blob(v) => v.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn pg_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+fn pg_query(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &str,
+    params: &[Value],
+) -> std::result::Result<Vec<Row>, postgres::Error> {
+    use postgres::types::Type;
+    let rows = tx.query(dollar_placeholders(sql).as_ref(), &pg_params(params))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut row = Vec::with_capacity(r.len());
+        for (i, col) in r.columns().iter().enumerate() {
+            let v = match *col.type_() {
+                Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+                Type::INT4 => r
+                    .try_get::<_, Option<i32>>(i)?
+                    .map(|v| Value::Int(v.into())),
+                Type::INT2 => r
+                    .try_get::<_, Option<i16>>(i)?
+                    .map(|v| Value::Int(v.into())),
+                Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(Value::from),
+                Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
+                // TEXT, VARCHAR, NAME, and anything else the server can send as text
+                _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
+            };
+            row.push(v.unwrap_or(Value::Null));
+        }
+        out.push(Row(row));
+    }
+    Ok(out)
+}
+
 /// `?N` placeholders as PostgreSQL's `$N`, outside quoted text.
-#[allow(dead_code)] // used by the PostgreSQL store
 pub(crate) fn dollar_placeholders(sql: &str) -> Cow<'_, str> {
     if !sql.contains('?') {
         return Cow::Borrowed(sql);

@@ -48,6 +48,12 @@ mod custom_providers;
 pub(crate) mod db;
 pub mod master_key;
 pub mod oauth;
+pub(crate) mod pg;
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod pg_harness;
+#[cfg(test)]
+mod pg_tests;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +70,7 @@ pub use self::connections::{ConnectionRecord, ConnectionSecrets, ConnectionStatu
 use self::crypto::{Aad, CryptoError, Key};
 pub use self::custom_providers::CheckedProviders;
 pub use self::master_key::{KeySource, MasterKey};
+pub use self::pg::is_postgres_url;
 pub use self::schema::SCHEMA_VERSION;
 use crate::error::{Error, Result};
 use crate::home::{self, Home};
@@ -98,6 +105,8 @@ enum Store {
         conn: Mutex<Connection>,
         path: PathBuf,
     },
+    /// A database shared by a team's daemons.
+    Postgres(Box<pg::PgStore>),
 }
 
 impl std::fmt::Debug for Vault {
@@ -140,7 +149,7 @@ impl Vault {
             conn: Mutex::new(conn),
             path,
         };
-        let (dek, key_version) = unlock(&store, master)?;
+        let (dek, key_version) = unlock(&store, master, None)?;
         let vault = Vault {
             store,
             dek,
@@ -152,16 +161,67 @@ impl Vault {
         Ok(vault)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
+    /// Opens (or initialises) a PostgreSQL store with `master`. The first
+    /// daemon to initialise it records `creator` (its home's identity) as the
+    /// store's creator. A wrong master key is reported before anything is
+    /// written.
+    pub fn open_postgres(
+        url: &str,
+        pool: usize,
+        ca_file: Option<&Path>,
+        master: &MasterKey,
+        creator: Option<&str>,
+    ) -> Result<Vault> {
+        let store = Store::Postgres(Box::new(pg::PgStore::new(url, pool, ca_file)?));
+        store.write("cannot migrate the store", schema::migrate_postgres)?;
+        let (dek, key_version) = unlock(&store, master, creator)?;
+        Ok(Vault {
+            store,
+            dek,
+            key_version,
+        })
+    }
+
+    /// The database file (SQLite); `None` for a PostgreSQL store.
+    pub fn path(&self) -> Option<&Path> {
         match &self.store {
-            Store::Sqlite { path, .. } => path,
+            Store::Sqlite { path, .. } => Some(path),
+            Store::Postgres(_) => None,
         }
     }
 
-    /// Where the store is, for people: a file path (never a password).
+    /// Where the store is, for people: a file path, or a PostgreSQL URL
+    /// without its password.
     pub fn location(&self) -> String {
-        self.path().display().to_string()
+        match &self.store {
+            Store::Sqlite { path, .. } => path.display().to_string(),
+            Store::Postgres(pg) => pg.location().to_string(),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match &self.store {
+            Store::Sqlite { .. } => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The identity of the home whose daemon initialised this store
+    /// (PostgreSQL stores; `None` for a home's own file).
+    pub fn creator(&self) -> Result<Option<String>> {
+        self.read("cannot read the vault metadata", |tx| {
+            Ok(
+                match tx.query_opt("SELECT value FROM meta WHERE name = 'creator_did'", &[])? {
+                    Some(r) => match r.0.into_iter().next() {
+                        Some(db::Value::Blob(b)) => String::from_utf8(b).ok(),
+                        Some(db::Value::Text(t)) => Some(t),
+                        _ => None,
+                    },
+                    None => None,
+                },
+            )
+        })
     }
 
     /// The version of the data key in use.
@@ -194,6 +254,9 @@ impl Vault {
                     what,
                 })
             }
+            // One transaction (READ COMMITTED) for the reads, so a pooled
+            // connection never carries anything over.
+            Store::Postgres(_) => self.store.write(what, f),
         }
     }
 }
@@ -211,6 +274,22 @@ impl Store {
                     what,
                 })?;
                 tx.commit().map_err(|e| Error::db(what, e))?;
+                Ok(out)
+            }
+            Store::Postgres(pg) => {
+                let mut client = pg.get()?;
+                let tx = client
+                    .client()?
+                    .transaction()
+                    .map_err(|e| Error::db(what, e))?;
+                let mut t = Tx {
+                    inner: TxInner::Pg(tx),
+                    what,
+                };
+                let out = f(&mut t)?;
+                if let TxInner::Pg(tx) = t.inner {
+                    tx.commit().map_err(|e| Error::db(what, e))?;
+                }
                 Ok(out)
             }
         }
@@ -240,7 +319,7 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 /// Checks the master key and unwraps the data key; on a new vault, creates both.
-fn unlock(store: &Store, master: &MasterKey) -> Result<(Key, u32)> {
+fn unlock(store: &Store, master: &MasterKey, creator: Option<&str>) -> Result<(Key, u32)> {
     const WHAT: &str = "cannot initialise the vault";
     // New vault: initialise inside one writing transaction, under a lock,
     // so two processes starting at once cannot both write a data key; the
@@ -264,6 +343,9 @@ fn unlock(store: &Store, master: &MasterKey) -> Result<(Key, u32)> {
         tx.execute(sql, params!["key_version", meta_int(tx, key_version)])?;
         tx.execute(sql, params!["kcv", kcv])?;
         tx.execute(sql, params!["dek", wrapped])?;
+        if let Some(did) = creator {
+            tx.execute(sql, params!["creator_did", did.as_bytes()])?;
+        }
         Ok(Ok((dek, key_version)))
     })?;
     match found {
@@ -273,10 +355,11 @@ fn unlock(store: &Store, master: &MasterKey) -> Result<(Key, u32)> {
 }
 
 /// The key version as `meta` stores it: an integer in SQLite's untyped
-/// column.
+/// column, decimal text in PostgreSQL's bytes.
 fn meta_int(tx: &Tx<'_>, v: u32) -> db::Value {
     match tx.inner {
         TxInner::Sqlite(_) => v.into(),
+        TxInner::Pg(_) => v.to_string().into_bytes().into(),
     }
 }
 
@@ -368,6 +451,8 @@ impl Vault {
     pub fn check_integrity(&self) -> Result<IntegrityReport> {
         let quick = self.read("cannot check the vault", |tx| match tx.inner {
             TxInner::Sqlite(_) => tx.query_one("PRAGMA quick_check", &[])?.str(0),
+            // PostgreSQL checks its own pages; what is left is "does it answer".
+            TxInner::Pg(_) => tx.query_one("SELECT 'ok'", &[])?.str(0),
         })?;
         let records = self.list_connections()?;
         let mut damaged = Vec::new();
