@@ -80,7 +80,7 @@ pub fn run(config: &Config) -> Vec<Check> {
             }
         },
     });
-    let vault_exists = Vault::exists(&home);
+    let vault_exists = Vault::exists(&home) || config.database_url.is_some();
     if !vault_exists
         && config.master_key.is_none()
         && config.master_key_file.is_none()
@@ -110,7 +110,19 @@ pub fn run(config: &Config) -> Vec<Check> {
                     "master key",
                     format!("from {} ({})", m.source().describe(), kind(&m)),
                 ));
-                if vault_exists {
+                if let Some(url) = &config.database_url {
+                    let store = Vault::open_postgres(
+                        url.expose(),
+                        2,
+                        config.database_ca_file.as_deref(),
+                        &m,
+                        None,
+                    );
+                    match store {
+                        Ok(v) => check_store(&home, &v, &v.location(), &mut checks),
+                        Err(e) => checks.push(Check::fail("store", &e)),
+                    }
+                } else if vault_exists {
                     check_vault(&home, &m, &mut checks);
                 } else {
                     checks.push(Check::warn(
@@ -254,6 +266,11 @@ fn check_vault(home: &Home, master: &MasterKey, checks: &mut Vec<Check>) {
             return;
         }
     };
+    check_store(home, &vault, &path.display().to_string(), checks);
+}
+
+/// The records decrypt, the store says it is sound, the providers load.
+fn check_store(home: &Home, vault: &Vault, location: &str, checks: &mut Vec<Check>) {
     match vault.check_integrity() {
         Err(e) => checks.push(Check::fail("integrity", &e)),
         Ok(r) if !r.sqlite_ok => checks.push(Check {
@@ -268,7 +285,7 @@ fn check_vault(home: &Home, master: &MasterKey, checks: &mut Vec<Check>) {
             detail: format!("{} of {} records fail to decrypt: {}", r.damaged.len(), r.records, r.damaged.join(", ")),
             hint: Some("`authsome logout PROVIDER --connection NAME` removes a damaged record; log in again to replace it".into()),
         }),
-        Ok(r) => checks.push(Check::pass("vault", format!("{} ({}, all decrypt)", path.display(), crate::error::count(r.records, "connection")))),
+        Ok(r) => checks.push(Check::pass("vault", format!("{location} ({}, all decrypt)", crate::error::count(r.records, "connection")))),
     }
     match vault.list_custom_providers().and_then(|c| Registry::with_custom(&c)) {
         Err(e) => checks.push(Check::fail("providers", &e)),

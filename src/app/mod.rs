@@ -26,6 +26,7 @@ pub mod handoff;
 pub mod health;
 pub mod oauth_http;
 pub mod runs;
+pub mod sync;
 
 use crate::auth_flow::logins::Logins;
 use crate::auth_flow::{SESSION_TTL, Sessions};
@@ -437,6 +438,17 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             .context("routing table task failed")??,
         )
     };
+    // Other daemons on a shared store: their changes reach this proxy.
+    let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listening = {
+        let (s, t) = (Arc::downgrade(&svc), Arc::downgrade(&tables));
+        svc.vault()
+            .listen_for_changes(
+                Box::new(move |change| sync::apply(&s, &t, change)),
+                stop_listening.clone(),
+            )
+            .context("cannot start the store's change listener")?
+    };
     let oauth_http: Arc<dyn crate::auth_flow::oauth::OAuthHttp> =
         Arc::new(oauth_http::HyperOAuthHttp::new(&upstream));
     svc.set_token_endpoint(Arc::new(crate::auth_flow::oauth::BlockingEndpoint {
@@ -545,6 +557,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
     drop(runs);
+    stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(h) = listening {
+        tokio::task::spawn_blocking(move || h.join()).await.ok();
+    }
     // What the proxy recorded last reaches the file (and the audit log).
     tokio::task::spawn_blocking(move || requests.sync())
         .await

@@ -76,6 +76,9 @@ fn ttl(expires_at: Option<i64>, now: i64) -> Duration {
 pub struct CredentialCache {
     source: Arc<dyn CredentialSource>,
     cache: moka::future::Cache<Key, Arc<ResolvedCredential>>,
+    /// Set while changes made elsewhere may go unheard (a shared store's
+    /// notifications are lost): every lookup reads the source.
+    bypass: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -94,7 +97,11 @@ impl CredentialCache {
             .expire_after(Lifetime)
             .support_invalidation_closures()
             .build();
-        CredentialCache { source, cache }
+        CredentialCache {
+            source,
+            cache,
+            bypass: Arc::default(),
+        }
     }
 
     /// The credential, from the cache or (once, however many callers wait) from the source.
@@ -106,19 +113,29 @@ impl CredentialCache {
         let key = (provider.to_string(), connection.unwrap_or("").to_string());
         let source = self.source.clone();
         let (p, c) = (key.0.clone(), connection.map(String::from));
-        self.cache
-            .try_get_with(key, async move {
-                let r = tokio::task::spawn_blocking(move || source.resolve(&p, c.as_deref()))
-                    .await
-                    .map_err(|e| {
-                        Error::io(
-                            "credential lookup task failed",
-                            std::io::Error::other(e.to_string()),
-                        )
-                    })?;
-                r.map(Arc::new)
-            })
-            .await
+        let lookup = async move {
+            let r = tokio::task::spawn_blocking(move || source.resolve(&p, c.as_deref()))
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "credential lookup task failed",
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
+            r.map(Arc::new)
+        };
+        if self.bypass.load(std::sync::atomic::Ordering::Acquire) {
+            return lookup.await.map_err(Arc::new);
+        }
+        self.cache.try_get_with(key, lookup).await
+    }
+
+    /// While set, every lookup reads the source and nothing is cached.
+    pub fn set_bypass(&self, on: bool) {
+        self.bypass.store(on, std::sync::atomic::Ordering::Release);
+        if on {
+            self.cache.invalidate_all();
+        }
     }
 
     /// Forgets every cached credential of `provider`.

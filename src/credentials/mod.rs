@@ -273,7 +273,8 @@ impl CredentialService {
         }
     }
 
-    fn reload_registry(&self) -> Result<()> {
+    /// Reads the custom providers again (another daemon on the store changed them).
+    pub fn reload_registry(&self) -> Result<()> {
         let (custom, tampered) = self.vault.custom_providers_checked()?;
         let fresh = Arc::new(Registry::with_custom_checked(&custom, &tampered)?);
         match self.registry.write() {

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::providers::{AuthType, Flow, ProviderDef};
 use crate::secret::Secret;
 pub use crate::vault::oauth::{ClientSource, OAuthClient};
-use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection};
+use crate::vault::{ConnectionRecord, ConnectionStatus, NewConnection, RefreshStep};
 
 /// Tokens from a token endpoint.
 #[derive(Debug)]
@@ -299,107 +299,102 @@ impl CredentialService {
         }
         let lock = self.refresh_locks.get(&key);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Someone else may have refreshed while we waited.
-        let Some(rec) = self.vault.find_connection(&rec.provider, &rec.name)? else {
-            return Err(Error::ConnectionNotFound {
-                provider: rec.provider,
-                connection: rec.name,
-            });
-        };
-        if rec.status != ConnectionStatus::Connected
-            || rec
-                .expires_at
-                .is_none_or(|e| !refresh_due(rec.updated_at, e, now_unix()))
-        {
-            return Ok(rec);
-        }
         let reg = self.registry();
         let def = reg.require(&rec.provider)?.def.clone();
-        let secrets = self.vault.read_secrets(&rec)?;
+        // Read before the row is locked: the refresh itself needs no other
+        // store connection while it holds one.
         let client = self.oauth_client(&rec.provider)?.unwrap_or_default();
-        let outcome = match &secrets.refresh_token {
-            Some(rt) => endpoint.refresh(&def, &client, rt),
-            // A machine token is granted again; the connection's own flow
-            // decides (it may differ from the provider's default).
-            None if rec.flow.as_deref() == Some("client_credentials")
-                || (rec.flow.is_none() && def.flow == Flow::ClientCredentials) =>
+        let (provider, name) = (rec.provider.clone(), rec.name.clone());
+        let refreshed = self.vault.refresh_locked(&provider, &name, |rec, secrets| {
+            // Someone else (this daemon or another on the store) may have
+            // refreshed while we waited.
+            if rec.status != ConnectionStatus::Connected
+                || rec
+                    .expires_at
+                    .is_none_or(|e| !refresh_due(rec.updated_at, e, now_unix()))
             {
-                endpoint.client_credentials(&def, &client, &rec.scopes)
+                return (RefreshStep::Keep, Ok(()));
             }
-            None => {
-                // Nothing to refresh with: served until it expires.
-                return Ok(rec);
-            }
-        };
-        match outcome {
-            Ok(tokens) => {
-                self.refresh_locks.succeeded(&key);
-                // A refresh answer without expires_in keeps a lifetime (an
-                // hour) rather than making the token look eternal.
-                let exp = expires_at(&tokens).or(Some(now_unix() + 3600));
-                let stored = self.vault.update_tokens(
-                    &rec,
-                    secrets.refresh_token.as_ref(),
-                    &tokens.access_token,
-                    tokens.refresh_token.as_ref(),
-                    exp,
-                )?;
-                if !stored {
-                    tracing::warn!(provider = %rec.provider, connection = %rec.name, "the connection changed during the refresh; using the stored token");
-                } else {
-                    tracing::info!(provider = %rec.provider, connection = %rec.name, rotated = tokens.refresh_token.is_some(), "token refreshed");
+            let outcome = match &secrets.refresh_token {
+                Some(rt) => endpoint.refresh(&def, &client, rt),
+                // A machine token is granted again; the connection's own flow
+                // decides (it may differ from the provider's default).
+                None if rec.flow.as_deref() == Some("client_credentials")
+                    || (rec.flow.is_none() && def.flow == Flow::ClientCredentials) =>
+                {
+                    endpoint.client_credentials(&def, &client, &rec.scopes)
                 }
-                self.vault.find_connection(&rec.provider, &rec.name)?.ok_or(
-                    Error::ConnectionNotFound {
-                        provider: rec.provider.clone(),
-                        connection: rec.name.clone(),
-                    },
-                )
-            }
-            Err(GrantError::InvalidGrant(why)) => {
-                tracing::warn!(provider = %rec.provider, connection = %rec.name, %why, "refresh token refused; connection expired");
-                self.vault.set_status(&rec, ConnectionStatus::Expired)?;
-                Err(Error::expired(
-                    format!(
-                        "the `{}` login of connection `{}` has expired (the provider refused the refresh token: {why})",
-                        rec.provider, rec.name
-                    ),
-                    Some(format!(
-                        "authsome login {} --connection {} --force",
-                        rec.provider, rec.name
-                    )),
-                ))
-            }
-            Err(GrantError::Refused { message, .. }) => {
-                self.refresh_locks.failed(&key);
-                if rec.expires_at.is_some_and(|x| x > now_unix()) {
-                    tracing::warn!(provider = %rec.provider, %message, "refresh refused; the current token is still valid");
-                    Ok(rec)
-                } else {
-                    Err(Error::invalid(
+                // Nothing to refresh with: served until it expires.
+                None => return (RefreshStep::Keep, Ok(())),
+            };
+            let still_valid = rec.expires_at.is_some_and(|x| x > now_unix());
+            match outcome {
+                Ok(tokens) => {
+                    self.refresh_locks.succeeded(&key);
+                    tracing::info!(provider = %rec.provider, connection = %rec.name, rotated = tokens.refresh_token.is_some(), "token refreshed");
+                    // A refresh answer without expires_in keeps a lifetime (an
+                    // hour) rather than making the token look eternal.
+                    let exp = expires_at(&tokens).or(Some(now_unix() + 3600));
+                    let step = RefreshStep::Store {
+                        access: tokens.access_token,
+                        refresh: tokens.refresh_token,
+                        expires_at: exp,
+                    };
+                    (step, Ok(()))
+                }
+                Err(GrantError::InvalidGrant(why)) => {
+                    tracing::warn!(provider = %rec.provider, connection = %rec.name, %why, "refresh token refused; connection expired");
+                    let err = Error::expired(
+                        format!(
+                            "the `{}` login of connection `{}` has expired (the provider refused the refresh token: {why})",
+                            rec.provider, rec.name
+                        ),
+                        Some(format!(
+                            "authsome login {} --connection {} --force",
+                            rec.provider, rec.name
+                        )),
+                    );
+                    (RefreshStep::Expire, Err(err))
+                }
+                Err(GrantError::Refused { message, .. }) => {
+                    self.refresh_locks.failed(&key);
+                    if still_valid {
+                        tracing::warn!(provider = %rec.provider, %message, "refresh refused; the current token is still valid");
+                        return (RefreshStep::Keep, Ok(()));
+                    }
+                    let err = Error::invalid(
                         format!("cannot refresh the `{}` token: {message}", rec.provider),
                         Some(format!(
                             "authsome login {} --connection {} --force",
                             rec.provider, rec.name
                         )),
-                    ))
+                    );
+                    (RefreshStep::Keep, Err(err))
                 }
-            }
-            Err(GrantError::Other(e)) => {
-                self.refresh_locks.failed(&key);
-                if rec.expires_at.is_some_and(|x| x > now_unix()) {
-                    tracing::warn!(provider = %rec.provider, error = %e, "refresh failed; the current token is still valid");
-                    Ok(rec)
-                } else {
-                    Err(Error::invalid(
+                Err(GrantError::Other(e)) => {
+                    self.refresh_locks.failed(&key);
+                    if still_valid {
+                        tracing::warn!(provider = %rec.provider, error = %e, "refresh failed; the current token is still valid");
+                        return (RefreshStep::Keep, Ok(()));
+                    }
+                    let err = Error::invalid(
                         format!("cannot refresh the `{}` token: {e}", rec.provider),
                         Some(format!(
                             "check the network, or `authsome login {} --force`",
                             rec.provider
                         )),
-                    ))
+                    );
+                    (RefreshStep::Keep, Err(err))
                 }
             }
+        })?;
+        match refreshed {
+            Some((rec, Ok(()))) => Ok(rec),
+            Some((_, Err(e))) => Err(e),
+            None => Err(Error::ConnectionNotFound {
+                provider,
+                connection: name,
+            }),
         }
     }
 

@@ -80,6 +80,14 @@ impl ProxyTables {
         }
         Ok(())
     }
+
+    /// Changes made by other daemons on a shared store may go unheard
+    /// (`true`): stop trusting the cache, so every request reads the store
+    /// (and fails while it is unreachable). `false` when they are heard
+    /// again, after a full reload.
+    pub fn set_degraded(&self, degraded: bool) {
+        self.cache.set_bypass(degraded);
+    }
 }
 
 #[cfg(test)]

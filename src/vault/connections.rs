@@ -118,7 +118,7 @@ pub struct ConnectionSecrets {
     pub cookies: Option<Secret<String>>,
 }
 
-const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_default, account_label, token_type, \
+pub(super) const CONNECTION_COLUMNS: &str = "id, provider, name, auth_type, status, is_default, account_label, token_type, \
      scopes, expires_at, created_at, updated_at, api_key IS NOT NULL, access_token IS NOT NULL, \
      refresh_token IS NOT NULL, flow, cookies IS NOT NULL";
 
@@ -191,13 +191,22 @@ impl Vault {
 
     /// Decrypts a connection's secret fields.
     pub fn read_secrets(&self, record: &ConnectionRecord) -> Result<ConnectionSecrets> {
-        let row = self
-            .read("cannot read a connection", |tx| {
-                tx.query_opt(
-                    "SELECT key_version, api_key, access_token, refresh_token, cookies FROM connections WHERE id = ?1",
-                    params![&record.id],
-                )
-            })?
+        self.read("cannot read a connection", |tx| {
+            self.read_secrets_in(tx, record)
+        })
+    }
+
+    /// [`Vault::read_secrets`] inside a transaction.
+    pub(super) fn read_secrets_in(
+        &self,
+        tx: &mut super::db::Tx<'_>,
+        record: &ConnectionRecord,
+    ) -> Result<ConnectionSecrets> {
+        let row = tx
+            .query_opt(
+                "SELECT key_version, api_key, access_token, refresh_token, cookies FROM connections WHERE id = ?1",
+                params![&record.id],
+            )?
             .ok_or_else(|| Error::ConnectionNotFound {
                 provider: record.provider.clone(),
                 connection: record.name.clone(),

@@ -202,7 +202,6 @@ impl Topic {
 
     /// Reads a notification's text; `None` for one this build does not know
     /// (a newer replica's), and for this process's own.
-    #[allow(dead_code)] // read by the change listener (next step)
     pub(crate) fn parse(payload: &str) -> Option<Topic> {
         let v: serde_json::Value = serde_json::from_str(payload).ok()?;
         if v.get("from").and_then(|f| f.as_str()) == Some(replica_id()) {

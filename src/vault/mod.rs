@@ -46,6 +46,7 @@ mod connections;
 pub mod crypto;
 mod custom_providers;
 pub(crate) mod db;
+mod listen;
 pub mod master_key;
 pub mod oauth;
 pub(crate) mod pg;
@@ -54,6 +55,7 @@ pub(crate) mod pg;
 mod pg_harness;
 #[cfg(test)]
 mod pg_tests;
+mod refresh;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -69,8 +71,10 @@ pub use self::audit::AuditEntry;
 pub use self::connections::{ConnectionRecord, ConnectionSecrets, ConnectionStatus, NewConnection};
 use self::crypto::{Aad, CryptoError, Key};
 pub use self::custom_providers::CheckedProviders;
+pub use self::listen::Change;
 pub use self::master_key::{KeySource, MasterKey};
 pub use self::pg::is_postgres_url;
+pub use self::refresh::RefreshStep;
 pub use self::schema::SCHEMA_VERSION;
 use crate::error::{Error, Result};
 use crate::home::{self, Home};

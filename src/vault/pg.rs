@@ -38,11 +38,18 @@ const SESSION: &str = "SET synchronous_commit = on; SET lock_timeout = '15s'; \
 
 /// A PostgreSQL store's connections.
 pub(crate) struct PgStore {
-    config: Config,
-    tls: Option<RustlsConnect>,
+    connector: Connector,
     idle: Mutex<Pool>,
     freed: Condvar,
     max: usize,
+}
+
+/// What it takes to open a session: a cheap clone for the change listener's
+/// thread.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    config: Config,
+    tls: Option<RustlsConnect>,
     location: String,
 }
 
@@ -55,7 +62,7 @@ struct Pool {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("location", &self.location)
+            .field("location", &self.connector.location)
             .finish()
     }
 }
@@ -111,24 +118,37 @@ impl PgStore {
             .keepalives_interval(Duration::from_secs(1))
             .keepalives_retries(3);
         Ok(PgStore {
-            config,
-            tls,
+            connector: Connector {
+                config,
+                tls,
+                location,
+            },
             idle: Mutex::new(Pool {
                 idle: Vec::new(),
                 out: 0,
             }),
             freed: Condvar::new(),
             max: pool.max(2),
-            location,
         })
     }
 
     /// `postgres://user@host:port/db`: never the password.
     pub(crate) fn location(&self) -> &str {
-        &self.location
+        &self.connector.location
     }
 
-    /// A fresh client outside the pool (the change listener's).
+    /// How to open sessions outside the pool (the change listener's).
+    pub(crate) fn connector(&self) -> Connector {
+        self.connector.clone()
+    }
+
+    fn connect(&self) -> Result<Client> {
+        self.connector.connect()
+    }
+}
+
+impl Connector {
+    /// A new session, configured.
     pub(crate) fn connect(&self) -> Result<Client> {
         let mut c = match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
@@ -139,7 +159,9 @@ impl PgStore {
             .map_err(|e| Error::db("cannot configure a store session", e))?;
         Ok(c)
     }
+}
 
+impl PgStore {
     /// A pooled client; waits (up to 15 s) when all are in use.
     pub(crate) fn get(&self) -> Result<Pooled<'_>> {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);

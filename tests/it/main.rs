@@ -26,4 +26,5 @@ mod proxy_system;
 mod readme;
 mod redaction;
 mod sandbox;
+mod store_postgres;
 mod vault_tamper;

@@ -20,12 +20,12 @@ fn wait_until_due() {
     ));
 }
 
-struct OAuthLab {
-    lab: Lab,
-    auth: AuthServer,
+pub(crate) struct OAuthLab {
+    pub lab: Lab,
+    pub auth: AuthServer,
 }
 
-fn oauth_lab(flow: &str) -> OAuthLab {
+pub(crate) fn oauth_lab(flow: &str) -> OAuthLab {
     let lab = Lab::bare();
     let auth = AuthServer::start();
     let b = auth.base();
@@ -42,7 +42,7 @@ fn oauth_lab(flow: &str) -> OAuthLab {
 impl OAuthLab {
     /// `authsome login acmeoauth … --json`, completing the browser step with
     /// curl. Returns (exit code, stdout, the callback URL the browser hit).
-    fn login_pkce(&self, extra: &[&str]) -> (i32, String, String) {
+    pub(crate) fn login_pkce(&self, extra: &[&str]) -> (i32, String, String) {
         let mut args = vec![
             "login",
             "acmeoauth",
@@ -85,6 +85,7 @@ impl OAuthLab {
                 "api.acme.test=127.0.0.1,auth.acme.test=127.0.0.1",
             )
             .env("AUTHSOME_UPSTREAM_CA_FILE", CA)
+            .envs(self.lab.home.extra.lock().unwrap().iter().cloned())
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,7 +131,7 @@ impl OAuthLab {
     }
 
     /// `authsome run -- curl` to the provider API; returns the status.
-    fn call_api(&self, path: &str) -> String {
+    pub(crate) fn call_api(&self, path: &str) -> String {
         let out = self
             .lab
             .run_sh(&format!(

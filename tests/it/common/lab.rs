@@ -9,7 +9,8 @@ pub const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/test-ca.pem");
 
 pub struct Lab {
     pub home: TestHome,
-    pub up: Upstream,
+    /// Shared by the homes of several daemons (`Arc`).
+    pub up: std::sync::Arc<Upstream>,
     /// The API key stored for `acme`.
     pub key: String,
 }
@@ -35,7 +36,7 @@ impl Lab {
     pub fn bare() -> Lab {
         Lab {
             home: TestHome::new(),
-            up: Upstream::start(),
+            up: std::sync::Arc::new(Upstream::start()),
             key: canary("AKCANARY_"),
         }
     }

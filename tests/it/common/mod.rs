@@ -14,6 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "../../support/postgres.rs"]
+pub mod postgres;
+
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_authsome")
@@ -24,13 +27,19 @@ pub fn bin() -> &'static str {
 pub struct TestHome {
     pub dir: tempfile::TempDir,
     pub home: PathBuf,
+    /// Variables every command of this home gets (e.g. a shared store).
+    pub extra: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl TestHome {
     pub fn new() -> TestHome {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
-        TestHome { dir, home }
+        TestHome {
+            dir,
+            home,
+            extra: Default::default(),
+        }
     }
 
     /// A command running `authsome ARGS` against this home, keyring off, and
@@ -40,9 +49,13 @@ impl TestHome {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Cmd::new(args)
+        let mut c = Cmd::new(args)
             .env("AUTHSOME_HOME", self.home.to_str().unwrap())
-            .env("AUTHSOME_PORT", "0")
+            .env("AUTHSOME_PORT", "0");
+        for (k, v) in self.extra.lock().unwrap().iter() {
+            c = c.env(k, v);
+        }
+        c
     }
 
     /// `daemon.json` of this home's running daemon.
