@@ -75,6 +75,7 @@ pub mod routing;
 #[allow(unsafe_code)] // system calls for `run`'s sandbox, behind a small safe interface
 pub mod sandbox;
 pub mod secret;
+pub mod team;
 pub mod vault;
 
 pub use error::{Error, Result};
