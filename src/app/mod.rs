@@ -510,10 +510,16 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         tables,
         base_url.clone(),
     );
+    // The team: this home's identity is an admin; members come from the
+    // store (rows whose tag does not open are ignored there).
+    let team = Arc::new(crate::team::Team::new(identity.did()));
+    team.reload(|| svc.vault().team_roster())?;
+    let pop = Verifier::new(team.trusted().iter().map(String::as_str)).not_before(not_before);
     let state = AppState {
         svc: svc.clone(),
         logins: Arc::new(logins),
-        pop: Arc::new(Verifier::new([identity.did()]).not_before(not_before)),
+        pop: Arc::new(pop),
+        team,
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
         runs: runs.clone(),

@@ -48,6 +48,7 @@ mod custom_providers;
 pub mod master_key;
 pub mod oauth;
 mod schema;
+mod team;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_provider_tags.sql"),
     include_str!("migrations/0008_connection_cookies.sql"),
     include_str!("migrations/0009_provider_choices.sql"),
+    include_str!("migrations/0010_team.sql"),
 ];
 
 /// The schema version this build writes.

@@ -137,22 +137,33 @@ pub async fn whoami(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<api::Whoami>> {
     let info = state.info.clone();
+    let (team, did) = (state.team.clone(), caller.did.clone());
     let connected = state
-        .read(|svc| {
+        .read(move |svc| {
             let mut m = BTreeMap::<String, usize>::new();
-            for c in svc.list_connections()? {
+            // A member counts what it was granted.
+            for c in svc
+                .list_connections()?
+                .into_iter()
+                .filter(|c| team.may_use(&did, &c.record.provider, &c.record.name))
+            {
                 *m.entry(c.record.provider).or_default() += 1;
             }
             Ok(m)
         })
         .await?;
+    let grants = if caller.is_admin() {
+        Vec::new()
+    } else {
+        api::TeamGrant::of(&state.team.roster(), &caller.did)
+    };
     Ok(Json(api::Whoami {
         version: info.version.clone(),
         home: info.home.clone(),
         home_id: info.home_id.clone(),
         pid: std::process::id(),
-        did: caller.0.clone(),
-        identity: caller.0,
+        did: caller.did.clone(),
+        identity: caller.did,
         daemon_url: info.base_url.clone(),
         vault: info.home.join("vault.db"),
         configured_encryption_mode: ENCRYPTION_MODE.into(),
@@ -160,5 +171,7 @@ pub async fn whoami(
         encryption_backend: info.key_source.clone(),
         connected_providers: connected,
         settings: info.settings.clone(),
+        role: Some(caller.role),
+        grants,
     }))
 }
