@@ -26,4 +26,5 @@ mod proxy_system;
 mod readme;
 mod redaction;
 mod sandbox;
+mod team_members;
 mod vault_tamper;
