@@ -160,20 +160,27 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(!out.stdout.contains("ran"), "{out:?}");
     assert!(out.stderr.contains("not granted"), "{out:?}");
-    // A provider not granted: refused at CONNECT, before anything is dialled.
+    // A provider not granted: refused at CONNECT, before anything is
+    // dialled (curl -v shows the proxy's answer to its CONNECT); and an
+    // absolute-form request to its host likewise.
     let out = member_run(
         &lab,
         &m,
         &server,
         &[],
         &format!(
-            "{CURL} \"https://x.acme.test:$UP/beta\"; echo \" curl=$?\"; {CURL} -x \"$HTTPS_PROXY\" \"http://x.acme.test:$UP/plain\"; echo"
+            "curl -sS -v \"https://x.acme.test:$UP/beta\" 2>&1 | grep -i -e '^< HTTP' -e '^< x-authsome-error'; \
+             echo; {CURL} -x \"$HTTPS_PROXY\" \"http://x.acme.test:$UP/plain\"; echo"
         ),
     );
-    assert!(out.stdout.contains("curl=56"), "{out:?}");
-    assert!(out.stdout.contains("403"), "{out:?}");
+    let lower = out.stdout.to_ascii_lowercase();
+    assert!(lower.contains("< http/1.1 403"), "{out:?}");
     assert!(
-        out.stdout.contains("authsome_not_granted") || out.stderr.contains("authsome_not_granted"),
+        lower.contains("< x-authsome-error: authsome_not_granted"),
+        "the CONNECT itself is refused as not granted: {out:?}"
+    );
+    assert!(
+        out.stdout.contains("\"error\":\"authsome_not_granted\"") && out.stdout.contains("\n403"),
         "{out:?}"
     );
     assert_eq!(lab.up.records().len(), seen, "nothing went upstream");
