@@ -178,6 +178,7 @@ fn open_request_log(
     config: &Config,
     home: &Path,
     svc: &Arc<CredentialService>,
+    runs: Arc<std::sync::OnceLock<std::sync::Weak<runs::Runs>>>,
 ) -> anyhow::Result<RequestLog> {
     let dir = request_log_dir(home);
     let svc = Arc::downgrade(svc);
@@ -186,7 +187,19 @@ fn open_request_log(
         &dir,
         config.request_log_max,
         Box::new(move |e| {
-            let records = request_audit(e);
+            // A team member's run: its uses are on the record under the member.
+            let member = e.run.as_deref().and_then(|id| {
+                use crate::daemon::state::ProxyRuns;
+                runs.get()?.upgrade()?.member_of(id).flatten()
+            });
+            let mut records = request_audit(e);
+            if e.injected && member.is_some() {
+                records.push((
+                    "credential.use",
+                    "ok",
+                    serde_json::json!({"host": e.host, "run": e.run}),
+                ));
+            }
             if records.is_empty() {
                 return;
             }
@@ -220,7 +233,7 @@ fn open_request_log(
                     event,
                     e.provider.as_deref(),
                     e.connection.as_deref(),
-                    None,
+                    member.as_deref(),
                     outcome,
                     &detail,
                 ) {
@@ -468,7 +481,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             }
         });
     }
-    let requests = open_request_log(config, home.root(), &svc)?;
+    let runs_cell = Arc::new(std::sync::OnceLock::new());
+    let requests = open_request_log(config, home.root(), &svc, runs_cell.clone())?;
     let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
         tables: tables.clone(),
         svc: svc.clone(),
@@ -482,6 +496,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         protect: protected_paths(config, home.root(), svc.key_source().id()),
         request_log: requests.clone(),
     }));
+    runs_cell.set(Arc::downgrade(&runs)).ok();
     let handoff = handoff::bind(home.root()).with_context(|| {
         format!(
             "cannot open {}",

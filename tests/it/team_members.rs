@@ -6,8 +6,13 @@
 //! identity, and is refused from the request after its removal. Rows
 //! written into the database outside authsome are ignored.
 
+use authsome::clock::now_unix;
+use authsome::home::Home;
+use authsome::identity::Identity;
+use authsome::pop;
+
 use crate::common::lab::Lab;
-use crate::common::{Cmd, TestHome, canary};
+use crate::common::{Cmd, TestHome, canary, http};
 
 const CURL: &str = "curl -sS -w '\\n%{http_code}'";
 
@@ -49,6 +54,22 @@ fn member_run(
         .env("URL", &lab.url(""))
         .env("UP", &lab.up.port.to_string())
         .run()
+}
+
+/// `METHOD path` signed by `home`'s identity, straight to the daemon at `url`.
+fn signed(home: &TestHome, url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let id = Identity::load(&Home::new(&home.home)).unwrap().unwrap();
+    let auth = pop::authorization(&id, method, path, body.as_bytes(), now_unix());
+    let (status, _, body) = http(
+        method,
+        &format!("{url}{path}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    (status, body)
 }
 
 /// A second provider, `beta`, on `x.acme.test` (the same upstream), logged in.
@@ -192,6 +213,20 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
         "beta's key never left"
     );
 
+    // The route that returns a header value is an admin's, granted or not.
+    let (status, body) = signed(
+        &m,
+        &server,
+        "POST",
+        "/api/credentials/resolve",
+        &format!(r#"{{"host":"api.acme.test","port":{}}}"#, lab.up.port),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("admin_only") && !body.contains(&lab.key),
+        "{body}"
+    );
+
     // Export: refused (and on the record) until the grant allows it.
     as_member(&m, &server, ["export", "acme"])
         .run()
@@ -233,6 +268,21 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
             .any(|e| e["event"] == "team.grant" && e["actor"] != did.as_str()),
         "team changes are on the record under the admin"
     );
+    // Its proxied use too (written by the request log's writer: bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = audit(lab.cmd(["log", "--json"]));
+        if all.iter().any(|e| {
+            e["event"] == "credential.use" && e["actor"] == did.as_str() && e["provider"] == "acme"
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no credential.use by the member: {all:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let own = audit(as_member(&m, &server, ["log", "--json"]));
     assert!(!own.is_empty());
     assert!(own.iter().all(|e| e["actor"] == did.as_str()), "{own:?}");
@@ -264,7 +314,6 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
 #[test]
 fn rows_written_into_the_database_outside_authsome_are_ignored() {
     let lab = Lab::new();
-    let server = lab.home.daemon_url();
     let (m, did) = member_home();
     let (_n, granted) = member_home();
     lab.cmd(["team", "add", &granted]).run().success();
@@ -291,16 +340,19 @@ fn rows_written_into_the_database_outside_authsome_are_ignored() {
 
     // The daemon starts again (with the admin's next command) and ignores both rows.
     let team = lab.cmd(["team", "list", "--json"]).run().success().json();
-    let server_again = lab.home.daemon_url();
+    let server = lab.home.daemon_url();
     assert!(!team["members"].to_string().contains(&did), "{team}");
     let ignored = team["ignored"].to_string();
     assert!(ignored.contains(&did), "{team}");
     // The operator's identity is not trusted: not even a member.
-    as_member(&m, &server_again, ["list"])
+    as_member(&m, &server, ["list"])
         .run()
         .code(1)
         .stderr_has("not trusted");
-    let _ = server;
+    // Readiness says so too.
+    let (status, body) = signed(&lab.home, &server, "GET", "/api/ready", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("team: 2 row(s) ignored"), "{body}");
     // The human output says what was ignored and why.
     lab.cmd(["team", "list"])
         .run()

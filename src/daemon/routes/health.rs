@@ -113,6 +113,16 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<api::Ready>>
                     issues.push(format!("connections: {e}"));
                 }
             }
+            // Team rows written outside authsome are ignored; say so.
+            match svc.vault().team_roster_checked() {
+                Ok((_, ignored)) if !ignored.is_empty() => warnings.push(format!(
+                    "team: {} row(s) ignored, written outside authsome (their integrity tag does not open): {}",
+                    ignored.len(),
+                    ignored.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => issues.push(format!("team: {e}")),
+            }
             checks.insert("spec_version".into(), CheckOutcome::Ok);
             Ok(Json(api::Ready {
                 status: if issues.is_empty() {
