@@ -301,8 +301,51 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
     .run()
     .code(3);
 
-    // Removed: the member's next call is refused.
-    lab.cmd(["team", "remove", &did]).run().success();
+    // Removed: its open runs end with it, and its next call is refused.
+    let mut bg = std::process::Command::new(crate::common::bin())
+        .args(["run", "--", "sleep", "60"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .env("AUTHSOME_HOME", &m.home)
+        .env("AUTHSOME_PORT", "0")
+        .env("AUTHSOME_KEYRING", "off")
+        .env("AUTHSOME_BASE_URL", &server)
+        .env("AUTHSOME_SANDBOX", "off")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = || {
+        lab.cmd(["proxy", "status", "--json"])
+            .run()
+            .success()
+            .json()["runs"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while runs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member's run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = lab
+        .cmd(["team", "remove", &did, "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(out["runs_ended"], 1, "{out}");
+    assert_eq!(runs(), 0);
+    bg.kill().ok();
+    bg.wait().ok();
     as_member(&m, &server, ["list"])
         .run()
         .code(1)

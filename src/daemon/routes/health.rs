@@ -180,7 +180,12 @@ pub async fn whoami(
         effective_encryption_source: info.key_source_id.into(),
         encryption_backend: info.key_source.clone(),
         connected_providers: connected,
-        settings: info.settings.clone(),
+        // The daemon's own settings are its operator's business.
+        settings: if caller.role == crate::team::Role::Admin {
+            info.settings.clone()
+        } else {
+            BTreeMap::new()
+        },
         role: Some(caller.role),
         grants,
     }))
