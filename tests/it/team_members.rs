@@ -213,6 +213,53 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
         "beta's key never left"
     );
 
+    // A grant of one named connection (not the provider's default): the
+    // run uses that one, and may ask for no other; revoked, the host is
+    // refused again.
+    let work_key = canary("BETAWORK_");
+    lab.cmd(["login", "beta", "-c", "work", "--with-api-key"])
+        .stdin(&work_key)
+        .run()
+        .success();
+    lab.cmd(["team", "grant", &did, "beta/work"])
+        .run()
+        .success();
+    let out = member_run(
+        &lab,
+        &m,
+        &server,
+        &["--connection", "beta=other"],
+        "echo ran",
+    );
+    assert!(
+        out.code != 0 && out.stderr.contains("not granted"),
+        "{out:?}"
+    );
+    let out = member_run(
+        &lab,
+        &m,
+        &server,
+        &[],
+        &format!("{CURL} \"https://x.acme.test:$UP/beta-granted\""),
+    );
+    assert!(out.stdout.trim_end().ends_with("200"), "{out:?}");
+    let recs = lab.up.records();
+    let rec = recs.iter().find(|r| r.path == "/beta-granted").unwrap();
+    assert_eq!(rec.all("authorization"), vec![format!("Bearer {work_key}")]);
+    lab.cmd(["team", "revoke", &did, "beta/work"])
+        .run()
+        .success();
+    let seen = lab.up.records().len();
+    let out = member_run(
+        &lab,
+        &m,
+        &server,
+        &[],
+        &format!("{CURL} \"https://x.acme.test:$UP/beta-revoked\"; echo \" curl=$?\""),
+    );
+    assert!(out.stdout.contains("curl=56"), "{out:?}");
+    assert_eq!(lab.up.records().len(), seen, "nothing went upstream");
+
     // The route that returns a header value is an admin's, granted or not.
     let (status, body) = signed(
         &m,

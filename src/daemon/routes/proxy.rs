@@ -86,12 +86,16 @@ pub async fn credentials_resolve(
 pub async fn proxy_runs_create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(mut req): ApiJson<RunCreate>,
+    ApiJson(req): ApiJson<RunCreate>,
 ) -> ApiResult<Json<api::RunCreated>> {
+    // Connections chosen for a member from its grants are not checked
+    // here: one that does not exist fails closed at its first request, and
+    // does not stop the run's other providers.
+    let mut picked = std::collections::BTreeMap::new();
     let (member, only) = if caller.is_admin() {
         (None, None)
     } else {
-        match authorize_run(&state, &caller.did, &mut req.connections) {
+        match authorize_run(&state, &caller.did, &req.connections, &mut picked) {
             Ok(only) => (Some(caller.did.clone()), Some(only)),
             Err((p, c, e)) => {
                 let mut change = Change::of("proxy.run.start", &p, Some(&c))
@@ -130,7 +134,7 @@ pub async fn proxy_runs_create(
         .runs
         .start(RunRequest {
             command: command.clone(),
-            connections: req.connections,
+            connections: req.connections.into_iter().chain(picked).collect(),
             deny_unknown: req.deny_unknown,
             client_pid: req.pid,
             sandbox: req.sandbox,
@@ -200,7 +204,8 @@ pub async fn proxy_runs_create(
 fn authorize_run(
     state: &AppState,
     did: &str,
-    connections: &mut std::collections::BTreeMap<String, String>,
+    connections: &std::collections::BTreeMap<String, String>,
+    picked: &mut std::collections::BTreeMap<String, String>,
 ) -> Result<std::collections::BTreeSet<String>, (String, String, ApiError)> {
     let roster = state.team.roster();
     for (p, c) in connections.iter() {
@@ -231,7 +236,7 @@ fn authorize_run(
             && !grants.contains(&crate::team::ANY_CONNECTION)
             && let Some(first) = grants.iter().min()
         {
-            connections.insert(p.clone(), first.to_string());
+            picked.insert(p.clone(), first.to_string());
         }
     }
     Ok(only)

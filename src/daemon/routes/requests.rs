@@ -71,7 +71,7 @@ pub async fn requests_list(
             .collect()
     });
     if let (Some(own), Some(run)) = (&own, &filter.run)
-        && !own.contains(run)
+        && !own.iter().any(|id| id.starts_with(run.as_str()))
     {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
