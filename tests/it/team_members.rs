@@ -449,3 +449,25 @@ fn rows_written_into_the_database_outside_authsome_are_ignored() {
         .success()
         .stderr_has("written outside authsome");
 }
+
+#[test]
+fn team_commands_refuse_bad_input_before_asking_the_daemon() {
+    let h = TestHome::new();
+    let other = tempfile::tempdir().unwrap();
+    let did = Identity::load_or_create(&Home::new(other.path()))
+        .unwrap()
+        .did()
+        .to_string();
+    h.cmd(["team", "add", &did, "--role", "root"]).run().code(2);
+    h.cmd(["team", "add", "did:web:example.com"])
+        .run()
+        .code(4)
+        .stderr_has("not a did:key");
+    for target in ["acme/", "/work", ""] {
+        h.cmd(["team", "grant", &did, target])
+            .run()
+            .code(4)
+            .stderr_has("PROVIDER/CONNECTION");
+    }
+    assert!(h.daemon().is_none(), "no daemon was started for bad input");
+}
