@@ -142,6 +142,12 @@ pub struct Whoami {
     /// The daemon-side settings it started with.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The caller's role in the team (the daemon's own identity is an admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// A member's grants (an admin may use everything).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<TeamGrant>,
 }
 
 /// `POST /api/daemon/shutdown`.
@@ -150,6 +156,123 @@ pub struct ShuttingDown {
     /// `stopping`.
     pub status: String,
     pub pid: u32,
+}
+
+// === team ===
+
+pub use crate::team::Role;
+
+/// `GET /api/team/members`, and the answer of every team change: the team
+/// as the daemon now authorises by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamList {
+    /// The daemon's own identity (an admin whether listed or not).
+    pub owner: String,
+    pub members: Vec<TeamMember>,
+    /// Rows ignored because their tag does not open (written outside
+    /// authsome): `did` or `did/provider/connection`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
+}
+
+/// One member, with its grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamMember {
+    pub did: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_by: Option<String>,
+    /// Unix seconds.
+    pub added_at: i64,
+    #[serde(default)]
+    pub grants: Vec<TeamGrant>,
+}
+
+/// A grant: a provider's connection (`*`: any), and whether export is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamGrant {
+    pub provider: String,
+    pub connection: String,
+    #[serde(default)]
+    pub export: bool,
+}
+
+/// `POST /api/team/members` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamAdd {
+    pub did: String,
+    pub role: Role,
+}
+
+/// `POST /api/team/grants` and `DELETE /api/team/grants` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamGrantRequest {
+    pub did: String,
+    pub provider: String,
+    /// Grant: default `*` (every connection). Revoke: default every grant
+    /// of the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Grant only: the member may `export` it.
+    #[serde(default)]
+    pub export: bool,
+}
+
+/// `DELETE /api/team/members/{did}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRemoved {
+    /// `removed`.
+    pub status: String,
+    pub did: String,
+    /// The member's runs ended with it.
+    pub runs_ended: usize,
+    pub team: TeamList,
+}
+
+/// `DELETE /api/team/grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRevoked {
+    /// `revoked`.
+    pub status: String,
+    pub removed: usize,
+    pub team: TeamList,
+}
+
+impl TeamList {
+    /// The answer for `roster` (and its ignored rows) of a daemon owned by `owner`.
+    pub fn new(owner: &str, roster: &crate::team::Roster, ignored: Vec<String>) -> TeamList {
+        TeamList {
+            owner: owner.to_string(),
+            members: roster
+                .members
+                .iter()
+                .map(|m| TeamMember {
+                    did: m.did.clone(),
+                    role: m.role,
+                    added_by: m.added_by.clone(),
+                    added_at: m.added_at,
+                    grants: TeamGrant::of(roster, &m.did),
+                })
+                .collect(),
+            ignored,
+        }
+    }
+}
+
+impl TeamGrant {
+    /// `did`'s grants in `roster`.
+    pub fn of(roster: &crate::team::Roster, did: &str) -> Vec<TeamGrant> {
+        roster
+            .grants_of(did)
+            .map(|g| TeamGrant {
+                provider: g.provider.clone(),
+                connection: g.connection.clone(),
+                export: g.allow_export,
+            })
+            .collect()
+    }
 }
 
 // === audit ===
@@ -807,6 +930,8 @@ mod tests {
             encryption_backend: s("AUTHSOME_MASTER_KEY"),
             connected_providers: [(s("github"), 2)].into(),
             settings: [(s("AUTHSOME_RESOLVE"), s("a:1.2.3.4"))].into(),
+            role: None,
+            grants: vec![],
         };
         let v = round_trip(&who);
         assert_eq!(v["home"], "/h");

@@ -23,6 +23,7 @@
 //!     routing  │   vault ──────────── encrypted SQLite: connections, custom providers, audit log
 //!        │      │    │
 //!    providers  ca  config  secret  error  clock  home  identity  pop  percent    (leaves)
+//!    team ───────── who may call a shared daemon and what each member may use (roles, grants)
 //!
 //!    diagnostics ── doctor's checks as data      sandbox ── confinement of run's child (the one `unsafe`)
 //!    request_log ── the proxy's requests as JSON lines (writer thread, rotation, queries);
@@ -75,6 +76,7 @@ pub mod routing;
 #[allow(unsafe_code)] // system calls for `run`'s sandbox, behind a small safe interface
 pub mod sandbox;
 pub mod secret;
+pub mod team;
 pub mod vault;
 
 pub use error::{Error, Result};

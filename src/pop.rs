@@ -17,11 +17,13 @@
 //!
 //! The verifier accepts only `alg: EdDSA` (never `none`, never HMAC: with a
 //! public key as HMAC secret, anyone could forge tokens) and only issuers it
-//! trusts: the identities of the daemon's own home. There is no route that
-//! registers a new identity.
+//! trusts: the identity of the daemon's own home and, on a team server, the
+//! team's members ([`Verifier::set_trusted`], called when the roster
+//! changes: a removed member's next token is refused as `UnknownIssuer`).
+//! The only route that adds an identity is an admin's `team add`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -194,11 +196,12 @@ pub fn encode(identity: &Identity, claims: &Claims) -> String {
     format!("{signing_input}.{}", B64.encode(sig))
 }
 
-/// Checks tokens against a fixed set of trusted identities and remembers
-/// every `jti` until its token expires.
+/// Checks tokens against a set of trusted identities (replaced as a whole
+/// by [`Verifier::set_trusted`]) and remembers every `jti` until its token
+/// expires.
 #[derive(Debug)]
 pub struct Verifier {
-    trusted: HashMap<String, VerifyingKey>,
+    trusted: RwLock<HashMap<String, VerifyingKey>>,
     seen: Mutex<HashMap<String, i64>>,
     /// Tokens issued earlier (milliseconds) are refused: the daemon's start.
     not_before_ms: i64,
@@ -207,15 +210,27 @@ pub struct Verifier {
 impl Verifier {
     /// Trusts the given `did:key` identities.
     pub fn new<'a>(trusted: impl IntoIterator<Item = &'a str>) -> Verifier {
-        let trusted = trusted
-            .into_iter()
-            .filter_map(|d| parse_did_key(d).map(|k| (d.to_string(), k)))
-            .collect();
         Verifier {
-            trusted,
+            trusted: RwLock::new(keys(trusted)),
             seen: Mutex::new(HashMap::new()),
             not_before_ms: i64::MIN,
         }
+    }
+
+    /// Trusts exactly the given `did:key` identities from now on (a string
+    /// that is not a did:key is skipped). Tokens of an identity no longer
+    /// in the set are refused from the next request on.
+    pub fn set_trusted<'a>(&self, trusted: impl IntoIterator<Item = &'a str>) {
+        let keys = keys(trusted);
+        *self.trusted.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    /// True when `did` is trusted now.
+    pub fn trusts(&self, did: &str) -> bool {
+        self.trusted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(did)
     }
 
     /// Refuses tokens issued before `start_ms` (unix milliseconds): the
@@ -254,8 +269,10 @@ impl Verifier {
         let claims: Claims =
             serde_json::from_slice(&B64.decode(p).map_err(|_e| PopError::Malformed)?)
                 .map_err(|_e| PopError::Malformed)?;
-        let key = self
+        let key = *self
             .trusted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(&claims.iss)
             .ok_or(PopError::UnknownIssuer)?;
         let sig_bytes: [u8; 64] = B64
@@ -305,6 +322,12 @@ impl Verifier {
         }
         Ok(claims)
     }
+}
+
+fn keys<'a>(dids: impl IntoIterator<Item = &'a str>) -> HashMap<String, VerifyingKey> {
+    dids.into_iter()
+        .filter_map(|d| parse_did_key(d).map(|k| (d.to_string(), k)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +401,31 @@ mod tests {
             check(&v, &encode(&id, &c)).unwrap_err(),
             PopError::Malformed
         );
+    }
+
+    #[test]
+    fn trust_is_replaced_as_a_whole() {
+        let (_d, owner) = identity();
+        let (_d2, member) = identity();
+        let v = Verifier::new([owner.did()]);
+        let mut c = claims(&member);
+        assert_eq!(
+            check(&v, &encode(&member, &c)).unwrap_err(),
+            PopError::UnknownIssuer
+        );
+        v.set_trusted([owner.did(), member.did(), "not-a-did"]);
+        assert!(v.trusts(member.did()) && !v.trusts("not-a-did"));
+        assert!(check(&v, &encode(&member, &c)).is_ok());
+        // Removed: the next token is refused, the owner's still pass.
+        v.set_trusted([owner.did()]);
+        c.jti = "j2".into();
+        assert_eq!(
+            check(&v, &encode(&member, &c)).unwrap_err(),
+            PopError::UnknownIssuer
+        );
+        let mut o = claims(&owner);
+        o.jti = "j3".into();
+        assert!(check(&v, &encode(&owner, &o)).is_ok());
     }
 
     #[test]

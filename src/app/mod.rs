@@ -179,6 +179,7 @@ fn open_request_log(
     config: &Config,
     home: &Path,
     svc: &Arc<CredentialService>,
+    runs: Arc<std::sync::OnceLock<std::sync::Weak<runs::Runs>>>,
 ) -> anyhow::Result<RequestLog> {
     let dir = request_log_dir(home);
     let svc = Arc::downgrade(svc);
@@ -187,7 +188,19 @@ fn open_request_log(
         &dir,
         config.request_log_max,
         Box::new(move |e| {
-            let records = request_audit(e);
+            // A team member's run: its uses are on the record under the member.
+            let member = e.run.as_deref().and_then(|id| {
+                use crate::daemon::state::ProxyRuns;
+                runs.get()?.upgrade()?.member_of(id).flatten()
+            });
+            let mut records = request_audit(e);
+            if e.injected && member.is_some() {
+                records.push((
+                    "credential.use",
+                    "ok",
+                    serde_json::json!({"host": e.host, "run": e.run}),
+                ));
+            }
             if records.is_empty() {
                 return;
             }
@@ -221,7 +234,7 @@ fn open_request_log(
                     event,
                     e.provider.as_deref(),
                     e.connection.as_deref(),
-                    None,
+                    member.as_deref(),
                     outcome,
                     &detail,
                 ) {
@@ -438,17 +451,6 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             .context("routing table task failed")??,
         )
     };
-    // Other daemons on a shared store: their changes reach this proxy.
-    let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let listening = {
-        let (s, t) = (Arc::downgrade(&svc), Arc::downgrade(&tables));
-        svc.vault()
-            .listen_for_changes(
-                Box::new(move |change| sync::apply(&s, &t, change)),
-                stop_listening.clone(),
-            )
-            .context("cannot start the store's change listener")?
-    };
     let oauth_http: Arc<dyn crate::auth_flow::oauth::OAuthHttp> =
         Arc::new(oauth_http::HyperOAuthHttp::new(&upstream));
     svc.set_token_endpoint(Arc::new(crate::auth_flow::oauth::BlockingEndpoint {
@@ -481,7 +483,8 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             }
         });
     }
-    let requests = open_request_log(config, home.root(), &svc)?;
+    let runs_cell = Arc::new(std::sync::OnceLock::new());
+    let requests = open_request_log(config, home.root(), &svc, runs_cell.clone())?;
     let runs = Arc::new(runs::Runs::new(runs::RunsOptions {
         tables: tables.clone(),
         svc: svc.clone(),
@@ -495,6 +498,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         protect: protected_paths(config, home.root(), svc.key_source().id()),
         request_log: requests.clone(),
     }));
+    runs_cell.set(Arc::downgrade(&runs)).ok();
     let handoff = handoff::bind(home.root()).with_context(|| {
         format!(
             "cannot open {}",
@@ -520,13 +524,42 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         svc.clone(),
         Arc::new(Sessions::new(SESSION_TTL)),
         oauth_http,
-        tables,
+        tables.clone(),
         base_url.clone(),
     );
+    // The team: this home's identity is an admin; members come from the
+    // store (rows whose tag does not open are ignored there).
+    let team = Arc::new(crate::team::Team::new(identity.did()));
+    {
+        let (svc, team) = (svc.clone(), team.clone());
+        tokio::task::spawn_blocking(move || bootstrap_team(&svc, &team))
+            .await
+            .context("team task failed")??;
+    }
+    let pop =
+        Arc::new(Verifier::new(team.trusted().iter().map(String::as_str)).not_before(not_before));
+    // Other daemons on a shared store: their changes reach this one.
+    let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listening = {
+        let followers = sync::Followers {
+            svc: Arc::downgrade(&svc),
+            tables: Arc::downgrade(&tables),
+            team: Arc::downgrade(&team),
+            pop: Arc::downgrade(&pop),
+            runs: Arc::downgrade(&runs),
+        };
+        svc.vault()
+            .listen_for_changes(
+                Box::new(move |change| followers.apply(change)),
+                stop_listening.clone(),
+            )
+            .context("cannot start the store's change listener")?
+    };
     let state = AppState {
         svc: svc.clone(),
         logins: Arc::new(logins),
-        pop: Arc::new(Verifier::new([identity.did()]).not_before(not_before)),
+        pop,
+        team,
         info: Arc::new(info),
         shutdown: Arc::new(tokio::sync::Notify::new()),
         runs: runs.clone(),
@@ -577,6 +610,22 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     }
     tracing::info!("daemon stopped");
     result.context("the daemon's server failed")
+}
+
+/// Loads the team. On a shared store whose roster has no admin yet, the
+/// identity of the home whose daemon created the store becomes its first
+/// admin (a tagged row, so every daemon on the store agrees).
+fn bootstrap_team(svc: &CredentialService, team: &crate::team::Team) -> anyhow::Result<()> {
+    let vault = svc.vault();
+    let mut roster = vault.team_roster()?;
+    if roster.admins() == 0
+        && let Some(creator) = vault.creator()?
+    {
+        tracing::info!(admin = %creator, "the store's creator is the team's first admin");
+        roster = vault.team_put_member(&creator, crate::team::Role::Admin, None)?;
+    }
+    team.set(roster);
+    Ok(())
 }
 
 impl Config {

@@ -50,6 +50,8 @@ struct RunEntry {
     sandbox: bool,
     /// The child's command, masked by the daemon.
     command: Vec<String>,
+    /// The team member the run is for (`None`: an admin's).
+    member: Option<String>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
@@ -184,8 +186,31 @@ impl Runs {
 
     async fn start_run(&self, req: RunRequest) -> Result<RunStarted> {
         let routes = self.tables.routes();
-        let mut names = routes.ca_names();
-        let providers: Vec<String> = routes.providers().iter().map(|p| p.to_string()).collect();
+        let (mut names, providers): (Vec<String>, Vec<String>) = match &req.only {
+            None => (
+                routes.ca_names(),
+                routes.providers().iter().map(|p| p.to_string()).collect(),
+            ),
+            // A member's run: its CA covers the granted providers' hosts
+            // only, and only they get a placeholder.
+            Some(only) => {
+                let registry = self.svc.registry();
+                let defs: Vec<_> = only
+                    .iter()
+                    .filter_map(|p| registry.get(p).map(|e| e.def.clone()))
+                    .collect();
+                let granted = RouteTable::build(defs.iter().map(|d| d.as_ref()));
+                (
+                    granted.ca_names(),
+                    routes
+                        .providers()
+                        .iter()
+                        .filter(|p| only.contains(p.as_ref()))
+                        .map(|p| p.to_string())
+                        .collect(),
+                )
+            }
+        };
         if names.is_empty() {
             names.push(NOTHING.into());
         }
@@ -218,6 +243,7 @@ impl Runs {
             token: Some(token.duplicate()),
             pinned: routes.clone(),
             connections: req.connections.into_iter().collect(),
+            only: req.only,
             deny_unknown: req.deny_unknown || self.deny_unknown,
             local_ports: req.sandbox.then(|| req.allow_localhost.clone()),
             run_id: id.clone(),
@@ -252,6 +278,7 @@ impl Runs {
                 hosts: names.iter().filter(|n| *n != NOTHING).cloned().collect(),
                 sandbox: req.sandbox,
                 command: req.command.clone(),
+                member: req.member.clone(),
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
@@ -387,6 +414,7 @@ impl Runs {
                 // hosts (fail closed after a logout).
                 pinned: self.tables.routes(),
                 connections: HashMap::new(),
+                only: None,
                 deny_unknown: self.deny_unknown,
                 local_ports: None,
                 run_id: "system".into(),
@@ -509,6 +537,19 @@ impl ProxyRuns for Runs {
             .collect();
         v.sort_by_key(|r| r.started_at);
         v
+    }
+
+    fn member_of(&self, id: &str) -> Option<Option<String>> {
+        lock(&self.runs).get(id).map(|e| e.member.clone())
+    }
+
+    fn end_member(&self, member: &str) -> usize {
+        let ids: Vec<String> = lock(&self.runs)
+            .iter()
+            .filter(|(_, e)| e.member.as_deref() == Some(member))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter(|id| self.end_now(id).is_some()).count()
     }
 
     fn system_listener(&self) -> Option<(u16, api::ProxyStats)> {

@@ -132,6 +132,7 @@ impl BenchProxy {
             token: Some(Secret::new(token)),
             pinned,
             connections: Default::default(),
+            only: None,
             deny_unknown: false,
             local_ports: None,
             run_id: "bench".into(),

@@ -29,6 +29,7 @@ mod providers;
 mod proxy;
 mod revoke;
 mod run;
+mod team;
 mod whoami;
 
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Inspect and manage provider definitions.
     #[command(subcommand)]
     Provider(providers::Command),
+    /// Manage the members of a shared daemon and what each may use (admins only).
+    #[command(subcommand)]
+    Team(team::Command),
     /// The system-wide proxy: `proxy env` prints export lines for a shell.
     #[command(subcommand)]
     Proxy(proxy::Command),
@@ -209,6 +213,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Completions(a) => completions::run(&ctx, a),
         Command::Man => completions::man(&ctx),
         Command::Provider(c) => providers::run(&ctx, c),
+        Command::Team(c) => team::run(&ctx, c),
         Command::Proxy(c) => proxy::run(&ctx, c),
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Dashboard(a) => dashboard::run(&ctx, a),

@@ -25,9 +25,22 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let role = match (&v.role, v.grants.is_empty()) {
+        (None, _) => None,
+        (Some(r), true) => Some(r.to_string()),
+        (Some(r), false) => Some(format!(
+            "{r} (granted: {})",
+            v.grants
+                .iter()
+                .map(|g| format!("{}/{}", g.provider, g.connection))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    };
     for (k, val) in [
         ("home", v.home.display().to_string()),
         ("identity", v.did),
+        ("role", role.unwrap_or_else(|| "-".into())),
         ("daemon", v.daemon_url),
         ("vault", v.vault.display().to_string()),
         ("master key", v.encryption_backend),

@@ -26,7 +26,8 @@ pub fn document(version: &str) -> Value {
             "operationId": format!("{}_{}", e.method.as_str().to_lowercase(), e.path.trim_matches('/').replace(['/', '{', '}'], "_").trim_matches('_')),
             "tags": [e.path.trim_start_matches('/').split('/').next().unwrap_or("")],
             "parameters": params,
-            "security": if e.auth == Auth::Pop { json!([{"PoP": []}]) } else { json!([]) },
+            "security": if e.auth == Auth::Open { json!([]) } else { json!([{"PoP": []}]) },
+            "x-admin-only": e.auth == Auth::Admin,
             "responses": {
                 "200": {"description": "success"},
                 "400": {"$ref": "#/components/responses/Error"},

@@ -42,9 +42,20 @@ use self::error::ApiError;
 pub use self::state::{AppState, DaemonInfo};
 use crate::clock::now_unix;
 
-/// The identity (did:key) that signed a request's PoP token.
+/// Who made a request: the identity (did:key) that signed its PoP token,
+/// and its role in the team (the daemon's own identity is an admin).
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller {
+    pub did: String,
+    pub role: crate::team::Role,
+}
+
+impl Caller {
+    /// True for an admin (who may use and see everything).
+    pub fn is_admin(&self) -> bool {
+        self.role == crate::team::Role::Admin
+    }
+}
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 1 << 20;
@@ -58,8 +69,11 @@ fn both(r: Router<AppState>, path: &str, m: MethodRouter<AppState>) -> Router<Ap
 pub enum Auth {
     /// No authentication (health, the browser form behind its capability URL, the docs).
     Open,
-    /// `Authorization: PoP <jwt>` signed by an identity of this home.
+    /// `Authorization: PoP <jwt>` signed by this home's identity or a team
+    /// member's (a member sees and uses only what it was granted).
     Pop,
+    /// PoP, and the caller must be an admin (members get 403 `admin_only`).
+    Admin,
 }
 
 /// One route of the API: what the router mounts and what `/openapi.json`
@@ -139,7 +153,7 @@ impl Endpoint {
 
 /// Every endpoint with its handler, in the order the docs list them.
 pub fn endpoints() -> Vec<Endpoint> {
-    use Auth::{Open, Pop};
+    use Auth::{Admin, Open, Pop};
     vec![
         Endpoint::get(
             "/health",
@@ -179,21 +193,21 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         Endpoint::post(
             "/connections/{provider}/{connection}/logout",
-            Pop,
+            Admin,
             "Remove one connection.",
             routes::connections::connections_logout,
         )
         .body("{}"),
         Endpoint::post(
             "/connections/{provider}/{connection}/default",
-            Pop,
+            Admin,
             "Make a connection the provider's default.",
             routes::connections::connections_set_default,
         )
         .body("{}"),
         Endpoint::post(
             "/connections/{provider}/revoke",
-            Pop,
+            Admin,
             "Remove every connection of a provider.",
             routes::connections::connections_revoke,
         )
@@ -207,14 +221,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .body(r#"{"provider":"openai","connection":"default"}"#),
         Endpoint::post(
             "/credentials/resolve",
-            Pop,
+            Admin,
             "The header a request to a host gets.",
             routes::proxy::credentials_resolve,
         )
         .body(r#"{"host":"api.openai.com","port":443,"path":"/v1/models"}"#),
         Endpoint::get(
             "/proxy/routes",
-            Pop,
+            Admin,
             "The host to provider table over connected providers.",
             routes::proxy::proxy_routes,
         ),
@@ -245,7 +259,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         Endpoint::post(
             "/proxy/system",
-            Pop,
+            Admin,
             "Create the persistent CA and (with listen) start the system-wide proxy; returns its URL and CA paths.",
             routes::proxy::proxy_system,
         )
@@ -258,7 +272,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         Endpoint::post(
             "/providers",
-            Pop,
+            Admin,
             "Register a custom provider.",
             routes::providers::providers_register,
         )
@@ -273,26 +287,26 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         Endpoint::delete(
             "/providers/{provider}",
-            Pop,
+            Admin,
             "Remove a custom provider (a bundled one comes back).",
             routes::providers::providers_remove,
         ),
         Endpoint::post(
             "/auth/sessions",
-            Pop,
+            Admin,
             "Start a login session.",
             routes::auth_sessions::auth_sessions_create,
         )
         .body(r#"{"provider":"openai","connection":"default","force":false}"#),
         Endpoint::get(
             "/auth/sessions/{id}",
-            Pop,
+            Admin,
             "A login session's status.",
             routes::auth_sessions::auth_sessions_get,
         ),
         Endpoint::post(
             "/auth/sessions/{id}/resume",
-            Pop,
+            Admin,
             "Complete a session with an API key.",
             routes::auth_sessions::auth_sessions_resume,
         )
@@ -336,37 +350,75 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         Endpoint::post(
             "/dashboard/links",
-            Pop,
+            Admin,
             "A one-time link to the dashboard (`url` with a 256-bit token, single use, valid 60 s); used by `authsome dashboard`.",
             routes::ui::links_create,
         )
         .body("{}"),
         Endpoint::post(
             "/daemon/shutdown",
-            Pop,
+            Admin,
             "Stop the daemon.",
             daemon_shutdown,
         )
         .body("{}"),
+        Endpoint::get(
+            "/team/members",
+            Admin,
+            "The team: members with their roles and grants, and the rows ignored because their tag does not open.",
+            routes::team::members_list,
+        ),
+        Endpoint::post(
+            "/team/members",
+            Admin,
+            "Add a member (a did:key, as `authsome whoami` prints it) with a role, or change its role.",
+            routes::team::members_add,
+        )
+        .body(r#"{"did":"did:key:z6Mk...","role":"member"}"#),
+        Endpoint::delete(
+            "/team/members/{did}",
+            Admin,
+            "Remove a member and its grants; its runs end and its next request is refused. The last admin stays (409).",
+            routes::team::members_remove,
+        ),
+        Endpoint::post(
+            "/team/grants",
+            Admin,
+            "Let a member use a provider's connection (`*`: any), and export it with `export`.",
+            routes::team::grants_add,
+        )
+        .body(r#"{"did":"did:key:z6Mk...","provider":"github","connection":"*","export":false}"#),
+        Endpoint::delete(
+            "/team/grants",
+            Admin,
+            "`?did=&provider=[&connection=]`: take back a member's grants of a provider (`connection` omitted: all of them).",
+            routes::team::grants_remove,
+        ),
     ]
 }
 
 /// Builds the daemon's router from [`endpoints`].
 pub fn router(state: AppState) -> Router {
     let mut protected = Router::new();
+    let mut admin = Router::new();
     let mut open = Router::new();
     for e in endpoints() {
-        let r = if e.auth == Auth::Pop {
-            &mut protected
-        } else {
-            &mut open
+        let r = match e.auth {
+            Auth::Pop => &mut protected,
+            Auth::Admin => &mut admin,
+            Auth::Open => &mut open,
         };
         *r = both(std::mem::take(r), e.path, e.handler);
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), require_pop));
+    // The last layer added runs first: PoP, then the role.
+    let admin = admin
+        .route_layer(middleware::from_fn(require_admin))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_pop));
     Router::new()
         .merge(protected)
+        .merge(admin)
         .merge(open)
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
@@ -403,13 +455,22 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-/// `GET /api/audit?limit=N`: the newest audit records (1–500, default 50).
+/// `GET /api/audit?limit=N`: the newest audit records (1–500, default 50);
+/// a member's own only.
 async fn audit_list(
     State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<Caller>,
     axum::extract::Query(q): axum::extract::Query<AuditQuery>,
 ) -> Result<axum::Json<crate::api::AuditList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let entries = state.read(move |svc| svc.list_audit(limit)).await?;
+    // A member sees its own entries only.
+    let entries = if caller.is_admin() {
+        state.read(move |svc| svc.list_audit(limit)).await?
+    } else {
+        state
+            .read(move |svc| svc.vault().list_audit_of(&caller.did, limit))
+            .await?
+    };
     Ok(axum::Json(crate::api::AuditList { entries }))
 }
 
@@ -481,10 +542,38 @@ async fn require_pop(
             );
         }
     };
-    tracing::debug!(method = %parts.method, path = %parts.uri.path(), caller = %claims.iss, bytes = bytes.len(), "request");
+    // Trusted by the verifier but no longer in the team (removed while the
+    // request was in flight): nobody.
+    let Some(role) = state.team.role(&claims.iss) else {
+        tracing::warn!(path = %parts.uri.path(), caller = %claims.iss, "PoP check failed: not in the team");
+        return Err(ApiError::from(crate::pop::PopError::UnknownIssuer)
+            .with_hint("ask an admin of this team to add you: `authsome team add DID`"));
+    };
+    tracing::debug!(method = %parts.method, path = %parts.uri.path(), caller = %claims.iss, %role, bytes = bytes.len(), "request");
     let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(Caller(claims.iss));
+    req.extensions_mut().insert(Caller {
+        did: claims.iss,
+        role,
+    });
     Ok(next.run(req).await)
+}
+
+/// Refuses callers that are not admins (after [`require_pop`]).
+async fn require_admin(req: Request, next: Next) -> Result<Response, ApiError> {
+    match req.extensions().get::<Caller>() {
+        Some(c) if c.is_admin() => Ok(next.run(req).await),
+        _ => Err(admin_only()),
+    }
+}
+
+/// The answer to a member calling an admin's endpoint.
+pub fn admin_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "admin_only",
+        "this needs an admin of the team",
+    )
+    .with_hint("ask an admin of this team (`authsome team list` shows them)")
 }
 
 #[cfg(test)]
@@ -602,6 +691,7 @@ mod tests {
             runs: Arc::new(NoRuns),
             svc,
             pop: Arc::new(Verifier::new([id.did()])),
+            team: Arc::new(crate::team::Team::new(id.did())),
             info: Arc::new(DaemonInfo {
                 version: "test".into(),
                 home: dir.path().into(),
@@ -797,26 +887,65 @@ mod tests {
         assert_eq!(v["routes"][0]["provider"], "ahrefs");
     }
 
+    /// The endpoints only an admin may call: the role column, stated here
+    /// once more so that a row cannot drift to members unnoticed.
+    const ADMIN_ONLY: &[(&str, &str)] = &[
+        ("GET", "/proxy/routes"),
+        ("POST", "/connections/{provider}/{connection}/logout"),
+        ("POST", "/connections/{provider}/{connection}/default"),
+        ("POST", "/connections/{provider}/revoke"),
+        ("POST", "/credentials/resolve"),
+        ("POST", "/proxy/system"),
+        ("POST", "/providers"),
+        ("DELETE", "/providers/{provider}"),
+        ("POST", "/auth/sessions"),
+        ("GET", "/auth/sessions/{id}"),
+        ("POST", "/auth/sessions/{id}/resume"),
+        ("POST", "/dashboard/links"),
+        ("POST", "/daemon/shutdown"),
+        ("GET", "/team/members"),
+        ("POST", "/team/members"),
+        ("DELETE", "/team/members/{did}"),
+        ("POST", "/team/grants"),
+        ("DELETE", "/team/grants"),
+    ];
+
     /// Each row carries its own handler, so a row cannot lack one; what can
-    /// still go wrong is a row whose path or auth is not what is served.
+    /// still go wrong is a row whose path or auth is not what is served:
+    /// open, PoP, or PoP by an admin (a member gets 403 `admin_only`).
     #[tokio::test]
     async fn every_endpoint_is_mounted_at_both_paths_with_its_auth() {
-        let (_d, s, _) = state();
+        let (d, s, _) = state();
+        let member = Identity::load_or_create(&Home::new(d.path().join("member"))).unwrap();
+        s.team_changed(crate::team::Roster {
+            members: vec![crate::team::Member {
+                did: member.did().into(),
+                role: crate::team::Role::Member,
+                added_by: None,
+                added_at: 0,
+            }],
+            grants: vec![],
+        });
         for e in endpoints() {
+            let admin_only = ADMIN_ONLY.contains(&(e.method.as_str(), e.path));
+            assert_eq!(
+                e.auth == Auth::Admin,
+                admin_only,
+                "{} {}: the role column says {:?}",
+                e.method,
+                e.path,
+                e.auth
+            );
             let path = e
                 .path
                 .replace("{provider}", "openai")
                 .replace("{connection}", "default")
+                .replace("{did}", "did:key:z6Mkx")
                 .replace("{id}", "x");
             for p in [format!("/api{path}"), path.clone()] {
+                let body = e.body.unwrap_or("");
                 let resp = router(s.clone())
-                    .oneshot(req(
-                        e.method.as_str(),
-                        &p,
-                        "127.0.0.1:7998",
-                        None,
-                        e.body.unwrap_or(""),
-                    ))
+                    .oneshot(req(e.method.as_str(), &p, "127.0.0.1:7998", None, body))
                     .await
                     .unwrap();
                 let st = resp.status();
@@ -830,23 +959,153 @@ mod tests {
                     e.method
                 );
                 assert_ne!(st, StatusCode::METHOD_NOT_ALLOWED, "{} {p}", e.method);
-                if e.auth == Auth::Pop {
-                    assert_eq!(
-                        st,
-                        StatusCode::UNAUTHORIZED,
-                        "{} {p} must need PoP",
-                        e.method
-                    );
-                } else {
+                if e.auth == Auth::Open {
                     assert_ne!(
                         st,
                         StatusCode::UNAUTHORIZED,
                         "{} {p} is documented as open",
                         e.method
                     );
+                    continue;
+                }
+                assert_eq!(
+                    st,
+                    StatusCode::UNAUTHORIZED,
+                    "{} {p} must need PoP",
+                    e.method
+                );
+                // Signed by a member: refused as such on admin rows only.
+                let auth = pop::authorization(
+                    &member,
+                    e.method.as_str(),
+                    &p,
+                    body.as_bytes(),
+                    crate::clock::now_unix(),
+                );
+                let (st, v) = call(
+                    &s,
+                    req(e.method.as_str(), &p, "127.0.0.1:7998", Some(auth), body),
+                )
+                .await;
+                if e.auth == Auth::Admin {
+                    assert_eq!(st, StatusCode::FORBIDDEN, "{} {p}: {v}", e.method);
+                    assert_eq!(v["error"]["code"], "admin_only", "{} {p}", e.method);
+                } else {
+                    assert_ne!(v["error"]["code"], "admin_only", "{} {p}", e.method);
+                    assert_ne!(st, StatusCode::UNAUTHORIZED, "{} {p}: {v}", e.method);
                 }
             }
         }
+    }
+
+    /// A member sees only what it was granted; the owner sees everything;
+    /// a member removed from the team is refused from its next request on.
+    #[tokio::test]
+    async fn members_see_their_grants_and_lose_access_when_removed() {
+        let (d, s, owner) = state();
+        let member = Identity::load_or_create(&Home::new(d.path().join("member"))).unwrap();
+        s.svc
+            .vault()
+            .put_connection(
+                crate::vault::NewConnection {
+                    provider: "openai".into(),
+                    name: "default".into(),
+                    auth_type: "api_key".into(),
+                    status: crate::vault::ConnectionStatus::Connected,
+                    account_label: None,
+                    token_type: None,
+                    scopes: vec![],
+                    expires_at: None,
+                    api_key: Some(crate::secret::Secret::new("sk-x".into())),
+                    access_token: None,
+                    refresh_token: None,
+                    cookies: None,
+                    flow: None,
+                },
+                false,
+            )
+            .unwrap();
+        let get = |id: &Identity, path: &str| {
+            let auth = pop::authorization(id, "GET", path, b"", crate::clock::now_unix());
+            req("GET", path, "127.0.0.1:7998", Some(auth), "")
+        };
+        let roster = s
+            .logins
+            .team_add(member.did(), crate::team::Role::Member, owner.did().into())
+            .await
+            .unwrap();
+        s.team_changed(roster);
+        let (st, v) = call(&s, get(&member, "/api/connections")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["connections"], serde_json::json!([]));
+        let (st, _) = call(&s, get(&member, "/api/connections/openai/default")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let roster = s
+            .logins
+            .team_grant(member.did(), "openai", "*", false, owner.did().into())
+            .await
+            .unwrap()
+            .unwrap();
+        s.team_changed(roster);
+        let (_, v) = call(&s, get(&member, "/api/connections")).await;
+        assert_eq!(v["connections"][0]["provider"], "openai");
+        let (_, v) = call(&s, get(&member, "/api/whoami")).await;
+        assert_eq!(v["role"], "member");
+        assert_eq!(v["grants"][0]["provider"], "openai");
+        let (_, v) = call(&s, get(&owner, "/api/whoami")).await;
+        assert_eq!(v["role"], "admin");
+        // Export needs its own grant; the refusal is on the record.
+        let body = r#"{"provider":"openai"}"#;
+        let auth = pop::authorization(
+            &member,
+            "POST",
+            "/api/credentials/export",
+            body.as_bytes(),
+            crate::clock::now_unix(),
+        );
+        let (st, v) = call(
+            &s,
+            req(
+                "POST",
+                "/api/credentials/export",
+                "127.0.0.1:7998",
+                Some(auth),
+                body,
+            ),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "export_not_allowed");
+        assert!(!v.to_string().contains("sk-x"));
+        // The member's audit view holds its own entries only.
+        let (_, v) = call(&s, get(&member, "/api/audit")).await;
+        let entries = v["entries"].as_array().unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["event"] == "export" && e["outcome"] == "refused")
+        );
+        assert!(entries.iter().all(|e| e["actor"] == member.did()), "{v}");
+        let (_, v) = call(&s, get(&owner, "/api/audit")).await;
+        assert!(
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["event"] == "team.add" && e["actor"] == owner.did())
+        );
+        // Removed: the next request is refused.
+        let roster = s
+            .logins
+            .team_remove(member.did(), owner.did().into())
+            .await
+            .unwrap()
+            .unwrap();
+        s.team_changed(roster);
+        let (st, v) = call(&s, get(&member, "/api/connections")).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+        let (st, _) = call(&s, get(&owner, "/api/connections")).await;
+        assert_eq!(st, StatusCode::OK);
     }
 
     /// Two rows for one method and path would make axum panic when the

@@ -48,6 +48,8 @@ pub struct AppState {
     /// Every login and every change goes through here.
     pub logins: Arc<Logins>,
     pub pop: Arc<Verifier>,
+    /// Who may call, with which role, and what each member may use.
+    pub team: Arc<crate::team::Team>,
     pub info: Arc<DaemonInfo>,
     /// Notified by `POST /api/daemon/shutdown`.
     pub shutdown: Arc<tokio::sync::Notify>,
@@ -107,6 +109,11 @@ pub struct RunRequest {
     pub redact: bool,
     /// The child's command, already masked (`daemon::command::mask`).
     pub command: Vec<String>,
+    /// The team member the run is for (`None`: an admin's run, unscoped).
+    pub member: Option<String>,
+    /// A member's run: the only providers it may use. Every other provider
+    /// host is refused before anything is dialled (`None`: all).
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// A started run.
@@ -143,6 +150,15 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)>;
     /// The open runs, for display (no tokens).
     fn list(&self) -> Vec<crate::api::RunSummary>;
+    /// The member a run is for: `None` when there is no such run,
+    /// `Some(None)` for an admin's run.
+    fn member_of(&self, _id: &str) -> Option<Option<String>> {
+        None
+    }
+    /// Ends every run of `member` (removed from the team); how many.
+    fn end_member(&self, _member: &str) -> usize {
+        0
+    }
     /// The system-wide listener's port and counters while it listens (no
     /// token, no side effect; `None` also while it is being started).
     fn system_listener(&self) -> Option<(u16, crate::api::ProxyStats)> {
@@ -154,6 +170,14 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl AppState {
+    /// Makes a roster the one the daemon trusts and authorises by (after a
+    /// load or a team change): the team, then the PoP verifier.
+    pub fn team_changed(&self, roster: crate::team::Roster) {
+        self.team.set(roster);
+        let trusted = self.team.trusted();
+        self.pop.set_trusted(trusted.iter().map(String::as_str));
+    }
+
     /// Records an event that changes nothing (a resolved credential, a run
     /// started) in the audit log.
     pub async fn audit(

@@ -124,6 +124,7 @@ impl Handler {
                 )
             })?;
         self.check_loop(&host, port)?;
+        self.check_granted(&host, port)?;
         if self.claims(&host, port) {
             if !self.shared.authority.ca().permits(&host) {
                 return Err(ProxyError::new(
@@ -286,6 +287,9 @@ impl Handler {
         if !claimed && self.shared.deny_unknown {
             return Err(deny_unknown(host));
         }
+        if claimed {
+            self.check_granted(host, port)?;
+        }
         if claimed && !https {
             return Err(ProxyError::new(
                 StatusCode::FORBIDDEN,
@@ -328,10 +332,11 @@ impl Handler {
                 .resolve(host, port, path)
                 .or_else(|| self.shared.pinned.resolve(host, port, path))
                 .map(|r| {
-                    r.choose(|p| self.shared.connections.contains_key(p))
+                    r.choose(|p| self.shared.connections.contains_key(p) || self.only(p))
                         .map_err(|all| (r.rule.to_string(), all))
                 });
             match picked {
+                Some(Ok(p)) if !self.granted(&p) => return Err(not_granted(host, Some(&p))),
                 Some(Ok(p)) => Some(p),
                 Some(Err((rule, all))) => {
                     let (message, hint) = crate::routing::conflict_message(&rule, &all);
@@ -551,6 +556,40 @@ impl Handler {
             || self.shared.pinned.path_scoped(host, port)
     }
 
+    /// True when `provider` may be used by this listener's run (every
+    /// provider, unless it is a team member's run).
+    fn granted(&self, provider: &str) -> bool {
+        self.shared
+            .only
+            .as_ref()
+            .is_none_or(|only| only.contains(provider))
+    }
+
+    /// True when this is a member's run and `provider` is granted to it.
+    fn only(&self, provider: &str) -> bool {
+        self.shared
+            .only
+            .as_ref()
+            .is_some_and(|only| only.contains(provider))
+    }
+
+    /// A member's run: refuses a host that providers claim, none of them
+    /// granted (before anything is dialled: such a host is never tunnelled
+    /// blind, with the member's own credentials or otherwise).
+    fn check_granted(&self, host: &str, port: u16) -> Result<(), ProxyError> {
+        if self.shared.only.is_none() || !self.claims(host, port) {
+            return Ok(());
+        }
+        let mut claimants = self.shared.tables.routes().claimants(host, port);
+        claimants.extend(self.shared.pinned.claimants(host, port));
+        if claimants.iter().any(|p| self.granted(p)) {
+            return Ok(());
+        }
+        claimants.sort();
+        claimants.dedup();
+        Err(not_granted(host, claimants.first().map(|p| p.as_ref())))
+    }
+
     /// True when a provider claims `host:port`, now or when the run started.
     fn claims(&self, host: &str, port: u16) -> bool {
         self.shared.tables.routes().claims(host, port) || self.shared.pinned.claims(host, port)
@@ -571,6 +610,25 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// A member's run asked for a provider it was not granted.
+fn not_granted(host: &str, provider: Option<&str>) -> ProxyError {
+    let who = provider.unwrap_or("a provider");
+    let mut e = ProxyError::new(
+        StatusCode::FORBIDDEN,
+        "authsome_not_granted",
+        Source::Downstream,
+        format!("{host} belongs to {who}, which this team member was not granted"),
+    )
+    .host(host)
+    .hint(format!(
+        "ask an admin of the team: `authsome team grant YOUR_DID {who}`"
+    ));
+    if let Some(p) = provider {
+        e = e.provider(p);
+    }
+    e
 }
 
 /// Asks the upstream only for what the redactor can read: `gzip` (decoded,

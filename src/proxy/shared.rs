@@ -79,6 +79,11 @@ pub struct Shared {
     pub pinned: Arc<crate::routing::RouteTable>,
     /// Connection chosen per provider (`--connection PROVIDER=NAME`).
     pub connections: HashMap<String, String>,
+    /// A team member's run: the only providers it may use. A host that
+    /// only other providers claim is refused (403 `authsome_not_granted`)
+    /// before anything is dialled, never tunnelled blind; `None`: every
+    /// provider.
+    pub only: Option<std::collections::BTreeSet<String>>,
     /// Refuse hosts no provider claims.
     pub deny_unknown: bool,
     /// `Some(ports)` for a sandboxed run: no target on this host's loopback,

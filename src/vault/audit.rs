@@ -55,19 +55,22 @@ impl Vault {
                 params![limit as i64],
             )?
             .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.i64(0)?,
-                    ts: r.i64(1)?,
-                    event: r.str(2)?,
-                    provider: r.opt_str(3)?,
-                    connection: r.opt_str(4)?,
-                    actor: r.opt_str(5)?,
-                    outcome: r.str(6)?,
-                    detail: serde_json::from_str(&r.str(7)?).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .map(entry)
             .collect()
         })
     }
+}
+
+/// An audit row (`id, ts, event, provider, connection, actor, outcome, detail`).
+pub(super) fn entry(r: &super::db::Row) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.i64(0)?,
+        ts: r.i64(1)?,
+        event: r.str(2)?,
+        provider: r.opt_str(3)?,
+        connection: r.opt_str(4)?,
+        actor: r.opt_str(5)?,
+        outcome: r.str(6)?,
+        detail: serde_json::from_str(&r.str(7)?).unwrap_or(serde_json::Value::Null),
+    })
 }

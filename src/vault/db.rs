@@ -170,6 +170,8 @@ pub(crate) enum Topic {
     Provider(String),
     /// The catalogue of custom providers changed.
     Providers,
+    /// The team's members or grants changed.
+    Team,
 }
 
 /// The channel daemons sharing a PostgreSQL store listen on.
@@ -196,6 +198,7 @@ impl Topic {
             Topic::Providers => {
                 serde_json::json!({"v": 1, "topic": "providers", "from": replica_id()})
             }
+            Topic::Team => serde_json::json!({"v": 1, "topic": "team", "from": replica_id()}),
         };
         v.to_string()
     }
@@ -210,6 +213,7 @@ impl Topic {
         match v.get("topic")?.as_str()? {
             "provider" => Some(Topic::Provider(v.get("provider")?.as_str()?.to_string())),
             "providers" => Some(Topic::Providers),
+            "team" => Some(Topic::Team),
             _ => None,
         }
     }

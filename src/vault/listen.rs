@@ -30,6 +30,8 @@ pub enum Change {
     Provider(String),
     /// Another daemon changed the catalogue of custom providers.
     Providers,
+    /// Another daemon changed the team's members or grants.
+    Team,
     /// The listening session is gone: changes may be missed from now on.
     Lost,
     /// Listening again after a loss: reload everything.
@@ -99,6 +101,7 @@ fn run(connector: &Connector, on_change: &dyn Fn(Change), stop: &AtomicBool) {
                 Ok(Some(n)) => match Topic::parse(n.payload()) {
                     Some(Topic::Provider(p)) => on_change(Change::Provider(p)),
                     Some(Topic::Providers) => on_change(Change::Providers),
+                    Some(Topic::Team) => on_change(Change::Team),
                     None => {}
                 },
                 Ok(None) => {

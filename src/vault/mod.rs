@@ -57,6 +57,7 @@ mod pg_harness;
 mod pg_tests;
 mod refresh;
 mod schema;
+mod team;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

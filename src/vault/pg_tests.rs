@@ -139,6 +139,32 @@ fn scenario(v: &Vault) {
     let a = v.list_audit(10).unwrap();
     assert_eq!(a[0].event, "login");
     assert_eq!(a[0].detail["n"], 1);
+    // the team: tagged rows, the last admin stays, a forged row is ignored
+    use crate::team::Role;
+    v.team_put_member("did:key:zA", Role::Admin, None).unwrap();
+    v.team_put_member("did:key:zM", Role::Member, Some("did:key:zA"))
+        .unwrap();
+    let r = v
+        .team_grant("did:key:zM", "openai", "*", false, Some("did:key:zA"))
+        .unwrap()
+        .unwrap();
+    assert!(r.may_use("did:key:zM", "openai", "work"));
+    assert_eq!(
+        v.team_remove_member("did:key:zA").unwrap_err().code(),
+        "conflict"
+    );
+    v.write("test", |tx| {
+        tx.execute(
+            "UPDATE team_members SET role = 'admin' WHERE did = 'did:key:zM'",
+            &[],
+        )
+    })
+    .unwrap();
+    let (r, bad) = v.team_roster_checked().unwrap();
+    assert_eq!(r.role("did:key:zM"), None, "a forged role is ignored");
+    assert!(bad.contains(&"did:key:zM".to_string()), "{bad:?}");
+    assert_eq!(v.team_revoke("did:key:zM", "openai", None).unwrap().0, 1);
+    assert!(v.team_remove_member("did:key:zM").unwrap().is_some());
     // a sealed field moved to another row does not open
     let work = v.find_connection("openai", "work").unwrap().unwrap();
     let mut other = api_key_conn("anthropic", "default", "sk-ant-CANARY");

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_provider_tags.sql"),
     include_str!("migrations/sqlite/0008_connection_cookies.sql"),
     include_str!("migrations/sqlite/0009_provider_choices.sql"),
+    include_str!("migrations/sqlite/0010_team.sql"),
 ];
 
 /// The schema version this build writes.
@@ -26,7 +27,10 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// PostgreSQL's migrations, by the version each one produces. No
 /// PostgreSQL store predates version 9, so its first step is the whole
 /// schema at 9; every later version ships in both dialects.
-const PG_MIGRATIONS: &[(u32, &str)] = &[(9, include_str!("migrations/postgres/0009_baseline.sql"))];
+const PG_MIGRATIONS: &[(u32, &str)] = &[
+    (9, include_str!("migrations/postgres/0009_baseline.sql")),
+    (10, include_str!("migrations/postgres/0010_team.sql")),
+];
 
 /// The migration that added provider tags (`0007_provider_tags.sql`).
 pub const PROVIDER_TAGS_VERSION: u32 = 7;

@@ -27,4 +27,5 @@ mod readme;
 mod redaction;
 mod sandbox;
 mod store_postgres;
+mod team_members;
 mod vault_tamper;

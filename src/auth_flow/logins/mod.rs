@@ -29,8 +29,10 @@ use serde_json::{Value, json};
 
 mod changes;
 mod oauth;
+mod team;
 
 pub use self::oauth::CallbackError;
+pub use self::team::check_did;
 use super::oauth::OAuthHttp;
 use super::{InputContext, NextAction, SessionError, SessionStatus};
 use super::{SessionView, Sessions};

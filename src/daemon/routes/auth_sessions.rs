@@ -66,7 +66,7 @@ pub async fn auth_sessions_resume(
         return Ok(Json(
             state
                 .logins
-                .resume_with_cookies(&id, cookies, req.cookie_expires, caller.0)
+                .resume_with_cookies(&id, cookies, req.cookie_expires, caller.did)
                 .await?,
         ));
     }
@@ -78,7 +78,7 @@ pub async fn auth_sessions_resume(
         ));
     };
     Ok(Json(
-        state.logins.resume_with_key(&id, key, caller.0).await?,
+        state.logins.resume_with_key(&id, key, caller.did).await?,
     ))
 }
 

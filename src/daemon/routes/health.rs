@@ -113,6 +113,16 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<api::Ready>>
                     issues.push(format!("connections: {e}"));
                 }
             }
+            // Team rows written outside authsome are ignored; say so.
+            match svc.vault().team_roster_checked() {
+                Ok((_, ignored)) if !ignored.is_empty() => warnings.push(format!(
+                    "team: {} row(s) ignored, written outside authsome (their integrity tag does not open): {}",
+                    ignored.len(),
+                    ignored.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => issues.push(format!("team: {e}")),
+            }
             checks.insert("spec_version".into(), CheckOutcome::Ok);
             Ok(Json(api::Ready {
                 status: if issues.is_empty() {
@@ -137,28 +147,46 @@ pub async fn whoami(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<api::Whoami>> {
     let info = state.info.clone();
+    let (team, did) = (state.team.clone(), caller.did.clone());
     let connected = state
-        .read(|svc| {
+        .read(move |svc| {
             let mut m = BTreeMap::<String, usize>::new();
-            for c in svc.list_connections()? {
+            // A member counts what it was granted.
+            for c in svc
+                .list_connections()?
+                .into_iter()
+                .filter(|c| team.may_use(&did, &c.record.provider, &c.record.name))
+            {
                 *m.entry(c.record.provider).or_default() += 1;
             }
             Ok(m)
         })
         .await?;
+    let grants = if caller.is_admin() {
+        Vec::new()
+    } else {
+        api::TeamGrant::of(&state.team.roster(), &caller.did)
+    };
     Ok(Json(api::Whoami {
         version: info.version.clone(),
         home: info.home.clone(),
         home_id: info.home_id.clone(),
         pid: std::process::id(),
-        did: caller.0.clone(),
-        identity: caller.0,
+        did: caller.did.clone(),
+        identity: caller.did,
         daemon_url: info.base_url.clone(),
         vault: info.home.join("vault.db"),
         configured_encryption_mode: ENCRYPTION_MODE.into(),
         effective_encryption_source: info.key_source_id.into(),
         encryption_backend: info.key_source.clone(),
         connected_providers: connected,
-        settings: info.settings.clone(),
+        // The daemon's own settings are its operator's business.
+        settings: if caller.role == crate::team::Role::Admin {
+            info.settings.clone()
+        } else {
+            BTreeMap::new()
+        },
+        role: Some(caller.role),
+        grants,
     }))
 }

@@ -8,4 +8,5 @@ pub mod pages;
 pub mod providers;
 pub mod proxy;
 pub mod requests;
+pub mod team;
 pub mod ui;

@@ -42,7 +42,7 @@ pub async fn providers_register(
     let origin = req.origin.unwrap_or_else(|| "request body".into());
     let out = state
         .logins
-        .register_provider(&origin, &text, req.force, Some(caller.0))
+        .register_provider(&origin, &text, req.force, Some(caller.did))
         .await?;
     Ok(Json(ProviderRegistered {
         status: "registered".into(),
@@ -59,7 +59,7 @@ pub async fn providers_remove(
     Extension(caller): Extension<Caller>,
     Path(p): Path<String>,
 ) -> ApiResult<Json<ProviderRemoved>> {
-    let outcome = state.logins.remove_provider(&p, Some(caller.0)).await?;
+    let outcome = state.logins.remove_provider(&p, Some(caller.did)).await?;
     Ok(Json(ProviderRemoved {
         status: "removed".into(),
         provider: p,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{self, ResolveRequest, RunCreate, SystemRequest};
+use crate::auth_flow::logins::{Change, Scope};
 use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiJson, ApiResult};
 use crate::daemon::state::{AppState, RunRequest};
@@ -59,7 +60,7 @@ pub async fn credentials_resolve(
             "credential.resolve",
             Some(r.provider.clone()),
             Some(r.connection.clone()),
-            Some(caller.0),
+            Some(caller.did),
             "ok",
             json!({"host": host}),
         )
@@ -87,6 +88,25 @@ pub async fn proxy_runs_create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<RunCreate>,
 ) -> ApiResult<Json<api::RunCreated>> {
+    // Connections chosen for a member from its grants are not checked
+    // here: one that does not exist fails closed at its first request, and
+    // does not stop the run's other providers.
+    let mut picked = std::collections::BTreeMap::new();
+    let (member, only) = if caller.is_admin() {
+        (None, None)
+    } else {
+        match authorize_run(&state, &caller.did, &req.connections, &mut picked) {
+            Ok(only) => (Some(caller.did.clone()), Some(only)),
+            Err((p, c, e)) => {
+                let mut change = Change::of("proxy.run.start", &p, Some(&c))
+                    .by(Some(caller.did.clone()))
+                    .scope(Scope::Nothing);
+                change.note("code", "not_granted");
+                state.logins.record(change, "refused").await;
+                return Err(e);
+            }
+        }
+    };
     let wanted = req.connections.clone();
     state
         .read(move |svc| {
@@ -114,12 +134,14 @@ pub async fn proxy_runs_create(
         .runs
         .start(RunRequest {
             command: command.clone(),
-            connections: req.connections,
+            connections: req.connections.into_iter().chain(picked).collect(),
             deny_unknown: req.deny_unknown,
             client_pid: req.pid,
             sandbox: req.sandbox,
             allow_localhost: req.allow_localhost,
             redact: req.redact,
+            member,
+            only,
         })
         .await
         .map_err(ApiError::from)?;
@@ -152,7 +174,7 @@ pub async fn proxy_runs_create(
             "proxy.run.start",
             None,
             None,
-            Some(caller.0),
+            Some(caller.did),
             "ok",
             json!({"run": started.id, "providers": started.providers, "deny_unknown": req.deny_unknown, "redact": req.redact, "command": crate::daemon::command::display(&command)}),
         )
@@ -174,11 +196,79 @@ pub async fn proxy_runs_create(
     }))
 }
 
-/// `GET /api/proxy/runs`: open runs (no tokens).
-pub async fn proxy_runs_list(State(state): State<AppState>) -> ApiResult<Json<api::RunList>> {
-    Ok(Json(api::RunList {
-        runs: state.runs.list(),
-    }))
+/// A member's run: every connection it asks for must be granted to it
+/// (else 403 `not_granted`, naming the first that is not). Where its
+/// grants of a provider name connections (no `*`) and it asked for none,
+/// the first granted one is chosen, never the provider's default. Returns
+/// the providers the run may use.
+fn authorize_run(
+    state: &AppState,
+    did: &str,
+    connections: &std::collections::BTreeMap<String, String>,
+    picked: &mut std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeSet<String>, (String, String, ApiError)> {
+    let roster = state.team.roster();
+    for (p, c) in connections.iter() {
+        if !roster.may_use(did, p, c) {
+            return Err((
+                p.clone(),
+                c.clone(),
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "not_granted",
+                    format!("{p}/{c} is not granted to this team member"),
+                )
+                .with_hint(format!("ask an admin: authsome team grant {did} {p}/{c}")),
+            ));
+        }
+    }
+    let mut only = std::collections::BTreeSet::new();
+    for g in roster.grants_of(did) {
+        only.insert(g.provider.clone());
+    }
+    for p in &only {
+        let grants: Vec<&str> = roster
+            .grants_of(did)
+            .filter(|g| &g.provider == p)
+            .map(|g| g.connection.as_str())
+            .collect();
+        if !connections.contains_key(p)
+            && !grants.contains(&crate::team::ANY_CONNECTION)
+            && let Some(first) = grants.iter().min()
+        {
+            picked.insert(p.clone(), first.to_string());
+        }
+    }
+    Ok(only)
+}
+
+/// True when `caller` may see run `id` (its own, or any for an admin).
+fn sees_run(state: &AppState, caller: &Caller, id: &str) -> bool {
+    match state.runs.member_of(id) {
+        None => false,
+        Some(_) if caller.is_admin() => true,
+        Some(m) => m.as_deref() == Some(caller.did.as_str()),
+    }
+}
+
+fn no_run(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+        format!("no run `{id}` (it may have ended already)"),
+    )
+}
+
+/// `GET /api/proxy/runs`: open runs (no tokens); a member's own only.
+pub async fn proxy_runs_list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<api::RunList>> {
+    let mut runs = state.runs.list();
+    if !caller.is_admin() {
+        runs.retain(|r| sees_run(&state, &caller, &r.id));
+    }
+    Ok(Json(api::RunList { runs }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,9 +280,17 @@ pub struct RefusalsQuery {
 /// `GET /api/proxy/runs/{id}/refusals?after=N`: the run's latest refusals.
 pub async fn proxy_runs_refusals(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<RefusalsQuery>,
 ) -> ApiResult<Json<api::RunRefusals>> {
+    if !caller.is_admin() && !sees_run(&state, &caller, &id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run `{id}`"),
+        ));
+    }
     match state.runs.refusals(&id, q.after) {
         Some((list, last)) => Ok(Json(api::RunRefusals {
             refusals: list
@@ -212,8 +310,12 @@ pub async fn proxy_runs_refusals(
 /// `DELETE /api/proxy/runs/{id}`: closes a run's listener.
 pub async fn proxy_runs_end(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::RunEnded>> {
+    if !caller.is_admin() && !sees_run(&state, &caller, &id) {
+        return Err(no_run(&id));
+    }
     if state.runs.end(&id).await {
         Ok(Json(api::RunEnded {
             status: "ended".into(),

@@ -3,10 +3,11 @@
 //! pool, answer.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 
 use crate::api;
+use crate::daemon::Caller;
 use crate::daemon::error::{ApiError, ApiResult};
 use crate::daemon::state::AppState;
 use crate::request_log::{DEFAULT_LIMIT, Filter, StatusFilter};
@@ -40,8 +41,11 @@ fn text(v: Option<String>) -> Option<String> {
 }
 
 /// `GET /api/requests?after=&run=&provider=&status=&limit=`.
+///
+/// A team member sees the entries of its own open runs only.
 pub async fn requests_list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<RequestsQuery>,
 ) -> ApiResult<Json<api::RequestList>> {
     let status = match text(q.status) {
@@ -55,8 +59,28 @@ pub async fn requests_list(
         status,
         limit: number("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_LIMIT),
     };
+    let own: Option<Vec<String>> = (!caller.is_admin()).then(|| {
+        state
+            .runs
+            .list()
+            .into_iter()
+            .filter(|r| {
+                state.runs.member_of(&r.id).flatten().as_deref() == Some(caller.did.as_str())
+            })
+            .map(|r| r.id)
+            .collect()
+    });
+    if let (Some(own), Some(run)) = (&own, &filter.run)
+        && !own.iter().any(|id| id.starts_with(run.as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run `{run}` of yours"),
+        ));
+    }
     let log = state.requests.clone();
-    let (entries, last) = tokio::task::spawn_blocking(move || log.query(&filter))
+    let (mut entries, last) = tokio::task::spawn_blocking(move || log.query(&filter))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "request log task failed");
@@ -66,6 +90,9 @@ pub async fn requests_list(
                 "internal error; see the daemon log",
             )
         })??;
+    if let Some(own) = &own {
+        entries.retain(|e| e.run.as_ref().is_some_and(|r| own.contains(r)));
+    }
     Ok(Json(api::RequestList {
         entries,
         last,

@@ -97,7 +97,7 @@ pub async fn links_create(
             "dashboard_link",
             None,
             None,
-            Some(caller.0),
+            Some(caller.did),
             "ok",
             serde_json::json!({}),
         )
