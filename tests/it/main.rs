@@ -26,4 +26,5 @@ mod proxy_system;
 mod readme;
 mod redaction;
 mod sandbox;
+mod team_server;
 mod vault_tamper;
