@@ -161,6 +161,13 @@ impl Client {
         &self.base
     }
 
+    /// True when this client talks to a team server (an `https://` base URL).
+    pub fn is_team_server(&self) -> bool {
+        self.base
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
     /// `GET path`, its answer read as `T` (one of the [`api`] bodies).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send("GET", path, None)

@@ -162,6 +162,18 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ));
     }
     let client = ctx.client()?;
+    if client.is_team_server() {
+        // The run's proxy listener would be on the server's loopback, out of
+        // this machine's reach (issue #16: remote runs are not built yet).
+        return Err(crate::Error::Unsupported {
+            message: format!(
+                "`authsome run` against a team server ({}) is not supported yet",
+                client.base_url()
+            ),
+            hint: Some("run it on a machine with its own daemon (unset AUTHSOME_BASE_URL)".into()),
+        }
+        .into());
+    }
     let started: RunCreated = client.post(
         "/api/proxy/runs",
         &RunCreate {

@@ -279,6 +279,31 @@ fn a_member_cli_uses_the_team_server_over_tls() {
         .run()
         .success()
         .stdout_has("ahrefs");
+    // A remote run is not built yet: refused before anything starts.
+    server
+        .member_cmd(&member, ["run", "--", "true"])
+        .run()
+        .code(7)
+        .stderr_has("team server");
+    let auth = pop::authorization(
+        &server.identity(),
+        "GET",
+        "/api/proxy/runs",
+        b"",
+        now_unix(),
+    );
+    let (st, _, body) = crate::common::http(
+        "GET",
+        &format!("{}/api/proxy/runs", server.home.daemon_url()),
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        json(&body)["runs"],
+        serde_json::json!([]),
+        "no run was opened"
+    );
 }
 
 #[test]
