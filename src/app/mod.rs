@@ -25,6 +25,7 @@ pub mod client_check;
 pub mod handoff;
 pub mod health;
 pub mod oauth_http;
+pub mod proxy_mux;
 pub mod runs;
 
 use crate::auth_flow::logins::Logins;
@@ -344,6 +345,9 @@ pub struct RemoteListen {
     /// The certificate chain and key; `None` only on a loopback address
     /// (behind a TLS-terminating proxy on the same machine: the CLI checks).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--proxy-listen ADDR:PORT`: the proxy listener remote runs use
+    /// (same TLS), advertised as the base URL's host with this port.
+    pub proxy: Option<SocketAddr>,
 }
 
 /// The `Host` values the remote listener accepts: the authority of
@@ -422,11 +426,28 @@ struct RemotePlan {
     tls: Option<Arc<rustls::ServerConfig>>,
     hosts: Vec<String>,
     base_url: String,
+    proxy: Option<SocketAddr>,
+}
+
+impl RemotePlan {
+    /// `HOST:PORT` remote runs reach the proxy listener at: the base URL's
+    /// host with the `--proxy-listen` port.
+    fn remote_proxy(&self) -> Option<String> {
+        let port = self.proxy?.port();
+        let first = self.hosts.first()?;
+        let host = if self.hosts.len() == 2 {
+            first.as_str()
+        } else {
+            first.rsplit_once(':').map_or(first.as_str(), |(h, _)| h)
+        };
+        Some(format!("{host}:{port}"))
+    }
 }
 
 /// The remote listener, bound and ready to serve.
 struct Remote {
     listener: TcpListener,
+    proxy: Option<TcpListener>,
     plan: RemotePlan,
 }
 
@@ -444,30 +465,53 @@ fn check_remote(config: &Config, listen: &RemoteListen) -> anyhow::Result<Remote
             .into());
         }
     };
+    if let Some(p) = listen.proxy
+        && !p.ip().is_loopback()
+        && tls.is_none()
+    {
+        return Err(Error::invalid(
+            format!("--proxy-listen {p} without TLS"),
+            Some("add --tls-cert PEM --tls-key PEM".into()),
+        )
+        .into());
+    }
     Ok(RemotePlan {
         addr: listen.addr,
         tls,
         hosts,
         base_url: config.server_base_url.clone().unwrap_or_default(),
+        proxy: listen.proxy,
     })
 }
 
-async fn bind_remote(plan: RemotePlan) -> anyhow::Result<Remote> {
-    let addr = plan.addr;
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
+async fn bind_one(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             Error::invalid(
-                format!("--listen {addr}: the address is already in use"),
+                format!("{flag} {addr}: the address is already in use"),
                 Some(format!(
                     "find the program with `lsof -i :{}`, or choose another port",
                     addr.port()
                 )),
             )
+            .into()
         } else {
-            Error::io(format!("cannot listen on {addr}"), e)
+            Error::io(format!("cannot listen on {addr}"), e).into()
         }
-    })?;
-    Ok(Remote { listener, plan })
+    })
+}
+
+async fn bind_remote(plan: RemotePlan) -> anyhow::Result<Remote> {
+    let listener = bind_one("--listen", plan.addr).await?;
+    let proxy = match plan.proxy {
+        Some(p) => Some(bind_one("--proxy-listen", p).await?),
+        None => None,
+    };
+    Ok(Remote {
+        listener,
+        proxy,
+        plan,
+    })
 }
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
@@ -624,6 +668,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
         protect: protected_paths(config, home.root(), svc.key_source().id()),
         request_log: requests.clone(),
+        remote_proxy: remote.as_ref().and_then(|r| r.plan.remote_proxy()),
     }));
     let handoff = handoff::bind(home.root()).with_context(|| {
         format!(
@@ -692,6 +737,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     let remote_task = remote.map(|r| {
         let Remote {
             listener: tcp,
+            proxy,
             plan,
         } = r;
         let info = DaemonInfo {
@@ -713,14 +759,33 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
             tls = plan.tls.is_some(),
             "team server listening"
         );
+        let (proxy_stop, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(p) = proxy {
+            tracing::info!(listen = ?p.local_addr().ok(), advertised = ?plan.remote_proxy(), "team proxy listening");
+            let (runs, tls) = (runs.clone(), plan.tls.clone());
+            let stop = async move {
+                proxy_stopped.await.ok();
+            };
+            tokio::spawn(async move {
+                match tls {
+                    Some(cfg) => {
+                        let l = daemon::tls::TlsListener::new(p, cfg);
+                        proxy_mux::serve(l, runs, stop).await;
+                    }
+                    None => proxy_mux::serve(p, runs, stop).await,
+                }
+            });
+        }
         tokio::spawn(async move {
-            match plan.tls {
+            let r = match plan.tls {
                 Some(cfg) => {
                     let l = daemon::tls::TlsListener::new(tcp, cfg);
                     daemon::tls::serve_remote(l, remote_state, stop).await
                 }
                 None => daemon::tls::serve_remote(tcp, remote_state, stop).await,
-            }
+            };
+            proxy_stop.send(()).ok();
+            r
         })
     });
     let result = daemon::serve(listener, state, shutdown_signal()).await;

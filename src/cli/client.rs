@@ -70,6 +70,16 @@ pub struct Client {
     identity: Identity,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
+    /// For a team server: how its listeners are reached.
+    team: Option<TeamLink>,
+}
+
+/// How a team server is reached: the TLS it is trusted with and the
+/// `AUTHSOME_RESOLVE` overrides.
+#[derive(Clone)]
+struct TeamLink {
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Client {
@@ -82,13 +92,18 @@ impl Client {
         };
         if let Some(t) = target.as_ref().filter(|t| t.https) {
             let rt = runtime()?;
-            let http = team_http(Duration::from_secs(30), t, &ctx.config.resolve)?;
+            let tls = std::sync::Arc::new(team_tls(team_ca_file().as_deref())?);
+            let http = team_http(Duration::from_secs(30), t, &ctx.config.resolve, &tls)?;
             check_team_server(&rt, &http, &t.url)?;
             return Ok(Client {
                 base: t.url.clone(),
                 identity: Identity::load_or_create(&home)?,
                 http,
                 rt,
+                team: Some(TeamLink {
+                    tls,
+                    resolve: ctx.config.resolve.clone(),
+                }),
             });
         }
         let (rt, http) = rt_http(Duration::from_secs(30))?;
@@ -122,6 +137,7 @@ impl Client {
             identity,
             http,
             rt,
+            team: None,
         };
         if ctx.config.base_url.is_none()
             && let Some(differ) = client.settings_differ()
@@ -163,9 +179,105 @@ impl Client {
 
     /// True when this client talks to a team server (an `https://` base URL).
     pub fn is_team_server(&self) -> bool {
-        self.base
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        self.team.is_some()
+    }
+
+    /// Opens a relay on `127.0.0.1:0` that carries each connection, over
+    /// TLS, to the team server's proxy listener at `remote` (`HOST:PORT`):
+    /// the child of a remote `authsome run` talks plain HTTP to the relay
+    /// as to a local run's proxy. It runs on its own thread until dropped.
+    pub fn relay(&self, remote: &str) -> anyhow::Result<Relay> {
+        let Some(team) = self.team.clone() else {
+            anyhow::bail!("a relay is only for a team server");
+        };
+        let bad = || {
+            crate::Error::invalid(
+                format!(
+                    "the team server advertised a proxy address `{remote}` that is not HOST:PORT"
+                ),
+                Some("check its AUTHSOME_SERVER_BASE_URL and --proxy-listen".into()),
+            )
+        };
+        let (host, port) = remote.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_e| bad())?;
+        let host = host.to_ascii_lowercase();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls_pki_types::ServerName::try_from(bare.clone())
+            .map_err(|_e| bad())?
+            .to_owned();
+        let pinned = team
+            .resolve
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, ip)| std::net::SocketAddr::new(*ip, port));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .context("cannot open the relay's loopback port")?;
+        listener
+            .set_nonblocking(true)
+            .context("cannot configure the relay's port")?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the relay's port")?
+            .port();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("authsome-relay".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let connector = tokio_rustls::TlsConnector::from(team.tls);
+                    loop {
+                        let (mut inner, _) = tokio::select! {
+                            _ = &mut stopped => return,
+                            a = listener.accept() => match a {
+                                Ok(a) => a,
+                                Err(_e) => continue,
+                            },
+                        };
+                        let (connector, name, bare) =
+                            (connector.clone(), name.clone(), bare.clone());
+                        tokio::spawn(async move {
+                            let tcp = match pinned {
+                                Some(a) => tokio::net::TcpStream::connect(a).await,
+                                None => tokio::net::TcpStream::connect((bare.as_str(), port)).await,
+                            };
+                            let Ok(tcp) = tcp else {
+                                tracing::warn!("cannot reach the team server's proxy listener");
+                                return;
+                            };
+                            tcp.set_nodelay(true).ok();
+                            inner.set_nodelay(true).ok();
+                            match connector.connect(name, tcp).await {
+                                Ok(mut outer) => {
+                                    tokio::io::copy_bidirectional(&mut inner, &mut outer)
+                                        .await
+                                        .ok();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "TLS to the team server's proxy listener failed");
+                                }
+                            }
+                        });
+                    }
+                });
+            })
+            .context("cannot start the relay")?;
+        Ok(Relay {
+            port: local,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// `GET path`, its answer read as `T` (one of the [`api`] bodies).
@@ -249,6 +361,25 @@ impl Client {
             }
             .into())
         })
+    }
+}
+
+/// A remote run's local relay ([`Client::relay`]); closed when dropped.
+pub struct Relay {
+    /// Its loopback port.
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
     }
 }
 
@@ -385,24 +516,29 @@ fn team_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientC
     Ok(cfg)
 }
 
+/// `AUTHSOME_TEAM_CA_FILE`, when set.
+fn team_ca_file() -> Option<std::path::PathBuf> {
+    use crate::config::{Env, ProcessEnv};
+    ProcessEnv
+        .var(crate::config::ENV_TEAM_CA_FILE)
+        .filter(|v| !v.trim().is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 /// An HTTP client for a team server at `t` (https): no proxy, the team's
 /// roots, and `AUTHSOME_RESOLVE`'s address for its host when it names one.
 fn team_http(
     timeout: Duration,
     t: &Target,
     resolve: &[(String, std::net::IpAddr)],
+    tls: &rustls::ClientConfig,
 ) -> anyhow::Result<reqwest::Client> {
-    use crate::config::{Env, ProcessEnv};
-    let ca = ProcessEnv
-        .var(crate::config::ENV_TEAM_CA_FILE)
-        .filter(|v| !v.trim().is_empty())
-        .map(std::path::PathBuf::from);
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(1)
-        .tls_backend_preconfigured(team_tls(ca.as_deref())?);
+        .tls_backend_preconfigured(tls.clone());
     if let Some((_, ip)) = resolve.iter().find(|(h, _)| *h == t.host) {
         // Port 0: the URL's own port is used.
         b = b.resolve(&t.host, std::net::SocketAddr::new(*ip, 0));

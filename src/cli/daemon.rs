@@ -36,6 +36,10 @@ pub enum Command {
         /// The private key of --tls-cert (PEM).
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// With --listen: the proxy listener remote `authsome run`s send
+        /// their child's traffic to (same TLS), e.g. 0.0.0.0:8444.
+        #[arg(long, value_name = "ADDR:PORT", requires = "listen")]
+        proxy_listen: Option<SocketAddr>,
         /// Read the master key from standard input (one line), as the CLI
         /// hands it to a daemon it starts: never through the environment.
         #[arg(long, hide = true)]
@@ -89,6 +93,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             listen,
             tls_cert,
             tls_key,
+            proxy_listen,
             master_key_stdin,
         } => {
             if let Some(h) = host.filter(|h| !h.is_loopback()) {
@@ -108,7 +113,20 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
                 );
                 return Ok(ExitStatus::Usage);
             }
-            let listen = listen.map(|addr| RemoteListen { addr, tls });
+            if let Some(p) = proxy_listen.filter(|p| !p.ip().is_loopback())
+                && tls.is_none()
+            {
+                ctx.printer.error(
+                    &format!("--proxy-listen {p} is not a loopback address and has no TLS"),
+                    Some("add --tls-cert PEM --tls-key PEM"),
+                );
+                return Ok(ExitStatus::Usage);
+            }
+            let listen = listen.map(|addr| RemoteListen {
+                addr,
+                tls,
+                proxy: proxy_listen,
+            });
             let mut config = ctx.config.clone_for_daemon();
             if port.is_some() {
                 config.port = port;

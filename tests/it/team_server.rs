@@ -81,14 +81,19 @@ struct TeamServer {
 
 impl TeamServer {
     fn start() -> TeamServer {
-        let home = TestHome::new();
+        TeamServer::start_with(TestHome::new(), &[], &[])
+    }
+
+    fn start_with(home: TestHome, args: &[&str], env: &[(&str, &str)]) -> TeamServer {
         let certs = Certs::new();
         let port = free_port();
         let child = Command::new(bin())
             .args(["daemon", "serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--tls-cert", &certs.s("cert.pem")])
             .args(["--tls-key", &certs.s("key.pem")])
+            .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AUTHSOME_HOME", &home.home)
             .env("AUTHSOME_PORT", "0")
@@ -497,4 +502,73 @@ fn a_cli_never_sends_pop_over_plain_http_to_another_machine() {
             .stderr_has("https://");
     }
     assert!(h.daemon().is_none());
+}
+
+/// A member's `authsome run` on the team server: the child reaches the
+/// provider through the local relay and the server's proxy listener; the
+/// upstream gets the credential once, the child never sees it, and the run
+/// is gone from the server when `run` returns.
+#[test]
+fn a_member_runs_a_program_through_the_team_servers_proxy() {
+    use crate::common::lab::Lab;
+    // The server's home and upstream, set up as the lab does, through its
+    // own loopback daemon first (then replaced by the team server).
+    let lab = Lab::new();
+    lab.home.stop_daemon();
+    let proxy_port = free_port();
+    let proxy_listen = format!("127.0.0.1:{proxy_port}");
+    let env = Lab::env();
+    let server = TeamServer::start_with(
+        TestHome {
+            dir: tempfile::tempdir().unwrap(),
+            home: lab.home.home.clone(),
+        },
+        &["--proxy-listen", &proxy_listen],
+        &env,
+    );
+    let member = server.member();
+    let url = lab.url("/team");
+    let out = server
+        .member_cmd(
+            &member,
+            ["run", "--", "curl", "-sS", "--max-time", "20", &url],
+        )
+        .env("AUTHSOME_SANDBOX", "auto")
+        .run()
+        .success();
+    assert!(!out.stdout.contains(&lab.key) && !out.stderr.contains(&lab.key));
+    let auths = lab.auths();
+    assert_eq!(
+        auths.last().unwrap(),
+        &vec![format!("Bearer {}", lab.key)],
+        "the upstream got the credential, once: {auths:?}"
+    );
+    // The run ended at the server with `run`.
+    let auth = pop::authorization(
+        &server.identity(),
+        "GET",
+        "/api/proxy/runs",
+        b"",
+        now_unix(),
+    );
+    let (st, _, body) = crate::common::http(
+        "GET",
+        &format!("{}/api/proxy/runs", server.home.daemon_url()),
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["runs"], serde_json::json!([]));
+    // Without a run's token, the proxy listener refuses and dials nothing.
+    let before = lab.up.records().len();
+    let (st, _) = tls_request(
+        proxy_port,
+        &server.certs.path("ca.pem"),
+        "CONNECT",
+        &format!("api.acme.test:{}", lab.up.port),
+        &format!("api.acme.test:{}", lab.up.port),
+        Some("Basic YXV0aHNvbWU6bm90LWEtdG9rZW4="),
+    );
+    assert_eq!(st, 407);
+    assert_eq!(lab.up.records().len(), before);
 }
