@@ -572,3 +572,43 @@ fn a_member_runs_a_program_through_the_team_servers_proxy() {
     assert_eq!(st, 407);
     assert_eq!(lab.up.records().len(), before);
 }
+
+/// A run without a client process on the server (a remote `authsome run`)
+/// ends by itself once nobody polls it: a killed remote CLI leaves no
+/// listener open.
+#[test]
+fn a_run_nobody_polls_ends_after_its_lease() {
+    let server = TeamServer::start();
+    let id = server.identity();
+    let base = server.home.daemon_url();
+    let call = |method: &str, path: &str, body: &[u8]| {
+        let auth = pop::authorization(&id, method, path, body, now_unix());
+        let (st, _, text) = crate::common::http(
+            method,
+            &format!("{base}{path}"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        (st, text)
+    };
+    let (st, body) = call("POST", "/api/proxy/runs", b"{}");
+    assert_eq!(st, 200, "{body}");
+    let run = json(&body)["id"].as_str().unwrap().to_string();
+    let listed = |text: &str| text.contains(&run);
+    let (_, text) = call("GET", "/api/proxy/runs", b"");
+    assert!(listed(&text), "{text}");
+    // The lease is 30 s; listing does not renew it (only the refusals poll does).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (st, text) = call("GET", "/api/proxy/runs", b"");
+        assert_eq!(st, 200);
+        if !listed(&text) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run outlived its lease");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
