@@ -613,6 +613,16 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     }
     let upstream =
         crate::proxy::upstream::Upstream::new(config.upstream_ca_file.as_deref(), &config.resolve)?;
+    // The team server's listeners are authsome's own too: no run's proxy
+    // connects to them (the loop guard; also by this host's own addresses).
+    for l in remote
+        .iter()
+        .flat_map(|r| std::iter::once(&r.listener).chain(r.proxy.as_ref()))
+    {
+        if let Ok(a) = l.local_addr() {
+            upstream.own.add(a);
+        }
+    }
     let tables = {
         let svc = svc.clone();
         Arc::new(

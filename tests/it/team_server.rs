@@ -571,6 +571,23 @@ fn a_member_runs_a_program_through_the_team_servers_proxy() {
     );
     assert_eq!(st, 407);
     assert_eq!(lab.up.records().len(), before);
+    // No run's proxy connects to the team server's own listeners (a loop).
+    let curl = "curl -sS --max-time 10 --noproxy '' -x \"$HTTPS_PROXY\"";
+    let out = lab
+        .run_sh_with(
+            &["--no-sandbox"],
+            &format!(
+                "{curl} http://127.0.0.1:{}/api/health; echo; {curl} http://127.0.0.1:{proxy_port}/; echo",
+                server.port
+            ),
+        )
+        .success();
+    assert_eq!(
+        out.stdout.matches("authsome_loop_refused").count(),
+        2,
+        "{}",
+        out.stdout
+    );
 }
 
 /// A run without a client process on the server (a remote `authsome run`)
