@@ -1087,6 +1087,25 @@ mod tests {
     }
 
     #[test]
+    fn remote_runs_are_told_the_base_urls_host_with_the_proxy_port() {
+        let plan = |base: &str, proxy: Option<&str>| RemotePlan {
+            addr: "0.0.0.0:8443".parse().unwrap(),
+            tls: None,
+            hosts: remote_hosts(Some(base)).unwrap(),
+            base_url: base.into(),
+            proxy: proxy.map(|p| p.parse().unwrap()),
+        };
+        let at = |base: &str, proxy: &str| plan(base, Some(proxy)).remote_proxy().unwrap();
+        assert_eq!(
+            at("https://team.test:8443", "0.0.0.0:8444"),
+            "team.test:8444"
+        );
+        assert_eq!(at("https://team.test", "[::]:9000"), "team.test:9000");
+        assert_eq!(at("https://[fd00::1]:1", "0.0.0.0:2"), "[fd00::1]:2");
+        assert_eq!(plan("https://team.test", None).remote_proxy(), None);
+    }
+
+    #[test]
     fn the_proof_key_never_shows_in_debug() {
         let k = ProofKey(Secret::new("PKCANARY".into()));
         assert!(!format!("{k:?}").contains("PKCANARY"));
