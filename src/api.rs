@@ -595,6 +595,10 @@ pub struct RunCreated {
     pub placeholders: BTreeMap<String, String>,
     /// Paths the run's child must not reach when sandboxed.
     pub protect: Vec<PathBuf>,
+    /// `HOST:PORT` of a team server's proxy listener (TLS): a remote
+    /// `authsome run` relays its child's connections there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_proxy: Option<String>,
 }
 
 /// `POST /api/dashboard/links`: a one-time link that opens the dashboard.
@@ -1287,8 +1291,10 @@ mod tests {
             providers: vec![s("github")],
             placeholders: [(s("GITHUB_TOKEN"), s("authsome-managed"))].into(),
             protect: vec![PathBuf::from("/h")],
+            remote_proxy: None,
         };
         let v = round_trip(&created);
+        assert!(v.get("remote_proxy").is_none(), "absent when local");
         assert_eq!(v["token"], "tok");
         assert_eq!(v["proxy_url"], "http://authsome:tok@127.0.0.1:40000");
         assert_eq!(v["protect"], json!(["/h"]));
@@ -1400,6 +1406,7 @@ mod tests {
                 providers: vec![],
                 placeholders: BTreeMap::new(),
                 protect: vec![],
+                remote_proxy: Some(s("team.test:8444")),
             },
             ProxySystem {
                 listening: true,

@@ -395,6 +395,11 @@ fn absolute(p: PathBuf) -> Result<PathBuf> {
     Ok(cwd.join(p))
 }
 
+/// A PEM file of CA certificates the CLI trusts, besides the system's, for
+/// the team server at an `https://` `AUTHSOME_BASE_URL` (client side; the
+/// server's certificate is `daemon serve --tls-cert`).
+pub const ENV_TEAM_CA_FILE: &str = "AUTHSOME_TEAM_CA_FILE";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod client_check;
 pub mod handoff;
 pub mod health;
 pub mod oauth_http;
+pub mod proxy_mux;
 pub mod runs;
 pub mod sync;
 
@@ -347,6 +348,184 @@ pub fn home_id(home: &Path) -> String {
 pub struct DaemonOptions {
     /// Bind address; default 127.0.0.1. Anything else is a deliberate hosted setup.
     pub host: Option<IpAddr>,
+    /// `--listen`: the team server's remote listener, beside the loopback one.
+    pub listen: Option<RemoteListen>,
+}
+
+/// `--listen ADDR:PORT [--tls-cert PEM --tls-key PEM]`.
+#[derive(Debug, Clone)]
+pub struct RemoteListen {
+    pub addr: SocketAddr,
+    /// The certificate chain and key; `None` only on a loopback address
+    /// (behind a TLS-terminating proxy on the same machine: the CLI checks).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--proxy-listen ADDR:PORT`: the proxy listener remote runs use
+    /// (same TLS), advertised as the base URL's host with this port.
+    pub proxy: Option<SocketAddr>,
+}
+
+/// The `Host` values the remote listener accepts: the authority of
+/// `AUTHSOME_SERVER_BASE_URL`, which must be an `https://` URL without a
+/// path (PoP tokens sign the path only, and members' CLIs talk to the root).
+/// With port 443 (said or implied), both `host` and `host:443`.
+pub fn remote_hosts(server_base_url: Option<&str>) -> crate::Result<Vec<String>> {
+    let example = "e.g. AUTHSOME_SERVER_BASE_URL=https://team.example.com:8443, the URL members set as AUTHSOME_BASE_URL";
+    let Some(url) = server_base_url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Err(Error::invalid(
+            "--listen needs AUTHSOME_SERVER_BASE_URL: its host name is the only Host the remote listener answers",
+            Some(format!("set it ({example})")),
+        ));
+    };
+    let Some(rest) = url
+        .get(..8)
+        .filter(|s| s.eq_ignore_ascii_case("https://"))
+        .map(|_| &url[8..])
+    else {
+        return Err(Error::invalid(
+            format!("AUTHSOME_SERVER_BASE_URL={url} is not an https:// URL"),
+            Some(format!(
+                "members' PoP tokens and exported credentials never travel in plaintext: use https:// ({example})"
+            )),
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains(['/', '?', '#']) {
+        return Err(Error::invalid(
+            format!("AUTHSOME_SERVER_BASE_URL={url} has a path"),
+            Some("the API is served at the root: give only https://HOST[:PORT]".into()),
+        ));
+    }
+    if rest.contains('@') || rest.is_empty() {
+        return Err(Error::invalid(
+            format!("AUTHSOME_SERVER_BASE_URL={url} is not https://HOST[:PORT]"),
+            Some(example.into()),
+        ));
+    }
+    let authority = rest.to_ascii_lowercase();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':').unwrap_or(p)),
+            None => (authority.clone(), "?"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (authority.clone(), ""),
+        },
+    };
+    let port: u16 = match port {
+        "" => 443,
+        p => p.parse().map_err(|_e| {
+            Error::invalid(
+                format!("AUTHSOME_SERVER_BASE_URL={url} has no valid port"),
+                Some(example.into()),
+            )
+        })?,
+    };
+    if host.is_empty() || host == "[]" || host.contains(['[', ']']) && !host.starts_with('[') {
+        return Err(Error::invalid(
+            format!("AUTHSOME_SERVER_BASE_URL={url} has no host"),
+            Some(example.into()),
+        ));
+    }
+    Ok(if port == 443 {
+        vec![host.clone(), format!("{host}:443")]
+    } else {
+        vec![format!("{host}:{port}")]
+    })
+}
+
+/// The remote listener's settings, checked.
+struct RemotePlan {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    hosts: Vec<String>,
+    base_url: String,
+    proxy: Option<SocketAddr>,
+}
+
+impl RemotePlan {
+    /// `HOST:PORT` remote runs reach the proxy listener at: the base URL's
+    /// host with the `--proxy-listen` port.
+    fn remote_proxy(&self) -> Option<String> {
+        let port = self.proxy?.port();
+        let first = self.hosts.first()?;
+        let host = if self.hosts.len() == 2 {
+            first.as_str()
+        } else {
+            first.rsplit_once(':').map_or(first.as_str(), |(h, _)| h)
+        };
+        Some(format!("{host}:{port}"))
+    }
+}
+
+/// The remote listener, bound and ready to serve.
+struct Remote {
+    listener: TcpListener,
+    proxy: Option<TcpListener>,
+    plan: RemotePlan,
+}
+
+/// Checks `--listen`'s settings (before anything is opened or written).
+fn check_remote(config: &Config, listen: &RemoteListen) -> anyhow::Result<RemotePlan> {
+    let hosts = remote_hosts(config.server_base_url.as_deref())?;
+    let tls = match &listen.tls {
+        Some((cert, key)) => Some(daemon::tls::server_config(cert, key)?),
+        None if listen.addr.ip().is_loopback() => None,
+        None => {
+            return Err(Error::invalid(
+                format!("--listen {} without TLS", listen.addr),
+                Some("add --tls-cert PEM --tls-key PEM".into()),
+            )
+            .into());
+        }
+    };
+    if let Some(p) = listen.proxy
+        && !p.ip().is_loopback()
+        && tls.is_none()
+    {
+        return Err(Error::invalid(
+            format!("--proxy-listen {p} without TLS"),
+            Some("add --tls-cert PEM --tls-key PEM".into()),
+        )
+        .into());
+    }
+    Ok(RemotePlan {
+        addr: listen.addr,
+        tls,
+        hosts,
+        base_url: config.server_base_url.clone().unwrap_or_default(),
+        proxy: listen.proxy,
+    })
+}
+
+async fn bind_one(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::invalid(
+                format!("{flag} {addr}: the address is already in use"),
+                Some(format!(
+                    "find the program with `lsof -i :{}`, or choose another port",
+                    addr.port()
+                )),
+            )
+            .into()
+        } else {
+            Error::io(format!("cannot listen on {addr}"), e).into()
+        }
+    })
+}
+
+async fn bind_remote(plan: RemotePlan) -> anyhow::Result<Remote> {
+    let listener = bind_one("--listen", plan.addr).await?;
+    let proxy = match plan.proxy {
+        Some(p) => Some(bind_one("--proxy-listen", p).await?),
+        None => None,
+    };
+    Ok(Remote {
+        listener,
+        proxy,
+        plan,
+    })
 }
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
@@ -376,6 +555,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     // PoP tokens issued before this instant are refused (the replay set of
     // an earlier daemon is gone).
     let not_before = i64::try_from(crate::pop::now_millis()).unwrap_or(i64::MAX);
+    let remote = match &opts.listen {
+        Some(l) => Some(check_remote(config, l)?),
+        None => None,
+    };
     let home = Home::new(&config.home);
     home.ensure()?;
     let svc = {
@@ -407,6 +590,10 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         home.root(),
     )
     .await?;
+    let remote = match remote {
+        Some(plan) => Some(bind_remote(plan).await?),
+        None => None,
+    };
     let proof_key = {
         let mut b = [0u8; 32];
         crate::secret::fill_random(&mut b)?;
@@ -441,6 +628,16 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     }
     let upstream =
         crate::proxy::upstream::Upstream::new(config.upstream_ca_file.as_deref(), &config.resolve)?;
+    // The team server's listeners are authsome's own too: no run's proxy
+    // connects to them (the loop guard; also by this host's own addresses).
+    for l in remote
+        .iter()
+        .flat_map(|r| std::iter::once(&r.listener).chain(r.proxy.as_ref()))
+    {
+        if let Ok(a) = l.local_addr() {
+            upstream.own.add(a);
+        }
+    }
     let tables = {
         let svc = svc.clone();
         Arc::new(
@@ -497,6 +694,7 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         workers: crate::proxy::Workers::start(config.proxy_threads)?,
         protect: protected_paths(config, home.root(), svc.key_source().id()),
         request_log: requests.clone(),
+        remote_proxy: remote.as_ref().and_then(|r| r.plan.remote_proxy()),
     }));
     runs_cell.set(Arc::downgrade(&runs)).ok();
     let handoff = handoff::bind(home.root()).with_context(|| {
@@ -513,7 +711,13 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
         version: env!("CARGO_PKG_VERSION").into(),
         home: home.root().to_path_buf(),
         home_id: id.clone(),
-        base_url: base_url.clone(),
+        // With a remote listener, the advertised URL is that listener's; the
+        // loopback one (the dashboard's links) keeps its own address.
+        base_url: if remote.is_some() {
+            format!("http://127.0.0.1:{port}")
+        } else {
+            base_url.clone()
+        },
         allowed_hosts,
         key_source_id: svc.key_source().id(),
         key_source: svc.key_source().describe(),
@@ -585,7 +789,70 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     };
     write_daemon_file(home.root(), &file)?;
     tracing::info!(%addr, url = %base_url, pid = file.pid, "daemon listening");
+    let (remote_stop, remote_stopped) = tokio::sync::oneshot::channel::<()>();
+    let remote_task = remote.map(|r| {
+        let Remote {
+            listener: tcp,
+            proxy,
+            plan,
+        } = r;
+        let info = DaemonInfo {
+            base_url: plan.base_url.clone(),
+            allowed_hosts: plan.hosts.clone(),
+            ..(*state.info).clone()
+        };
+        let remote_state = AppState {
+            info: Arc::new(info),
+            ..state.clone()
+        };
+        let stop = async move {
+            remote_stopped.await.ok();
+        };
+        tracing::info!(
+            listen = %plan.addr,
+            url = %plan.base_url,
+            hosts = ?plan.hosts,
+            tls = plan.tls.is_some(),
+            "team server listening"
+        );
+        let (proxy_stop, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(p) = proxy {
+            tracing::info!(listen = ?p.local_addr().ok(), advertised = ?plan.remote_proxy(), "team proxy listening");
+            let (runs, tls) = (runs.clone(), plan.tls.clone());
+            let stop = async move {
+                proxy_stopped.await.ok();
+            };
+            tokio::spawn(async move {
+                match tls {
+                    Some(cfg) => {
+                        let l = daemon::tls::TlsListener::new(p, cfg);
+                        proxy_mux::serve(l, runs, stop).await;
+                    }
+                    None => proxy_mux::serve(p, runs, stop).await,
+                }
+            });
+        }
+        tokio::spawn(async move {
+            let r = match plan.tls {
+                Some(cfg) => {
+                    let l = daemon::tls::TlsListener::new(tcp, cfg);
+                    daemon::tls::serve_remote(l, remote_state, stop).await
+                }
+                None => daemon::tls::serve_remote(tcp, remote_state, stop).await,
+            };
+            proxy_stop.send(()).ok();
+            r
+        })
+    });
     let result = daemon::serve(listener, state, shutdown_signal()).await;
+    remote_stop.send(()).ok();
+    if let Some(mut task) = remote_task
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+    {
+        task.abort();
+    }
     handoff_stop.send(()).ok();
     std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
@@ -763,11 +1030,28 @@ fn port_error(port: u16, e: std::io::Error, forced: bool) -> Error {
     }
 }
 
+/// An HTTP client builder for the daemon's own loopback URL: no proxy, and
+/// TLS preconfigured with no roots, so building a client reads no
+/// certificate store (and no `https://` URL can succeed through it). The
+/// CLI's client for a team server brings its own roots (`cli::client`).
+pub fn loopback_http() -> crate::Result<reqwest::ClientBuilder> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::invalid(format!("cannot configure TLS: {e}"), None))?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(tls))
+}
+
 /// Asks whatever listens on `port` whether it is an authsome daemon
 /// (`None`: it is not) and whether it is this home's (it proves it holds
 /// the key in this home's `daemon.json`).
 async fn probe(port: u16, home: &Path) -> Option<bool> {
-    let client = reqwest::Client::builder().no_proxy().build().ok()?;
+    let client = loopback_http().ok()?.build().ok()?;
     health(&client, &format!("http://127.0.0.1:{port}")).await?;
     Some(match read_daemon_file(home).filter(|f| f.port == port) {
         Some(f) => matches!(identify(&client, &f).await, Found::Ours(_)),
@@ -777,7 +1061,7 @@ async fn probe(port: u16, home: &Path) -> Option<bool> {
 
 /// True when the daemon `file` names answers and proves it wrote `file`.
 async fn is_ours(file: &DaemonFile) -> bool {
-    let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+    let Some(client) = loopback_http().ok().and_then(|b| b.build().ok()) else {
         return false;
     };
     matches!(identify(&client, file).await, Found::Ours(_))
@@ -843,6 +1127,53 @@ mod tests {
             got[1].2,
             serde_json::json!({"host": "api.github.com", "placeholder_of": "openai", "location": "query", "refused": true, "run": "abcd"})
         );
+    }
+
+    #[test]
+    fn the_remote_hosts_are_the_server_base_urls_authority() {
+        let ok = |u: &str| remote_hosts(Some(u)).unwrap();
+        assert_eq!(ok("https://Team.Test:8443"), vec!["team.test:8443"]);
+        assert_eq!(ok("https://team.test"), vec!["team.test", "team.test:443"]);
+        assert_eq!(
+            ok("https://team.test:443/"),
+            vec!["team.test", "team.test:443"]
+        );
+        assert_eq!(ok("HTTPS://[::1]:9443"), vec!["[::1]:9443"]);
+        assert_eq!(ok("https://[fd00::1]"), vec!["[fd00::1]", "[fd00::1]:443"]);
+        let bad = |u: Option<&str>, says: &str| {
+            let e = remote_hosts(u).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(says), "{u:?}: {e}");
+            assert!(e.hint().is_some());
+        };
+        bad(None, "needs AUTHSOME_SERVER_BASE_URL");
+        bad(Some(" "), "needs AUTHSOME_SERVER_BASE_URL");
+        bad(Some("http://team.test:8443"), "not an https:// URL");
+        bad(Some("team.test:8443"), "not an https:// URL");
+        bad(Some("https://team.test:8443/authsome"), "has a path");
+        bad(Some("https://team.test:8443?x=1"), "has a path");
+        bad(Some("https://u:p@team.test"), "not https://HOST[:PORT]");
+        bad(Some("https://team.test:port"), "no valid port");
+        bad(Some("https://:8443"), "no host");
+    }
+
+    #[test]
+    fn remote_runs_are_told_the_base_urls_host_with_the_proxy_port() {
+        let plan = |base: &str, proxy: Option<&str>| RemotePlan {
+            addr: "0.0.0.0:8443".parse().unwrap(),
+            tls: None,
+            hosts: remote_hosts(Some(base)).unwrap(),
+            base_url: base.into(),
+            proxy: proxy.map(|p| p.parse().unwrap()),
+        };
+        let at = |base: &str, proxy: &str| plan(base, Some(proxy)).remote_proxy().unwrap();
+        assert_eq!(
+            at("https://team.test:8443", "0.0.0.0:8444"),
+            "team.test:8444"
+        );
+        assert_eq!(at("https://team.test", "[::]:9000"), "team.test:9000");
+        assert_eq!(at("https://[fd00::1]:1", "0.0.0.0:2"), "[fd00::1]:2");
+        assert_eq!(plan("https://team.test", None).remote_proxy(), None);
     }
 
     #[test]

@@ -62,7 +62,14 @@ struct RunEntry {
     closed: Vec<tokio::sync::oneshot::Receiver<()>>,
     /// In the loop guard's set while the run exists.
     _own: proxy::upstream::OwnRegistration,
+    /// Last time `authsome run` asked about it (the lease of a run without
+    /// a local client process, see [`LEASE`]).
+    seen: std::time::Instant,
 }
+
+/// How long a run without a local client process (a remote `authsome
+/// run`, which polls its refusals every 500 ms) lives unasked.
+pub const LEASE: Duration = Duration::from_secs(30);
 
 impl RunEntry {
     /// Marks the run ended and closes every listener it has.
@@ -96,6 +103,7 @@ pub struct Runs {
     system: tokio::sync::Mutex<Option<SystemEntry>>,
     workers: Arc<proxy::Workers>,
     protect: Vec<PathBuf>,
+    remote_proxy: Option<String>,
 }
 
 impl std::fmt::Debug for Runs {
@@ -129,6 +137,8 @@ pub struct RunsOptions {
     /// Where every listener records what it handled (`RequestLog::record`
     /// never blocks).
     pub request_log: crate::request_log::RequestLog,
+    /// `HOST:PORT` of the team server's proxy listener, told to every run.
+    pub remote_proxy: Option<String>,
 }
 
 impl Runs {
@@ -150,7 +160,22 @@ impl Runs {
             system: tokio::sync::Mutex::new(None),
             workers: Arc::new(o.workers),
             protect: o.protect,
+            remote_proxy: o.remote_proxy,
         }
+    }
+
+    /// The loopback port of the run whose proxy token is `token` (compared
+    /// in constant time), for the team server's proxy listener.
+    pub fn port_for_token(&self, token: &str) -> Option<u16> {
+        lock(&self.runs)
+            .values()
+            .find(|e| {
+                !e.shared.ended.load(Ordering::Acquire)
+                    && e.shared.token.as_ref().is_some_and(|t| {
+                        crate::secret::ct_eq(t.expose().as_bytes(), token.as_bytes())
+                    })
+            })
+            .map(|e| e.port)
     }
 
     /// Ends run `id` (its listeners are told to close); what to wait on for
@@ -284,8 +309,30 @@ impl Runs {
                 more: Vec::new(),
                 closed: vec![closed_rx],
                 _own: self.upstream.own.register(addr),
+                seen: std::time::Instant::now(),
             },
         );
+        if req.client_pid.is_none() {
+            // No process here to watch: the run lives while it is polled.
+            let runs = self.runs.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let expired = match lock(&runs).get(&id) {
+                        None => return,
+                        Some(e) => e.seen.elapsed() > LEASE,
+                    };
+                    if expired {
+                        tracing::info!(run = %id, "the run was not polled for {} s; closing its proxy", LEASE.as_secs());
+                        if let Some(mut e) = lock(&runs).remove(&id) {
+                            e.close();
+                        }
+                        return;
+                    }
+                }
+            });
+        }
         if let Some(pid) = req.client_pid {
             let runs = self.runs.clone();
             let id = id.clone();
@@ -314,6 +361,7 @@ impl Runs {
             providers,
             protect: self.protect.clone(),
             placeholders,
+            remote_proxy: self.remote_proxy.clone(),
         })
     }
 
@@ -515,9 +563,10 @@ impl ProxyRuns for Runs {
     }
 
     fn refusals(&self, id: &str, after: u64) -> Option<(Vec<(u64, String)>, u64)> {
-        lock(&self.runs)
-            .get(id)
-            .map(|e| e.shared.stats.refusals_after(after))
+        lock(&self.runs).get_mut(id).map(|e| {
+            e.seen = std::time::Instant::now();
+            e.shared.stats.refusals_after(after)
+        })
     }
 
     fn list(&self) -> Vec<api::RunSummary> {

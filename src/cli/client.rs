@@ -70,12 +70,42 @@ pub struct Client {
     identity: Identity,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
+    /// For a team server: how its listeners are reached.
+    team: Option<TeamLink>,
+}
+
+/// How a team server is reached: the TLS it is trusted with and the
+/// `AUTHSOME_RESOLVE` overrides.
+#[derive(Clone)]
+struct TeamLink {
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Client {
     /// Finds this home's daemon, starting it when needed.
     pub fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
         let home = Home::new(&ctx.config.home);
+        let target = match &ctx.config.base_url {
+            Some(url) => Some(Target::parse(url)?),
+            None => None,
+        };
+        if let Some(t) = target.as_ref().filter(|t| t.https) {
+            let rt = runtime()?;
+            let tls = std::sync::Arc::new(team_tls(team_ca_file().as_deref())?);
+            let http = team_http(Duration::from_secs(30), t, &ctx.config.resolve, &tls)?;
+            check_team_server(&rt, &http, &t.url)?;
+            return Ok(Client {
+                base: t.url.clone(),
+                identity: Identity::load_or_create(&home)?,
+                http,
+                rt,
+                team: Some(TeamLink {
+                    tls,
+                    resolve: ctx.config.resolve.clone(),
+                }),
+            });
+        }
         let (rt, http) = rt_http(Duration::from_secs(30))?;
         let base = match &ctx.config.base_url {
             Some(url) => {
@@ -107,6 +137,7 @@ impl Client {
             identity,
             http,
             rt,
+            team: None,
         };
         if ctx.config.base_url.is_none()
             && let Some(differ) = client.settings_differ()
@@ -144,6 +175,109 @@ impl Client {
     /// The daemon's base URL.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// True when this client talks to a team server (an `https://` base URL).
+    pub fn is_team_server(&self) -> bool {
+        self.team.is_some()
+    }
+
+    /// Opens a relay on `127.0.0.1:0` that carries each connection, over
+    /// TLS, to the team server's proxy listener at `remote` (`HOST:PORT`):
+    /// the child of a remote `authsome run` talks plain HTTP to the relay
+    /// as to a local run's proxy. It runs on its own thread until dropped.
+    pub fn relay(&self, remote: &str) -> anyhow::Result<Relay> {
+        let Some(team) = self.team.clone() else {
+            anyhow::bail!("a relay is only for a team server");
+        };
+        let bad = || {
+            crate::Error::invalid(
+                format!(
+                    "the team server advertised a proxy address `{remote}` that is not HOST:PORT"
+                ),
+                Some("check its AUTHSOME_SERVER_BASE_URL and --proxy-listen".into()),
+            )
+        };
+        let (host, port) = remote.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_e| bad())?;
+        let host = host.to_ascii_lowercase();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls_pki_types::ServerName::try_from(bare.clone())
+            .map_err(|_e| bad())?
+            .to_owned();
+        let pinned = team
+            .resolve
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, ip)| std::net::SocketAddr::new(*ip, port));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .context("cannot open the relay's loopback port")?;
+        listener
+            .set_nonblocking(true)
+            .context("cannot configure the relay's port")?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the relay's port")?
+            .port();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("authsome-relay".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let connector = tokio_rustls::TlsConnector::from(team.tls);
+                    loop {
+                        let (mut inner, _) = tokio::select! {
+                            _ = &mut stopped => return,
+                            a = listener.accept() => match a {
+                                Ok(a) => a,
+                                Err(_e) => continue,
+                            },
+                        };
+                        let (connector, name, bare) =
+                            (connector.clone(), name.clone(), bare.clone());
+                        tokio::spawn(async move {
+                            let tcp = match pinned {
+                                Some(a) => tokio::net::TcpStream::connect(a).await,
+                                None => tokio::net::TcpStream::connect((bare.as_str(), port)).await,
+                            };
+                            let Ok(tcp) = tcp else {
+                                tracing::warn!("cannot reach the team server's proxy listener");
+                                return;
+                            };
+                            tcp.set_nodelay(true).ok();
+                            inner.set_nodelay(true).ok();
+                            match connector.connect(name, tcp).await {
+                                Ok(mut outer) => {
+                                    tokio::io::copy_bidirectional(&mut inner, &mut outer)
+                                        .await
+                                        .ok();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "TLS to the team server's proxy listener failed");
+                                }
+                            }
+                        });
+                    }
+                });
+            })
+            .context("cannot start the relay")?;
+        Ok(Relay {
+            port: local,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// `GET path`, its answer read as `T` (one of the [`api`] bodies).
@@ -230,6 +364,25 @@ impl Client {
     }
 }
 
+/// A remote run's local relay ([`Client::relay`]); closed when dropped.
+pub struct Relay {
+    /// Its loopback port.
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+    }
+}
+
 /// A successful answer read as its [`api`] type.
 fn answer<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> anyhow::Result<T> {
     serde_json::from_slice(body).with_context(|| {
@@ -238,32 +391,272 @@ fn answer<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> anyhow:
 }
 
 fn is_loopback(url: &str) -> bool {
-    let host = url
-        .split("://")
-        .nth(1)
-        .unwrap_or("")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("");
-    matches!(host, "127.0.0.1" | "localhost" | "[") || host.starts_with("127.")
+    Target::parse(url).is_ok_and(|t| t.loopback)
+}
+
+/// `AUTHSOME_BASE_URL`, checked: `http://` only to this machine (PoP
+/// tokens and exported credentials never travel in plaintext), `https://`
+/// to a team server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    url: String,
+    https: bool,
+    /// The host as the URL has it, lowercased (`[::1]` for IPv6).
+    host: String,
+    loopback: bool,
+}
+
+impl Target {
+    fn parse(url: &str) -> crate::Result<Target> {
+        let bad = |why: &str| {
+            crate::Error::invalid(
+                format!("AUTHSOME_BASE_URL={url} {why}"),
+                Some("give http://127.0.0.1:PORT for a daemon on this machine, or https://HOST[:PORT] for a team server".into()),
+            )
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("is not a URL"))?;
+        let https = match scheme.to_ascii_lowercase().as_str() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("is neither http:// nor https://")),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(bad("has a user name in it"));
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or("")),
+            None => authority.split(':').next().unwrap_or("").to_string(),
+        }
+        .to_ascii_lowercase();
+        if host.is_empty() || host == "[]" {
+            return Err(bad("has no host"));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = bare.parse::<std::net::IpAddr>().ok();
+        let loopback = host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
+        // 0.0.0.0 and :: reach this machine too: plaintext never leaves it.
+        let local = loopback || ip.is_some_and(|ip| ip.is_unspecified());
+        if !https && !local {
+            return Err(crate::Error::invalid(
+                format!("AUTHSOME_BASE_URL={url} is plain http:// to another machine"),
+                Some("PoP tokens and exported credentials never travel in plaintext: use the team server's https:// URL (it serves with `daemon serve --listen … --tls-cert … --tls-key …`)".into()),
+            ));
+        }
+        Ok(Target {
+            url: url.to_string(),
+            https,
+            host,
+            loopback,
+        })
+    }
 }
 
 pub use crate::app::health;
 
-/// A current-thread runtime and an HTTP client that never uses a proxy
-/// (an `HTTPS_PROXY` pointing at authsome itself must not loop).
-pub fn rt_http(timeout: Duration) -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime for one CLI invocation.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
+        .context("cannot start the async runtime")
+}
+
+/// A current-thread runtime and an HTTP client for this machine's daemon
+/// that never uses a proxy (an `HTTPS_PROXY` pointing at authsome itself
+/// must not loop) and reads no certificate store.
+pub fn rt_http(timeout: Duration) -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
+    let rt = runtime()?;
+    let http = app::loopback_http()?
         .timeout(timeout)
         .pool_max_idle_per_host(1)
         .build()
         .context("cannot build the HTTP client")?;
     Ok((rt, http))
+}
+
+/// The TLS a CLI trusts a team server with: the system's roots and the
+/// certificates in `AUTHSOME_TEAM_CA_FILE`, on aws-lc, ALPN `http/1.1`.
+fn team_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let bad = |e: &dyn std::fmt::Display| {
+            crate::Error::invalid(
+                format!(
+                    "cannot read {} {}: {e}",
+                    crate::config::ENV_TEAM_CA_FILE,
+                    path.display()
+                ),
+                Some("it takes a PEM file with the CA certificate(s) that signed the team server's certificate".into()),
+            )
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(&e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad(&"no CERTIFICATE block in it").into());
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(&e))?;
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("cannot configure TLS")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// `AUTHSOME_TEAM_CA_FILE`, when set.
+fn team_ca_file() -> Option<std::path::PathBuf> {
+    use crate::config::{Env, ProcessEnv};
+    ProcessEnv
+        .var(crate::config::ENV_TEAM_CA_FILE)
+        .filter(|v| !v.trim().is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// An HTTP client for a team server at `t` (https): no proxy, the team's
+/// roots, and `AUTHSOME_RESOLVE`'s address for its host when it names one.
+fn team_http(
+    timeout: Duration,
+    t: &Target,
+    resolve: &[(String, std::net::IpAddr)],
+    tls: &rustls::ClientConfig,
+) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(1)
+        .tls_backend_preconfigured(tls.clone());
+    if let Some((_, ip)) = resolve.iter().find(|(h, _)| *h == t.host) {
+        // Port 0: the URL's own port is used.
+        b = b.resolve(&t.host, std::net::SocketAddr::new(*ip, 0));
+    }
+    b.build().context("cannot build the HTTP client")
+}
+
+/// Asks the team server at `url` for `/api/health`; when it cannot be
+/// reached, says why, and what to set when its certificate is not trusted.
+fn check_team_server(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<()> {
+    let sent = rt.block_on(async {
+        let resp = http.get(format!("{url}/api/health")).send().await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    let (status, body) = match sent {
+        Ok(r) => r,
+        Err(e) => return Err(unreachable_team_server(url, &e).into()),
+    };
+    let health: Option<api::Health> = serde_json::from_slice(&body).ok();
+    match health {
+        Some(h) if status.is_success() && h.service == api::SERVICE => Ok(()),
+        _ if status == reqwest::StatusCode::FORBIDDEN => Err(crate::Error::invalid(
+            format!("the team server at {url} refused this host name (HTTP 403)"),
+            Some("use the URL its admin gave (the server's AUTHSOME_SERVER_BASE_URL) as AUTHSOME_BASE_URL".into()),
+        )
+        .into()),
+        _ => Err(crate::Error::invalid(
+            format!("{url} does not answer like an authsome team server (HTTP {status})"),
+            Some("check AUTHSOME_BASE_URL".into()),
+        )
+        .into()),
+    }
+}
+
+/// Why a team server could not be reached, with the setting that fixes it.
+fn unreachable_team_server(url: &str, e: &reqwest::Error) -> crate::Error {
+    use crate::config::ENV_TEAM_CA_FILE;
+    let text = chain(e);
+    // The rustls error when it can be reached through the chain; its text
+    // otherwise (connectors box it in ways `source` does not always expose).
+    let (cert, name) = match tls_error(e) {
+        Some(rustls::Error::InvalidCertificate(c)) => (
+            true,
+            matches!(
+                c,
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            ),
+        ),
+        _ => (
+            text.contains("invalid peer certificate"),
+            text.contains("NotValidForName"),
+        ),
+    };
+    let detail = text
+        .rsplit(": ")
+        .next()
+        .unwrap_or(text.as_str())
+        .to_string();
+    if cert {
+        return crate::Error::invalid(
+            format!(
+                "the team server at {url} presented a certificate this machine does not trust ({detail})"
+            ),
+            Some(if name {
+                "the certificate is for another name: put the host name it names in AUTHSOME_BASE_URL".into()
+            } else {
+                format!(
+                    "set {ENV_TEAM_CA_FILE} to a PEM file of the CA that signed the team server's certificate (its admin has it)"
+                )
+            }),
+        );
+    }
+    crate::Error::invalid(
+        format!("the team server at {url} is unreachable: {text}"),
+        Some("check the URL and that the server runs `authsome daemon serve --listen`; or unset AUTHSOME_BASE_URL to use a local daemon".into()),
+    )
+}
+
+/// The rustls error under a request error, if there is one.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        // io::Error's `source` skips the error it wraps: look inside.
+        if let Some(t) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its causes on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = err.source();
+    }
+    out
 }
 
 /// This home's running daemon, if `daemon.json` names one that answers.
@@ -531,4 +924,69 @@ pub fn tail_lines(path: &std::path::Path, n: usize) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_plain_http_only_to_this_machine() {
+        let ok = |u: &str| Target::parse(u).unwrap();
+        let t = ok("https://Team.Test:8443");
+        assert!(t.https && !t.loopback);
+        assert_eq!(t.host, "team.test");
+        assert!(ok("http://127.0.0.1:7998").loopback);
+        assert!(ok("http://localhost:7998/").loopback);
+        assert!(ok("http://[::1]:7998").loopback);
+        assert!(ok("http://127.8.9.10:7998").loopback);
+        // reaches this machine, but is no URL to start a daemon on
+        assert!(!ok("http://0.0.0.0:9").loopback);
+        assert_eq!(ok("https://[fd00::1]:1").host, "[fd00::1]");
+        for (url, says) in [
+            ("http://10.1.2.3:7998", "plain http:// to another machine"),
+            ("http://team.test:7998", "plain http:// to another machine"),
+            (
+                "http://[2001:db8::1]:7998",
+                "plain http:// to another machine",
+            ),
+            (
+                "http://127.0.0.1.evil.test:7998",
+                "plain http:// to another machine",
+            ),
+            ("ftp://team.test", "neither http:// nor https://"),
+            ("team.test:8443", "is not a URL"),
+            ("https://u:p@team.test", "user name"),
+            ("https://:8443", "no host"),
+        ] {
+            let e = Target::parse(url).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput, "{url}");
+            assert!(e.to_string().contains(says), "{url}: {e}");
+            assert!(e.hint().is_some(), "{url}");
+        }
+        assert!(!is_loopback("http://[2001:db8::1]:7998"));
+    }
+
+    #[test]
+    fn the_team_ca_file_is_read_or_named() {
+        let d = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["team.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let good = d.path().join("ca.pem");
+        std::fs::write(&good, cert.pem()).unwrap();
+        let cfg = team_tls(Some(&good)).unwrap();
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let empty = d.path().join("empty.pem");
+        std::fs::write(&empty, "nothing here\n").unwrap();
+        for p in [empty, d.path().join("missing.pem")] {
+            let e = team_tls(Some(&p)).unwrap_err().to_string();
+            assert!(
+                e.contains("AUTHSOME_TEAM_CA_FILE") && e.contains(&*p.to_string_lossy()),
+                "{e}"
+            );
+        }
+    }
 }

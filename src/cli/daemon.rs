@@ -1,6 +1,7 @@
 //! `authsome daemon serve|start|stop|restart|status|logs`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -8,7 +9,7 @@ use serde_json::json;
 use super::Ctx;
 use super::client;
 use super::exit::ExitStatus;
-use crate::app::{self, DaemonOptions};
+use crate::app::{self, DaemonOptions, RemoteListen};
 use crate::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
@@ -22,6 +23,23 @@ pub enum Command {
         /// Port (default: 7998, or AUTHSOME_PORT; 0 picks a free port).
         #[arg(long)]
         port: Option<u16>,
+        /// Also serve the API to other machines (a team server) on ADDR:PORT,
+        /// e.g. 0.0.0.0:8443. Beyond loopback only with --tls-cert and
+        /// --tls-key; needs AUTHSOME_SERVER_BASE_URL (https://HOST[:PORT]),
+        /// whose host is the only Host it answers. The dashboard stays on
+        /// the loopback listener.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+        /// The --listen certificate chain (PEM, leaf first).
+        #[arg(long, value_name = "PEM", requires = "listen", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// With --listen: the proxy listener remote `authsome run`s send
+        /// their child's traffic to (same TLS), e.g. 0.0.0.0:8444.
+        #[arg(long, value_name = "ADDR:PORT", requires = "listen")]
+        proxy_listen: Option<SocketAddr>,
         /// Read the master key from standard input (one line), as the CLI
         /// hands it to a daemon it starts: never through the environment.
         #[arg(long, hide = true)]
@@ -107,9 +125,44 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
         Command::Serve {
             host,
             port,
+            listen,
+            tls_cert,
+            tls_key,
+            proxy_listen,
             master_key_stdin,
             store,
         } => {
+            if let Some(h) = host.filter(|h| !h.is_loopback()) {
+                ctx.printer.error(
+                    &format!("--host {h} would serve the API in plaintext beyond this machine"),
+                    Some("keep the default 127.0.0.1, and serve other machines with --listen ADDR:PORT --tls-cert PEM --tls-key PEM"),
+                );
+                return Ok(ExitStatus::Usage);
+            }
+            let tls = tls_cert.zip(tls_key);
+            if let Some(l) = listen.filter(|l| !l.ip().is_loopback())
+                && tls.is_none()
+            {
+                ctx.printer.error(
+                    &format!("--listen {l} is not a loopback address and has no TLS"),
+                    Some("add --tls-cert PEM --tls-key PEM: PoP tokens and exported credentials never travel in plaintext"),
+                );
+                return Ok(ExitStatus::Usage);
+            }
+            if let Some(p) = proxy_listen.filter(|p| !p.ip().is_loopback())
+                && tls.is_none()
+            {
+                ctx.printer.error(
+                    &format!("--proxy-listen {p} is not a loopback address and has no TLS"),
+                    Some("add --tls-cert PEM --tls-key PEM"),
+                );
+                return Ok(ExitStatus::Usage);
+            }
+            let listen = listen.map(|addr| RemoteListen {
+                addr,
+                tls,
+                proxy: proxy_listen,
+            });
             let mut config = ctx.config.clone_for_daemon();
             if port.is_some() {
                 config.port = port;
@@ -120,7 +173,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
             if master_key_stdin {
                 config.master_key = Some(read_master_key_stdin()?);
             }
-            app::run_daemon(&config, DaemonOptions { host })?;
+            app::run_daemon(&config, DaemonOptions { host, listen })?;
             Ok(ExitStatus::Success)
         }
         Command::Start => {

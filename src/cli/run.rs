@@ -162,15 +162,29 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         ));
     }
     let client = ctx.client()?;
-    let started: RunCreated = client.post(
+    let remote = client.is_team_server();
+    if remote && !args.allow_localhost.is_empty() {
+        return Err(crate::Error::invalid(
+            "--allow-localhost does not apply to a run on a team server",
+            Some(
+                "the run's proxy is on the server: it reaches no service on the server's loopback"
+                    .into(),
+            ),
+        )
+        .into());
+    }
+    let mut started: RunCreated = client.post(
         "/api/proxy/runs",
         &RunCreate {
             connections,
             deny_unknown: args.deny_unknown,
-            pid: Some(std::process::id()),
+            // On a team server no process of this machine can be watched:
+            // the run lives while `supervise` polls it (a lease).
+            pid: (!remote).then(std::process::id),
             // A confined child reaches no local service through the proxy
-            // either, except these ports.
-            sandbox: mode != Mode::Off,
+            // either, except these ports; a remote run never reaches the
+            // server's own.
+            sandbox: remote || mode != Mode::Off,
             allow_localhost: args.allow_localhost.clone(),
             redact,
             // For display (the daemon masks what looks secret and keeps
@@ -188,6 +202,32 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
         client: &client,
         id: id.clone(),
         dir: None,
+    };
+    // A run on a team server: the child talks to a local relay, which
+    // carries its connections over TLS to the server's proxy listener.
+    let _relay = if remote {
+        let Some(at) = started.remote_proxy.clone() else {
+            return Err(crate::Error::Unsupported {
+                message: format!(
+                    "the team server at {} has no proxy listener for remote runs",
+                    client.base_url()
+                ),
+                hint: Some(
+                    "its admin starts it with `daemon serve --listen … --proxy-listen ADDR:PORT`"
+                        .into(),
+                ),
+            }
+            .into());
+        };
+        let relay = client.relay(&at)?;
+        started.proxy_url = crate::secret::Secret::new(format!(
+            "http://authsome:{}@127.0.0.1:{}",
+            started.token.expose(),
+            relay.port
+        ));
+        Some(relay)
+    } else {
+        None
     };
     let dir = private_temp_dir(&id)?;
     guard.dir = Some(dir.clone());

@@ -25,6 +25,7 @@ pub mod error;
 mod peer;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 

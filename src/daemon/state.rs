@@ -133,6 +133,9 @@ pub struct RunStarted {
     pub protect: Vec<std::path::PathBuf>,
     /// Provider → the placeholder its secret is replaced by (fresh per run).
     pub placeholders: std::collections::BTreeMap<String, String>,
+    /// `HOST:PORT` of the team server's proxy listener (`--proxy-listen`),
+    /// where a remote `authsome run` sends its child's traffic (over TLS).
+    pub remote_proxy: Option<String>,
 }
 
 /// A boxed future (the trait is object-safe).

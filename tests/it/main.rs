@@ -28,4 +28,5 @@ mod redaction;
 mod sandbox;
 mod store_postgres;
 mod team_members;
+mod team_server;
 mod vault_tamper;

@@ -193,6 +193,7 @@ pub async fn proxy_runs_create(
         providers: started.providers,
         placeholders,
         protect: started.protect,
+        remote_proxy: started.remote_proxy,
     }))
 }
 
