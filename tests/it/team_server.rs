@@ -630,3 +630,141 @@ fn a_run_nobody_polls_ends_after_its_lease() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The issue's scenario (#16): two replicas on one PostgreSQL store, each
+/// with its TLS API listener and proxy listener. The admin (the home whose
+/// daemon created the store) connects providers through replica A; a
+/// member in a third home, granted one provider, works through replica B
+/// over TLS. B learns the member and the grant from the store; the
+/// upstream gets exactly one credential; the provider not granted is
+/// refused at CONNECT with nothing upstream; export is refused; a logout
+/// on A stops B from sending the key; the database holds no secret.
+#[test]
+fn two_replicas_on_postgres_serve_a_member_over_tls() {
+    use crate::common::lab::Lab;
+    use crate::common::postgres::Postgres;
+    let Some(pg) = Postgres::start() else { return };
+    let lab = Lab::bare();
+    let key = lab.home.dir.path().join("team.key");
+    std::fs::write(&key, "dGVhbS1zZXJ2ZXItbWFzdGVyLWtleS0zMi1ieXRlcyE=\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (url, key) = (pg.url(), key.to_str().unwrap().to_string());
+    let mut env: Vec<(&str, &str)> = Lab::env().to_vec();
+    env.push(("AUTHSOME_DATABASE_URL", &url));
+    env.push(("AUTHSOME_MASTER_KEY_FILE", &key));
+    {
+        let mut e = lab.home.extra.lock().unwrap();
+        e.push(("AUTHSOME_DATABASE_URL".into(), url.clone()));
+        e.push(("AUTHSOME_MASTER_KEY_FILE".into(), key.clone()));
+    }
+    let (pa, pb) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    // A first: its home creates the store and is the first admin.
+    let a = TeamServer::start_with(
+        TestHome {
+            dir: tempfile::tempdir().unwrap(),
+            home: lab.home.home.clone(),
+            extra: Default::default(),
+        },
+        &["--proxy-listen", &pa],
+        &env,
+    );
+    let b = TeamServer::start_with(TestHome::new(), &["--proxy-listen", &pb], &env);
+    // The admin connects two providers through A (its loopback CLI).
+    for (name, host) in [("acme", "api.acme.test"), ("beta", "x.acme.test")] {
+        lab.provider(
+            name,
+            &format!("{host}:{}", lab.up.port),
+            r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
+        );
+    }
+    lab.cmd(["login", "acme", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    let beta_key = crate::common::canary("BETACANARY_");
+    lab.cmd(["login", "beta", "--with-api-key"])
+        .stdin(&beta_key)
+        .run()
+        .success();
+    // A member in a third home, added and granted `acme` through A.
+    let m = TestHome::new();
+    let did = m.cmd(["whoami", "--json"]).run().success().json()["did"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    m.stop_daemon();
+    lab.cmd(["team", "add", &did, "--role", "member"])
+        .run()
+        .success();
+    lab.cmd(["team", "grant", &did, "acme"]).run().success();
+    // Through B, over TLS: B knows the member from the store (its
+    // notification arrives at commit; the bounded retry absorbs a loaded
+    // machine).
+    let mut listed = None;
+    for _ in 0..25 {
+        let out = b.member_cmd(&m, ["list", "--json"]).run();
+        if out.code == 0 {
+            listed = Some(out.stdout);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = listed.expect("B never trusted the member added on A");
+    assert!(listed.contains("acme") && !listed.contains("beta"), "{listed}");
+    let member_curl = |path: &str| {
+        b.member_cmd(
+            &m,
+            ["run", "--", "curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", path],
+        )
+        .env("AUTHSOME_SANDBOX", "auto")
+        .run()
+    };
+    let out = member_curl(&lab.url("/member")).success();
+    assert_eq!(out.stdout.trim(), "200", "{out:?}");
+    assert!(!out.stdout.contains(&lab.key) && !out.stderr.contains(&lab.key));
+    assert_eq!(
+        lab.up.records().last().unwrap().all("authorization"),
+        vec![format!("Bearer {}", lab.key)],
+        "exactly one credential"
+    );
+    // Not granted: refused at CONNECT, nothing upstream.
+    let seen = lab.up.records().len();
+    let out = member_curl(&format!("https://x.acme.test:{}/beta", lab.up.port));
+    assert_ne!(out.stdout.trim(), "200", "{out:?}");
+    assert_eq!(lab.up.records().len(), seen, "nothing upstream for an ungranted provider");
+    // Export of a shared connection: refused (not allowed by the grant).
+    b.member_cmd(&m, ["export", "acme"])
+        .run()
+        .code(1)
+        .stderr_has("--export");
+    // Logout on A: B stops sending the key.
+    lab.cmd(["logout", "acme"]).run().success();
+    let mut clean = false;
+    for _ in 0..25 {
+        let before = lab.up.records().len();
+        member_curl(&lab.url("/after-logout"));
+        let recs = lab.up.records();
+        if recs.len() == before
+            || recs.len() > before && recs.last().unwrap().all("authorization").is_empty()
+        {
+            clean = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(clean, "B still sends the key after the logout on A");
+    assert!(
+        lab.up
+            .records()
+            .iter()
+            .all(|r| !r.all("authorization").iter().any(|v| v.contains(&beta_key))),
+        "beta's key never left"
+    );
+    let dump = pg.dump();
+    assert!(dump.contains("team_members"));
+    assert!(!dump.contains(&lab.key) && !dump.contains(&beta_key));
+    drop((a, b));
+}
