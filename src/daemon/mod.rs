@@ -543,6 +543,27 @@ async fn require_pop(
             );
         }
     };
+    // Daemons sharing a store share one replay set: a token accepted by one
+    // replica is refused by the others (each replica's own set, in memory,
+    // already refuses it twice).
+    if state.svc.vault().backend() == "postgres" {
+        let (svc, jti, exp) = (state.svc.clone(), claims.jti.clone(), claims.exp);
+        let first = tokio::task::spawn_blocking(move || svc.vault().pop_first_use(&jti, exp))
+            .await
+            .map_err(|_e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the replay check failed",
+                )
+            })?
+            .map_err(ApiError::from)?;
+        if !first {
+            tracing::warn!(path = %parts.uri.path(), "PoP check failed: replayed on another daemon");
+            return Err(ApiError::from(crate::pop::PopError::Replay)
+                .with_hint("use the authsome CLI, which signs its requests"));
+        }
+    }
     // Trusted by the verifier but no longer in the team (removed while the
     // request was in flight): nobody.
     let Some(role) = state.team.role(&claims.iss) else {

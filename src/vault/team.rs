@@ -215,6 +215,23 @@ impl Vault {
         Ok((removed, roster))
     }
 
+    /// Records a PoP token's id until it expires, for the daemons sharing a
+    /// store: `false` when some daemon on the store already accepted it
+    /// (a replay). Expired ids are dropped in the same transaction.
+    pub fn pop_first_use(&self, jti: &str, exp: i64) -> Result<bool> {
+        self.write("cannot record a request's proof", |tx| {
+            tx.execute(
+                "DELETE FROM pop_seen WHERE exp < ?1",
+                params![now_unix() - crate::pop::CLOCK_SKEW],
+            )?;
+            let n = tx.execute(
+                "INSERT INTO pop_seen (jti, exp) VALUES (?1, ?2) ON CONFLICT (jti) DO NOTHING",
+                params![jti, exp],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     /// The newest `limit` audit records of `actor`, newest first.
     pub fn list_audit_of(&self, actor: &str, limit: usize) -> Result<Vec<super::AuditEntry>> {
         self.read("cannot read the audit log", |tx| {

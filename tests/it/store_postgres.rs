@@ -295,3 +295,45 @@ fn kill_9_of_a_daemon_during_writes_loses_nothing_acknowledged() {
     assert!(doctor.stdout.contains("all decrypt"), "{}", doctor.stdout);
     assert!(!pg.dump().contains("KILLCANARY_"));
 }
+
+#[test]
+fn a_request_proof_accepted_by_one_daemon_is_refused_by_the_others() {
+    use authsome::clock::now_unix;
+    use authsome::home::Home;
+    use authsome::identity::Identity;
+    let Some(pg) = Postgres::start() else { return };
+    let a = Lab::bare();
+    let key = key_file(a.home.dir.path());
+    join(&a.home, &pg, &key);
+    let b = replica(&a, &pg, &key);
+    // A creates the store: its home is the team's first admin, trusted by B.
+    a.cmd(["daemon", "start"]).run().success();
+    b.cmd(["daemon", "start"]).run().success();
+    let id = Identity::load(&Home::new(&a.home.home)).unwrap().unwrap();
+    let auth = authsome::pop::authorization(&id, "GET", "/api/connections", b"", now_unix());
+    let get = |home: &TestHome| {
+        crate::common::http(
+            "GET",
+            &format!("{}/api/connections", home.daemon_url()),
+            &[("authorization", &auth)],
+            b"",
+        )
+    };
+    let (st, _, body) = get(&a.home);
+    assert_eq!(st, 200, "{body}");
+    let (st, _, body) = get(&b.home);
+    assert_eq!(st, 401, "the same proof replayed on B: {body}");
+    assert!(
+        body.contains("replay") || body.contains("Replay") || body.contains("used"),
+        "{body}"
+    );
+    // A fresh proof from the same identity is fine on B.
+    let fresh = authsome::pop::authorization(&id, "GET", "/api/connections", b"", now_unix());
+    let (st, _, body) = crate::common::http(
+        "GET",
+        &format!("{}/api/connections", b.home.daemon_url()),
+        &[("authorization", &fresh)],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+}

@@ -713,11 +713,26 @@ fn two_replicas_on_postgres_serve_a_member_over_tls() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let listed = listed.expect("B never trusted the member added on A");
-    assert!(listed.contains("acme") && !listed.contains("beta"), "{listed}");
+    assert!(
+        listed.contains("acme") && !listed.contains("beta"),
+        "{listed}"
+    );
     let member_curl = |path: &str| {
         b.member_cmd(
             &m,
-            ["run", "--", "curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", path],
+            [
+                "run",
+                "--",
+                "curl",
+                "-sS",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                path,
+            ],
         )
         .env("AUTHSOME_SANDBOX", "auto")
         .run()
@@ -734,7 +749,11 @@ fn two_replicas_on_postgres_serve_a_member_over_tls() {
     let seen = lab.up.records().len();
     let out = member_curl(&format!("https://x.acme.test:{}/beta", lab.up.port));
     assert_ne!(out.stdout.trim(), "200", "{out:?}");
-    assert_eq!(lab.up.records().len(), seen, "nothing upstream for an ungranted provider");
+    assert_eq!(
+        lab.up.records().len(),
+        seen,
+        "nothing upstream for an ungranted provider"
+    );
     // Export of a shared connection: refused (not allowed by the grant).
     b.member_cmd(&m, ["export", "acme"])
         .run()
