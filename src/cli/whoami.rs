@@ -46,6 +46,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitStatus> {
         ("master key", v.encryption_backend),
         ("connected", connected),
     ] {
+        // A member of a team server is not told the server's paths.
+        if val.is_empty() {
+            continue;
+        }
         ctx.printer.data(&format!("{k:<11} {val}"));
     }
     Ok(ExitStatus::Success)

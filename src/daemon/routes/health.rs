@@ -167,18 +167,30 @@ pub async fn whoami(
     } else {
         api::TeamGrant::of(&state.team.roster(), &caller.did)
     };
+    // Where the server keeps things, and how it unlocks them, is its
+    // operator's business: a member sees its identity, role and grants.
+    let admin = caller.is_admin();
+    let (home, vault, backend) = if admin {
+        (
+            info.home.clone(),
+            std::path::PathBuf::from(state.svc.vault().location()),
+            info.key_source.clone(),
+        )
+    } else {
+        Default::default()
+    };
     Ok(Json(api::Whoami {
         version: info.version.clone(),
-        home: info.home.clone(),
+        home,
         home_id: info.home_id.clone(),
-        pid: std::process::id(),
+        pid: if admin { std::process::id() } else { 0 },
         did: caller.did.clone(),
         identity: caller.did,
         daemon_url: info.base_url.clone(),
-        vault: info.home.join("vault.db"),
+        vault,
         configured_encryption_mode: ENCRYPTION_MODE.into(),
         effective_encryption_source: info.key_source_id.into(),
-        encryption_backend: info.key_source.clone(),
+        encryption_backend: backend,
         connected_providers: connected,
         // The daemon's own settings are its operator's business.
         settings: if caller.role == crate::team::Role::Admin {
