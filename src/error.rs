@@ -199,6 +199,7 @@ impl Error {
             (Error::SessionNotFound, _) => "session_not_found",
             (Error::SessionFinished { .. }, _) => "session_finished",
             (Error::NoDeviceCode, _) => "no_device_code",
+            (Error::Database { cause, .. }, _) if cause.is_unavailable() => "store_unavailable",
             (_, ErrorKind::InvalidInput) => "invalid_input",
             (_, ErrorKind::Unsupported) => "unsupported",
             (_, ErrorKind::Conflict) => "conflict",
@@ -214,6 +215,11 @@ impl Error {
             Error::Io { .. } | Error::Database { .. } if is_readonly(self) => Some(
                 "authsome writes to its home directory: check its permissions and owner, \
                  or point AUTHSOME_HOME at a writable directory"
+                    .into(),
+            ),
+            Error::Database { cause, .. } if cause.is_unavailable() => Some(
+                "the daemon's PostgreSQL store is unreachable; nothing is served from memory meanwhile: \
+                 check that it runs and that AUTHSOME_DATABASE_URL points at it (`authsome doctor`)"
                     .into(),
             ),
             Error::Io { .. } | Error::Database { .. } => None,
@@ -333,6 +339,21 @@ impl DbError {
                     // "error connecting to server: Connection refused (os error 111)"
                     let s = e.to_string();
                     strip_os_code_str(&s)
+                }
+            },
+        }
+    }
+
+    /// True when the store cannot be reached (a lost or refused connection,
+    /// the server shutting down), as opposed to a statement it refused.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlite(_) => false,
+            DbError::Postgres(e) => match e.as_db_error() {
+                None => true,
+                Some(db) => {
+                    let code = db.code().code();
+                    code.starts_with("08") || code.starts_with("57P")
                 }
             },
         }

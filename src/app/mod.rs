@@ -857,6 +857,9 @@ async fn serve_daemon(config: &Config, opts: DaemonOptions) -> anyhow::Result<()
     std::fs::remove_file(handoff::socket_path(home.root())).ok();
     runs.end_all();
     drop(runs);
+    // The routing tables hold the credential service too: the vault closes
+    // (and SQLite checkpoints its WAL) only when the last holder is gone.
+    drop(tables);
     stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(h) = listening {
         tokio::task::spawn_blocking(move || h.join()).await.ok();

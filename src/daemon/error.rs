@@ -65,6 +65,15 @@ impl From<Error> for ApiError {
             // 401 too but carry the code `unauthorized`: clients tell them
             // apart by `code`, never by status alone.
             (_, ErrorKind::Expired) => StatusCode::UNAUTHORIZED,
+            ("store_unavailable", _) => {
+                tracing::error!(error = %e, "the store is unreachable");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the daemon's store is unreachable",
+                )
+                .with_hint("try again shortly; on the server, `authsome doctor` checks the store");
+            }
             ("internal", _) => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::new(

@@ -389,6 +389,20 @@ impl Handler {
             .credential(&provider, connection)
             .await
             .map_err(|e| {
+                if e.code() == "store_unavailable" {
+                    // Never the store's address or the driver's words to
+                    // the client: it may be the agent.
+                    tracing::error!(%provider, error = %e, "the store is unreachable");
+                    return ProxyError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "authsome_store_unavailable",
+                        Source::Internal,
+                        format!("the credential store is unreachable; nothing was sent to {host}"),
+                    )
+                    .provider(&provider)
+                    .host(host)
+                    .hint("try again shortly".to_string());
+                }
                 let mut err = ProxyError::new(
                     StatusCode::UNAUTHORIZED,
                     if matches!(*e, crate::Error::ConnectionSuspended { .. }) {

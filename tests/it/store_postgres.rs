@@ -158,7 +158,11 @@ fn a_daemon_that_loses_the_store_fails_closed_and_recovers() {
         std::fs::write(&go, "").unwrap();
         run.join().unwrap()
     });
-    assert_ne!(out.stdout.trim(), "200", "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        "503",
+        "the proxy says the store is unreachable: {out:?}"
+    );
     let paths: Vec<String> = a.up.records().iter().map(|r| r.path.clone()).collect();
     assert_eq!(
         paths,
