@@ -234,6 +234,7 @@ impl Config {
             },
         };
         let home = absolute(home)?;
+        let store_home = home.clone();
         let keyring = !matches!(
             non_empty(env, ENV_KEYRING)
                 .map(|v| v.to_ascii_lowercase())
@@ -269,9 +270,12 @@ impl Config {
             master_key: non_empty(env, ENV_MASTER_KEY).map(Secret::new),
             master_key_file: non_empty(env, ENV_MASTER_KEY_FILE).map(PathBuf::from),
             keyring,
-            database_url: non_empty(env, ENV_DATABASE_URL)
-                .filter(|u| !u.trim().starts_with("sqlite:"))
-                .map(Secret::new),
+            database_url: match non_empty(env, ENV_DATABASE_URL) {
+                Some(u) => Some(u),
+                None => store_file(&store_home)?,
+            }
+            .filter(|u| !u.trim().starts_with("sqlite:"))
+            .map(Secret::new),
             database_ca_file: non_empty(env, ENV_DATABASE_CA_FILE).map(PathBuf::from),
             database_pool,
             port,
@@ -382,6 +386,25 @@ pub fn parse_resolve(value: &str) -> Result<Vec<(String, std::net::IpAddr)>> {
     Ok(out)
 }
 
+/// The home's store file (`store.url`, mode 0600): a team server's
+/// PostgreSQL URL kept out of every environment and command line. The
+/// variable wins over it.
+pub const STORE_FILE: &str = "store.url";
+
+fn store_file(home: &std::path::Path) -> Result<Option<String>> {
+    let path = home.join(STORE_FILE);
+    let Some(bytes) = crate::home::read_private(&path)? else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_e| {
+        Error::invalid(
+            format!("{} is not text", path.display()),
+            Some("it holds one line: postgres://USER:PASSWORD@HOST:PORT/DB".into()),
+        )
+    })?;
+    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
 fn non_empty(env: &dyn Env, key: &str) -> Option<String> {
     env.var(key).filter(|v| !v.trim().is_empty())
 }
@@ -410,6 +433,37 @@ mod tests {
         let c = Config::resolve(&env, None).unwrap();
         assert_eq!(c.home, PathBuf::from("/home/ada/.authsome"));
         assert!(c.keyring);
+    }
+
+    #[test]
+    fn the_store_comes_from_the_variable_or_the_homes_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let env = MapEnv::from_pairs([(ENV_HOME, home)]);
+        assert!(Config::resolve(&env, None).unwrap().database_url.is_none());
+        let f = dir.path().join(STORE_FILE);
+        std::fs::write(&f, "postgres://team:pw@db.test/authsome?sslmode=require\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::resolve(&env, None).unwrap_err();
+        assert!(matches!(e, Error::InsecurePermissions { .. }), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::resolve(&env, None).unwrap();
+        assert_eq!(
+            c.database_url.unwrap().expose(),
+            "postgres://team:pw@db.test/authsome?sslmode=require"
+        );
+        let env = MapEnv::from_pairs([
+            (ENV_HOME, home),
+            (ENV_DATABASE_URL, "postgres://other@db2.test/a"),
+        ]);
+        let c = Config::resolve(&env, None).unwrap();
+        assert_eq!(
+            c.database_url.unwrap().expose(),
+            "postgres://other@db2.test/a"
+        );
+        let env = MapEnv::from_pairs([(ENV_HOME, home), (ENV_DATABASE_URL, "sqlite:")]);
+        assert!(Config::resolve(&env, None).unwrap().database_url.is_none());
     }
 
     #[test]
