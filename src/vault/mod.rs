@@ -43,6 +43,7 @@
 
 mod audit;
 mod connections;
+mod copy;
 pub mod crypto;
 mod custom_providers;
 pub(crate) mod db;
@@ -70,6 +71,7 @@ use self::db::{Tx, TxInner, params};
 
 pub use self::audit::AuditEntry;
 pub use self::connections::{ConnectionRecord, ConnectionSecrets, ConnectionStatus, NewConnection};
+pub use self::copy::{CopyReport, Target};
 use self::crypto::{Aad, CryptoError, Key};
 pub use self::custom_providers::CheckedProviders;
 pub use self::listen::Change;
