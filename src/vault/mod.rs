@@ -13,6 +13,8 @@
 //!   and suspending a provider's connections when its definition changes;
 //! - `audit`: the append-only audit log;
 //! - [`oauth`]: registered OAuth clients and token updates after a refresh;
+//! - `copy`: a home's vault copied verbatim into an empty PostgreSQL store
+//!   (`authsome migrate --to`);
 //! - [`crypto`]: sealing and opening fields; [`master_key`]: finding the
 //!   master key; `schema`: the numbered migrations.
 //!
