@@ -118,3 +118,30 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitStatus> {
     p.status("A daemon already running for this home keeps using the local vault file until it is restarted with the store (AUTHSOME_DATABASE_URL or `daemon serve --store`).");
     Ok(ExitStatus::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::daemon::store_flag;
+
+    #[test]
+    fn a_store_url_on_argv_never_carries_a_password() {
+        for flag in ["--to", "--store"] {
+            for url in [
+                "postgres://authsome:hunter2@db.internal/team",
+                "postgresql://u:p@127.0.0.1:5432/x",
+                "postgres://authsome@db.internal/team?password=hunter2",
+            ] {
+                let err = store_flag(flag, url).unwrap_err().to_string();
+                assert!(err.starts_with(&format!("{flag} must not carry")), "{err}");
+                assert!(!err.contains("hunter2"), "{err}");
+            }
+            let ok = store_flag(flag, "postgres://authsome@db.internal:5432/team").unwrap();
+            assert_eq!(
+                ok.unwrap().expose(),
+                "postgres://authsome@db.internal:5432/team"
+            );
+            assert!(store_flag(flag, "sqlite:").unwrap().is_none());
+            assert!(store_flag(flag, "mysql://db/x").is_err());
+        }
+    }
+}
