@@ -94,19 +94,19 @@ impl Vault {
         // What cannot open here would not open there: say so now.
         let integrity = self.check_integrity()?;
         if !integrity.sqlite_ok || !integrity.damaged.is_empty() {
-            let mut what = integrity.damaged.join(", ");
+            let mut what = integrity.damaged;
             if let Some(d) = integrity.sqlite_detail {
-                what = format!("the vault file ({d}) {what}");
+                what.insert(0, format!("the vault file ({d})"));
             }
-            return Err(Error::Corrupt { what });
+            return Err(Error::Corrupt {
+                what: what.join(", "),
+            });
         }
         let before = Checked::of(self)?;
         let tables = self.snapshot()?;
-        let store = Store::Postgres(Box::new(pg::PgStore::new(target.url, 2, target.ca_file)?));
-        let location = match &store {
-            Store::Postgres(p) => p.location().to_string(),
-            Store::Sqlite { .. } => String::new(),
-        };
+        let pg = pg::PgStore::new(target.url, 2, target.ca_file)?;
+        let location = pg.location().to_string();
+        let store = Store::Postgres(Box::new(pg));
         let copied = write_copy(&store, &location, &tables, creator)?;
         let verified = verify_or_undo(&store, target, master, creator, &tables, &copied, &before)?;
         Ok(CopyReport {
