@@ -66,16 +66,19 @@ pub enum Command {
     },
 }
 
-/// `--store URL`: a PostgreSQL URL without a password (argv is readable in
-/// `/proc/PID/cmdline` for the daemon's lifetime), or `sqlite:` for the
-/// home's file.
-fn store_flag(url: &str) -> anyhow::Result<Option<crate::secret::Secret<String>>> {
+/// `--store URL` (and `migrate --to URL`, named by `flag`): a PostgreSQL URL
+/// without a password (argv is readable in `/proc/PID/cmdline` for the
+/// process's lifetime), or `sqlite:` for the home's file.
+pub(super) fn store_flag(
+    flag: &str,
+    url: &str,
+) -> anyhow::Result<Option<crate::secret::Secret<String>>> {
     if url.trim().starts_with("sqlite:") {
         return Ok(None);
     }
     if !crate::vault::is_postgres_url(url) {
         return Err(crate::error::Error::invalid(
-            format!("--store `{url}` is not a store URL"),
+            format!("{flag} `{url}` is not a store URL"),
             Some("use postgres://USER@HOST:PORT/DATABASE, or sqlite: for this home's file".into()),
         )
         .into());
@@ -88,7 +91,7 @@ fn store_flag(url: &str) -> anyhow::Result<Option<crate::secret::Secret<String>>
         || url.contains("password=")
     {
         return Err(crate::error::Error::invalid(
-            "--store must not carry the database password: command lines are readable by every process",
+            format!("{flag} must not carry the database password: command lines are readable by every process"),
             Some("put the URL in AUTHSOME_DATABASE_URL instead (or use a .pgpass-style passwordless role)".into()),
         )
         .into());
@@ -168,7 +171,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitStatus> {
                 config.port = port;
             }
             if let Some(url) = store {
-                config.database_url = store_flag(&url)?;
+                config.database_url = store_flag("--store", &url)?;
             }
             if master_key_stdin {
                 config.master_key = Some(read_master_key_stdin()?);

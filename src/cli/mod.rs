@@ -25,6 +25,7 @@ mod list;
 mod log;
 mod login;
 mod logout;
+mod migrate;
 mod providers;
 mod proxy;
 mod revoke;
@@ -112,6 +113,8 @@ pub enum Command {
     /// Run and manage the background daemon (started on demand by other commands).
     #[command(subcommand)]
     Daemon(daemon::Command),
+    /// Copy this home's vault into an empty PostgreSQL store (a team server's).
+    Migrate(migrate::Args),
 }
 
 /// What every subcommand gets.
@@ -218,6 +221,7 @@ fn run(cli: Cli, printer: Printer, config: Config) -> anyhow::Result<ExitStatus>
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Dashboard(a) => dashboard::run(&ctx, a),
         Command::Daemon(c) => daemon::run(&ctx, c),
+        Command::Migrate(a) => migrate::run(&ctx, a),
     }
 }
 

@@ -13,6 +13,8 @@
 //!   and suspending a provider's connections when its definition changes;
 //! - `audit`: the append-only audit log;
 //! - [`oauth`]: registered OAuth clients and token updates after a refresh;
+//! - `copy`: a home's vault copied verbatim into an empty PostgreSQL store
+//!   (`authsome migrate --to`);
 //! - [`crypto`]: sealing and opening fields; [`master_key`]: finding the
 //!   master key; `schema`: the numbered migrations.
 //!
@@ -43,6 +45,7 @@
 
 mod audit;
 mod connections;
+mod copy;
 pub mod crypto;
 mod custom_providers;
 pub(crate) mod db;
@@ -70,6 +73,7 @@ use self::db::{Tx, TxInner, params};
 
 pub use self::audit::AuditEntry;
 pub use self::connections::{ConnectionRecord, ConnectionSecrets, ConnectionStatus, NewConnection};
+pub use self::copy::{CopyReport, Target};
 use self::crypto::{Aad, CryptoError, Key};
 pub use self::custom_providers::CheckedProviders;
 pub use self::listen::Change;

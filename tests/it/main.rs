@@ -26,6 +26,7 @@ mod proxy_system;
 mod readme;
 mod redaction;
 mod sandbox;
+mod store_migrate;
 mod store_postgres;
 mod team_members;
 mod team_server;
