@@ -199,6 +199,9 @@ pub struct Config {
     pub base_url: Option<String>,
     /// `AUTHSOME_SERVER_BASE_URL`: the URL the daemon advertises.
     pub server_base_url: Option<String>,
+    /// `AUTHSOME_SERVER_PROXY_ADDR`: where members reach this replica's
+    /// proxy listener.
+    pub server_proxy_addr: Option<String>,
     /// `AUTHSOME_RESOLVE`: host → address overrides for upstream connections.
     pub resolve: Vec<(String, std::net::IpAddr)>,
     /// `AUTHSOME_UPSTREAM_CA_FILE`: extra PEM roots for upstream TLS.
@@ -285,6 +288,7 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             server_base_url: non_empty(env, ENV_SERVER_BASE_URL)
                 .map(|u| u.trim_end_matches('/').to_string()),
+            server_proxy_addr: non_empty(env, ENV_SERVER_PROXY_ADDR).map(|a| a.trim().to_string()),
             resolve: match non_empty(env, ENV_RESOLVE) {
                 Some(v) => parse_resolve(&v)?,
                 None => Vec::new(),
@@ -422,6 +426,12 @@ fn absolute(p: PathBuf) -> Result<PathBuf> {
 /// the team server at an `https://` `AUTHSOME_BASE_URL` (client side; the
 /// server's certificate is `daemon serve --tls-cert`).
 pub const ENV_TEAM_CA_FILE: &str = "AUTHSOME_TEAM_CA_FILE";
+
+/// `HOST:PORT` at which members reach this replica's `--proxy-listen`
+/// (default: the base URL's host with that port). With several replicas
+/// behind one name, each advertises its own, so a run's traffic reaches the
+/// replica that holds the run whichever one the API call landed on.
+pub const ENV_SERVER_PROXY_ADDR: &str = "AUTHSOME_SERVER_PROXY_ADDR";
 
 #[cfg(test)]
 mod tests {

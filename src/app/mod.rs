@@ -441,13 +441,19 @@ struct RemotePlan {
     hosts: Vec<String>,
     base_url: String,
     proxy: Option<SocketAddr>,
+    /// `AUTHSOME_SERVER_PROXY_ADDR`, checked.
+    proxy_addr: Option<String>,
 }
 
 impl RemotePlan {
-    /// `HOST:PORT` remote runs reach the proxy listener at: the base URL's
-    /// host with the `--proxy-listen` port.
+    /// `HOST:PORT` remote runs reach the proxy listener at:
+    /// `AUTHSOME_SERVER_PROXY_ADDR`, else the base URL's host with the
+    /// `--proxy-listen` port.
     fn remote_proxy(&self) -> Option<String> {
         let port = self.proxy?.port();
+        if let Some(a) = &self.proxy_addr {
+            return Some(a.clone());
+        }
         let first = self.hosts.first()?;
         let host = if self.hosts.len() == 2 {
             first.as_str()
@@ -463,6 +469,22 @@ struct Remote {
     listener: TcpListener,
     proxy: Option<TcpListener>,
     plan: RemotePlan,
+}
+
+/// `HOST:PORT` (a name or an address; `[v6]:PORT`), nothing else.
+fn proxy_addr(a: &str) -> crate::Result<String> {
+    let bad = || {
+        Error::invalid(
+            format!("AUTHSOME_SERVER_PROXY_ADDR={a} is not HOST:PORT"),
+            Some("e.g. AUTHSOME_SERVER_PROXY_ADDR=replica-1.team.example.com:8444 (a name the TLS certificate covers)".into()),
+        )
+    };
+    let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':');
+    if host.is_empty() || !host.chars().all(plain) || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(a.to_string())
 }
 
 /// Checks `--listen`'s settings (before anything is opened or written).
@@ -489,12 +511,24 @@ fn check_remote(config: &Config, listen: &RemoteListen) -> anyhow::Result<Remote
         )
         .into());
     }
+    let proxy_addr = match config.server_proxy_addr.as_deref() {
+        None => None,
+        Some(_) if listen.proxy.is_none() => {
+            return Err(Error::invalid(
+                "AUTHSOME_SERVER_PROXY_ADDR is set but there is no --proxy-listen",
+                Some("add --proxy-listen ADDR:PORT, or unset AUTHSOME_SERVER_PROXY_ADDR".into()),
+            )
+            .into());
+        }
+        Some(a) => Some(proxy_addr(a)?),
+    };
     Ok(RemotePlan {
         addr: listen.addr,
         tls,
         hosts,
         base_url: config.server_base_url.clone().unwrap_or_default(),
         proxy: listen.proxy,
+        proxy_addr,
     })
 }
 
@@ -923,6 +957,7 @@ impl Config {
             preferred_port: self.preferred_port,
             base_url: self.base_url.clone(),
             server_base_url: self.server_base_url.clone(),
+            server_proxy_addr: self.server_proxy_addr.clone(),
             resolve: self.resolve.clone(),
             upstream_ca_file: self.upstream_ca_file.clone(),
             proxy_port: self.proxy_port,
@@ -1168,6 +1203,7 @@ mod tests {
             hosts: remote_hosts(Some(base)).unwrap(),
             base_url: base.into(),
             proxy: proxy.map(|p| p.parse().unwrap()),
+            proxy_addr: None,
         };
         let at = |base: &str, proxy: &str| plan(base, Some(proxy)).remote_proxy().unwrap();
         assert_eq!(
@@ -1177,6 +1213,21 @@ mod tests {
         assert_eq!(at("https://team.test", "[::]:9000"), "team.test:9000");
         assert_eq!(at("https://[fd00::1]:1", "0.0.0.0:2"), "[fd00::1]:2");
         assert_eq!(plan("https://team.test", None).remote_proxy(), None);
+        let mut own = plan("https://team.test:8443", Some("0.0.0.0:8444"));
+        own.proxy_addr = Some("replica-2.team.test:9444".into());
+        assert_eq!(own.remote_proxy().unwrap(), "replica-2.team.test:9444");
+        assert!(proxy_addr("replica-2.team.test:9444").is_ok());
+        assert!(proxy_addr("[fd00::2]:1").is_ok());
+        for bad in [
+            "replica",
+            "host:0",
+            "host:x",
+            ":80",
+            "a/b:80",
+            "https://h:80",
+        ] {
+            assert!(proxy_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

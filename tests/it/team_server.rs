@@ -51,7 +51,7 @@ impl Certs {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["team.test".into()])
+        let leaf = CertificateParams::new(vec!["team.test".into(), "proxy-b.test".into()])
             .unwrap()
             .signed_by(&key, &issuer)
             .unwrap();
@@ -657,10 +657,16 @@ fn two_replicas_on_postgres_serve_a_member_over_tls() {
         e.push(("AUTHSOME_DATABASE_URL".into(), url.clone()));
         e.push(("AUTHSOME_MASTER_KEY_FILE".into(), key.clone()));
     }
+    // B's proxy listener is on another loopback address, which members
+    // reach by the name B advertises (AUTHSOME_SERVER_PROXY_ADDR), not by
+    // the base URL's: a load balancer in front of the API port need not
+    // know which replica holds a run.
+    let pb_port = free_port();
     let (pa, pb) = (
         format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.2:{pb_port}"),
     );
+    let proxy_b = format!("proxy-b.test:{pb_port}");
     // A first: its home creates the store and is the first admin.
     let a = TeamServer::start_with(
         TestHome {
@@ -671,7 +677,9 @@ fn two_replicas_on_postgres_serve_a_member_over_tls() {
         &["--proxy-listen", &pa],
         &env,
     );
-    let b = TeamServer::start_with(TestHome::new(), &["--proxy-listen", &pb], &env);
+    let mut env_b = env.clone();
+    env_b.push(("AUTHSOME_SERVER_PROXY_ADDR", &proxy_b));
+    let b = TeamServer::start_with(TestHome::new(), &["--proxy-listen", &pb], &env_b);
     // The admin connects two providers through A (its loopback CLI).
     for (name, host) in [("acme", "api.acme.test"), ("beta", "x.acme.test")] {
         lab.provider(
@@ -735,6 +743,10 @@ fn two_replicas_on_postgres_serve_a_member_over_tls() {
             ],
         )
         .env("AUTHSOME_SANDBOX", "auto")
+        .env(
+            "AUTHSOME_RESOLVE",
+            "team.test=127.0.0.1,proxy-b.test=127.0.0.2",
+        )
         .run()
     };
     let out = member_curl(&lab.url("/member")).success();

@@ -98,6 +98,7 @@ impl Drop for TestHome {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
+                .stderr(Stdio::null())
                 .status();
         }
     }
