@@ -405,7 +405,7 @@ fn a_member_sees_and_uses_only_what_it_was_granted() {
 fn rows_written_into_the_database_outside_authsome_are_ignored() {
     let lab = Lab::new();
     let (m, did) = member_home();
-    let (_n, granted) = member_home();
+    let (n, granted) = member_home();
     lab.cmd(["team", "add", &granted]).run().success();
     lab.cmd(["team", "grant", &granted, "acme"]).run().success();
     lab.home.stop_daemon();
@@ -443,6 +443,11 @@ fn rows_written_into_the_database_outside_authsome_are_ignored() {
     let (status, body) = signed(&lab.home, &server, "GET", "/api/ready", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("team: 2 row(s) ignored"), "{body}");
+    // A member is told the outcome, not the details (nor the key source).
+    let (status, body) = signed(&n, &server, "GET", "/api/ready", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("ignored") && !body.contains(&did), "{body}");
+    assert!(body.contains("\"encryption_backend\":\"\""), "{body}");
     // The human output says what was ignored and why.
     lab.cmd(["team", "list"])
         .run()

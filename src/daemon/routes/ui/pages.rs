@@ -676,7 +676,17 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Ok(c) => c,
         Err(e) => return failed("/ui/health", csrf, e),
     };
-    let ready = match crate::daemon::routes::health::ready(State(state.clone())).await {
+    // The dashboard is the server's own user (loopback, its own session): an admin.
+    let owner = crate::daemon::Caller {
+        did: state.team.owner().to_string(),
+        role: crate::team::Role::Admin,
+    };
+    let ready = match crate::daemon::routes::health::ready(
+        State(state.clone()),
+        axum::extract::Extension(owner),
+    )
+    .await
+    {
         Ok(axum::Json(r)) => r,
         Err(e) => return failed("/ui/health", csrf, e.message),
     };
