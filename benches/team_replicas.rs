@@ -210,12 +210,7 @@ fn spawn_with(env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> C
     }
     let mut child = c.spawn().unwrap();
     if let Some(s) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(s.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
     child
 }
@@ -414,7 +409,12 @@ fn haproxy(dir: &Path, a: SocketAddr, b: SocketAddr) -> (HaProxy, SocketAddr, So
         ),
     )
     .unwrap();
-    let check = Command::new(&bin).arg("-c").arg("-f").arg(&cfg).output().unwrap();
+    let check = Command::new(&bin)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(
         check.status.success(),
         "haproxy -c: {}",
@@ -623,7 +623,8 @@ fn propagation(
         "authsome {args:?} on A: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen = seen.unwrap_or_else(|| panic!("B's proxy did not follow `{args:?}` on A within 5 s"));
+    let seen =
+        seen.unwrap_or_else(|| panic!("B's proxy did not follow `{args:?}` on A within 5 s"));
     (seen, exited.unwrap_or_else(|| t0.elapsed()))
 }
 
@@ -755,7 +756,8 @@ fn main() {
     for round in 0..rounds {
         for i in 0..3 {
             let p = (round + i) % 3;
-            let (b_before, cpu_before) = (b.injected(), process_cpu(a.pid()) + process_cpu(b.pid()));
+            let (b_before, cpu_before) =
+                (b.injected(), process_cpu(a.pid()) + process_cpu(b.pid()));
             let m0 = machine_cpu();
             let (n, took, lat) = load(&client_rt, paths[p].1, up, &tls, clients, secs, 0);
             let m1 = machine_cpu();
@@ -856,17 +858,25 @@ fn main() {
         "Every one of the {total} measured requests reached the upstream with exactly one `Authorization` header, the key logged in through A (the client's placeholder replaced)."
     );
     println!(
-        "On a {cpus}-vCPU machine where both replicas, PostgreSQL, HAProxy, the clients and the upstream share the same cores, a ratio near 1 is expected: the machine is the bottleneck (see how busy its CPUs were), not the design. A second replica adds throughput when it brings cores of its own.\n"
+        "On a {cpus}-vCPU machine where both replicas, PostgreSQL, HAProxy, the clients and the upstream share the same cores, a ratio near 1 is expected: the machine is the bottleneck (see how busy its CPUs were; that column counts every process on the machine, anything else running included), not the design. A second replica adds throughput when it brings cores of its own.\n"
     );
 
-    println!("## change propagation (LISTEN/NOTIFY): a change through A, until B's proxy serves it\n");
+    println!(
+        "## change propagation (LISTEN/NOTIFY): a change through A, until B's proxy serves it\n"
+    );
     println!(
         "{notify_rounds} rounds; times from the start of the command on A (whose own time, process start to exit, is shown); B's listener probed every ~2 ms\n"
     );
-    println!("| change through A | B follows, p50 | B follows, p99 | the command on A, p50 | target |");
+    println!(
+        "| change through A | B follows, p50 | B follows, p99 | the command on A, p50 | target |"
+    );
     println!("|---|---|---|---|---|");
     for (name, seen, cmd) in [
-        ("`logout acme` → B stops injecting", &mut gone, &mut gone_cmd),
+        (
+            "`logout acme` → B stops injecting",
+            &mut gone,
+            &mut gone_cmd,
+        ),
         (
             "`login acme --with-api-key --force` (new key) → B injects the new key",
             &mut fresh,
