@@ -321,6 +321,9 @@ fn is_readonly(e: &Error) -> bool {
 pub enum DbError {
     Sqlite(rusqlite::Error),
     Postgres(postgres::Error),
+    /// Every pooled connection to the store stayed in use (a stuck token
+    /// endpoint, too small a pool): treated as the store being unreachable.
+    Busy(usize),
 }
 
 impl DbError {
@@ -333,6 +336,9 @@ impl DbError {
             DbError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => msg.clone(),
             DbError::Sqlite(rusqlite::Error::SqliteFailure(code, None)) => code.to_string(),
             DbError::Sqlite(other) => other.to_string(),
+            DbError::Busy(n) => format!(
+                "all {n} store connections stayed busy (raise AUTHSOME_DATABASE_POOL, or look for a stuck token endpoint)"
+            ),
             DbError::Postgres(e) => match e.as_db_error() {
                 Some(db) => db.message().to_string(),
                 None => {
@@ -349,6 +355,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             DbError::Sqlite(_) => false,
+            DbError::Busy(_) => true,
             DbError::Postgres(e) => match e.as_db_error() {
                 None => true,
                 Some(db) => {
@@ -368,7 +375,7 @@ impl DbError {
                     | Some(rusqlite::ErrorCode::CannotOpen)
                     | Some(rusqlite::ErrorCode::PermissionDenied)
             ),
-            DbError::Postgres(_) => false,
+            DbError::Postgres(_) | DbError::Busy(_) => false,
         }
     }
 }

@@ -96,6 +96,32 @@ pub struct Roster {
 }
 
 impl Roster {
+    /// The identities that lost something from `before` to `after`: left
+    /// the team, lost the admin role, or lost (or had narrowed) a grant.
+    /// Their open runs were started under rights they no longer have.
+    pub fn lost(before: &Roster, after: &Roster) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for m in &before.members {
+            let now = after.role(&m.did);
+            let demoted = m.role == Role::Admin && now != Some(Role::Admin);
+            if now.is_none() || demoted {
+                out.push(m.did.clone());
+            }
+        }
+        for g in &before.grants {
+            let kept = after.grants.iter().any(|h| {
+                h.did == g.did
+                    && h.provider == g.provider
+                    && h.connection == g.connection
+                    && (h.allow_export || !g.allow_export)
+            });
+            if !kept && !out.contains(&g.did) {
+                out.push(g.did.clone());
+            }
+        }
+        out
+    }
+
     /// `did`'s role, `None` when it is not a member.
     pub fn role(&self, did: &str) -> Option<Role> {
         self.members.iter().find(|m| m.did == did).map(|m| m.role)
@@ -313,5 +339,47 @@ mod tests {
         }
         assert_eq!(Role::parse("root"), None);
         assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), "\"admin\"");
+    }
+
+    #[test]
+    fn who_lost_something_between_two_rosters() {
+        let m = |did: &str, role| Member {
+            did: did.into(),
+            role,
+            added_by: None,
+            added_at: 0,
+        };
+        let g = |did: &str, p: &str, export| Grant {
+            did: did.into(),
+            provider: p.into(),
+            connection: "*".into(),
+            allow_export: export,
+            granted_by: None,
+            granted_at: 0,
+        };
+        let before = Roster {
+            members: vec![
+                m("a", Role::Admin),
+                m("b", Role::Admin),
+                m("c", Role::Member),
+                m("d", Role::Member),
+            ],
+            grants: vec![g("c", "github", true), g("d", "openai", false)],
+        };
+        let after = Roster {
+            members: vec![
+                m("a", Role::Admin),
+                m("b", Role::Member),
+                m("c", Role::Member),
+                m("d", Role::Member),
+                m("e", Role::Member),
+            ],
+            grants: vec![g("c", "github", false), g("d", "openai", true)],
+        };
+        let mut lost = Roster::lost(&before, &after);
+        lost.sort();
+        // b demoted, c's export taken back; d gained, e is new, a unchanged
+        assert_eq!(lost, vec!["b".to_string(), "c".to_string()]);
+        assert!(Roster::lost(&after, &after).is_empty());
     }
 }

@@ -52,6 +52,8 @@ struct RunEntry {
     command: Vec<String>,
     /// The team member the run is for (`None`: an admin's).
     member: Option<String>,
+    /// Who started it.
+    starter: Option<String>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Listeners handed over later (a sandboxed child's, see [`Runs::attach`]).
@@ -304,6 +306,7 @@ impl Runs {
                 sandbox: req.sandbox,
                 command: req.command.clone(),
                 member: req.member.clone(),
+                starter: req.starter.clone(),
                 shared,
                 stop: Some(stop_tx),
                 more: Vec::new(),
@@ -595,7 +598,9 @@ impl ProxyRuns for Runs {
     fn end_member(&self, member: &str) -> usize {
         let ids: Vec<String> = lock(&self.runs)
             .iter()
-            .filter(|(_, e)| e.member.as_deref() == Some(member))
+            .filter(|(_, e)| {
+                e.member.as_deref() == Some(member) || e.starter.as_deref() == Some(member)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         ids.iter().filter(|id| self.end_now(id).is_some()).count()

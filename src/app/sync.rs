@@ -39,14 +39,16 @@ impl Followers {
                 tables.set_degraded(true);
                 Ok(())
             }
-            Change::Resync => svc
-                .reload_registry()
-                .and_then(|()| self.reload_team(&svc))
-                .and_then(|()| {
-                    tables.changed(None)?;
+            Change::Resync => self.reload_all(&svc, &tables).map(|()| {
+                tables.set_degraded(false);
+            }),
+            // While listening, a full reload makes good an earlier failed
+            // apply; while not, the proxy stays on the store.
+            Change::Reload { listening } => self.reload_all(&svc, &tables).map(|()| {
+                if *listening {
                     tables.set_degraded(false);
-                    Ok(())
-                }),
+                }
+            }),
         };
         match rebuilt {
             Ok(()) => tracing::debug!(?change, "applied a change from the store"),
@@ -59,6 +61,16 @@ impl Followers {
         }
     }
 
+    fn reload_all(
+        &self,
+        svc: &CredentialService,
+        tables: &ProxyTables,
+    ) -> crate::error::Result<()> {
+        svc.reload_registry()?;
+        self.reload_team(svc)?;
+        tables.changed(None)
+    }
+
     /// The roster again; the identities trusted follow it, and a member
     /// removed elsewhere loses its runs here too.
     fn reload_team(&self, svc: &CredentialService) -> crate::error::Result<()> {
@@ -67,18 +79,13 @@ impl Followers {
         };
         let before = team.roster();
         let after = svc.vault().team_roster()?;
-        let gone: Vec<String> = before
-            .members
-            .iter()
-            .filter(|m| after.role(&m.did).is_none())
-            .map(|m| m.did.clone())
-            .collect();
+        let lost = crate::team::Roster::lost(&before, &after);
         team.set(after);
         pop.set_trusted(team.trusted().iter().map(String::as_str));
         if let Some(runs) = self.runs.upgrade() {
-            for did in gone {
+            for did in lost {
                 let n = runs.end_member(&did);
-                tracing::info!(member = %did, runs_ended = n, "team member removed on another daemon");
+                tracing::info!(member = %did, runs_ended = n, "the team changed on another daemon: runs ended");
             }
         }
         Ok(())

@@ -111,6 +111,9 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// The team member the run is for (`None`: an admin's run, unscoped).
     pub member: Option<String>,
+    /// Who started it (a member or an admin): its runs end when that
+    /// identity loses its role or a grant.
+    pub starter: Option<String>,
     /// A member's run: the only providers it may use. Every other provider
     /// host is refused before anything is dialled (`None`: all).
     pub only: Option<std::collections::BTreeSet<String>>,
@@ -158,7 +161,8 @@ pub trait ProxyRuns: Send + Sync + std::fmt::Debug + 'static {
     fn member_of(&self, _id: &str) -> Option<Option<String>> {
         None
     }
-    /// Ends every run of `member` (removed from the team); how many.
+    /// Ends every run `member` started or is scoped to (removed from the
+    /// team, its role or a grant changed); how many.
     fn end_member(&self, _member: &str) -> usize {
         0
     }
@@ -176,9 +180,17 @@ impl AppState {
     /// Makes a roster the one the daemon trusts and authorises by (after a
     /// load or a team change): the team, then the PoP verifier.
     pub fn team_changed(&self, roster: crate::team::Roster) {
+        let lost = crate::team::Roster::lost(&self.team.roster(), &roster);
         self.team.set(roster);
         let trusted = self.team.trusted();
         self.pop.set_trusted(trusted.iter().map(String::as_str));
+        // Runs started under rights their starter no longer has end now.
+        for did in lost {
+            let n = self.runs.end_member(&did);
+            if n > 0 {
+                tracing::info!(member = %did, runs_ended = n, "the team changed: runs ended");
+            }
+        }
     }
 
     /// Records an event that changes nothing (a resolved credential, a run

@@ -107,7 +107,8 @@ impl Vault {
         let pg = pg::PgStore::new(target.url, 2, target.ca_file)?;
         let location = pg.location().to_string();
         let store = Store::Postgres(Box::new(pg));
-        let copied = write_copy(&store, &location, &tables, creator)?;
+        let sealed = super::seal_creator(&self.dek, self.key_version, creator)?;
+        let copied = write_copy(&store, &location, &tables, (creator, sealed))?;
         let verified = verify_or_undo(&store, target, master, creator, &tables, &copied, &before)?;
         Ok(CopyReport {
             store: location,
@@ -214,8 +215,9 @@ fn write_copy(
     store: &Store,
     location: &str,
     tables: &[Table],
-    creator: &str,
+    creator: (&str, Vec<u8>),
 ) -> Result<BTreeMap<String, u64>> {
+    let (creator, sealed_creator) = creator;
     store.write("cannot copy the vault into the store", |tx| {
         schema::migrate_postgres(tx)?;
         tx.lock_key(INIT_LOCK)?;
@@ -251,7 +253,7 @@ fn write_copy(
         }
         tx.execute(
             "INSERT INTO meta (name, value) VALUES ('creator_did', ?1)",
-            params![creator.as_bytes()],
+            params![sealed_creator],
         )?;
         let detail = serde_json::json!({"from": "sqlite", "rows": copied});
         tx.execute(
@@ -815,7 +817,8 @@ mod tests {
         let (_d, _h, lite) = laptop();
         let tables = lite.snapshot().unwrap();
         let store = Store::Postgres(Box::new(pg::PgStore::new(&pg.url(), 2, None).unwrap()));
-        let copied = write_copy(&store, "test", &tables, DID).unwrap();
+        let sealed = super::super::seal_creator(&lite.dek, lite.key_version, DID).unwrap();
+        let copied = write_copy(&store, "test", &tables, (DID, sealed)).unwrap();
         assert_eq!(count(&pg, "connections"), "3");
         let before = Checked::of(&lite).unwrap();
         let (url, pool) = target(&pg);

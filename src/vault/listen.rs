@@ -34,12 +34,21 @@ pub enum Change {
     Team,
     /// The listening session is gone: changes may be missed from now on.
     Lost,
-    /// Listening again after a loss: reload everything.
+    /// Listening again after a loss: reload everything, and trust what is
+    /// heard again.
     Resync,
+    /// Reload everything, whatever was heard or missed (every
+    /// [`RELOAD_EVERY`], listening or not): a notification lost to a
+    /// failed apply, or a session that cannot listen while the store still
+    /// answers, is made good within that time. `listening`: the session
+    /// is up, so what follows will be heard.
+    Reload { listening: bool },
 }
 
 const WAIT: Duration = Duration::from_millis(250);
 const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// How stale a replica can be when every notification is lost.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
 
 impl Vault {
     /// Starts the listener thread for a PostgreSQL store (`None` for a
@@ -65,6 +74,13 @@ impl Vault {
 fn run(connector: &Connector, on_change: &dyn Fn(Change), stop: &AtomicBool) {
     let mut backoff = Duration::from_millis(100);
     let mut lost = false;
+    let mut reloaded = Instant::now();
+    let reload_if_due = |reloaded: &mut Instant, listening: bool| {
+        if reloaded.elapsed() >= RELOAD_EVERY {
+            *reloaded = Instant::now();
+            on_change(Change::Reload { listening });
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut client = match connector.connect().and_then(|mut c| {
             c.batch_execute(&format!("LISTEN {CHANNEL}"))
@@ -78,6 +94,7 @@ fn run(connector: &Connector, on_change: &dyn Fn(Change), stop: &AtomicBool) {
                     on_change(Change::Lost);
                     lost = true;
                 }
+                reload_if_due(&mut reloaded, false);
                 sleep_unless_stopped(backoff, stop);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -87,6 +104,7 @@ fn run(connector: &Connector, on_change: &dyn Fn(Change), stop: &AtomicBool) {
         if lost {
             tracing::info!("listening for the store's changes again");
             on_change(Change::Resync);
+            reloaded = Instant::now();
         }
         let mut probed = Instant::now();
         loop {
@@ -108,6 +126,7 @@ fn run(connector: &Connector, on_change: &dyn Fn(Change), stop: &AtomicBool) {
                     if client.is_closed() {
                         break;
                     }
+                    reload_if_due(&mut reloaded, true);
                     if probed.elapsed() >= PROBE_EVERY {
                         probed = Instant::now();
                         if client.simple_query("SELECT 1").is_err() {

@@ -219,18 +219,26 @@ impl Vault {
     /// The identity of the home whose daemon initialised this store
     /// (PostgreSQL stores; `None` for a home's own file).
     pub fn creator(&self) -> Result<Option<String>> {
-        self.read("cannot read the vault metadata", |tx| {
-            Ok(
-                match tx.query_opt("SELECT value FROM meta WHERE name = 'creator_did'", &[])? {
-                    Some(r) => match r.0.into_iter().next() {
-                        Some(db::Value::Blob(b)) => String::from_utf8(b).ok(),
-                        Some(db::Value::Text(t)) => Some(t),
-                        _ => None,
-                    },
-                    None => None,
-                },
-            )
-        })
+        let sealed = self.read("cannot read the vault metadata", |tx| {
+            Ok(tx
+                .query_opt("SELECT value FROM meta WHERE name = 'creator_did'", &[])?
+                .and_then(|r| r.0.into_iter().next()))
+        })?;
+        let Some(db::Value::Blob(sealed)) = sealed else {
+            return Ok(None);
+        };
+        // Sealed, because the first admin is made from it: a database
+        // operator who writes their own identity there gets nothing.
+        match crypto::open(&self.dek, &creator_aad(self.key_version), &sealed)
+            .ok()
+            .and_then(|pt| String::from_utf8(pt.to_vec()).ok())
+        {
+            Some(did) => Ok(Some(did)),
+            None => {
+                tracing::warn!("the store's creator record failed its integrity check; ignored");
+                Ok(None)
+            }
+        }
     }
 
     /// The version of the data key in use.
@@ -353,7 +361,10 @@ fn unlock(store: &Store, master: &MasterKey, creator: Option<&str>) -> Result<(K
         tx.execute(sql, params!["kcv", kcv])?;
         tx.execute(sql, params!["dek", wrapped])?;
         if let Some(did) = creator {
-            tx.execute(sql, params!["creator_did", did.as_bytes()])?;
+            tx.execute(
+                sql,
+                params!["creator_did", seal_creator(&dek, key_version, did)?],
+            )?;
         }
         Ok(Ok((dek, key_version)))
     })?;
@@ -437,6 +448,20 @@ fn open_meta(meta: Meta, master: &MasterKey) -> Result<(Key, u32)> {
         Key::from_bytes(zeroize::Zeroizing::new(bytes)),
         meta.key_version,
     ))
+}
+
+fn creator_aad(key_version: u32) -> Aad<'static> {
+    Aad {
+        table: "meta",
+        record_id: "creator_did",
+        field: "value",
+        key_version,
+    }
+}
+
+/// The store creator's identity, sealed under the data key.
+pub(crate) fn seal_creator(dek: &Key, key_version: u32, did: &str) -> Result<Vec<u8>> {
+    crypto::seal(dek, &creator_aad(key_version), did.as_bytes()).map_err(crypto_to_io)
 }
 
 fn meta_aad(record: &str, key_version: u32) -> Aad<'_> {

@@ -193,9 +193,9 @@ impl PgStore {
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(Error::invalid(
-                    format!("all {} store connections are busy", self.max),
-                    Some("raise AUTHSOME_DATABASE_POOL, or look for a stuck token endpoint".into()),
+                return Err(Error::db(
+                    "cannot get a store connection",
+                    crate::error::DbError::Busy(self.max),
                 ));
             }
             pool = self

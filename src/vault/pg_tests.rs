@@ -204,6 +204,22 @@ fn the_vault_keeps_its_rules_on_postgres() {
     let v = pg_vault(&pg, 1).unwrap();
     assert_eq!(v.backend(), "postgres");
     assert_eq!(v.creator().unwrap().as_deref(), Some("did:key:z6MkCreator"));
+    // An operator who writes their own identity there is ignored.
+    let real = pg.psql("SELECT encode(value, 'hex') FROM meta WHERE name = 'creator_did'");
+    assert!(
+        !real.contains(&hex_of("did:key")),
+        "the creator is sealed, not plain"
+    );
+    pg.psql(&format!(
+        "UPDATE meta SET value = decode('{}', 'hex') WHERE name = 'creator_did'",
+        hex_of("did:key:z6MkOperator")
+    ));
+    assert_eq!(v.creator().unwrap(), None);
+    pg.psql(&format!(
+        "UPDATE meta SET value = decode('{}', 'hex') WHERE name = 'creator_did'",
+        real.trim()
+    ));
+    assert_eq!(v.creator().unwrap().as_deref(), Some("did:key:z6MkCreator"));
     scenario(&v);
     // reopened (another daemon, same key): the same data
     drop(v);
@@ -215,6 +231,10 @@ fn the_vault_keeps_its_rules_on_postgres() {
     for canary in ["CANARY", "sk-ant", &base64_of("sk-CANARY-work")] {
         assert!(!dump.contains(canary), "{canary} in pg_dump");
     }
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 fn base64_of(s: &str) -> String {

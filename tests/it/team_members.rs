@@ -476,3 +476,65 @@ fn team_commands_refuse_bad_input_before_asking_the_daemon() {
     }
     assert!(h.daemon().is_none(), "no daemon was started for bad input");
 }
+
+/// A member's run is confined on the server whatever its client asks (no
+/// service on the server's loopback, no process of the server's to watch),
+/// and it ends when the member's grant is taken back.
+#[test]
+fn a_members_run_is_confined_by_the_server_and_ends_with_its_grant() {
+    let lab = Lab::new();
+    let server = lab.home.daemon_url();
+    let (m, did) = member_home();
+    lab.cmd(["team", "add", &did, "--role", "member"])
+        .run()
+        .success();
+    lab.cmd(["team", "grant", &did, "acme"]).run().success();
+    // A member crafting its own request: unconfined, a loopback port of
+    // the server's let through, and pid 1 (which would never die).
+    let local = lab.up.http_port;
+    let body = format!(r#"{{"sandbox":false,"allow_localhost":[{local}],"pid":1}}"#);
+    let (status, created) = signed(&m, &server, "POST", "/api/proxy/runs", &body);
+    assert_eq!(status, 200, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let proxy = created["proxy_url"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    // A service on the server's loopback, through the run's proxy: refused,
+    // nothing reaches it.
+    let before = lab.up.records().len();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "-x",
+            &proxy,
+        ])
+        .arg(format!("http://127.0.0.1:{local}/internal"))
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_ne!(
+        code, "200",
+        "the member's run reached the server's loopback"
+    );
+    assert_eq!(
+        lab.up.records().len(),
+        before,
+        "nothing reached the local service"
+    );
+    // No pid of the server's is watched: the run is on a lease.
+    let (_, runs) = signed(&lab.home, &server, "GET", "/api/proxy/runs", "");
+    assert!(runs.contains(&id), "{runs}");
+    assert!(
+        !runs.contains("\"client_pid\":1") && !runs.contains("\"pid\":1"),
+        "{runs}"
+    );
+    // The grant taken back: the run ends.
+    lab.cmd(["team", "revoke", &did, "acme"]).run().success();
+    let (_, runs) = signed(&lab.home, &server, "GET", "/api/proxy/runs", "");
+    assert!(!runs.contains(&id), "the run outlived its grant: {runs}");
+}

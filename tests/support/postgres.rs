@@ -106,12 +106,35 @@ fn open_dir(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+fn remove_dead_templates() {
+    let Ok(dir) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("authsome-pgtpl-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let dead = match pid {
+            Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+            None => true, // from before the pid was in the name
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// The template data directory, made once per test binary.
 fn template(bin: &Path) -> &'static Path {
     static TPL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &TPL.get_or_init(|| {
+        // A static is never dropped: the template of a test binary that
+        // ended is removed by the next one (its pid is in the name).
+        remove_dead_templates();
         let tmp = tempfile::Builder::new()
-            .prefix("authsome-pgtpl-")
+            .prefix(&format!("authsome-pgtpl-{}-", std::process::id()))
             .tempdir_in("/tmp")
             .unwrap();
         open_dir(tmp.path());

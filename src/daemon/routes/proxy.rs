@@ -92,7 +92,8 @@ pub async fn proxy_runs_create(
     // here: one that does not exist fails closed at its first request, and
     // does not stop the run's other providers.
     let mut picked = std::collections::BTreeMap::new();
-    let (member, only) = if caller.is_admin() {
+    let admin = caller.is_admin();
+    let (member, only) = if admin {
         (None, None)
     } else {
         match authorize_run(&state, &caller.did, &req.connections, &mut picked) {
@@ -136,11 +137,20 @@ pub async fn proxy_runs_create(
             command: command.clone(),
             connections: req.connections.into_iter().chain(picked).collect(),
             deny_unknown: req.deny_unknown,
-            client_pid: req.pid,
-            sandbox: req.sandbox,
-            allow_localhost: req.allow_localhost,
+            // A member's run is confined on the server whatever its client
+            // asks: no service on the server's loopback, no host port let
+            // through, and a lease instead of a process to watch (a pid it
+            // names is a process of the server's, not its own).
+            client_pid: if admin { req.pid } else { None },
+            sandbox: req.sandbox || !admin,
+            allow_localhost: if admin {
+                req.allow_localhost
+            } else {
+                Vec::new()
+            },
             redact: req.redact,
             member,
+            starter: Some(caller.did.clone()),
             only,
         })
         .await

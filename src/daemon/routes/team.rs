@@ -63,8 +63,8 @@ pub async fn members_remove(
     let Some(roster) = state.logins.team_remove(&did, caller.did).await? else {
         return Err(not_a_member(&did));
     };
-    let team = changed(&state, roster);
     let runs_ended = state.runs.end_member(&did);
+    let team = changed(&state, roster);
     tracing::info!(member = %did, runs_ended, "team member removed");
     Ok(Json(TeamRemoved {
         status: "removed".into(),
