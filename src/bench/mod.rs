@@ -3,7 +3,7 @@
 //!
 //! One process: a local HTTPS upstream ([`upstream`], its own throwaway
 //! CA) or an endpoint the user names, authsome's proxy engine
-//! ([`engine`]: the daemon's [`Workers`](crate::proxy::Workers) with a
+//! ([`engine`]: the daemon's [`Workers`] with a
 //! throwaway provider and credential in memory; no vault, no home) and
 //! keep-alive clients ([`client`]) on one thread. Each path gets the same
 //! load, interleaved in rounds so that drift hits them alike:

@@ -25,7 +25,7 @@ pub enum Command {
         port: Option<u16>,
         /// Also serve the API to other machines (a team server) on ADDR:PORT,
         /// e.g. 0.0.0.0:8443. Beyond loopback only with --tls-cert and
-        /// --tls-key; needs AUTHSOME_SERVER_BASE_URL (https://HOST[:PORT]),
+        /// --tls-key; needs AUTHSOME_SERVER_BASE_URL (https://HOST or https://HOST:PORT),
         /// whose host is the only Host it answers. The dashboard stays on
         /// the loopback listener.
         #[arg(long, value_name = "ADDR:PORT")]

@@ -26,7 +26,7 @@
 //!     word is the database), `sshpass -p`, `redis-cli -a`, `zip`/`unzip
 //!     -P`, `7z -pVALUE`, `docker`/`podman`/`helm … login -p`, `az -p`,
 //!     `mongo* -p`, `sqlcmd -P`, `ldapsearch -w`, `openssl -k` (see
-//!     [`password_flag`]); then even a number hides. The program is the
+//!     `password_flag`); then even a number hides. The program is the
 //!     first word of the command (after `sudo`, `env`, `NAME=VALUE`…, and
 //!     again after `;`, `&&`, `|`, `$(`, `--` and in `sh -c` scripts), or a
 //!     later word naming one of these programs (`docker exec db mysql`).

@@ -432,7 +432,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves or a
 /// client calls `POST /api/daemon/shutdown`. Connections of other users are
-/// refused as they are accepted ([`peer`]).
+/// refused as they are accepted (`peer`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,

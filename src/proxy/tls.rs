@@ -1,5 +1,5 @@
 //! The child-facing TLS: server configs for intercepted provider hosts,
-//! minted by our [`Ca`](crate::ca::Ca) and handed to hudsucker through its
+//! minted by our [`Ca`] and handed to hudsucker through its
 //! `CertificateAuthority` trait.
 //!
 //! Why not hudsucker's bundled `RcgenAuthority`: it signs every leaf with the

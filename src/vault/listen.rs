@@ -38,7 +38,7 @@ pub enum Change {
     /// heard again.
     Resync,
     /// Reload everything, whatever was heard or missed (every
-    /// [`RELOAD_EVERY`], listening or not): a notification lost to a
+    /// `RELOAD_EVERY`, listening or not): a notification lost to a
     /// failed apply, or a session that cannot listen while the store still
     /// answers, is made good within that time. `listening`: the session
     /// is up, so what follows will be heard.
