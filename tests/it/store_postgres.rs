@@ -40,6 +40,23 @@ fn replica(lab: &Lab, pg: &Postgres, key: &str) -> Lab {
     b
 }
 
+/// A lab home on the store (`A`), and the key file every daemon on it uses.
+fn on_store(pg: &Postgres) -> (Lab, String) {
+    let a = Lab::bare();
+    let key = key_file(a.home.dir.path());
+    join(&a.home, pg, &key);
+    (a, key)
+}
+
+/// Registers `acme` (API key, Bearer) on the lab's upstream through `lab`'s daemon.
+fn register_acme(lab: &Lab) {
+    lab.provider(
+        "acme",
+        &format!("api.acme.test:{}", lab.up.port),
+        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
+    );
+}
+
 fn pid_of(home: &TestHome) -> u64 {
     home.daemon().unwrap()["pid"].as_u64().unwrap()
 }
@@ -57,19 +74,13 @@ fn curl(lab: &Lab, path: &str) -> String {
 #[test]
 fn two_daemons_on_one_store_follow_each_other() {
     let Some(pg) = Postgres::start() else { return };
-    let a = Lab::bare();
-    let key = key_file(a.home.dir.path());
-    join(&a.home, &pg, &key);
+    let (a, key) = on_store(&pg);
     let b = replica(&a, &pg, &key);
     // Both daemons run before anything is connected: B learns of the
     // provider and the login only through the store's notifications.
     a.cmd(["daemon", "start"]).run().success();
     b.cmd(["daemon", "start"]).run().success();
-    a.provider(
-        "acme",
-        &format!("api.acme.test:{}", a.up.port),
-        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
-    );
+    register_acme(&a);
     a.cmd(["login", "acme", "--with-api-key"])
         .stdin(&a.key)
         .run()
@@ -120,14 +131,8 @@ fn two_daemons_on_one_store_follow_each_other() {
 #[test]
 fn a_daemon_that_loses_the_store_fails_closed_and_recovers() {
     let Some(pg) = Postgres::start() else { return };
-    let a = Lab::bare();
-    let key = key_file(a.home.dir.path());
-    join(&a.home, &pg, &key);
-    a.provider(
-        "acme",
-        &format!("api.acme.test:{}", a.up.port),
-        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
-    );
+    let (a, _key) = on_store(&pg);
+    register_acme(&a);
     a.cmd(["login", "acme", "--with-api-key"])
         .stdin(&a.key)
         .run()
@@ -243,15 +248,9 @@ fn fifty_requests_across_two_daemons_refresh_an_expiring_token_once() {
 #[test]
 fn kill_9_of_a_daemon_during_writes_loses_nothing_acknowledged() {
     let Some(pg) = Postgres::start() else { return };
-    let a = Lab::bare();
-    let key = key_file(a.home.dir.path());
-    join(&a.home, &pg, &key);
+    let (a, key) = on_store(&pg);
     let b = replica(&a, &pg, &key);
-    a.provider(
-        "acme",
-        &format!("api.acme.test:{}", a.up.port),
-        r#""api_key":{"header_name":"Authorization","header_prefix":"Bearer"}"#,
-    );
+    register_acme(&a);
     let mut acknowledged = Vec::new();
     for i in 0..24 {
         let name = format!("c{i}");
@@ -306,9 +305,7 @@ fn a_request_proof_accepted_by_one_daemon_is_refused_by_the_others() {
     use authsome::home::Home;
     use authsome::identity::Identity;
     let Some(pg) = Postgres::start() else { return };
-    let a = Lab::bare();
-    let key = key_file(a.home.dir.path());
-    join(&a.home, &pg, &key);
+    let (a, key) = on_store(&pg);
     let b = replica(&a, &pg, &key);
     // A creates the store: its home is the team's first admin, trusted by B.
     a.cmd(["daemon", "start"]).run().success();

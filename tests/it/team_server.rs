@@ -172,6 +172,20 @@ impl TeamServer {
         )
     }
 
+    /// The runs open on the server (as its own admin, over loopback).
+    fn runs(&self) -> serde_json::Value {
+        let path = "/api/proxy/runs";
+        let auth = pop::authorization(&self.identity(), "GET", path, b"", now_unix());
+        let (st, _, body) = crate::common::http(
+            "GET",
+            &format!("{}{path}", self.home.daemon_url()),
+            &[("authorization", &auth)],
+            b"",
+        );
+        assert_eq!(st, 200, "{body}");
+        json(&body)["runs"].clone()
+    }
+
     fn identity(&self) -> Identity {
         Identity::load(&Home::new(&self.home.home))
             .unwrap()
@@ -284,31 +298,14 @@ fn a_member_cli_uses_the_team_server_over_tls() {
         .run()
         .success()
         .stdout_has("ahrefs");
-    // A remote run is not built yet: refused before anything starts.
+    // This server has no --proxy-listen: a remote run is refused before
+    // anything starts.
     server
         .member_cmd(&member, ["run", "--", "true"])
         .run()
         .code(7)
         .stderr_has("team server");
-    let auth = pop::authorization(
-        &server.identity(),
-        "GET",
-        "/api/proxy/runs",
-        b"",
-        now_unix(),
-    );
-    let (st, _, body) = crate::common::http(
-        "GET",
-        &format!("{}/api/proxy/runs", server.home.daemon_url()),
-        &[("authorization", &auth)],
-        b"",
-    );
-    assert_eq!(st, 200, "{body}");
-    assert_eq!(
-        json(&body)["runs"],
-        serde_json::json!([]),
-        "no run was opened"
-    );
+    assert_eq!(server.runs(), serde_json::json!([]), "no run was opened");
 }
 
 #[test]
@@ -545,21 +542,7 @@ fn a_member_runs_a_program_through_the_team_servers_proxy() {
         "the upstream got the credential, once: {auths:?}"
     );
     // The run ended at the server with `run`.
-    let auth = pop::authorization(
-        &server.identity(),
-        "GET",
-        "/api/proxy/runs",
-        b"",
-        now_unix(),
-    );
-    let (st, _, body) = crate::common::http(
-        "GET",
-        &format!("{}/api/proxy/runs", server.home.daemon_url()),
-        &[("authorization", &auth)],
-        b"",
-    );
-    assert_eq!(st, 200, "{body}");
-    assert_eq!(json(&body)["runs"], serde_json::json!([]));
+    assert_eq!(server.runs(), serde_json::json!([]));
     // Without a run's token, the proxy listener refuses and dials nothing.
     let before = lab.up.records().len();
     let (st, _) = tls_request(
