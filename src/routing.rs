@@ -90,11 +90,38 @@ fn ser_rule<S: serde::Serializer>(r: &HostRule, s: S) -> Result<S::Ok, S::Error>
 /// Host → provider lookup.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
-    /// (host, port) → routes, longest path prefix first.
-    exact: HashMap<(String, u16), Vec<Route>>,
-    /// (suffix, port) → routes, longest path prefix first.
-    suffix: HashMap<(String, u16), Vec<Route>>,
+    /// host → port → routes, longest path prefix first.
+    exact: ByHost,
+    /// suffix → port → routes, longest path prefix first.
+    suffix: ByHost,
     len: usize,
+}
+
+/// Name → (port, routes). Keyed by the name alone so that a lookup (several
+/// per proxied request) hashes the borrowed name and allocates nothing; a
+/// name has one or two ports.
+type ByHost = HashMap<String, Vec<(u16, Vec<Route>)>>;
+
+/// Every list of routes in `maps`.
+fn lists(maps: [&ByHost; 2]) -> impl Iterator<Item = &Vec<Route>> {
+    maps.into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|ports| ports.iter().map(|(_, v)| v))
+}
+
+/// Every list of routes in `maps`, to change.
+fn lists_mut(maps: [&mut ByHost; 2]) -> impl Iterator<Item = &mut Vec<Route>> {
+    maps.into_iter()
+        .flat_map(|m| m.values_mut())
+        .flat_map(|ports| ports.iter_mut().map(|(_, v)| v))
+}
+
+/// The routes for `port` under `name` in `map`.
+fn routes_at<'a>(map: &'a ByHost, name: &str, port: u16) -> Option<&'a [Route]> {
+    map.get(name)?
+        .iter()
+        .find(|(p, _)| *p == port)
+        .map(|(_, v)| v.as_slice())
 }
 
 impl RouteTable {
@@ -110,15 +137,20 @@ impl RouteTable {
                     shared_with: Vec::new(),
                     chosen: None,
                 };
-                let (map, key) = match &rule.host {
-                    HostPattern::Exact(h) => (&mut t.exact, (h.clone(), rule.effective_port())),
-                    HostPattern::Suffix(s) => (&mut t.suffix, (s.clone(), rule.effective_port())),
+                let (map, name) = match &rule.host {
+                    HostPattern::Exact(h) => (&mut t.exact, h),
+                    HostPattern::Suffix(s) => (&mut t.suffix, s),
                 };
-                map.entry(key).or_default().push(route);
+                let port = rule.effective_port();
+                let ports = map.entry(name.clone()).or_default();
+                match ports.iter_mut().find(|(p, _)| *p == port) {
+                    Some((_, v)) => v.push(route),
+                    None => ports.push((port, vec![route])),
+                }
                 t.len += 1;
             }
         }
-        for v in t.exact.values_mut().chain(t.suffix.values_mut()) {
+        for v in lists_mut([&mut t.exact, &mut t.suffix]) {
             v.sort_by_key(|r| {
                 std::cmp::Reverse(r.rule.path_prefix.as_ref().map_or(0, String::len))
             });
@@ -150,7 +182,7 @@ impl RouteTable {
         if choices.is_empty() {
             return self;
         }
-        for v in self.exact.values_mut().chain(self.suffix.values_mut()) {
+        for v in lists_mut([&mut self.exact, &mut self.suffix]) {
             let claimants: Vec<(String, Arc<str>)> = v
                 .iter()
                 .map(|r| (r.rule.to_string(), r.provider.clone()))
@@ -174,10 +206,7 @@ impl RouteTable {
     /// The rules `provider` shares with other providers in this table (as
     /// written, e.g. `a.klaviyo.com`). Sorted, unique.
     pub fn shared_rules(&self, provider: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .exact
-            .values()
-            .chain(self.suffix.values())
+        let mut v: Vec<String> = lists([&self.exact, &self.suffix])
             .flatten()
             .filter(|r| r.provider.as_ref() == provider && !r.shared_with.is_empty())
             .map(|r| r.rule.to_string())
@@ -241,7 +270,7 @@ impl RouteTable {
             .exact
             .keys()
             .chain(self.suffix.keys())
-            .map(|(h, _)| h.clone())
+            .cloned()
             .collect();
         names.sort();
         names.dedup();
@@ -272,8 +301,7 @@ impl RouteTable {
             lowered = host.to_ascii_lowercase();
             host = &lowered;
         }
-        let mut key = (host.to_string(), port);
-        if let Some(routes) = self.exact.get(&key)
+        if let Some(routes) = routes_at(&self.exact, host, port)
             && let Some(r) = pick(routes)
         {
             return Some(r);
@@ -282,9 +310,7 @@ impl RouteTable {
         let mut rest = host;
         while let Some(i) = rest.find('.') {
             rest = &rest[i + 1..];
-            key.0.clear();
-            key.0.push_str(rest);
-            if let Some(routes) = self.suffix.get(&key)
+            if let Some(routes) = routes_at(&self.suffix, rest, port)
                 && let Some(r) = pick(routes)
             {
                 return Some(r);
@@ -295,12 +321,7 @@ impl RouteTable {
 
     /// Every route, for display (`/api/proxy/routes`).
     pub fn routes(&self) -> Vec<&Route> {
-        let mut all: Vec<&Route> = self
-            .exact
-            .values()
-            .chain(self.suffix.values())
-            .flatten()
-            .collect();
+        let mut all: Vec<&Route> = lists([&self.exact, &self.suffix]).flatten().collect();
         all.sort_by(|a, b| {
             (a.provider.as_ref(), a.rule.to_string())
                 .cmp(&(b.provider.as_ref(), b.rule.to_string()))
@@ -418,6 +439,22 @@ mod tests {
                 .shared_with
                 .is_empty()
         );
+        // One name, two ports, two providers: each port finds its own,
+        // exact and wildcard alike, and no third port finds either.
+        let at = |t: &RouteTable, host: &str, port: u16| {
+            t.resolve(host, port, "/").map(|r| r.provider.to_string())
+        };
+        assert_eq!(at(&t, "API.acme.test.", 8443).as_deref(), Some("acme-c"));
+        assert_eq!(at(&t, "api.acme.test", 443).as_deref(), Some("acme-a"));
+        assert_eq!(at(&t, "api.acme.test", 9443), None);
+        let w = def("acme-w", "*.acme.test:8443");
+        let x = def("acme-x", "*.acme.test");
+        let t = RouteTable::build([&w, &x]);
+        assert_eq!(at(&t, "eu.acme.test", 8443).as_deref(), Some("acme-w"));
+        assert_eq!(at(&t, "eu.acme.test", 443).as_deref(), Some("acme-x"));
+        assert_eq!(at(&t, "eu.acme.test", 9443), None);
+        assert_eq!(t.ca_names(), ["acme.test"]);
+        assert_eq!(t.routes().len(), 2);
     }
 
     #[test]
