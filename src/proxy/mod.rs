@@ -21,7 +21,9 @@
 //! adapters).
 //!
 //! [`error`] turns refusals into responses; [`prefixed`] replays bytes
-//! already read from a tunnel.
+//! already read from a tunnel; [`pool`] holds each proxy thread's upstream
+//! connections (its own HTTP/1.1 connections to HTTPS upstreams, the
+//! intercepted tunnels' path, and hyper-util's pooled clients for the rest).
 //!
 //! `serve(listener, shared, shutdown)` runs one listener on the current
 //! runtime until `shutdown` resolves; [`Workers::serve`] runs it on the
@@ -36,6 +38,7 @@ pub mod handler;
 pub mod hosts;
 pub mod inject;
 pub mod placeholders;
+pub mod pool;
 pub mod prefixed;
 mod record;
 pub mod redact;
@@ -70,7 +73,8 @@ pub async fn serve(
     // serves intercepted tunnels itself, so hudsucker's own client,
     // WebSocket path and CONNECT handling are left with nothing to do: it
     // accepts connections and hands their requests to the handler.
-    let clients = shared.upstream.clients();
+    let clients = Arc::new(pool::Clients::new(&shared.upstream));
+    tokio::spawn(reap(Arc::downgrade(&clients)));
     let server = server_builder();
     let proxy = Proxy::builder()
         .with_listener(listener)
@@ -85,6 +89,19 @@ pub async fn serve(
         .start()
         .await
         .map_err(|e| Error::io("the proxy stopped", std::io::Error::other(e.to_string())))
+}
+
+/// Closes this thread's upstream connections idle too long, every
+/// [`pool::REAP_EVERY`], until the listener's handler (and its clients)
+/// are gone.
+async fn reap(clients: std::sync::Weak<pool::Clients>) {
+    loop {
+        tokio::time::sleep(pool::REAP_EVERY).await;
+        match clients.upgrade() {
+            Some(c) => c.https_h1.reap(upstream::POOL_IDLE),
+            None => return,
+        }
+    }
 }
 
 /// The HTTP server settings of the proxy connection and of every

@@ -30,7 +30,7 @@ impl Handler {
         mut recorder: Recorder,
     ) -> Response<Body> {
         let bodiless = req.method() == http::Method::HEAD;
-        let client = self.clients.for_version(req.version());
+        let h2 = req.version() == http::Version::HTTP_2;
         // What hudsucker does before sending: hyper writes Host from the
         // URI, HTTP/1.1 has one Cookie line, and the pooled connection's
         // protocol (ALPN) decides the wire version.
@@ -58,7 +58,28 @@ impl Handler {
         let redact = self.note.redact.clone();
         let counter = self.note.counter.clone().unwrap_or_default();
         let session_cookies = self.note.session_cookies.clone();
-        match client.request(req).await {
+        // HTTPS over HTTP/1.1 (every intercepted h1 tunnel): this thread's
+        // own connections. HTTP/2, plain HTTP and upgrades: the pooled
+        // clients.
+        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let sent = if https && !h2 && downstream.is_none() {
+            self.clients
+                .https_h1
+                .send(req)
+                .await
+                .map_err(|e| failed(&e, self.target.as_deref()))
+        } else {
+            let client = if h2 {
+                &self.clients.h2
+            } else {
+                &self.clients.h1
+            };
+            client
+                .request(req)
+                .await
+                .map_err(|e| upstream_error(&e, self.target.as_deref().unwrap_or("the upstream")))
+        };
+        match sent {
             Ok(mut res) => {
                 if let Some(names) = &session_cookies {
                     drop_session_cookies(res.headers_mut(), names);
@@ -108,7 +129,6 @@ impl Handler {
                 recorder.attach(res)
             }
             Err(e) => {
-                let e = upstream_error(&e, self.target.as_deref().unwrap_or("the upstream"));
                 recorder.entry.refused = Some(e.code.to_string());
                 recorder.attach(e.into_response())
             }
@@ -368,13 +388,31 @@ fn certificate_problem(rustls_text: &str, host: &str) -> (String, String) {
     }
 }
 
-/// A failed upstream request as the client sees it.
+/// A failed request of the pooled clients as the client sees it.
 pub(super) fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {
     use std::error::Error as _;
+    described(err.source(), err.is_connect(), host)
+}
+
+/// A failed request of [`H1Pool`](super::pool::H1Pool) as the client sees it.
+fn failed(err: &super::pool::Failed, host: Option<&str>) -> ProxyError {
+    use std::error::Error as _;
+    let connect = matches!(err, super::pool::Failed::Connect(_));
+    described(err.source(), connect, host.unwrap_or("the upstream"))
+}
+
+/// An upstream failure in words, from its chain of causes (`chain`, the
+/// first cause): authsome itself, a timeout, a TLS problem with its likely
+/// fix, no connection, or a failed request.
+fn described(
+    chain: Option<&(dyn std::error::Error + 'static)>,
+    is_connect: bool,
+    host: &str,
+) -> ProxyError {
     let mut timed_out = false;
     let mut tls: Option<String> = None;
     let mut cause = String::new();
-    let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
+    let mut src = chain;
     while let Some(e) = src {
         if e.downcast_ref::<super::upstream::LoopRefused>().is_some() {
             return ProxyError::new(
@@ -428,7 +466,7 @@ pub(super) fn upstream_error(err: &hyper_util::client::legacy::Error, host: &str
         .host(host)
         .hint(hint);
     }
-    if err.is_connect() {
+    if is_connect {
         return ProxyError::new(
             StatusCode::BAD_GATEWAY,
             "authsome_upstream_unreachable",

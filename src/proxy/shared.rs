@@ -17,8 +17,9 @@ use hudsucker::Body;
 
 use super::error::ProxyError;
 use super::placeholders::Placeholders;
+use super::pool::Clients;
 use super::tls::LeafAuthority;
-use super::upstream::{Clients, Upstream};
+use super::upstream::Upstream;
 use crate::credentials::proxy_tables::ProxyTables;
 use crate::secret::Secret;
 
@@ -220,10 +221,10 @@ pub(super) struct Note {
 
 impl Handler {
     /// A handler over `shared`, sending through `clients`.
-    pub fn new(shared: Arc<Shared>, clients: Clients) -> Handler {
+    pub fn new(shared: Arc<Shared>, clients: Arc<Clients>) -> Handler {
         Handler {
             shared,
-            clients: Arc::new(clients),
+            clients,
             tunnel: None,
             target: None,
             note: Note::default(),

@@ -15,7 +15,7 @@
 //!   what counts is the address the name resolved to and was dialled.
 //! - **Sockets**: TCP_NODELAY, a connect timeout, pooled keep-alive
 //!   connections; HTTP/2 when the child speaks it and the upstream offers
-//!   it (ALPN), HTTP/1.1 otherwise ([`Clients`]).
+//!   it (ALPN), HTTP/1.1 otherwise ([`Clients`](super::pool::Clients)).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,11 +26,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hudsucker::Body;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -183,30 +180,6 @@ pub fn check_connected(
     Ok(())
 }
 
-/// The pooled upstream clients of one proxy thread. A request goes out in
-/// the protocol the child used: HTTP/1.1 over the HTTP/1.1 keep-alive pool
-/// (most SDKs; an h1 request costs the proxy less than an h2 stream, see the
-/// README's benchmarks), HTTP/2 over HTTP/2 where the upstream offers it
-/// (one multiplexed connection for many streams).
-#[derive(Clone, Debug)]
-pub struct Clients {
-    /// ALPN `http/1.1` only.
-    pub h1: Client<Connector, Body>,
-    /// ALPN `h2, http/1.1`.
-    pub h2: Client<Connector, Body>,
-}
-
-impl Clients {
-    /// The client for a request the child sent as `version`.
-    pub fn for_version(&self, version: http::Version) -> &Client<Connector, Body> {
-        if version == http::Version::HTTP_2 {
-            &self.h2
-        } else {
-            &self.h1
-        }
-    }
-}
-
 /// Resolves names through the override map first, then the system resolver.
 #[derive(Clone, Debug)]
 pub struct OverrideResolver {
@@ -337,20 +310,6 @@ impl Upstream {
             builder.enable_http1().enable_http2().wrap_connector(http)
         } else {
             builder.enable_http1().wrap_connector(http)
-        }
-    }
-
-    /// One proxy thread's pooled clients (see [`Clients`]).
-    pub fn clients(&self) -> Clients {
-        let client = |h2: bool| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_max_idle_per_host(64)
-                .build(self.connector(h2))
-        };
-        Clients {
-            h1: client(false),
-            h2: client(true),
         }
     }
 

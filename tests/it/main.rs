@@ -21,6 +21,7 @@ mod permissions;
 mod providers_files;
 mod proxy_clients;
 mod proxy_hardening;
+mod proxy_pool;
 mod proxy_run;
 mod proxy_system;
 mod readme;

@@ -1111,3 +1111,130 @@ fn run_shows_the_proxys_refusals_on_its_stderr() {
         .success();
     assert!(!quiet.stderr.contains("refused"), "{}", quiet.stderr);
 }
+
+#[test]
+fn back_to_back_requests_in_a_tunnel_share_one_upstream_connection() {
+    let lab = Lab::new();
+    // One curl, one tunnel, four HTTP/1.1 requests in it.
+    let out = lab
+        .run_sh(
+            "curl -sS --http1.1 -w '%{http_code} %{num_connects}\\n' -o /dev/null \"$URL/a\" -o /dev/null \"$URL/b\" -o /dev/null \"$URL/c\" -o /dev/null \"$URL/d\"",
+        )
+        .success();
+    assert_eq!(out.stdout, "200 1\n200 0\n200 0\n200 0\n", "one tunnel");
+    let recs = lab.up.records();
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    for r in &recs {
+        assert_eq!(r.all("authorization"), vec![format!("Bearer {}", lab.key)]);
+        assert_eq!(r.version, "HTTP/1.1");
+        assert_eq!(
+            r.all("host"),
+            vec![format!("api.acme.test:{}", lab.up.port)]
+        );
+    }
+    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r.conn).collect();
+    assert_eq!(conns.len(), 1, "one upstream connection: {recs:?}");
+}
+
+/// An HTTPS upstream on loopback that answers one request per connection
+/// and then closes it without saying so beforehand (no `Connection:
+/// close`), the way servers with a short keep-alive limit do; it accepts at
+/// most `limit` connections, then stops. The connections it accepted.
+fn one_answer_upstream(limit: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(crate::common::upstream::tls_config());
+            let mut served = tokio::task::JoinSet::new();
+            for _ in 0..limit {
+                let Ok((tcp, _)) = l.accept().await else {
+                    break;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                served.spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+            while served.join_next().await.is_some() {}
+        });
+    });
+    (port, accepted)
+}
+
+#[test]
+fn an_upstream_that_closes_kept_connections_still_gets_every_request() {
+    let lab = Lab::bare();
+    let (port, accepted) = one_answer_upstream(16);
+    lab.provider(
+        "flaky",
+        &format!("upstream.test:{port}"),
+        r#""api_key":{"header_name":"x-api-key"}"#,
+    );
+    lab.cmd(["login", "flaky", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    // Six requests in one tunnel: each finds the connection the previous
+    // one used closed (or closing) and goes out on a new one.
+    let urls: Vec<String> = (1..=6)
+        .map(|i| format!("https://upstream.test:{port}/r{i}"))
+        .collect();
+    let out = lab
+        .run_sh(&format!(
+            "curl -sS --http1.1 -w ' %{{http_code}}\\n' {}",
+            urls.join(" ")
+        ))
+        .success();
+    assert_eq!(out.stdout, "ok 200\n".repeat(6), "{}", out.stderr);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 6);
+    // Nothing listening: the HTTP/1.1 path says whose fault it is too.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    lab.provider(
+        "dead",
+        &format!("upstream.test:{dead_port}"),
+        r#""api_key":{"header_name":"x-api-key"}"#,
+    );
+    lab.cmd(["login", "dead", "--with-api-key"])
+        .stdin(&lab.key)
+        .run()
+        .success();
+    let out = lab
+        .run_sh(&format!(
+            "{CURL} --http1.1 https://upstream.test:{dead_port}/x"
+        ))
+        .success();
+    assert_eq!(last_line(&out.stdout), "502", "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authsome_upstream_unreachable"),
+        "{}",
+        out.stdout
+    );
+}

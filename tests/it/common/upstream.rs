@@ -46,6 +46,8 @@ pub struct Record {
     pub method: String,
     pub path: String,
     pub version: String,
+    /// The connection it came on (numbered as accepted, across listeners).
+    pub conn: u64,
     /// Every header, in order, names lowercase.
     pub headers: Vec<(String, String)>,
 }
@@ -82,9 +84,16 @@ fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 
+/// Numbers the connections every upstream accepts.
+static CONNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn next_conn() -> u64 {
+    CONNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn answer(
     req: Request<Incoming>,
-    tls: bool,
+    (tls, conn): (bool, u64),
     records: Arc<Mutex<Vec<Record>>>,
     (prm, login): Knobs,
 ) -> Response<Body> {
@@ -123,6 +132,7 @@ async fn answer(
             .map(|p| p.to_string())
             .unwrap_or_default(),
         version: format!("{:?}", req.version()),
+        conn,
         headers: req
             .headers()
             .iter()
@@ -445,6 +455,7 @@ impl Upstream {
                         let acceptor = acceptor.clone();
                         let r = r1.clone();
                         let p = p1.clone();
+                        let conn = next_conn();
                         tokio::spawn(async move {
                             let Ok(tls) = acceptor.accept(tcp).await else {
                                 return;
@@ -452,7 +463,9 @@ impl Upstream {
                             let svc = hyper::service::service_fn(move |req| {
                                 let (r, p) = (r.clone(), p.clone());
                                 async move {
-                                    Ok::<_, std::convert::Infallible>(answer(req, true, r, p).await)
+                                    Ok::<_, std::convert::Infallible>(
+                                        answer(req, (true, conn), r, p).await,
+                                    )
                                 }
                             });
                             let _ = Builder::new(TokioExecutor::new())
@@ -470,12 +483,13 @@ impl Upstream {
                         };
                         let r = r2.clone();
                         let p = p2.clone();
+                        let conn = next_conn();
                         tokio::spawn(async move {
                             let svc = hyper::service::service_fn(move |req| {
                                 let (r, p) = (r.clone(), p.clone());
                                 async move {
                                     Ok::<_, std::convert::Infallible>(
-                                        answer(req, false, r, p).await,
+                                        answer(req, (false, conn), r, p).await,
                                     )
                                 }
                             });
