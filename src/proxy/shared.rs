@@ -130,7 +130,9 @@ impl std::fmt::Debug for Shared {
 /// and the placeholder stay the same.
 #[derive(Default)]
 pub struct Redactors {
-    by: std::sync::Mutex<HashMap<(String, String), CachedPatterns>>,
+    /// By provider, then connection (looked up with the borrowed names: no
+    /// key built per request).
+    by: std::sync::Mutex<HashMap<String, HashMap<String, CachedPatterns>>>,
 }
 
 struct CachedPatterns {
@@ -152,17 +154,16 @@ impl Redactors {
         cred: &crate::credentials::ResolvedCredential,
         placeholder: &Arc<str>,
     ) -> Arc<super::redact::Patterns> {
-        let key = (cred.provider.clone(), cred.connection.clone());
         let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = by.get(&key)
+        if let Some(c) = by.get(&cred.provider).and_then(|m| m.get(&cred.connection))
             && Arc::ptr_eq(&c.placeholder, placeholder)
             && crate::secret::ct_eq(c.value.expose().as_bytes(), cred.value.expose().as_bytes())
         {
             return c.patterns.clone();
         }
         let patterns = Arc::new(super::redact::Patterns::for_credential(cred, placeholder));
-        by.insert(
-            key,
+        by.entry(cred.provider.clone()).or_default().insert(
+            cred.connection.clone(),
             CachedPatterns {
                 value: cred.value.duplicate(),
                 placeholder: placeholder.clone(),

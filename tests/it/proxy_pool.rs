@@ -55,7 +55,11 @@ fn one_connection_serves_requests_in_turn_until_reaped() {
         for _ in 0..3 {
             assert_eq!(get(&pool, &format!("{url}/a")).await, 200);
         }
-        assert_eq!(up.accepts.load(Ordering::Relaxed), 1, "one connection, reused");
+        assert_eq!(
+            up.accepts.load(Ordering::Relaxed),
+            1,
+            "one connection, reused"
+        );
         assert_eq!(pool.kept(), 1);
         // Not idle long enough: kept.
         pool.reap(Duration::from_secs(60));
