@@ -23,7 +23,7 @@
 //!   hyper and dropped at the next checkout.
 //! - **Bounds**: at most [`MAX_PER_AUTHORITY`] connections per authority
 //!   (more are closed when their request is done); one idle longer than
-//!   [`POOL_IDLE`](super::upstream::POOL_IDLE) is closed when its
+//!   [`POOL_IDLE`] is closed when its
 //!   authority is next used, or by [`H1Pool::reap`], which each listener's
 //!   thread runs every [`REAP_EVERY`].
 //! - **Trust, names, loop guard**: connections are opened by the same
@@ -208,7 +208,7 @@ impl H1Pool {
     }
 
     /// Closes the connections idle longer than `max_idle` (the listener's
-    /// thread passes [`POOL_IDLE`](super::upstream::POOL_IDLE)), and
+    /// thread passes [`POOL_IDLE`]), and
     /// forgets closed ones, for every authority (the ones never used again
     /// included).
     pub fn reap(&self, max_idle: std::time::Duration) {
