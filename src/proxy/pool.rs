@@ -208,9 +208,8 @@ impl H1Pool {
     }
 
     /// Closes the connections idle longer than `max_idle` (the listener's
-    /// thread passes [`POOL_IDLE`]), and
-    /// forgets closed ones, for every authority (the ones never used again
-    /// included).
+    /// thread passes [`POOL_IDLE`]) and forgets closed ones, for every
+    /// authority (the ones never used again included).
     pub fn reap(&self, max_idle: std::time::Duration) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|_, list| {
